@@ -1,0 +1,82 @@
+"""The broker: a Celery app on Redis. It is only a transport; job ownership lives in Postgres.
+
+JSON only (never pickle), late acks, prefetch 1: a worker holds at most one job it has not finished.
+The visibility timeout is long on purpose: redelivery of abandoned jobs is the reaper's business (it reads
+leases in Postgres), so a long generation is never delivered twice by the broker (celery #5935, #5306).
+`celery -A swarmq.broker inspect active` and Flower see swarmq workers like any other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+
+TASK_NAME = "swarmq.run_job"
+VISIBILITY_TIMEOUT = 7 * 24 * 3600
+
+
+def queue_name(model_key: str) -> str:
+    """Each model has its own queue: a worker consumes only jobs for the model it holds."""
+    return f"swarmq.{model_key}"
+
+
+def model_key(model_path: str) -> str:
+    """Queue key of a model: its file name, so workers on machines with other paths still match."""
+    name = model_path.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:180]
+
+
+def kombu_url(redis_url: str) -> str:
+    """redis-py spells unix sockets ``unix://path``; kombu spells them ``redis+socket://path``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url[len("unix://") :]
+    return redis_url
+
+
+def make_app(redis_url: str) -> Celery:
+    app = Celery("swarmq", broker=kombu_url(redis_url))
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        task_default_queue="swarmq.default",
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+def publish(app: Celery, jobs: Iterable[tuple[int, str]]) -> int:
+    """Publish ``(job_id, model_key)`` pairs on one broker connection; returns how many were sent."""
+    n = 0
+    with app.producer_or_acquire() as producer:
+        for job_id, key in jobs:
+            app.send_task(TASK_NAME, args=[job_id], queue=queue_name(key), producer=producer, task_id=f"job-{job_id}")
+            n += 1
+    return n
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``celery -A swarmq.broker`` finds ``app`` here, configured from the same settings as swarmq."""
+    global _app
+    if name in ("app", "celery"):
+        if _app is None:
+            from swarmq.services import redis_url
+            from swarmq.settings import get_settings
+
+            _app = make_app(redis_url(get_settings()))
+        return _app
+    raise AttributeError(name)

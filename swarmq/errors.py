@@ -1,0 +1,59 @@
+"""One exception hierarchy. Every message is a single line a user can act on."""
+
+from __future__ import annotations
+
+
+class SwarmqError(Exception):
+    """Base of every error swarmq raises on purpose; the CLI prints it as one line and exits non-zero."""
+
+    exit_code = 1
+
+
+class ConfigError(SwarmqError):
+    """The experiment file (or a setting) is wrong; the message names the file, field and line."""
+
+    exit_code = 2
+
+
+class DatasetError(SwarmqError):
+    """The dataset cannot be loaded or a row is invalid; the message names the row."""
+
+    exit_code = 2
+
+
+class ServiceUnavailable(SwarmqError):
+    """Postgres or Redis cannot be reached."""
+
+    exit_code = 3
+
+
+class SchemaOutOfDate(SwarmqError):
+    """The database schema is not at the head migration; run `swarmq db upgrade`."""
+
+    exit_code = 3
+
+
+class UnknownExperiment(SwarmqError):
+    """No experiment of that name exists."""
+
+    exit_code = 4
+
+
+class ExperimentConflict(SwarmqError):
+    """An experiment of that name exists with a different configuration."""
+
+    exit_code = 4
+
+
+class ModelError(SwarmqError):
+    """The model file is missing, not a GGUF, or cannot be loaded on the requested device."""
+
+    exit_code = 5
+
+
+class GenerationError(SwarmqError):
+    """Generation failed for a reason that retrying will not fix (e.g. prompt longer than n_ctx)."""
+
+
+class ShutdownRequested(BaseException):
+    """Raised to unwind a worker on shutdown; a BaseException so `except Exception` never swallows it."""

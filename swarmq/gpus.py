@@ -1,0 +1,73 @@
+"""GPU discovery: NVML (nvidia-ml-py) first, `nvidia-smi` as a fallback, nothing on a CPU-only machine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    memory_total: int
+    memory_free: int
+
+
+def list_gpus() -> list[Gpu]:
+    return _nvml() or _nvidia_smi()
+
+
+def _nvml() -> list[Gpu]:
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound etc.: no driver here
+        return []
+    try:
+        out = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            name = pynvml.nvmlDeviceGetName(h)
+            out.append(Gpu(i, name.decode() if isinstance(name, bytes) else str(name), int(mem.total), int(mem.free)))
+        return out
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _nvidia_smi() -> list[Gpu]:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    query = "--query-gpu=index,name,memory.total,memory.free"
+    try:
+        text = subprocess.run([exe, query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                              timeout=20, check=True).stdout  # fmt: skip
+    except (subprocess.SubprocessError, OSError):
+        return []
+    gpus = []
+    for line in text.strip().splitlines():
+        idx, name, total, free = (p.strip() for p in line.split(","))
+        gpus.append(Gpu(int(idx), name, int(float(total)) << 20, int(float(free)) << 20))
+    return gpus
+
+
+def parse_gpu_list(spec: str, available: list[Gpu]) -> list[int]:
+    """``all`` or ``0,1,3`` → GPU indices; names the first index that does not exist."""
+    have = [g.index for g in available]
+    if spec.strip() == "all":
+        return have
+    wanted = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise ValueError(f"--gpus: {part!r} is not a GPU index (use 'all' or e.g. 0,1,3)")
+        if int(part) not in have:
+            raise ValueError(f"--gpus: no GPU {part} on this machine (found: {have or 'none'})")
+        wanted.append(int(part))
+    return wanted

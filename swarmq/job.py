@@ -1,0 +1,240 @@
+"""One job, start to end: claim → swarm state → route → prompt → generate → score → outcome → update → release.
+
+The runner holds the injected clients (Postgres sessions, swarm store, generator, broker app); it owns no
+policy of its own: routing, prompts, stop strings and seeds are the pure functions it calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from swarmq import broker, store
+from swarmq.benchmarks.base import Issue
+from swarmq.config import ConditionConfig
+from swarmq.errors import GenerationError
+from swarmq.model import Generation, GenerationRequest, Generator, stop_strings
+from swarmq.prompts import Example, benchmark_stops, build_prompt, example_problem, select_examples
+from swarmq.routing import route, stream_seed
+from swarmq.schema import Experiment, Job
+from swarmq.schema import Issue as IssueRow
+from swarmq.scorers import score as score_completion
+from swarmq.scorers.base import Score
+from swarmq.swarm import StreamKey, SwarmStore, Update
+from swarmq.sync import StreamSync, issue_of, solution_text
+
+log = logging.getLogger(__name__)
+
+
+def job_seed(base: int, replicate: int, instance_id: str) -> int:
+    """Sampling seed of a job: the same issue and replicate get the same seed in every condition
+    (common random numbers make conditions comparable); fits llama.cpp's uint32 seed."""
+    digest = hashlib.sha256(f"{base}/{replicate}/{instance_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def judge(rule: str, benchmark: str, issue: Issue, completion: str) -> tuple[bool, Score | None]:
+    """Success by the configured rule. ``non_empty`` is the stand-in the study used before real scoring."""
+    if rule == "non_empty":
+        return bool(completion.strip()), None
+    result = score_completion(benchmark, issue.data, completion)
+    return result.success, result
+
+
+@dataclass
+class RunnerIdentity:
+    worker: str
+    gpu_index: int | None
+
+
+class Heartbeat:
+    """Renews a job's lease every ``interval`` seconds in a thread while the job runs."""
+
+    def __init__(self, renew: Callable[[], bool], interval: float) -> None:
+        self._renew, self._interval = renew, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="swarmq-heartbeat", daemon=True)
+        self.lost = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                if not self._renew():
+                    self.lost = True
+                    log.warning("lost the lease on the running job")
+            except Exception as exc:  # a blip: the next beat retries; the lease is long enough
+                log.warning("heartbeat failed: %s", exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        swarm: SwarmStore,
+        generator: Generator,
+        app: Celery,
+        identity: RunnerIdentity,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+    ) -> None:
+        self.sessions, self.generator, self.app = sessions, generator, app
+        self.sync = StreamSync(sessions, swarm)
+        self.identity = identity
+        self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
+        self.jobs_done = 0
+        self.current_job: int | None = None
+
+    def run(self, job_id: int) -> str:
+        """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
+        owner = self.identity.worker
+        with self.sessions() as session:
+            job = store.claim(session, job_id, owner, self.lease_seconds)
+            if job is None:
+                log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
+                return "dropped"
+        self.current_job = job_id
+        try:
+            with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds):
+                return self._run_claimed(job)
+        finally:
+            self.current_job = None
+
+    def _renew(self, job_id: int) -> bool:
+        with self.sessions() as session:
+            return store.renew(session, job_id, self.identity.worker, self.lease_seconds)
+
+    def _run_claimed(self, job: Job) -> str:
+        started = time.perf_counter()
+        with self.sessions() as session:
+            name, config = self.sync.experiment(session, job.experiment_id)
+            row = session.get(IssueRow, job.issue_id)
+            assert row is not None
+            issue = issue_of(row)
+        cond = config.conditions[job.condition]
+        ref = store.StreamRef(job.experiment_id, job.condition, job.replicate)
+        key = StreamKey(name, job.condition, job.replicate)
+        state = self.sync.state(ref, key, cond, config, job.id)
+        decision = route(
+            cond.router,
+            state.agents,
+            issue.task_type,
+            seed=stream_seed(config.seed, job.condition, job.replicate),
+            position=job.position,
+            temperature=cond.router_temperature,
+            ucb_c=cond.ucb_c,
+        )
+        agent = decision.agent_id
+        examples = select_examples(
+            state.buffers[agent], issue.task_type, max_show=cond.max_show, type_filtered=cond.type_filtered
+        )
+        info = self.generator.info
+        benchmark = config.dataset.benchmark
+        prompt = build_prompt(benchmark, issue, examples, chat=info.chat_template, system=cond.system_prompt)
+        gen_cfg = config.generation
+        request = GenerationRequest(
+            prompt=prompt.text,
+            messages=prompt.messages,
+            max_tokens=gen_cfg.max_tokens,
+            temperature=gen_cfg.temperature,
+            top_p=gen_cfg.top_p,
+            seed=job_seed(gen_cfg.seed, job.replicate, issue.instance_id),
+            stop=stop_strings(info.eog_texts, gen_cfg.stop, benchmark_stops(benchmark, info.chat_template)),
+        )
+        error: str | None = None
+        try:
+            gen = self.generator.generate(request)
+        except GenerationError as exc:
+            error = str(exc)
+            gen = Generation("", "error", 0, 0, 0.0, 0.0)
+        t_score = time.perf_counter()
+        if error is None:
+            success, scored = judge(config.success.rule, benchmark, issue, gen.text)
+        else:
+            success, scored = False, None
+        scoring_seconds = time.perf_counter() - t_score
+        outcome = {
+            "completion": gen.text,
+            "finish_reason": gen.finish_reason,
+            "prompt_tokens": gen.prompt_tokens,
+            "completion_tokens": gen.completion_tokens,
+            "load_seconds": info.load_seconds,
+            "prompt_seconds": gen.prompt_seconds,
+            "generation_seconds": gen.generation_seconds,
+            "tokens_per_second": gen.tokens_per_second,
+            "job_seconds": time.perf_counter() - started,
+            "worker": self.identity.worker,
+            "gpu_index": self.identity.gpu_index,
+            "model_name": info.name,
+            "model_sha256": info.sha256,
+            "llama_cpp_version": info.llama_cpp_version,
+            "prompt": prompt.text,
+            "prompt_sha256": hashlib.sha256(prompt.text.encode()).hexdigest(),
+            "chat": prompt.messages is not None,
+            "sampling": {
+                "max_tokens": request.max_tokens,
+                "temperature": request.temperature,
+                "top_p": request.top_p,
+                "seed": request.seed,
+                "stop": list(request.stop),
+                "eog_token_ids": list(info.eog_token_ids),
+                "n_ctx": info.n_ctx,
+            },
+            "error": error,
+            "agent_id": agent,
+            "task_type": issue.task_type,
+            "state_version": state.version,
+            "example_ids": list(prompt.example_ids),
+            "success": success,
+            "success_rule": config.success.rule,
+            "score_status": scored.status if scored else ("error" if error else None),
+            "score_detail": _jsonable(scored.detail) if scored else {},
+            "scoring_seconds": scoring_seconds,
+        }
+        with self.sessions() as session:
+            if not store.finish(session, job.id, self.identity.worker, outcome):
+                log.warning("job=%s already had an outcome; this delivery is dropped", job.id)
+                return "dropped"
+        example = None
+        if success and cond.accumulate:
+            example = Example(str(job.id), example_problem(benchmark, issue), solution_text(benchmark, gen.text),
+                              issue.task_type)  # fmt: skip
+        self.sync.apply(ref, key, cond, config, Update(job.id, agent, issue.task_type, success, example))
+        self.release_next(ref, cond)
+        self.jobs_done += 1
+        log.info("job=%s done agent=%s success=%s tokens=%s", job.id, agent, success, gen.completion_tokens)
+        return "failed" if error else "done"
+
+    # -- scheduling ----------------------------------------------------------------------------------
+
+    def release_next(self, ref: store.StreamRef, cond: ConditionConfig) -> int:
+        with self.sessions() as session:
+            ids = store.release_stream(session, ref, cond.in_flight_limit)
+            if not ids:
+                return 0
+            exp = session.get(Experiment, ref.experiment_id)
+            assert exp is not None
+            key = exp.model_key
+        return broker.publish(self.app, ((i, key) for i in ids))
+
+
+def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return json.loads(json.dumps(detail, default=str))

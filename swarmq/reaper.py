@@ -1,0 +1,146 @@
+"""The reaper: part of every worker. The jobs table is the truth; the broker is only a transport.
+
+Each pass (one worker at a time, by a short-lived lock in Redis):
+- jobs whose lease expired (their worker died) are queued again, or failed once they used max_attempts;
+- streams with room in flight and pending jobs are released (e.g. a worker died after its outcome write);
+- queued jobs missing from the broker (Redis restarted empty) are published again.
+A second delivery of a job is harmless: claiming is atomic in Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis as redis_lib
+from celery import Celery
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from swarmq import broker
+from swarmq.config import ExperimentConfig
+from swarmq.store import StreamRef, release_stream
+
+log = logging.getLogger(__name__)
+REAPER_LOCK = "swarmq:reaper:lock"
+
+
+@dataclass
+class ReapResult:
+    requeued: int = 0
+    failed: int = 0
+    released: int = 0
+    republished: int = 0
+
+
+def reap(
+    sessions: sessionmaker[Session],
+    app: Celery,
+    redis: redis_lib.Redis,
+    *,
+    max_attempts: int,
+    grace_seconds: float,
+    complete_stream: Callable[[int, str, int], None] | None = None,
+) -> ReapResult:
+    result = ReapResult()
+    if not redis.set(REAPER_LOCK, "1", nx=True, px=2000):
+        return result
+    with sessions() as session:
+        failed = session.execute(
+            text(
+                "UPDATE jobs SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), "
+                "error = 'worker died ' || attempts || ' times while running this job (max_attempts reached)' "
+                "WHERE status = 'running' AND lease_expires_at < now() AND attempts >= :max RETURNING id"
+            ),
+            {"max": max_attempts},
+        ).all()
+        requeued = session.execute(
+            text(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, published_at = now() "
+                "FROM experiments e WHERE e.id = jobs.experiment_id AND jobs.status = 'running' "
+                "AND jobs.lease_expires_at < now() RETURNING jobs.id, e.model_key"
+            )
+        ).all()
+        session.commit()
+        result.failed, result.requeued = len(failed), len(requeued)
+        for job_id, _key in requeued:
+            log.warning("job=%s lease expired: queued again", job_id)
+        broker.publish(app, ((int(j), str(k)) for j, k in requeued))
+        result.released = _release_stalled(sessions, session, app, complete_stream)
+        result.republished = _republish_missing(session, app, redis, grace_seconds)
+    return result
+
+
+def _release_stalled(
+    sessions: sessionmaker[Session],
+    session: Session,
+    app: Celery,
+    complete_stream: Callable[[int, str, int], None] | None,
+) -> int:
+    """Streams with pending jobs and nothing in flight: finish their half-applied updates, then release."""
+    rows = session.execute(
+        text(
+            """
+            SELECT j.experiment_id, j.condition, j.replicate, e.config, e.model_key
+            FROM jobs j JOIN experiments e ON e.id = j.experiment_id
+            GROUP BY j.experiment_id, j.condition, j.replicate, e.config, e.model_key
+            HAVING count(*) FILTER (WHERE j.status = 'pending') > 0
+               AND count(*) FILTER (WHERE j.status IN ('queued', 'running')) = 0
+            """
+        )
+    ).all()
+    n = 0
+    for exp_id, condition, replicate, config, key in rows:
+        cond = ExperimentConfig.model_validate(config).conditions[condition]
+        if complete_stream is not None:
+            complete_stream(exp_id, condition, replicate)
+        with sessions() as s:
+            ids = release_stream(s, StreamRef(exp_id, condition, replicate), cond.in_flight_limit)
+        n += broker.publish(app, ((i, key) for i in ids))
+    return n
+
+
+def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
+    """Queued jobs (published more than ``grace_seconds`` ago) that are neither in their queue nor unacked."""
+    rows = session.execute(
+        text(
+            "SELECT j.id, e.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+            "WHERE j.status = 'queued' AND j.published_at < now() - make_interval(secs => :g)"
+        ),
+        {"g": grace_seconds},
+    ).all()
+    if not rows:
+        return 0
+    in_broker = broker_task_ids(redis, {str(k) for _, k in rows})
+    missing = [(int(j), str(k)) for j, k in rows if f"job-{j}" not in in_broker]
+    if missing:
+        session.execute(
+            text("UPDATE jobs SET published_at = now() WHERE id = ANY(:ids)"), {"ids": [j for j, _ in missing]}
+        )
+        session.commit()
+        log.warning("%d queued jobs were missing from the broker: published again", len(missing))
+    return broker.publish(app, missing)
+
+
+def broker_task_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[str]:
+    """Task ids waiting in the models' queues or delivered but not yet acked (kombu's Redis layout)."""
+    ids: set[str] = set()
+    for key in model_keys:
+        for raw in redis.lrange(broker.queue_name(key), 0, -1):
+            ids.add(_task_id(raw))
+    for raw in redis.hvals("unacked"):
+        try:
+            ids.add(_task_id(json.loads(raw)[0]))
+        except (ValueError, IndexError, TypeError):
+            continue
+    return ids
+
+
+def _task_id(raw: bytes | str) -> str:
+    try:
+        msg = json.loads(raw)
+        return str(msg.get("headers", {}).get("id") or msg.get("properties", {}).get("correlation_id", ""))
+    except (ValueError, AttributeError):
+        return ""

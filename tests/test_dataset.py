@@ -1,0 +1,282 @@
+"""Dataset loading: bundled sets, local files, the hub path's row handling, selection and errors."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from swarmq.benchmarks import BENCHMARKS, get_benchmark
+from swarmq.config import DEFAULT_CATEGORY_MAP, DatasetConfig
+from swarmq.dataset import issue_from_json, issue_to_json, load_issues
+from swarmq.errors import DatasetError
+
+
+def swe_row(instance_id: str, repo: str = "django/django", category: str | None = "bug") -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "instance_id": instance_id,
+        "repo": repo,
+        "problem_statement": f"problem of {instance_id}",
+        "base_commit": "abc123",
+        "patch": "diff --git a/x b/x",
+        "test_patch": "diff --git a/t b/t",
+        "hints_text": "",
+    }
+    if category is not None:
+        row["category"] = category
+    return row
+
+
+ROWS = [
+    swe_row("a-1", "django/django", "bug"),
+    swe_row("a-2", "sympy/sympy", "feature"),
+    swe_row("a-3", "sympy/sympy", "docs"),
+    swe_row("a-4", "pytest-dev/pytest", "test"),
+    swe_row("a-5", "django/django", None),
+]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def swe(source: str | Path, **kw: Any) -> DatasetConfig:
+    return DatasetConfig(benchmark="swebench", source=str(source), **kw)
+
+
+def ids(issues: list[Any]) -> list[str]:
+    return [issue.instance_id for issue in issues]
+
+
+def test_bundled_humaneval_has_164_problems_typed_by_the_study() -> None:
+    issues = load_issues(DatasetConfig(benchmark="humaneval"), seed=0)
+    assert len(issues) == 164
+    by_id = {issue.instance_id: issue for issue in issues}
+    assert by_id["HumanEval/0"].task_type == "list"
+    assert by_id["HumanEval/1"].task_type == "string"
+    assert by_id["HumanEval/48"].task_type == "logic"
+    assert Counter(issue.task_type for issue in issues) == {"math": 76, "string": 41, "list": 37, "logic": 10}
+    first = by_id["HumanEval/0"]
+    assert first.problem.startswith("from typing import List")
+    assert first.data["entry_point"] == "has_close_elements"
+    assert "def check(candidate)" in first.data["test"]
+    assert first.data["canonical_solution"].strip()
+    assert first.repo is None
+
+
+def test_bundled_swebench_has_50_issues_with_mapped_categories() -> None:
+    issues = load_issues(DatasetConfig(benchmark="swebench"), seed=0)
+    assert len(issues) == 50
+    by_id = {issue.instance_id: issue for issue in issues}
+    known = by_id["django__django-11179"]
+    assert (known.category, known.task_type, known.repo) == ("other", "math", "django/django")
+    assert known.data["base_commit"] == "19fc6376ce67d01ca37a91ef2f55ef769f50513a"
+    assert known.data["patch"].startswith("diff --git a/django/db/models/deletion.py")
+    assert known.data["category"] == "other"
+    assert Counter(issue.category for issue in issues)["bug"] == 33
+    assert all(issue.task_type == DEFAULT_CATEGORY_MAP[issue.category or ""] for issue in issues)
+
+
+def test_custom_category_map_decides_task_type() -> None:
+    cmap = {
+        "bug": "string",
+        "test": "string",
+        "feature": "list",
+        "refactor": "list",
+        "docs": "list",
+        "other": "logic",
+    }
+    issues = load_issues(DatasetConfig(benchmark="swebench", category_map=cmap), seed=0)
+    assert {i.instance_id: i.task_type for i in issues}["django__django-11179"] == "logic"
+
+
+def test_study_layout_json_loads(tmp_path: Path) -> None:
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"metadata": {"n_issues": 2}, "issues": ROWS[:2]}))
+    issues = load_issues(swe(path), seed=0)
+    assert ids(issues) == ["a-1", "a-2"]
+    assert issues[1].task_type == "string"  # feature → string
+
+
+def test_plain_json_list_loads(tmp_path: Path) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(ROWS))
+    assert ids(load_issues(swe(path), seed=0)) == ["a-1", "a-2", "a-3", "a-4", "a-5"]
+
+
+def test_jsonl_loads_and_absent_category_is_other(tmp_path: Path) -> None:
+    issues = load_issues(swe(write_jsonl(tmp_path / "rows.jsonl", ROWS)), seed=0)
+    assert ids(issues) == ["a-1", "a-2", "a-3", "a-4", "a-5"]
+    assert (issues[4].category, issues[4].task_type) == ("other", "math")
+    assert issues[2].repo == "sympy/sympy"
+
+
+def test_parquet_loads(tmp_path: Path) -> None:
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS[:4]), path)
+    issues = load_issues(swe(path), seed=0)
+    assert ids(issues) == ["a-1", "a-2", "a-3", "a-4"]
+    assert issues[3].task_type == "logic"
+
+
+def test_humaneval_row_with_own_task_type_and_unknown_id(tmp_path: Path) -> None:
+    base = {"prompt": "def f():\n", "entry_point": "f", "test": "def check(c): pass"}
+    rows = [{"task_id": "X/1", "task_type": "string", **base}, {"task_id": "X/2", **base}]
+    (tmp_path / "he.json").write_text(json.dumps(rows))
+    issues = load_issues(DatasetConfig(benchmark="humaneval", source=str(tmp_path / "he.json")), seed=0)
+    assert [(i.instance_id, i.task_type) for i in issues] == [("X/1", "string"), ("X/2", "logic")]
+    assert "canonical_solution" not in issues[0].data
+
+
+def hub_dataset(tmp_path: Path) -> datasets.Dataset:
+    """A SWE-bench-schema dataset as the hub returns it (round-tripped through save_to_disk)."""
+    rows = [{**row, "FAIL_TO_PASS": "[]", "version": "3.0"} for row in ROWS[:4]]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    return datasets.load_from_disk(str(tmp_path / "saved"))
+
+
+def test_hub_source_rows_go_through_shared_handling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = hub_dataset(tmp_path)
+    calls: list[tuple[str, str]] = []
+
+    def fake_load_dataset(name: str, split: str) -> datasets.Dataset:
+        calls.append((name, split))
+        return ds
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    issues = load_issues(swe("hub:princeton-nlp/SWE-bench_Lite", split="dev", repos=["sympy/sympy"]), seed=0)
+    assert calls == [("princeton-nlp/SWE-bench_Lite", "dev")]
+    assert ids(issues) == ["a-2", "a-3"]
+    assert issues[0].data["base_commit"] == "abc123"
+
+
+def test_hub_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(name: str, split: str) -> None:
+        raise ConnectionError("no network\nsecond line")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DatasetError, match=r"^hub:org/set: cannot load: no network$"):
+        load_issues(swe("hub:org/set"), seed=0)
+
+
+def test_save_to_disk_folder_loads(tmp_path: Path) -> None:
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(ROWS[:3])}).save_to_disk(str(tmp_path / "dd"))
+    assert ids(load_issues(swe(tmp_path / "dd"), seed=0)) == ["a-1", "a-2", "a-3"]
+    with pytest.raises(DatasetError, match=r"no split 'dev' \(has test\)"):
+        load_issues(swe(tmp_path / "dd", split="dev"), seed=0)
+
+
+@pytest.fixture
+def rows_file(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "rows.jsonl", ROWS)
+
+
+def test_instance_ids_keep_given_order(rows_file: Path) -> None:
+    assert ids(load_issues(swe(rows_file, instance_ids=["a-4", "a-1"]), seed=0)) == ["a-4", "a-1"]
+
+
+def test_repos_and_categories_filter(rows_file: Path) -> None:
+    assert ids(load_issues(swe(rows_file, repos=["sympy/sympy"]), seed=0)) == ["a-2", "a-3"]
+    # "docs" matches a category, "logic" the task type of bug and test rows.
+    assert ids(load_issues(swe(rows_file, categories=["docs"]), seed=0)) == ["a-3"]
+    assert ids(load_issues(swe(rows_file, categories=["logic"]), seed=0)) == ["a-1", "a-4"]
+    both = swe(rows_file, repos=["django/django"], categories=["logic"])
+    assert ids(load_issues(both, seed=0)) == ["a-1"]
+
+
+def test_shuffle_is_deterministic_per_seed_then_limited() -> None:
+    cfg = DatasetConfig(benchmark="humaneval", shuffle=True)
+    first, again, other = (ids(load_issues(cfg, seed=s)) for s in (7, 7, 8))
+    assert first == again
+    assert first != other
+    assert sorted(first) == sorted(other)
+    assert first != sorted(first, key=lambda t: int(t.split("/")[1]))
+    limited = ids(load_issues(DatasetConfig(benchmark="humaneval", shuffle=True, limit=5), seed=7))
+    assert limited == first[:5]
+    assert ids(load_issues(DatasetConfig(benchmark="humaneval", limit=3), seed=7)) == [
+        "HumanEval/0",
+        "HumanEval/1",
+        "HumanEval/2",
+    ]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"^dataset file not found: .*nope\.jsonl$"):
+        load_issues(swe(tmp_path / "nope.jsonl"), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"problem_statement": None}, "missing field 'problem_statement'"),
+        ({"problem_statement": "  "}, "field 'problem_statement' is empty"),
+        ({"repo": 3}, "field 'repo' must be text, got int"),
+        ({"category": "chore"}, "category 'chore' is not in dataset.category_map"),
+    ],
+)
+def test_bad_row_names_file_row_instance_and_field(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    rows = [swe_row(f"r-{i}") for i in range(8)]
+    rows[7] = {**rows[7], **change}
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(rows))
+    with pytest.raises(DatasetError) as info:
+        load_issues(swe(path), seed=0)
+    assert str(info.value).startswith(f"{path} row 7 (instance 'r-7'): {message}")
+
+
+def test_row_without_id_is_named_by_index(tmp_path: Path) -> None:
+    rows = [swe_row("r-0"), {k: v for k, v in swe_row("r-1").items() if k != "instance_id"}]
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    with pytest.raises(DatasetError, match=r"data\.jsonl row 1: missing field 'instance_id'$"):
+        load_issues(swe(path), seed=0)
+
+
+def test_duplicate_instance_id(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "dup.jsonl", [*ROWS, swe_row("a-2")])
+    with pytest.raises(DatasetError, match=r"duplicate instance id 'a-2' \(rows 1 and 5\)$"):
+        load_issues(swe(path), seed=0)
+
+
+def test_unknown_instance_id(rows_file: Path) -> None:
+    with pytest.raises(DatasetError, match=r"^dataset.instance_ids: unknown instance id 'zz-9'"):
+        load_issues(swe(rows_file, instance_ids=["a-1", "zz-9"]), seed=0)
+
+
+def test_empty_after_filters(rows_file: Path) -> None:
+    with pytest.raises(DatasetError) as info:
+        load_issues(swe(rows_file, repos=["psf/requests"]), seed=0)
+    assert str(info.value) == f"dataset is empty after filters (repos=['psf/requests']; 5 in {rows_file})"
+
+
+def test_unsupported_and_malformed_files(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("a,b\n")
+    with pytest.raises(DatasetError, match=r"unsupported dataset file type '\.csv'"):
+        load_issues(swe(tmp_path / "rows.csv"), seed=0)
+    (tmp_path / "bad.json").write_text('{"issues": [')
+    with pytest.raises(DatasetError, match=r"bad\.json: not valid JSON: .* \(line 1\)$"):
+        load_issues(swe(tmp_path / "bad.json"), seed=0)
+
+
+def test_issue_json_round_trip() -> None:
+    issue = load_issues(DatasetConfig(benchmark="swebench", instance_ids=["django__django-11179"]), seed=0)[0]
+    stored = json.loads(json.dumps(issue_to_json(issue)))
+    assert stored["task_type"] == "math"
+    assert issue_from_json(stored) == issue
+    with pytest.raises(DatasetError, match="stored issue is incomplete"):
+        issue_from_json({"instance_id": "x"})
+
+
+def test_registry() -> None:
+    assert set(BENCHMARKS) == {"humaneval", "swebench"}
+    assert get_benchmark("swebench").id_field == "instance_id"
+    with pytest.raises(DatasetError, match=r"unknown benchmark 'mbpp' \(choose from humaneval, swebench\)"):
+        get_benchmark("mbpp")

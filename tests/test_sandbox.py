@@ -1,0 +1,212 @@
+"""The sandbox against hostile completions: each is contained and reported, and the host stays healthy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from swarmq import sandbox
+from swarmq.sandbox import SandboxLimits, classify, probe_isolation, run_python
+
+SMALL = SandboxLimits(wall_seconds=3, cpu_seconds=2, memory_bytes=512 << 20, max_processes=16)
+ISOLATION = probe_isolation()
+UNPRIVILEGED = ISOLATION["user"] == "unprivileged"
+needs_uid = pytest.mark.skipif(not UNPRIVILEGED, reason=f"no unprivileged uid: {ISOLATION['user']}")
+
+
+def uid_processes(uid: int) -> list[int]:
+    """Live pids on the host whose real uid is ``uid``; zombies are dead and wait for init to reap them."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and f"\nUid:\t{uid}\t" in status and "\nState:\tZ" not in status:
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_no_processes(uid: int, seconds: float = 2.0) -> list[int]:
+    """Live leftovers of ``uid``, allowing a moment for SIGKILL to land."""
+    deadline = time.monotonic() + seconds
+    while (left := uid_processes(uid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def test_passes_and_captures_output() -> None:
+    r = run_python("import math, json\nprint(json.dumps(math.factorial(5)))\n", SMALL)
+    assert (r.status, r.returncode, r.stdout_tail) == ("passed", 0, "120\n")
+    assert r.isolation["uid"].isdigit()
+
+
+def test_output_is_truncated_to_its_tail() -> None:
+    r = run_python("print('x' * 100_000 + 'END')", dataclasses.replace(SMALL, output_bytes=1000))
+    assert r.status == "passed"
+    assert len(r.stdout_tail) == 1000
+    assert r.stdout_tail.endswith("END\n")
+
+
+def test_assertion_error_is_failed() -> None:
+    r = run_python("assert 1 + 1 == 3, 'arith'", SMALL)
+    assert (r.status, r.returncode) == ("failed", 1)
+    assert "AssertionError: arith" in r.stderr_tail
+
+
+def test_infinite_loop_times_out_within_wall_limit() -> None:
+    limits = dataclasses.replace(SMALL, wall_seconds=1.5, cpu_seconds=30)
+    r = run_python("while True:\n    pass\n", limits)
+    assert r.status == "timeout"
+    assert r.returncode == -signal.SIGKILL
+    assert 1.4 < r.seconds < 3.0
+
+
+def test_sleeper_times_out_on_wall_clock() -> None:
+    r = run_python("import time\ntime.sleep(60)\n", dataclasses.replace(SMALL, wall_seconds=1))
+    assert r.status == "timeout"
+    assert r.seconds < 2.5
+
+
+def test_cpu_limit_kills_busy_loop() -> None:
+    r = run_python("while True:\n    pass\n", dataclasses.replace(SMALL, wall_seconds=20, cpu_seconds=1))
+    assert r.status == "timeout"
+    assert r.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+    assert r.seconds < 5
+
+
+def test_huge_allocation_is_memory_error() -> None:
+    r = run_python("x = bytearray(8 * 1024**3)\n", SMALL)
+    assert r.status == "failed"
+    assert "MemoryError" in r.stderr_tail
+
+
+def test_environment_secrets_are_not_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARMQ_DATABASE_URL", "postgresql://swarmq:hunter2@db/swarmq")
+    monkeypatch.setenv("REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")
+    r = run_python("import json, os\nprint(json.dumps(dict(os.environ)))\n", SMALL)
+    env = json.loads(r.stdout_tail)
+    assert set(env) <= {"PATH", "HOME", "LANG", "LC_CTYPE"}
+    assert "hunter2" not in r.stdout_tail and "s3cret" not in r.stdout_tail
+
+
+def test_network_is_unreachable() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()  # the host can reach it
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('CONNECTED')\n"
+        r = run_python(code, SMALL)
+    if ISOLATION["network"] != "namespace":
+        assert r.isolation["network"].startswith("none: ")
+        pytest.skip(f"no network namespace here: {r.isolation['network']}")
+    assert r.status == "failed"
+    assert "CONNECTED" not in r.stdout_tail
+    assert "Network is unreachable" in r.stderr_tail
+
+
+def test_redis_port_is_unreachable() -> None:
+    code = "import socket\nsocket.create_connection(('127.0.0.1', 6379), timeout=2)\n"
+    r = run_python(code, SMALL)
+    if ISOLATION["network"] != "namespace":
+        pytest.skip(f"no network namespace here: {r.isolation['network']}")
+    assert r.status == "failed"
+    assert "OSError" in r.stderr_tail
+
+
+@needs_uid
+def test_fork_bomb_is_contained() -> None:
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    r = run_python(code, SMALL)
+    assert r.status == "timeout"
+    assert r.seconds < SMALL.wall_seconds + 2
+    assert wait_no_processes(int(r.isolation["uid"])) == []
+    assert subprocess.run(["true"], check=False).returncode == 0  # the host can still start processes
+
+
+@needs_uid
+def test_setsid_child_is_killed_after_exit() -> None:
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(120)\nprint('parent done')\n"
+    r = run_python(code, SMALL)
+    assert r.status == "passed"
+    assert wait_no_processes(int(r.isolation["uid"])) == []
+
+
+@needs_uid
+def test_killing_the_parent_is_refused() -> None:
+    r = run_python("import os\nprint(os.getppid(), flush=True)\nos.kill(os.getppid(), 9)\n", SMALL)
+    assert int(r.stdout_tail) == os.getpid()  # it really aimed at this test process
+    assert r.status == "failed"
+    assert "PermissionError" in r.stderr_tail
+
+
+@needs_uid
+def test_cannot_write_into_root_owned_directory() -> None:
+    target = Path(__file__).resolve().parent / f"swarmq-escape-{uuid.uuid4().hex}"
+    assert target.parent.stat().st_uid == 0 and target.parent.stat().st_mode & 0o777 == 0o755
+    try:
+        r = run_python(f"open({str(target)!r}, 'w').write('pwned')\n", SMALL)
+        assert not target.exists()
+    finally:
+        target.unlink(missing_ok=True)
+    assert r.status == "failed"
+    assert "PermissionError" in r.stderr_tail
+
+
+def test_writes_to_tmp_do_not_reach_the_host() -> None:
+    target = Path("/tmp") / f"swarmq-escape-{uuid.uuid4().hex}"
+    try:
+        r = run_python(f"open({str(target)!r}, 'w').write('x')\nprint('wrote')\n", SMALL)
+        escaped = target.exists()
+    finally:
+        target.unlink(missing_ok=True)
+    if not r.isolation["filesystem"].startswith("private tmpfs"):
+        assert escaped and r.isolation["filesystem"].startswith("shared")  # reported, not hidden
+        pytest.skip(f"no mount namespace here: {r.isolation['filesystem']}")
+    assert r.status == "passed" and r.stdout_tail == "wrote\n"  # it wrote into its own private /tmp
+    assert not escaped
+
+
+def test_working_directory_is_fresh_and_removed() -> None:
+    code = "import os\nopen('scratch.txt', 'w').write('x')\nprint(os.getcwd())\nprint(sorted(os.listdir()))\n"
+    r = run_python(code, SMALL)
+    cwd, listing = r.stdout_tail.splitlines()
+    assert r.status == "passed"
+    assert Path(cwd).name.startswith("swarmq-sandbox-")
+    assert Path(cwd).parent == Path(tempfile.gettempdir()).resolve()
+    assert listing == "['main.py', 'scratch.txt']"
+    assert not Path(cwd).exists()
+
+
+def test_harness_failure_is_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = dataclasses.replace(sandbox._caps(), python="/nonexistent/python3")
+    monkeypatch.setattr(sandbox, "_caps", lambda: broken)
+    r = run_python("print(1)", SMALL)
+    assert (r.status, r.returncode) == ("error", None)
+    assert r.stderr_tail.startswith("sandbox: ")
+
+
+@pytest.mark.parametrize(
+    ("returncode", "timed_out", "status"),
+    [
+        (0, False, "passed"),
+        (1, False, "failed"),
+        (-signal.SIGSEGV, False, "failed"),
+        (-signal.SIGXCPU, False, "timeout"),
+        (-signal.SIGKILL, False, "timeout"),
+        (-signal.SIGKILL, True, "timeout"),
+    ],
+)
+def test_classify(returncode: int, timed_out: bool, status: str) -> None:
+    assert classify(returncode, timed_out) == status

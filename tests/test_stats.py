@@ -1,0 +1,246 @@
+"""Results statistics against hand computations and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from swarmq.stats import (
+    context_divergence,
+    fisher_compare,
+    functional_differentiation,
+    mean_spread,
+    percentile,
+    specialization,
+    wilson_interval,
+)
+
+Z = 1.959963984540054
+
+
+def wilson_by_hand(s: int, n: int) -> tuple[float, float]:
+    """Wilson (1927) written the other common way: (2ns + z² ± z·sqrt(z² + 4ns(1-p))) / 2(n + z²)."""
+    p = s / n
+    root = Z * math.sqrt(Z * Z + 4 * n * p * (1 - p))
+    return ((2 * s + Z * Z - root) / (2 * (n + Z * Z)), (2 * s + Z * Z + root) / (2 * (n + Z * Z)))
+
+
+# --- Wilson ---------------------------------------------------------------------------------------
+
+
+def test_wilson_seven_of_ten() -> None:
+    # 0.3968 .. 0.8922 as usually tabulated; scipy's binomtest gives the same Wilson bounds.
+    lo, hi = wilson_interval(7, 10)
+    assert lo == pytest.approx(0.396778, abs=1e-6)
+    assert hi == pytest.approx(0.892209, abs=1e-6)
+    ci = sps.binomtest(7, 10).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+@pytest.mark.parametrize(("s", "n"), [(0, 1), (1, 1), (0, 10), (10, 10), (3, 7), (50, 100), (1, 1000)])
+def test_wilson_matches_other_form(s: int, n: int) -> None:
+    lo, hi = wilson_interval(s, n)
+    want_lo, want_hi = wilson_by_hand(s, n)
+    assert lo == pytest.approx(max(0.0, want_lo), abs=1e-12)
+    assert hi == pytest.approx(min(1.0, want_hi), abs=1e-12)
+    assert 0.0 <= lo <= s / n <= hi <= 1.0
+
+
+def test_wilson_edges() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 10)[0] == 0.0
+    assert wilson_interval(10, 10)[1] == 1.0
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+# --- Fisher / Newcombe ----------------------------------------------------------------------------
+
+
+def test_fisher_p_matches_scipy_on_random_tables() -> None:
+    rng = np.random.default_rng(1234)
+    for _ in range(50):
+        a_n, b_n = (int(x) for x in rng.integers(1, 60, size=2))
+        a_s, b_s = int(rng.integers(0, a_n + 1)), int(rng.integers(0, b_n + 1))
+        c = fisher_compare(a_s, a_n, b_s, b_n)
+        want = sps.fisher_exact([[a_s, a_n - a_s], [b_s, b_n - b_s]]).pvalue
+        assert c.p_fisher == pytest.approx(min(1.0, want), rel=1e-12)
+        assert c.diff == pytest.approx(a_s / a_n - b_s / b_n)
+        lo, hi = c.diff_ci95
+        assert -1.0 <= lo <= c.diff <= hi <= 1.0
+
+
+def test_newcombe_hybrid_by_hand() -> None:
+    # Newcombe (1998) example (h): 56/70 vs 48/80, method 10 gives 0.0524 .. 0.3339.
+    c = fisher_compare(56, 70, 48, 80)
+    assert c.diff == pytest.approx(0.2)
+    assert c.diff_ci95[0] == pytest.approx(0.0524, abs=1e-4)
+    assert c.diff_ci95[1] == pytest.approx(0.3339, abs=1e-4)
+
+
+def test_fisher_identical_groups() -> None:
+    c = fisher_compare(5, 10, 5, 10)
+    assert c.p_fisher == 1.0
+    assert c.diff == 0.0
+    assert c.diff_ci95[0] < 0 < c.diff_ci95[1]
+
+
+def test_fisher_empty_group_is_no_evidence() -> None:
+    for args in [(0, 0, 3, 5), (3, 5, 0, 0), (0, 0, 0, 0)]:
+        c = fisher_compare(*args)
+        assert (c.p_fisher, c.diff, c.diff_ci95) == (1.0, 0.0, (-1.0, 1.0))
+    with pytest.raises(ValueError):
+        fisher_compare(6, 5, 1, 2)
+
+
+# --- Specialization -------------------------------------------------------------------------------
+
+
+def test_specialization_perfect() -> None:
+    agents = [0, 0, 1, 1, 2, 2] * 10
+    types = ["math", "math", "string", "string", "list", "list"] * 10
+    s, p = specialization(agents, types, permutations=500, seed=1)
+    assert s == pytest.approx(1.0)
+    assert p == pytest.approx(1 / 501)  # no shuffle reaches S = 1; the +1 keeps p above 0
+
+
+def test_specialization_independent() -> None:
+    # Each agent sees every type equally often: H(T|A) = H(T).
+    agents = [0, 0, 1, 1] * 5
+    types = ["math", "string", "math", "string"] * 5
+    s, p = specialization(agents, types, permutations=200, seed=0)
+    assert s == pytest.approx(0.0, abs=1e-12)
+    assert p == 1.0  # every shuffle is at least as specialised
+
+
+def test_specialization_single_type_or_empty() -> None:
+    assert specialization([0, 1, 2], ["math"] * 3) == (0.0, 1.0)
+    assert specialization([], []) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        specialization([0], ["math", "string"])
+
+
+def test_specialization_intermediate_by_hand() -> None:
+    # Agent 0: 3 math, 1 string; agent 1: 1 math, 3 string. H(T) = 1 bit;
+    # H(T|A) = H(3/4, 1/4) = 0.811278 bits, so S = 0.188722.
+    agents = [0, 0, 0, 0, 1, 1, 1, 1]
+    types = ["math", "math", "math", "string", "math", "string", "string", "string"]
+    h = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    s, _ = specialization(agents, types, permutations=10)
+    assert s == pytest.approx(1 - h, abs=1e-12)
+    assert s == pytest.approx(0.188722, abs=1e-6)
+
+
+def test_specialization_permutation_p_large_for_random_labels() -> None:
+    rng = np.random.default_rng(5)
+    agents = [int(x) for x in rng.integers(0, 3, size=300)]
+    types = [str(x) for x in rng.choice(["math", "string", "list", "logic"], size=300)]
+    _, p = specialization(agents, types, permutations=300, seed=2)
+    assert p > 0.05
+
+
+def test_specialization_is_seeded() -> None:
+    agents = [0, 0, 0, 1, 1, 1, 0, 1]
+    types = ["math", "math", "string", "string", "string", "math", "math", "string"]
+    assert specialization(agents, types, seed=3) == specialization(agents, types, seed=3)
+
+
+# --- Functional differentiation -------------------------------------------------------------------
+
+
+def test_differentiation_matches_scipy_on_random_tables() -> None:
+    rng = np.random.default_rng(99)
+    for _ in range(30):
+        r, c = (int(x) for x in rng.integers(2, 5, size=2))
+        m = rng.integers(1, 30, size=(r, c))
+        table = {a: {f"t{j}": int(m[a, j]) for j in range(c)} for a in range(r)}
+        v, p = functional_differentiation(table)
+        chi2, want_p, _, _ = sps.chi2_contingency(m, correction=False)
+        assert p == pytest.approx(want_p, rel=1e-10)
+        assert v == pytest.approx(math.sqrt(chi2 / (m.sum() * (min(r, c) - 1))), rel=1e-10)
+        assert 0.0 <= v <= 1.0
+
+
+def test_differentiation_perfect_diagonal() -> None:
+    v, p = functional_differentiation({0: {"math": 20, "string": 0}, 1: {"math": 0, "string": 20}})
+    assert v == pytest.approx(1.0)
+    assert p < 1e-6
+
+
+def test_differentiation_drops_zero_rows_and_columns() -> None:
+    table = {0: {"math": 4, "string": 1, "list": 0}, 1: {"math": 2, "string": 5, "list": 0}, 2: {}}
+    reduced = {0: {"math": 4, "string": 1}, 1: {"math": 2, "string": 5}}
+    assert functional_differentiation(table) == functional_differentiation(reduced)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {},
+        {0: {}},
+        {0: {"math": 3, "string": 4}},  # one agent
+        {0: {"math": 3}, 1: {"math": 5}},  # one type
+        {0: {"math": 3, "string": 0}, 1: {"math": 0, "string": 0}},  # 1x1 after dropping zeros
+        {0: {"math": 0}, 1: {"string": 0}},
+    ],
+)
+def test_differentiation_degenerate(table: dict[int, dict[str, int]]) -> None:
+    assert functional_differentiation(table) == (0.0, 1.0)
+
+
+# --- Context divergence ---------------------------------------------------------------------------
+
+
+def test_divergence_identical_buffers_is_zero() -> None:
+    buf = ["def add(a, b): return a + b", "def rev(s): return s[::-1]"]
+    assert context_divergence({0: buf, 1: list(buf), 2: list(buf)}) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_divergence_disjoint_vocabularies_is_one() -> None:
+    assert context_divergence({0: ["alpha beta"], 1: ["gamma delta"], 2: ["epsilon"]}) == 1.0
+
+
+def test_divergence_small_case_by_hand() -> None:
+    # Docs "a b" and "A, c": N = 2; idf(a) = ln(3/3) + 1 = 1, idf(b) = idf(c) = ln(3/2) + 1.
+    # cos = 1 / (1 + idf_b²).
+    idf_b = math.log(1.5) + 1
+    want = 1 - 1 / (1 + idf_b**2)
+    assert context_divergence({0: ["a b"], 1: ["A, c"]}) == pytest.approx(want, rel=1e-12)
+    assert want == pytest.approx(0.663903, abs=1e-6)
+
+
+def test_divergence_joins_buffer_entries_and_counts_terms() -> None:
+    # Entries are concatenated, so splitting text across entries changes nothing.
+    assert context_divergence({0: ["x y", "x"], 1: ["x y x"]}) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_divergence_skips_empty_buffers() -> None:
+    assert context_divergence({}) == 0.0
+    assert context_divergence({0: ["only one"], 1: [], 2: ["  ", "!!"]}) == 0.0
+    assert context_divergence({0: ["a"], 1: [], 2: ["b"]}) == 1.0
+
+
+# --- Summaries ------------------------------------------------------------------------------------
+
+
+def test_mean_spread() -> None:
+    assert mean_spread([0.5]) == (0.5, 0.0)
+    mean, sd = mean_spread([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    assert sd == pytest.approx(math.sqrt(5 / 3))
+    with pytest.raises(ValueError):
+        mean_spread([])
+
+
+def test_percentile_is_linear_like_numpy() -> None:
+    values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
+    for q in (0, 5, 50, 95, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    assert percentile([1.0, 2.0], 50) == 1.5
+    with pytest.raises(ValueError):
+        percentile([], 95)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
