@@ -12,17 +12,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq import broker, store
 from swarmq.benchmarks.base import Issue
-from swarmq.config import ConditionConfig
+from swarmq.config import ConditionConfig, ExperimentConfig
 from swarmq.errors import GenerationError
 from swarmq.model import Generation, GenerationRequest, Generator, stop_strings
 from swarmq.prompts import Example, benchmark_stops, build_prompt, example_problem, select_examples
+from swarmq.retry import with_retry
 from swarmq.routing import route, stream_seed
 from swarmq.schema import Experiment, Job
 from swarmq.schema import Issue as IssueRow
@@ -32,6 +33,7 @@ from swarmq.swarm import StreamKey, SwarmStore, Update
 from swarmq.sync import StreamSync, issue_of, solution_text
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def job_seed(base: int, replicate: int, instance_id: str) -> int:
@@ -93,28 +95,43 @@ class JobRunner:
         *,
         lease_seconds: float,
         heartbeat_seconds: float,
+        outage_seconds: float = 60.0,
     ) -> None:
         self.sessions, self.generator, self.app = sessions, generator, app
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
+        self.outage_seconds = outage_seconds
         self.jobs_done = 0
         self.current_job: int | None = None
+        self.job_started: float | None = None
+        self._tokens = 0
+        self._gen_seconds = 0.0
+
+    def mean_tokens_per_second(self) -> float:
+        return self._tokens / self._gen_seconds if self._gen_seconds > 0 else 0.0
 
     def run(self, job_id: int) -> str:
         """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
         owner = self.identity.worker
-        with self.sessions() as session:
-            job = store.claim(session, job_id, owner, self.lease_seconds)
-            if job is None:
-                log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
-                return "dropped"
-        self.current_job = job_id
+
+        def claim() -> Job | None:
+            with self.sessions() as session:
+                return store.claim(session, job_id, owner, self.lease_seconds)
+
+        job = self._retry(claim, "claim")
+        if job is None:
+            log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
+            return "dropped"
+        self.current_job, self.job_started = job_id, time.time()
         try:
             with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds):
                 return self._run_claimed(job)
         finally:
-            self.current_job = None
+            self.current_job = self.job_started = None
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        return with_retry(fn, what=what, deadline_seconds=self.outage_seconds)
 
     def _renew(self, job_id: int) -> bool:
         with self.sessions() as session:
@@ -122,15 +139,19 @@ class JobRunner:
 
     def _run_claimed(self, job: Job) -> str:
         started = time.perf_counter()
-        with self.sessions() as session:
-            name, config = self.sync.experiment(session, job.experiment_id)
-            row = session.get(IssueRow, job.issue_id)
-            assert row is not None
-            issue = issue_of(row)
+
+        def load() -> tuple[str, ExperimentConfig, Issue]:
+            with self.sessions() as session:
+                name, config = self.sync.experiment(session, job.experiment_id)
+                row = session.get(IssueRow, job.issue_id)
+                assert row is not None
+                return name, config, issue_of(row)
+
+        name, config, issue = self._retry(load, "load job")
         cond = config.conditions[job.condition]
         ref = store.StreamRef(job.experiment_id, job.condition, job.replicate)
         key = StreamKey(name, job.condition, job.replicate)
-        state = self.sync.state(ref, key, cond, config, job.id)
+        state = self._retry(lambda: self.sync.state(ref, key, cond, config, job.id), "swarm state")
         decision = route(
             cond.router,
             state.agents,
@@ -207,19 +228,27 @@ class JobRunner:
             "score_detail": _jsonable(scored.detail) if scored else {},
             "scoring_seconds": scoring_seconds,
         }
-        with self.sessions() as session:
-            if not store.finish(session, job.id, self.identity.worker, outcome):
-                log.warning("job=%s already had an outcome; this delivery is dropped", job.id)
-                return "dropped"
+        status = "failed" if error else "done"
+
+        def finish() -> bool:
+            with self.sessions() as session:
+                return store.finish(session, job.id, self.identity.worker, outcome, status=status, error=error)
+
+        if not self._retry(finish, "write outcome"):
+            log.warning("job=%s already had an outcome; this delivery is dropped", job.id)
+            return "dropped"
         example = None
         if success and cond.accumulate:
             example = Example(str(job.id), example_problem(benchmark, issue), solution_text(benchmark, gen.text),
                               issue.task_type)  # fmt: skip
-        self.sync.apply(ref, key, cond, config, Update(job.id, agent, issue.task_type, success, example))
-        self.release_next(ref, cond)
+        update = Update(job.id, agent, issue.task_type, success, example)
+        self._retry(lambda: self.sync.apply(ref, key, cond, config, update), "swarm update")
+        self._retry(lambda: self.release_next(ref, cond), "release next job")
         self.jobs_done += 1
-        log.info("job=%s done agent=%s success=%s tokens=%s", job.id, agent, success, gen.completion_tokens)
-        return "failed" if error else "done"
+        self._tokens += gen.completion_tokens
+        self._gen_seconds += gen.generation_seconds
+        log.info("job=%s %s agent=%s success=%s tokens=%s", job.id, status, agent, success, gen.completion_tokens)
+        return status
 
     # -- scheduling ----------------------------------------------------------------------------------
 

@@ -125,16 +125,15 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
 
 
 def broker_task_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[str]:
-    """Task ids waiting in the models' queues or delivered but not yet acked (kombu's Redis layout)."""
+    """Task ids waiting in the models' queues (kombu's Redis layout: one list per queue).
+
+    Delivered-but-unacked messages do not count: a job that is still ``queued`` in Postgres well after its
+    delivery was never claimed (its worker died or released it), so its message is an orphan.
+    """
     ids: set[str] = set()
     for key in model_keys:
         for raw in redis.lrange(broker.queue_name(key), 0, -1):
             ids.add(_task_id(raw))
-    for raw in redis.hvals("unacked"):
-        try:
-            ids.add(_task_id(json.loads(raw)[0]))
-        except (ValueError, IndexError, TypeError):
-            continue
     return ids
 
 

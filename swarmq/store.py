@@ -53,21 +53,28 @@ def renew(session: Session, job_id: int, owner: str, lease_seconds: float) -> bo
     return bool(n)
 
 
-def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any]) -> bool:
-    """Write the outcome and mark the job done, atomically. False if another delivery already finished it
-    (the unique constraint on outcomes.job_id decides, not only this code)."""
+def finish(
+    session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
+    error: str | None = None,
+) -> bool:  # fmt: skip
+    """Write the outcome and close the job (done, or failed with ``error``), atomically.
+
+    False if another delivery already finished it: the unique constraint on outcomes.job_id decides, not
+    only this code. An outcome already written by ``owner`` (our own retry after a dropped connection) is ours.
+    """
     inserted = session.execute(
         pg_insert(Outcome).values(job_id=job_id, **outcome).on_conflict_do_nothing(index_elements=["job_id"])
     ).rowcount  # type: ignore[attr-defined]
     if not inserted:
         session.rollback()
-        return False
+        mine = session.scalar(select(Outcome.worker).where(Outcome.job_id == job_id)) == owner
+        return bool(mine)
     session.execute(
         text(
-            "UPDATE jobs SET status = 'done', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL "
-            "WHERE id = :id"
+            "UPDATE jobs SET status = :status, error = :error, finished_at = now(), lease_owner = NULL, "
+            "lease_expires_at = NULL WHERE id = :id"
         ),
-        {"id": job_id},
+        {"id": job_id, "status": status, "error": error},
     )
     session.commit()
     return True

@@ -9,20 +9,24 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery import signals as celery_signals
 from celery.exceptions import SecurityWarning
 from sqlalchemy import text
 
-from swarmq import broker
+from swarmq import broker, store
 from swarmq.config import ModelConfig
-from swarmq.errors import ModelError, SwarmqError
+from swarmq.errors import ModelError, ServiceUnavailable
 from swarmq.job import JobRunner, RunnerIdentity
 from swarmq.model import Generator, LlamaGenerator, check_fits, check_model_file
 from swarmq.reaper import reap
@@ -31,6 +35,7 @@ from swarmq.settings import Settings
 from swarmq.swarm import SwarmStore
 
 log = logging.getLogger(__name__)
+WORKER_KEY_PREFIX = "swarmq:worker:"
 GeneratorFactory = Callable[[Path, ModelConfig, int | None], Generator]
 
 
@@ -71,20 +76,29 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
         RunnerIdentity(hostname, opts.gpu),
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
+        outage_seconds=settings.outage_seconds,
     )
 
     @app.task(name=broker.TASK_NAME, acks_late=True, ignore_result=True)
     def run_job(job_id: int) -> str:
-        return runner.run(int(job_id))
+        try:
+            return runner.run(int(job_id))
+        except ServiceUnavailable as exc:
+            # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
+            _die(f"swarmq worker: error: {exc}", 3)
+            raise  # unreachable; keeps type checkers honest
 
     log.info("worker=%s model=%s queue=%s load_seconds=%.2f", hostname, path.name, broker.queue_name(key),
              generator.info.load_seconds)  # fmt: skip
     stop = threading.Event()
+    info = WorkerInfo(hostname, socket.gethostname(), opts.gpu, generator.info.name, key)
     housekeeping = threading.Thread(
-        target=_housekeeping, args=(services, app, runner, key, opts.burst, stop), name="swarmq-housekeeping",
+        target=_housekeeping, args=(services, app, runner, info, opts.burst, stop), name="swarmq-housekeeping",
         daemon=True,
     )  # fmt: skip
     housekeeping.start()
+    shutdown = GracefulShutdown(runner, services, app, settings.shutdown_grace_seconds)
+    celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
     # Running as root in containers is common for GPU jobs; Celery's warning about it is noise here.
     warnings.filterwarnings("ignore", category=SecurityWarning)
     worker = app.Worker(
@@ -102,6 +116,53 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     finally:
         stop.set()
     return int(worker.exitcode or 0)
+
+
+def _die(message: str, code: int) -> None:
+    print(message, file=sys.stderr, flush=True)
+    os._exit(code)
+
+
+class GracefulShutdown:
+    """SIGTERM/SIGINT: finish the current job (up to the grace period), then exit. Past the grace period the
+    job is released (queued again), not lost. A second signal exits at once; the lease then expires."""
+
+    def __init__(self, runner: JobRunner, services: Services, app: Any, grace_seconds: float) -> None:
+        self.runner, self.services, self.app, self.grace = runner, services, app, grace_seconds
+        self.signals = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        from celery.worker import state as worker_state
+
+        self.signals += 1
+        if self.signals > 1:
+            _die("swarmq worker: second signal: exiting now (the running job's lease will expire)", 1)
+        job = self.runner.current_job
+        log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum,
+                    f"finishing job {job} (grace {self.grace:.0f} s)" if job else "no job running")  # fmt: skip
+        worker_state.should_stop = 0
+        if job is not None:
+            threading.Thread(target=self._expire, args=(job,), name="swarmq-grace", daemon=True).start()
+
+    def _expire(self, job_id: int) -> None:
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            if self.runner.current_job != job_id:
+                return
+            time.sleep(0.2)
+        with self.services.sessions() as session:
+            released = store.release_job(session, job_id, self.runner.identity.worker)
+            key = session.scalar(
+                text("SELECT e.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id WHERE j.id = :i"),
+                {"i": job_id},
+            )
+        if released and key:
+            broker.publish(self.app, [(job_id, str(key))])
+        _die(f"swarmq worker: grace period over: job {job_id} {'released' if released else 'was not ours'}", 0)
 
 
 def _select_gpu(index: int) -> None:
@@ -186,29 +247,55 @@ def _load(opts: WorkerOptions, path: Path, cfg: ModelConfig) -> Generator:
     )
 
 
-def _housekeeping(services: Services, app: Any, runner: JobRunner, key: str, burst: bool,
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host: str
+    gpu: int | None
+    model: str
+    model_key: str
+
+
+def _housekeeping(services: Services, app: Any, runner: JobRunner, info: WorkerInfo, burst: bool,
                   stop: threading.Event) -> None:  # fmt: skip
-    """Reap every few seconds; in burst mode, stop the worker once its model has nothing left to do."""
+    """Every pass: publish this worker's heartbeat, reap; in burst mode, stop once the model has nothing
+    left. Failing for longer than the outage limit (Postgres or Redis gone) ends the worker non-zero."""
     from celery.worker import state as worker_state
 
     settings = services.settings
-    interval = 0.5 if burst else settings.reaper_seconds
-    ticks = 0
+    interval = 0.5 if burst else min(settings.reaper_seconds, settings.heartbeat_seconds)
+    last_reap = 0.0
+    failing_since: float | None = None
     while not stop.wait(interval):
-        ticks += 1
         try:
-            if ticks * interval >= settings.reaper_seconds:
-                ticks = 0
+            publish_heartbeat(services.redis, info, runner, settings.lease_seconds)
+            if time.monotonic() - last_reap >= settings.reaper_seconds:
+                last_reap = time.monotonic()
                 reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
                      grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
-            if burst and runner.current_job is None and _nothing_left(services, key):
-                log.info("burst: no job left for model queue %s; stopping", key)
+            if burst and runner.current_job is None and _nothing_left(services, info.model_key):
+                log.info("burst: no job left for model queue %s; stopping", info.model_key)
                 worker_state.should_stop = 0
                 return
-        except SwarmqError as exc:
-            log.warning("housekeeping: %s", exc)
+            failing_since = None
         except Exception as exc:  # a service blip; the next pass retries
-            log.warning("housekeeping failed: %s", exc)
+            failing_since = failing_since or time.monotonic()
+            down = time.monotonic() - failing_since
+            log.warning("housekeeping failed (%.0f s): %s", down, str(exc).splitlines()[0] if str(exc) else exc)
+            if down > settings.outage_seconds and runner.current_job is None:
+                _die(f"swarmq worker: error: Postgres or Redis unavailable for {down:.0f} s: {exc}", 3)
+
+
+def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_seconds: float) -> None:
+    """What `swarmq workers list` shows; kept an hour so a silent worker can be shown as lost."""
+    key = f"{WORKER_KEY_PREFIX}{info.name}"
+    redis.hset(key, mapping={
+        "name": info.name, "host": info.host, "gpu": "" if info.gpu is None else str(info.gpu), "model": info.model,
+        "current_job": runner.current_job or "", "job_started": runner.job_started or "", "jobs_done": runner.jobs_done,
+        "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
+        "lease_seconds": lease_seconds, "pid": os.getpid(),
+    })  # fmt: skip
+    redis.expire(key, 3600)
 
 
 def _nothing_left(services: Services, key: str) -> bool:

@@ -43,3 +43,51 @@ class CrashGenerator(HashGenerator):
 
 def crash_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> CrashGenerator:
     return CrashGenerator(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+
+
+KILL_POINTS = ("generate", "after_outcome", "before_update", "after_update")
+
+
+def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
+    """Kill -9 this worker process at a chosen point of a job, with a probability per job.
+
+    SWARMQ_TEST_KILL_AT picks the point: during generation, right after the outcome write, between the
+    outcome write and the Redis update, or right after the Redis update. Patching happens here, inside the
+    worker process, so swarmq's code carries no test hooks.
+    """
+    import random
+
+    from swarmq import job as job_module
+    from swarmq import store
+    from swarmq.swarm import SwarmStore
+
+    point = os.environ.get("SWARMQ_TEST_KILL_AT", "generate")
+    prob = float(os.environ.get("SWARMQ_TEST_KILL_PROB", "0.5"))
+    rng = random.Random(os.getpid())
+
+    def maybe_die(at: str) -> None:
+        if at == point and rng.random() < prob:
+            os.kill(os.getpid(), 9)
+
+    finish, apply = store.finish, SwarmStore.apply
+
+    def finish_then(*a, **kw):  # type: ignore[no-untyped-def]
+        ok = finish(*a, **kw)
+        maybe_die("after_outcome")
+        return ok
+
+    def apply_around(self, *a, **kw):  # type: ignore[no-untyped-def]
+        maybe_die("before_update")
+        result = apply(self, *a, **kw)
+        maybe_die("after_update")
+        return result
+
+    job_module.store.finish = finish_then  # type: ignore[attr-defined]
+    SwarmStore.apply = apply_around  # type: ignore[method-assign]
+
+    class Killer(HashGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            maybe_die("generate")
+            return super().generate(request)
+
+    return Killer(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0.05")))
