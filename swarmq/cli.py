@@ -29,6 +29,11 @@ score_app = typer.Typer(help="Score files of samples with swarmq's sandbox.", no
 app.add_typer(db_app, name="db")
 app.add_typer(state_app, name="state")
 app.add_typer(score_app, name="score")
+workers_app = typer.Typer(
+    help="Supervised workers, one per GPU (`swarmq workers --gpus all`), and the live-worker list.",
+    invoke_without_command=True,
+)
+app.add_typer(workers_app, name="workers")
 # Pipes and files get a wide table instead of rich's 80-column default.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -80,6 +85,7 @@ def enqueue(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     name: Annotated[str | None, typer.Option(help="Experiment name (overrides the file's).")] = None,
     limit: Annotated[int | None, typer.Option(help="Run only the first N issues (overrides dataset.limit).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Then show live progress until it completes.")] = False,
 ) -> None:
     """Create the experiment and publish one job per (condition, replicate, issue); re-run to resume."""
     from swarmq.config import load_config
@@ -98,6 +104,10 @@ def enqueue(
         f"{verb} experiment {result.experiment}: {result.jobs} jobs ({result.published} published"
         + (f", {result.done} already done)" if result.resumed else ")")
     )
+    if watch:
+        from swarmq.progress import watch_progress
+
+        watch_progress(_services().sessions, result.experiment, out)
 
 
 def run_enqueue(cfg: Any) -> Any:
@@ -135,6 +145,93 @@ def worker(
     raise typer.Exit(
         run_worker(WorkerOptions(gpu=gpu, model=model, burst=burst, name=name, generator=generator), get_settings())
     )
+
+
+@workers_app.callback()
+def workers(
+    ctx: typer.Context,
+    gpus: Annotated[str | None, typer.Option(help="'all' or GPU indices like 0,1,3.")] = None,
+    cpu: Annotated[int | None, typer.Option("--cpu", help="Run N CPU workers instead (no GPU).")] = None,
+    model: Annotated[str | None, typer.Option(help="GGUF file for every worker.")] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Workers exit when no job is left.")] = False,
+) -> None:
+    """Start one supervised worker per GPU; crashed workers restart with backoff; Ctrl-C stops them all."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import threading
+
+    from swarmq.gpus import list_gpus, parse_gpu_list
+    from swarmq.supervisor import Supervisor, install_signal_handlers, worker_command
+
+    settings = get_settings()
+    if cpu is not None:
+        if cpu < 1:
+            raise ConfigError("--cpu must be at least 1")
+        indices = list(range(cpu))
+        command = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--name", "swarmq-cpu{gpu}"]
+        command += (["--model", model] if model else []) + (["--burst"] if burst else [])
+    else:
+        found = list_gpus()
+        if not found:
+            raise ConfigError(
+                "no GPU found on this machine (NVML and nvidia-smi see none); use --cpu N to run N CPU workers"
+            )
+        try:
+            indices = parse_gpu_list(gpus or "all", found)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        command = worker_command(model=model, burst=burst)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    out.print(f"starting {len(indices)} supervised worker(s): {', '.join(map(str, indices))}")
+    sup = Supervisor(indices, command, grace_seconds=settings.shutdown_grace_seconds + 30)
+    raise typer.Exit(sup.run(stop))
+
+
+@workers_app.command("list")
+def workers_list(format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table) -> None:
+    """Every live worker across machines (from their heartbeats); silent past its lease = lost."""
+    from swarmq.workers_view import render_workers, workers_json
+
+    svc = _services(check_schema=False)
+    data = workers_json(svc.redis)
+    if format is Fmt.json:
+        import json
+
+        print(json.dumps(data, indent=2))
+    else:
+        render_workers(data, out)
+
+
+@app.command()
+def plot(
+    experiment: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG files.")] = Path("plots"),
+) -> None:
+    """PNG figures: success by condition, learning curves, agent × task-type routing heatmaps."""
+    from swarmq.plots import plot as make_plots
+
+    svc = _services()
+    with svc.sessions() as session:
+        paths = make_plots(session, experiment, output)
+    for p in paths:
+        out.print(f"wrote {p}")
+
+
+@app.command()
+def replay(
+    job_id: int,
+    model: Annotated[Path | None, typer.Option(help="GGUF file (default: the experiment's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replay even if the model's sha256 differs.")] = False,
+) -> None:
+    """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is identical."""
+    from swarmq.replay import replay as do_replay
+
+    svc = _services()
+    with svc.sessions() as session:
+        report_ = do_replay(session, job_id, model, force, settings=get_settings())
+    out.print(report_.summary(), markup=False, highlight=False)
+    raise typer.Exit(0 if report_.identical else 1)
 
 
 @app.command()
@@ -196,15 +293,42 @@ def export(
     out.print(f"wrote {n} rows to {output}")
 
 
+@app.command("import-eval")
+def import_eval(
+    experiment: str,
+    report: Path,
+    condition: Annotated[str, typer.Option(help="Condition the predictions came from.")],
+    replicate: Annotated[int, typer.Option(help="Replicate the predictions came from.")] = 0,
+) -> None:
+    """Read a SWE-bench harness report and set `resolved` on the outcomes (used when success: resolved)."""
+    from swarmq.harness import import_verdicts, load_report
+
+    verdicts = load_report(report)
+    svc = _services()
+    with svc.sessions() as session:
+        updated, resolved = import_verdicts(session, experiment, condition, replicate, verdicts)
+    out.print(f"{experiment}/{condition}/r{replicate}: {updated} outcomes updated, {resolved} resolved")
+
+
 @app.command()
 def status(
-    experiment: str,
+    experiment: Annotated[str | None, typer.Argument(help="Experiment name (omit with --workers).")] = None,
     format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the experiment completes.")] = False,
+    workers: Annotated[bool, typer.Option("--workers", help="List live workers instead.")] = False,
 ) -> None:
-    """Progress per condition and replicate: done / running / failed / queued."""
-    from swarmq.progress import progress, render_progress
+    """Progress per condition and replicate: done / running / failed / queued, successes, ETA."""
+    if workers:
+        workers_list(format)
+        return
+    if experiment is None:
+        raise ConfigError("status: name an experiment (or pass --workers)")
+    from swarmq.progress import progress, render_progress, watch_progress
 
     svc = _services()
+    if watch:
+        watch_progress(svc.sessions, experiment, out)
+        return
     with svc.sessions() as session:
         data = progress(session, experiment)
     if format is Fmt.json:

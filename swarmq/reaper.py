@@ -2,6 +2,7 @@
 
 Each pass (one worker at a time, by a short-lived lock in Redis):
 - jobs whose lease expired (their worker died) are queued again, or failed once they used max_attempts;
+- swarm updates left half-done (a worker died between its outcome write and its Redis update) are finished;
 - streams with room in flight and pending jobs are released (e.g. a worker died after its outcome write);
 - queued jobs missing from the broker (Redis restarted empty) are published again.
 A second delivery of a job is harmless: claiming is atomic in Postgres.
@@ -33,6 +34,7 @@ class ReapResult:
     failed: int = 0
     released: int = 0
     republished: int = 0
+    completed: int = 0
 
 
 def reap(
@@ -68,9 +70,28 @@ def reap(
         for job_id, _key in requeued:
             log.warning("job=%s lease expired: queued again", job_id)
         broker.publish(app, ((int(j), str(k)) for j, k in requeued))
+        if complete_stream is not None:
+            result.completed = complete_unapplied(session, complete_stream, grace_seconds)
         result.released = _release_stalled(sessions, session, app, complete_stream)
         result.republished = _republish_missing(session, app, redis, grace_seconds)
     return result
+
+
+def complete_unapplied(session: Session, complete_stream: Callable[[int, str, int], None],
+                       older_than_seconds: float, model_key: str | None = None) -> int:  # fmt: skip
+    """Finish the swarm updates of outcomes written more than ``older_than_seconds`` ago but never applied."""
+    rows = session.execute(
+        text(
+            "SELECT DISTINCT j.experiment_id, j.condition, j.replicate FROM outcomes o "
+            "JOIN jobs j ON j.id = o.job_id JOIN experiments e ON e.id = j.experiment_id "
+            "WHERE NOT o.update_applied AND o.created_at < now() - make_interval(secs => :g) "
+            "AND (CAST(:k AS text) IS NULL OR e.model_key = :k)"
+        ),
+        {"g": older_than_seconds, "k": model_key},
+    ).all()
+    for exp_id, condition, replicate in rows:
+        complete_stream(int(exp_id), str(condition), int(replicate))
+    return len(rows)
 
 
 def _release_stalled(

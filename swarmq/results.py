@@ -37,7 +37,7 @@ def experiment_row(session: Session, name: str) -> tuple[int, dict[str, Any]]:
     return int(row[0]), dict(row[1])
 
 
-def _success_expr(config: dict[str, Any]) -> str:
+def success_expr(config: dict[str, Any]) -> str:
     rule = config.get("success", {}).get("rule", "scorer")
     return "coalesce(o.resolved, false)" if rule == "resolved" else "coalesce(o.success, false)"
 
@@ -45,7 +45,7 @@ def _success_expr(config: dict[str, Any]) -> str:
 def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any]) -> list[dict[str, Any]]:
     cols = GROUPINGS[by]
     select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
-    succ = _success_expr(config)
+    succ = success_expr(config)
     sql = f"""
         SELECT {select_cols},
                count(*) AS jobs,

@@ -29,7 +29,7 @@ from swarmq.config import ModelConfig
 from swarmq.errors import ModelError, ServiceUnavailable
 from swarmq.job import JobRunner, RunnerIdentity
 from swarmq.model import Generator, LlamaGenerator, check_fits, check_model_file
-from swarmq.reaper import reap
+from swarmq.reaper import complete_unapplied, reap
 from swarmq.services import Services, connect
 from swarmq.settings import Settings
 from swarmq.swarm import SwarmStore
@@ -274,6 +274,8 @@ def _housekeeping(services: Services, app: Any, runner: JobRunner, info: WorkerI
                 reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
                      grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
             if burst and runner.current_job is None and _nothing_left(services, info.model_key):
+                with services.sessions() as session:  # leave no half-applied swarm update behind
+                    complete_unapplied(session, runner.sync.complete_stream, 0.0, info.model_key)
                 log.info("burst: no job left for model queue %s; stopping", info.model_key)
                 worker_state.should_stop = 0
                 return
@@ -286,6 +288,18 @@ def _housekeeping(services: Services, app: Any, runner: JobRunner, info: WorkerI
                 _die(f"swarmq worker: error: Postgres or Redis unavailable for {down:.0f} s: {exc}", 3)
 
 
+def _gpu_stats(gpu: int | None) -> dict[str, str]:
+    """Name and memory in use of this worker's GPU (NVML sees all GPUs, whatever CUDA_VISIBLE_DEVICES says)."""
+    if gpu is None:
+        return {}
+    from swarmq.gpus import list_gpus
+
+    found = next((g for g in list_gpus() if g.index == gpu), None)
+    if found is None:
+        return {}
+    return {"gpu_name": found.name, "vram_used_mb": f"{(found.memory_total - found.memory_free) / 2**20:.0f}"}
+
+
 def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_seconds: float) -> None:
     """What `swarmq workers list` shows; kept an hour so a silent worker can be shown as lost."""
     key = f"{WORKER_KEY_PREFIX}{info.name}"
@@ -293,7 +307,7 @@ def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_sec
         "name": info.name, "host": info.host, "gpu": "" if info.gpu is None else str(info.gpu), "model": info.model,
         "current_job": runner.current_job or "", "job_started": runner.job_started or "", "jobs_done": runner.jobs_done,
         "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
-        "lease_seconds": lease_seconds, "pid": os.getpid(),
+        "lease_seconds": lease_seconds, "pid": os.getpid(), **_gpu_stats(info.gpu),
     })  # fmt: skip
     redis.expire(key, 3600)
 

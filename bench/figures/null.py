@@ -1,0 +1,115 @@
+"""Figures 2 and 6: queue overhead with the null model, and 1 → 2 worker scaling.
+
+swarmq: a full queue (two relaxed, unlimited streams: a plain one and an accumulating 3-agent swarm, success
+`non_empty`), then 1 or 2 `swarmq worker --cpu --burst --generator bench.null:null_generator` processes; the
+window runs from the first claim to the last outcome. Baseline: plain Celery on the same broker, a no-op task,
+solo-pool workers started the same way (`bench/celery_noop.py`); the window runs from the first task's start
+to the last task's end.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import celery_noop
+from bench.env import ROOT, BenchDB, fresh_database
+from bench.figures import Context
+from bench.measure import FigureResult, Row, check
+from bench.workload import NULL_GENERATOR, NULL_MODEL, SWARM_RELAXED, enqueue, experiment, job_window, run_workers
+
+KEY = "2"
+TITLE = "queue overhead, null model"
+WORKERS = (1, 2)
+
+
+def celery_noop_run(bench: BenchDB, workers: int, total: int, timeout: float = 300) -> dict[str, Any]:
+    from swarmq.broker import make_app
+
+    client = bench.redis()
+    celery_noop.reset(client)
+    client.delete(celery_noop.QUEUE)
+    celery_noop.publish(total, make_app(bench.redis_url))
+    with tempfile.TemporaryDirectory(prefix="swarmq-bench-noop-") as tmp:
+        logs = [Path(tmp) / f"noop{i}.log" for i in range(workers)]
+        procs = []
+        for log in logs:
+            with log.open("wb") as fh:
+                procs.append(subprocess.Popen([sys.executable, "-m", "bench.celery_noop"], cwd=ROOT, env=bench.env,
+                                              stdout=fh, stderr=subprocess.STDOUT))  # fmt: skip
+        deadline = time.monotonic() + timeout
+        try:
+            while (seconds := celery_noop.window(client)) is None:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    tail = logs[0].read_text(errors="replace")[-1500:]
+                    raise RuntimeError(f"celery no-op workers did not finish {total} tasks: {tail}")
+                time.sleep(0.05)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+    return {"tasks": total, "seconds": seconds, "jobs_per_s": total / seconds}
+
+
+def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str) -> dict[str, Any]:
+    bench.reset()
+    per_replicate = 2 * 164  # two conditions over all HumanEval issues
+    replicates = max(1, math.ceil(total / per_replicate))
+    limit = min(164, math.ceil(total / (2 * replicates)))
+    cfg = experiment(name, model=NULL_MODEL, conditions=SWARM_RELAXED, limit=limit, replicates=replicates)
+    enqueue(bench, cfg)
+    process_s = run_workers(bench, workers, model=NULL_MODEL, generator=NULL_GENERATOR)
+    w = job_window(bench, name)
+    if w["done"] != w["jobs"]:
+        raise RuntimeError(f"{name}: only {w['done']} of {w['jobs']} jobs done")
+    return {**w, "jobs_per_s": w["done"] / w["seconds"], "worker_process_seconds": process_s}
+
+
+def run(ctx: Context) -> list[FigureResult]:
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {"celery": {w: [] for w in WORKERS},
+                                                        "swarmq": {w: [] for w in WORKERS}}  # fmt: skip
+    with fresh_database(ctx.endpoints) as bench:
+        for r in range(ctx.repeats):
+            for w in WORKERS:
+                ctx.say(f"  null repeat {r + 1}/{ctx.repeats}: {w} worker(s)")
+                runs["celery"][w].append(celery_noop_run(bench, w, ctx.null_jobs))
+                runs["swarmq"][w].append(swarmq_null_run(bench, w, ctx.null_jobs, f"null-{w}w-{r}"))
+                c, s = runs["celery"][w][-1], runs["swarmq"][w][-1]
+                ctx.say(f"    celery no-op {c['jobs_per_s']:.0f} jobs/s; swarmq {s['jobs_per_s']:.1f} jobs/s "
+                        f"({1000 / s['jobs_per_s']:.1f} ms/job, {s['jobs']} jobs)")  # fmt: skip
+
+    def jps(side: str, w: int) -> list[float]:
+        return [x["jobs_per_s"] for x in runs[side][w]]
+
+    def ms(side: str, w: int) -> list[float]:
+        return [1000 / x for x in jps(side, w)]
+
+    base = "plain Celery no-op task, same broker and worker settings"
+    fig2 = FigureResult(KEY, TITLE)
+    for w in WORKERS:
+        fig2.rows.append(Row(f"jobs/s, {w} worker{'s' if w > 1 else ''}", "jobs/s", jps("celery", w),
+                             jps("swarmq", w), baseline_label=base))  # fmt: skip
+        fig2.rows.append(Row(f"ms/job, {w} worker{'s' if w > 1 else ''} (window / jobs)", "ms", ms("celery", w),
+                             ms("swarmq", w), "≤ 5 ms", check(ms("swarmq", w), lambda x: x <= 5), base))  # fmt: skip
+    fig2.details = {"runs": runs, "jobs": ctx.null_jobs, "conditions": SWARM_RELAXED}
+
+    def efficiency(side: str) -> list[float]:
+        return [two / (2 * one) for one, two in zip(jps(side, 1), jps(side, 2), strict=True)]
+
+    fig6 = FigureResult("6", "scaling 1 → 2 CPU workers, null model")
+    fig6.rows.append(Row("efficiency = jobs/s(2) / (2 × jobs/s(1))", "", efficiency("celery"), efficiency("swarmq"),
+                         baseline_label="the same for the Celery no-op runs of figure 2"))  # fmt: skip
+    fig6.details = {"from": "figure 2 runs"}
+    return [fig2, fig6]

@@ -1,0 +1,141 @@
+"""docker-compose.yml, Dockerfile and .dockerignore, checked statically (no Docker engine in CI)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+DB_URL = "postgresql+psycopg://postgres:postgres@postgres:5432/swarmq"
+REDIS_URL = "redis://redis:6379/0"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())  # resolves the anchors and `<<` merges like Compose does
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+@pytest.fixture(scope="module")
+def workers(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found = {name: s for name, s in services.items() if name.startswith("worker-")}
+    assert found, "no worker service"
+    return found
+
+
+def _devices(service: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", []))
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    cmd = service["command"]
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def test_required_services(services: dict[str, dict[str, Any]]) -> None:
+    assert {"postgres", "redis", "migrate", "worker-gpu0", "worker-gpu1", "worker-gpu2", "worker-gpu3"} <= set(services)
+
+
+def test_postgres(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    pg = services["postgres"]
+    assert pg["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    volume = pg["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"], "postgres data must be on a named volume"
+    assert pg["environment"]["POSTGRES_PASSWORD"] == "postgres" and pg["environment"]["POSTGRES_DB"] == "swarmq"
+
+
+def test_redis_appendonly(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:7")
+    cmd = _command(redis)
+    assert cmd[0] == "redis-server" and cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert redis["volumes"][0].split(":")[0] in compose["volumes"]
+    assert redis["volumes"][0].split(":")[1] == "/data"  # where redis:7 writes its append-only file
+
+
+def test_migrate_is_one_shot_after_healthy_postgres(services: dict[str, dict[str, Any]]) -> None:
+    migrate = services["migrate"]
+    assert _command(migrate) == ["db", "upgrade"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate.get("restart", "no") == "no"
+    assert _env(migrate)["SWARMQ_DATABASE_URL"] == DB_URL
+
+
+def test_workers(workers: dict[str, dict[str, Any]]) -> None:
+    for name, w in workers.items():
+        cmd = _command(w)
+        assert cmd[0] == "worker", name
+        assert "./models:/app/models:ro" in w["volumes"], name
+        env = _env(w)
+        assert (env["SWARMQ_DATABASE_URL"], env["SWARMQ_REDIS_URL"]) == (DB_URL, REDIS_URL), name
+        assert w["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert w["restart"] in ("unless-stopped", "always", "on-failure"), name
+        [device] = _devices(w)
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
+        assert w["image"] == "swarmq:local"
+
+
+def test_worker_gpu_indices_are_consistent(workers: dict[str, dict[str, Any]]) -> None:
+    """worker-gpuN reserves host GPU N; inside the container it is the only GPU, so `--gpu 0`."""
+    host_ids = []
+    for name, w in workers.items():
+        n = re.fullmatch(r"worker-gpu(\d+)", name)
+        assert n, f"{name}: worker services are named worker-gpuN"
+        [device] = _devices(w)
+        assert device["device_ids"] == [n.group(1)], name
+        cmd = _command(w)
+        assert cmd[cmd.index("--gpu") + 1] == "0", f"{name}: the container sees its one GPU as index 0"
+        assert cmd[cmd.index("--name") + 1] == f"swarmq-gpu{n.group(1)}", name
+        host_ids.append(n.group(1))
+    assert len(set(host_ids)) == len(host_ids), "two workers reserve the same GPU"
+
+
+def test_flower_is_optional(services: dict[str, dict[str, Any]]) -> None:
+    flower = services["flower"]
+    assert flower["profiles"] == ["flower"]
+    assert f"--broker={REDIS_URL}" in _command(flower)
+
+
+def test_dockerfile_builds_cuda_llama_and_installs_the_repo() -> None:
+    text = DOCKERFILE.read_text()
+    joined = re.sub(r"\\\n", " ", text)  # continuation lines, as Docker joins them
+    froms = re.findall(r"^FROM\s+(\S+)", joined, re.M)
+    assert froms == ["nvidia/cuda:${CUDA_VERSION}-devel-ubuntu22.04", "nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04"]
+    assert re.search(r"^ARG CUDA_VERSION=12\.4\.1$", text, re.M)
+    assert re.search(r"^ARG LLAMA_CPP_VERSION=0\.3\.36$", text, re.M)
+    [build] = [line for line in joined.splitlines() if "pip wheel" in line]
+    assert 'CMAKE_ARGS="-DGGML_CUDA=on' in build and "--no-cache-dir" in build
+    assert '"llama-cpp-python==${LLAMA_CPP_VERSION}"' in build
+    assert re.search(r"pip install --no-deps -e \"/app\[gpu\]\"", joined)
+    assert re.search(r"^COPY --from=build /app /app$", text, re.M)
+    assert re.search(r"^WORKDIR /app$", text, re.M)
+    assert re.search(r'^ENTRYPOINT \["swarmq"\]$', text, re.M)
+    assert "python3.11" in joined
+
+
+def test_dockerignore_keeps_migrations_and_drops_models() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    ignored.discard("")
+    assert {".git", ".venv", "models"} <= ignored
+    assert not any(p.startswith("migrations") or p == "swarmq" or p == "pyproject.toml" for p in ignored)

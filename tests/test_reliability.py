@@ -1,0 +1,236 @@
+"""Fault injection on the real path: real Postgres, real Redis, real worker subprocesses (stand-in
+generators behind the real Generator interface), real kill -9."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from tests.conftest import ROOT, swarmq
+from tests.helpers import write_config
+
+pytestmark = [pytest.mark.services, pytest.mark.faults]
+FAST = {
+    "SWARMQ_LEASE_SECONDS": "2",
+    "SWARMQ_HEARTBEAT_SECONDS": "0.4",
+    "SWARMQ_REAPER_SECONDS": "0.5",
+}
+
+
+def start_worker(
+    env: dict[str, str], generator: str = "hash_generator", burst: bool = True, name: str | None = None
+) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--generator", f"tests.fakes:{generator}"]
+    cmd += ["--burst"] if burst else []
+    cmd += ["--name", name] if name else []
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def db(database_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True)
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def scalar(database_url: str, sql: str) -> Any:
+    with db(database_url) as conn:
+        row = conn.execute(sql).fetchone()
+        return row[0] if row else None
+
+
+def assert_exactly_once(database_url: str, redis_url: str, jobs: int) -> None:
+    """Every job done with one outcome; Redis histories equal the aggregate of the Postgres outcomes."""
+    with db(database_url) as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+        assert statuses == {"done": jobs}, statuses
+        assert conn.execute("SELECT count(*), count(DISTINCT job_id) FROM outcomes").fetchone() == (jobs, jobs)
+        assert conn.execute("SELECT bool_and(update_applied) FROM outcomes").fetchone()[0] is True
+        per_stream = conn.execute(
+            "SELECT e.name, j.condition, j.replicate, count(*), count(*) FILTER (WHERE o.success) "
+            "FROM outcomes o JOIN jobs j ON j.id = o.job_id JOIN experiments e ON e.id = j.experiment_id "
+            "GROUP BY 1, 2, 3"
+        ).fetchall()
+    r = redis_lib.Redis.from_url(redis_url)
+    for name, cond, rep, attempts, successes in per_stream:
+        prefix = f"swarmq:stream:{{{name}/{cond}/{rep}}}:"
+        hist = {k.decode(): int(v) for k, v in r.hgetall(prefix + "hist").items()}
+        assert sum(v for k, v in hist.items() if k.endswith(":a")) == attempts, (name, cond, rep, hist)
+        assert sum(v for k, v in hist.items() if k.endswith(":s")) == successes, (cond, rep, hist)
+        assert int(r.hget(prefix + "meta", "version")) == attempts
+        assert r.scard(prefix + "applied") == attempts
+
+
+def enqueue(tmp_path: Path, env: dict[str, str], **kw: Any) -> None:
+    r = swarmq("enqueue", str(write_config(tmp_path, **kw)), env=env)
+    assert r.returncode == 0, r.stderr
+
+
+CONDS = {
+    "baseline": {},
+    "strict": {"agents": 2, "router": "round_robin", "accumulate": True},
+    "relaxed": {"agents": 3, "router": "random", "accumulate": True, "ordering": "relaxed", "max_in_flight": 2},
+}
+
+
+def test_duplicate_deliveries_are_dropped(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    enqueue(tmp_path, services_env, name="dup", limit=3, conditions=CONDS)
+    # Publish every job a second time, as a broker redelivery would.
+    code = ("from swarmq.broker import make_app, publish\nimport os, psycopg\n"
+            "c = psycopg.connect(os.environ['SWARMQ_DATABASE_URL'].replace('+psycopg', ''))\n"
+            "ids = [r[0] for r in c.execute(\"SELECT id FROM jobs WHERE status = 'queued'\")]\n"
+            "publish(make_app(os.environ['SWARMQ_REDIS_URL']), [(i, 'stand-in.gguf') for i in ids])\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], env=services_env, check=True, cwd=ROOT)
+    w = start_worker(services_env)
+    out, _ = w.communicate(timeout=120)
+    assert w.returncode == 0, out
+    assert_exactly_once(database_url, redis_url, 9)
+    assert scalar(database_url, "SELECT max(attempts) FROM jobs") == 1
+
+
+def test_kill9_at_random_points(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    """At least 20 kill -9 trials, at random points (during generation, right after the outcome write,
+    between the outcome write and the Redis update, right after it); every job still ends done exactly once."""
+    env = {**services_env, **FAST, "SWARMQ_MAX_ATTEMPTS": "1000", "SWARMQ_TEST_KILL_PROB": "0.4"}
+    rng = random.Random(5)
+    kills, experiments, points = 0, 0, set()
+    deadline = time.monotonic() + 300
+    while kills < 20 and time.monotonic() < deadline:
+        experiments += 1
+        enqueue(tmp_path, env, name=f"kill{experiments}", limit=4, conditions=CONDS)
+        while scalar(database_url, "SELECT count(*) FROM jobs WHERE status <> 'done'") and kills < 40:
+            point = rng.choice(["generate", "after_outcome", "before_update", "after_update"])
+            w = start_worker({**env, "SWARMQ_TEST_KILL_AT": point}, generator="killer_generator")
+            out, _ = w.communicate(timeout=120)
+            assert w.returncode in (0, -signal.SIGKILL), out[-3000:]
+            if w.returncode == -signal.SIGKILL:
+                kills += 1
+                points.add(point)
+    w = start_worker(env)  # finish what is left, without faults
+    out, _ = w.communicate(timeout=120)
+    assert w.returncode == 0, out[-3000:]
+    assert kills >= 20, f"only {kills} kills"
+    assert points == {"generate", "after_outcome", "before_update", "after_update"}
+    assert_exactly_once(database_url, redis_url, 12 * experiments)
+    assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over
+
+
+def test_long_job_never_runs_twice(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    env = {**services_env, **FAST, "SWARMQ_LEASE_SECONDS": "1", "SWARMQ_HEARTBEAT_SECONDS": "0.2",
+           "SWARMQ_TEST_GEN_DELAY": "3.5"}  # fmt: skip
+    enqueue(tmp_path, env, name="long", limit=1, conditions={"baseline": {}})
+    workers = [start_worker(env, name=f"w{i}") for i in range(2)]
+    for w in workers:
+        out, _ = w.communicate(timeout=60)
+        assert w.returncode == 0, out
+    with db(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM outcomes").fetchone()[0] == 1
+        assert conn.execute("SELECT attempts, status FROM jobs").fetchone() == (1, "done")
+
+
+def test_sigterm_finishes_the_running_job(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "2"}
+    enqueue(tmp_path, env, name="term", limit=3, conditions={"baseline": {}})
+    w = start_worker(env, burst=False)
+    wait_for(
+        lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1, 30, "a running job"
+    )
+    w.send_signal(signal.SIGTERM)
+    out, _ = w.communicate(timeout=30)
+    assert w.returncode == 0, out
+    with db(database_url) as conn:
+        done = conn.execute("SELECT count(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+        assert done >= 1  # the job that was running finished
+        assert conn.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone()[0] == 0
+
+
+def test_sigterm_past_grace_releases_the_job(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "6", "SWARMQ_SHUTDOWN_GRACE_SECONDS": "0.5"}
+    enqueue(tmp_path, env, name="grace", limit=1, conditions={"baseline": {}})
+    w = start_worker(env, burst=False)
+    wait_for(
+        lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1, 30, "a running job"
+    )
+    w.send_signal(signal.SIGTERM)
+    out, _ = w.communicate(timeout=30)
+    assert "released" in out
+    assert scalar(database_url, "SELECT status FROM jobs") == "queued"
+    w2 = start_worker({**env, "SWARMQ_TEST_GEN_DELAY": "0"})
+    out2, _ = w2.communicate(timeout=60)
+    assert w2.returncode == 0, out2
+    assert_exactly_once(database_url, redis_url, 1)
+    assert scalar(database_url, "SELECT attempts FROM jobs") == 2
+
+
+def test_redis_flushed_mid_run(tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "0.15"}
+    enqueue(tmp_path, env, name="flush", limit=8, conditions=CONDS)
+    w = start_worker(env)
+    wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 6, 60, "some outcomes")
+    redis_lib.Redis.from_url(redis_url).flushdb()  # queue, unacked messages and swarm state all gone
+    out, _ = w.communicate(timeout=120)
+    assert w.returncode == 0, out[-3000:]
+    assert_exactly_once(database_url, redis_url, 24)
+
+
+def test_postgres_connections_dropped_mid_run(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "0.1"}
+    enqueue(tmp_path, env, name="pgdrop", limit=8, conditions=CONDS)
+    w = start_worker(env)
+    dbname = database_url.rsplit("/", 1)[1].split("?")[0]
+    for _ in range(3):
+        wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 3, 60, "progress")
+        with db(database_url) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (dbname,),
+            )
+        time.sleep(0.5)
+    out, _ = w.communicate(timeout=120)
+    assert w.returncode == 0, out[-3000:]
+    assert_exactly_once(database_url, redis_url, 24)
+
+
+def test_poison_job_fails_after_max_attempts(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    env = {**services_env, **FAST, "SWARMQ_MAX_ATTEMPTS": "3", "SWARMQ_TEST_POISON": "def truncate_number"}
+    # HumanEval/2 (truncate_number) kills its worker every time; the other jobs must still finish.
+    enqueue(tmp_path, env, name="poison", limit=4, conditions={"baseline": {}})
+    deadline = time.monotonic() + 120
+    runs = 0
+    while (
+        scalar(database_url, "SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'failed')")
+        and time.monotonic() < deadline
+    ):
+        w = start_worker(env, generator="crash_generator")
+        w.communicate(timeout=60)
+        runs += 1
+    with db(database_url) as conn:
+        rows = dict(conn.execute("SELECT instance_id, status FROM jobs").fetchall())
+        assert rows == {"HumanEval/0": "done", "HumanEval/1": "done", "HumanEval/2": "failed", "HumanEval/3": "done"}
+        attempts, error = conn.execute("SELECT attempts, error FROM jobs WHERE instance_id = 'HumanEval/2'").fetchone()
+    assert attempts == 3
+    assert "max_attempts" in error
+    assert runs >= 3
