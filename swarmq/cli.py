@@ -442,7 +442,8 @@ def main() -> None:
     try:
         rc = app(args=argv, prog_name="swarmq", standalone_mode=False)
     except SwarmqError as exc:
-        err.print(f"swarmq: error: {exc}", markup=False, highlight=False)
+        # Plain print: rich would wrap a long message over several lines; an error is one line.
+        print(f"swarmq: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

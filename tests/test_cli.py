@@ -1,0 +1,201 @@
+"""The CLI as a user meets it: bad input gets one clear line naming the culprit, a non-zero exit, and
+nothing half-written. Real Postgres and Redis; subprocesses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import swarmq
+from tests.helpers import write_config
+
+pytestmark = pytest.mark.services
+
+
+def counts(database_url: str) -> tuple[int, int, int]:
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM experiments), (SELECT count(*) FROM jobs), (SELECT count(*) FROM outcomes)"
+        ).fetchone()
+        assert row is not None
+        return row
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("swarmq: error: ")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def bad_yaml(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    return p
+
+
+GOOD = "name: x\ndataset: {benchmark: humaneval, limit: 2}\nmodel: {path: models/m.gguf}\nconditions: {a: {}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: [oops\n", "bad.yaml:2: malformed YAML"),
+        (GOOD + "colour: blue\n", "bad.yaml:5: colour: unknown field"),
+        (GOOD.replace("a: {}", "a: {router: best}"), "bad.yaml:4: conditions.a.router: unknown router 'best'"),
+        (GOOD + "replicates: 0\n", "bad.yaml:5: replicates: Input should be greater than or equal to 1"),
+        (GOOD.replace("limit: 2", "source: nowhere.jsonl"), "dataset file not found: nowhere.jsonl"),
+        (GOOD.replace("limit: 2", "categories: [astrology]"), "dataset is empty after filters"),
+    ],
+)
+def test_bad_experiment_files(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, text: str, expected: str
+) -> None:
+    r = swarmq("enqueue", str(bad_yaml(tmp_path, text)), env=services_env)
+    assert r.returncode == 2, r.stderr
+    assert expected in one_error_line(r.stderr)
+    assert counts(database_url) == (0, 0, 0)
+
+
+def test_bad_dataset_rows(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    rows = tmp_path / "rows.jsonl"
+    good = {"task_id": "t/0", "prompt": "def f():\n", "entry_point": "f", "test": "def check(c): pass\n"}
+    rows.write_text("\n".join(json.dumps(r) for r in [good, {**good, "task_id": "t/1", "test": None}]) + "\n")
+    cfg = bad_yaml(tmp_path, GOOD.replace("limit: 2", f"source: {rows}"))
+    r = swarmq("enqueue", str(cfg), env=services_env)
+    assert r.returncode == 2
+    assert "row 1 (instance 't/1'): missing field 'test'" in one_error_line(r.stderr)
+    rows.write_text("\n".join(json.dumps(r) for r in [good, good]) + "\n")
+    r = swarmq("enqueue", str(cfg), env=services_env)
+    assert r.returncode == 2
+    assert "duplicate instance id 't/0'" in one_error_line(r.stderr)
+    assert counts(database_url) == (0, 0, 0)
+
+
+def test_unreachable_services(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    cfg = write_config(tmp_path)
+    r = swarmq("enqueue", str(cfg), env={**services_env, "SWARMQ_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert r.returncode == 3
+    assert "cannot reach Redis at redis://127.0.0.1:1/0" in one_error_line(r.stderr)
+    r = swarmq("results", "x", env={**services_env, "SWARMQ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"})
+    assert r.returncode == 3
+    assert "cannot reach Postgres at postgresql+psycopg://postgres@127.0.0.1:1/none" in one_error_line(r.stderr)
+    assert counts(database_url) == (0, 0, 0)
+
+
+def test_unknown_experiment(services_env: dict[str, str], tmp_path: Path) -> None:
+    for args in (["results", "ghost"], ["status", "ghost"], ["export", "ghost", "-o", str(tmp_path / "x.jsonl")],
+                 ["state", "show", "ghost"], ["plot", "ghost", "-o", str(tmp_path)]):  # fmt: skip
+        r = swarmq(*args, env=services_env)
+        assert r.returncode == 4, (args, r.stderr)
+        assert "unknown experiment 'ghost'" in one_error_line(r.stderr)
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_schema_must_be_current(services_env: dict[str, str], pg_admin_url: str) -> None:
+    name = "swarmq_test_empty_schema"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}" if "?" not in pg_admin_url else None
+    if url is None:
+        pytest.skip("embedded server URL")
+    r = swarmq("results", "x", env={**services_env, "SWARMQ_DATABASE_URL": url})
+    assert r.returncode == 3
+    assert "database schema is empty: run `swarmq db upgrade`" in one_error_line(r.stderr)
+
+
+def test_name_clash_and_resume(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    cfg = write_config(tmp_path, name="same", limit=2)
+    first = swarmq("enqueue", str(cfg), env=services_env)
+    assert first.returncode == 0 and "enqueued experiment same: 4 jobs" in first.stdout
+    again = swarmq("enqueue", str(cfg), env=services_env)
+    assert again.returncode == 0 and "resumed experiment same: 4 jobs" in again.stdout
+    assert counts(database_url) == (1, 4, 0)
+    other = write_config(tmp_path, name="same", limit=3)
+    clash = swarmq("enqueue", str(other), env=services_env)
+    assert clash.returncode == 4
+    assert "experiment 'same' exists with a different configuration" in one_error_line(clash.stderr)
+    assert counts(database_url) == (1, 4, 0)
+
+
+def test_resume_publishes_only_jobs_without_outcome(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    cfg = write_config(tmp_path, name="res", limit=3, conditions={"a": {}})
+    assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
+    w = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", env=services_env)
+    assert w.returncode == 0, w.stderr
+    r = swarmq("enqueue", str(cfg), env=services_env)
+    assert "resumed experiment res: 3 jobs (0 published, 3 already done)" in r.stdout
+    assert counts(database_url) == (1, 3, 3)
+
+
+def test_worker_refuses_bad_models_before_touching_jobs(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    cfg = write_config(tmp_path, name="m", limit=1, conditions={"a": {}}, model=str(tmp_path / "missing.gguf"))
+    assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
+    r = swarmq("worker", "--cpu", env=services_env)
+    assert r.returncode == 5
+    assert f"model file not found: {tmp_path / 'missing.gguf'}" in one_error_line(r.stderr)
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a gguf")
+    r = swarmq("worker", "--cpu", "--model", str(fake), env=services_env)
+    assert r.returncode == 5
+    assert "not a GGUF file" in one_error_line(r.stderr)
+    r = swarmq("worker", "--gpu", "7", env=services_env)
+    assert r.returncode == 5
+    assert "--gpu 7: no such GPU on this machine" in one_error_line(r.stderr)
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT status, attempts FROM jobs").fetchall() == [("queued", 0)]
+
+
+def test_worker_needs_exactly_one_device(services_env: dict[str, str]) -> None:
+    r = swarmq("worker", env=services_env)
+    assert r.returncode == 2
+    assert "choose exactly one of --gpu N or --cpu" in one_error_line(r.stderr)
+
+
+def test_import_eval_round_trip(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    cfg = {
+        "name": "swe", "dataset": {"benchmark": "swebench", "limit": 2}, "model": {"path": "models/stand-in.gguf"},
+        "conditions": {"a": {}}, "success": {"rule": "resolved"},
+    }  # fmt: skip
+    (tmp_path / "swe.yaml").write_text(json.dumps(cfg))
+    assert swarmq("enqueue", str(tmp_path / "swe.yaml"), env=services_env).returncode == 0
+    w = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", env=services_env)
+    assert w.returncode == 0, w.stderr
+    preds = tmp_path / "preds.jsonl"
+    e = swarmq(
+        "export",
+        "swe",
+        "--format",
+        "swebench",
+        "-o",
+        str(preds),
+        "--condition",
+        "a",
+        "--replicate",
+        "0",
+        env=services_env,
+    )
+    assert e.returncode == 0, e.stderr
+    lines = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert [set(x) for x in lines] == [{"instance_id", "model_name_or_path", "model_patch"}] * 2
+    ids = [x["instance_id"] for x in lines]
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"resolved_ids": ["astropy__astropy-12907"], "unresolved_ids": []}))
+    r = swarmq("import-eval", "swe", str(foreign), "--condition", "a", "--replicate", "0", env=services_env)
+    assert r.returncode == 4
+    assert "report is not for swe/a/r0" in one_error_line(r.stderr)
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"resolved_ids": ids[:1], "unresolved_ids": ids[1:]}))
+    r = swarmq("import-eval", "swe", str(report), "--condition", "a", "--replicate", "0", env=services_env)
+    assert r.returncode == 0, r.stderr
+    assert "2 outcomes updated, 1 resolved" in r.stdout
+    res = json.loads(swarmq("results", "swe", "--format", "json", env=services_env).stdout)
+    assert res["success_rule"] == "resolved" and res["groups"][0]["successes"] == 1
