@@ -18,7 +18,7 @@ from rich.live import Live
 
 from swarmq import db
 from swarmq.config import ExperimentConfig, load_config
-from swarmq.errors import ModelError
+from swarmq.errors import ModelError, SwarmqError
 from swarmq.services import connect
 from swarmq.settings import get_settings
 
@@ -83,6 +83,15 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     with svc.sessions() as session:
         data = results(session, cfg.name, buffers=_buffers(svc, session, cfg.name))
     report.print_table(data, console)
+    plots_dir = Path("demo-output") / cfg.name
+    try:
+        from swarmq.plots import plot
+
+        with svc.sessions() as session:
+            written = plot(session, cfg.name, plots_dir)
+        console.print(f"plots: {', '.join(str(p) for p in written)}")
+    except SwarmqError as exc:  # matplotlib missing, or nothing to plot
+        console.print(f"no plots: {exc}")
     console.print(
         f"\nNext: `swarmq results {cfg.name} --by agent`, `swarmq export {cfg.name} --format csv -o out.csv`.\n"
         "Scale up: point SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL at shared servers, run `swarmq worker --gpu N` "

@@ -24,8 +24,9 @@ SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.st
        o.success, o.success_rule, o.score_status, o.score_detail, o.resolved, o.completion, o.finish_reason,
        o.prompt_tokens, o.completion_tokens, o.load_seconds, o.prompt_seconds, o.generation_seconds,
        o.tokens_per_second, o.job_seconds, o.scoring_seconds, o.worker, o.gpu_index, o.model_name,
-       o.model_sha256, o.llama_cpp_version, o.prompt_sha256, o.chat, o.sampling, o.error, o.created_at
-FROM jobs j JOIN outcomes o ON o.job_id = j.id
+       o.model_sha256, o.llama_cpp_version, o.prompt_sha256, o.chat, o.sampling, o.error, o.created_at,
+       i.data->>'entry_point' AS entry_point
+FROM jobs j JOIN outcomes o ON o.job_id = j.id JOIN issues i ON i.id = j.issue_id
 WHERE j.experiment_id = :e {filters}
 ORDER BY j.seq
 """
@@ -49,6 +50,15 @@ def _model_patch(row: dict[str, Any]) -> str:
     from swarmq.scorers.swebench import extract_diff
 
     return extract_diff(row["completion"] or "") or ""
+
+
+def _humaneval_completion(row: dict[str, Any]) -> str:
+    """Chat replies are turned into prompt completions, exactly as the worker scored them."""
+    if not row["chat"]:
+        return str(row["completion"])
+    from swarmq.scorers.humaneval import completion_from_reply
+
+    return completion_from_reply({"entry_point": row["entry_point"]}, row["completion"])
 
 
 def write(session: Session, name: str, fmt: str, out: Path, condition: str | None = None,
@@ -89,7 +99,7 @@ def _write_format(fmt: str, rows: list[dict[str, Any]], path: Path, name: str) -
             if fmt == "jsonl":
                 line: dict[str, Any] = r
             elif fmt == "humaneval":
-                line = {"task_id": r["instance_id"], "completion": r["completion"]}
+                line = {"task_id": r["instance_id"], "completion": _humaneval_completion(r)}
             else:  # swebench: the official predictions format
                 line = {"instance_id": r["instance_id"], "model_name_or_path": f"swarmq/{name}/{r['condition']}",
                         "model_patch": _model_patch(r)}  # fmt: skip

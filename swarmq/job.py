@@ -29,6 +29,7 @@ from swarmq.schema import Experiment, Job
 from swarmq.schema import Issue as IssueRow
 from swarmq.scorers import score as score_completion
 from swarmq.scorers.base import Score
+from swarmq.scorers.humaneval import completion_from_reply
 from swarmq.swarm import StreamKey, SwarmStore, Update
 from swarmq.sync import StreamSync, issue_of, solution_text
 
@@ -43,10 +44,12 @@ def job_seed(base: int, replicate: int, instance_id: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def judge(rule: str, benchmark: str, issue: Issue, completion: str) -> tuple[bool, Score | None]:
+def judge(rule: str, benchmark: str, issue: Issue, completion: str, chat: bool = False) -> tuple[bool, Score | None]:
     """Success by the configured rule. ``non_empty`` is the stand-in the study used before real scoring."""
     if rule == "non_empty":
         return bool(completion.strip()), None
+    if chat and benchmark == "humaneval":
+        completion = completion_from_reply(issue.data, completion)
     result = score_completion(benchmark, issue.data, completion)
     return result.success, result
 
@@ -186,7 +189,7 @@ class JobRunner:
             gen = Generation("", "error", 0, 0, 0.0, 0.0)
         t_score = time.perf_counter()
         if error is None:
-            success, scored = judge(config.success.rule, benchmark, issue, gen.text)
+            success, scored = judge(config.success.rule, benchmark, issue, gen.text, chat=prompt.messages is not None)
         else:
             success, scored = False, None
         scoring_seconds = time.perf_counter() - t_score

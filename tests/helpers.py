@@ -12,7 +12,7 @@ def write_config(tmp_path: Path, *, name: str = "t", limit: int = 2, conditions:
         "name": name,
         "seed": 11,
         "dataset": {"benchmark": "humaneval", "source": "bundled", "limit": limit},
-        "model": {"path": model, "n_ctx": 2048, "threads": 2},
+        "model": {"path": model, "n_ctx": 2048, "threads": 1},
         "generation": {"max_tokens": max_tokens, "temperature": 0.0, "top_p": 1.0, "seed": 0},
         "conditions": conditions
         or {"baseline": {}, "swarm": {"agents": 2, "router": "round_robin", "accumulate": True}},

@@ -199,3 +199,61 @@ def test_import_eval_round_trip(tmp_path: Path, services_env: dict[str, str], da
     assert "2 outcomes updated, 1 resolved" in r.stdout
     res = json.loads(swarmq("results", "swe", "--format", "json", env=services_env).stdout)
     assert res["success_rule"] == "resolved" and res["groups"][0]["successes"] == 1
+
+
+def test_status_json_during_a_live_run(tmp_path: Path, services_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    env = {**services_env, "SWARMQ_TEST_GEN_DELAY": "0.4"}
+    cfg = write_config(
+        tmp_path, name="live", limit=6, conditions={"a": {}, "b": {"agents": 2, "router": "random", "accumulate": True}}
+    )
+    assert swarmq("enqueue", str(cfg), env=env).returncode == 0
+    w = subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator"],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    seen_partial = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            data = json.loads(swarmq("status", "live", "--format", "json", env=env).stdout)
+            t = data["total"]
+            assert t["jobs"] == 12 and t["done"] + t["running"] + t["failed"] + t["queued"] == 12
+            assert {(s["condition"], s["replicate"]) for s in data["streams"]} == {("a", 0), ("b", 0)}
+            if 0 < t["done"] < 12:
+                seen_partial = True
+                assert data["complete"] is False
+            if data["complete"]:
+                break
+            time.sleep(0.3)
+    finally:
+        w.wait(timeout=120)
+    assert seen_partial
+    final = json.loads(swarmq("status", "live", "--format", "json", env=env).stdout)
+    assert final["complete"] is True and final["total"]["done"] == 12 and final["total"]["eta_seconds"] == 0.0
+
+
+def test_score_humaneval_samples_file(tmp_path: Path) -> None:
+    from swarmq.scorers.humaneval import load_problems
+
+    problems = load_problems()
+    samples = tmp_path / "samples.jsonl"
+    rows = [
+        {"task_id": "HumanEval/0", "completion": problems["HumanEval/0"]["canonical_solution"]},
+        {"task_id": "HumanEval/0", "completion": "    return False\n"},
+        {"task_id": "HumanEval/2", "completion": problems["HumanEval/2"]["canonical_solution"]},
+    ]
+    samples.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    r = swarmq("score", "humaneval", str(samples), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [x["passed"] for x in data["results"]] == [True, False, True]
+    assert [x["task_id"] for x in data["results"]] == ["HumanEval/0", "HumanEval/0", "HumanEval/2"]
+    assert data["pass_at_1"] == pytest.approx((0.5 + 1.0) / 2)
+    samples.write_text(json.dumps({"task_id": "HumanEval/999", "completion": ""}) + "\n")
+    bad = swarmq("score", "humaneval", str(samples))
+    assert bad.returncode == 2
+    assert "unknown task_id 'HumanEval/999'" in one_error_line(bad.stderr)

@@ -4,12 +4,14 @@ running llama-cpp-python on the real demo GGUF, real scoring."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import swarmq
+from tests.conftest import ROOT, swarmq
 from tests.helpers import write_config
 
 pytestmark = [pytest.mark.services, pytest.mark.model]
@@ -25,8 +27,15 @@ def test_enqueue_worker_results(
     assert r.returncode == 0, r.stderr
     assert "enqueued experiment e2e: 8 jobs" in r.stdout
 
-    w = swarmq("worker", "--cpu", "--burst", env=services_env, timeout=600)  # model from the oldest experiment
-    assert w.returncode == 0, w.stderr[-3000:]
+    # Two real workers at once, each serving the model the oldest unfinished experiment needs.
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--name", f"cpu{i}"],
+                         cwd=ROOT, env=services_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-3000:]
 
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
         rows = conn.execute(
@@ -47,6 +56,9 @@ def test_enqueue_worker_results(
     assert {r[12] for r in rows} <= {"passed", "failed", "timeout", "error"}
     swarm_agents = [r[10] for r in rows if r[0] == "swarm"]
     assert set(swarm_agents) == {0, 1}  # round robin over two agents
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        workers = {r[0] for r in conn.execute("SELECT DISTINCT worker FROM outcomes")}
+    assert len(workers) == 2, workers  # both workers took jobs
 
     res = swarmq("results", "e2e", "--format", "json", env=services_env)
     assert res.returncode == 0, res.stderr

@@ -216,3 +216,21 @@ def test_all_curated_gold_patches_validate() -> None:
         assert result.status == "valid", (issue["instance_id"], result.detail["reason"])
         assert result.detail["same_files"] is True
         assert result.detail["added"] + result.detail["removed"] > 0
+
+
+def test_chat_replies_become_prompt_completions() -> None:
+    from swarmq.scorers.humaneval import completion_from_reply, load_problems, score_humaneval
+
+    problem = load_problems()["HumanEval/2"]  # truncate_number
+    reply = (
+        "Here is the solution:\n```python\ndef truncate_number(number: float) -> float:\n"
+        "    return number % 1.0\n```\nIt returns the decimal part."
+    )
+    completion = completion_from_reply(problem, reply)
+    assert "Here is" not in completion and "def truncate_number" in completion
+    assert score_humaneval(problem, completion).status == "passed"
+    body_only = "```python\n    return number % 1.0\n```"
+    assert completion_from_reply(problem, body_only) == "    return number % 1.0\n"
+    assert score_humaneval(problem, completion_from_reply(problem, body_only)).status == "passed"
+    wrong = "```python\ndef truncate_number(number: float) -> float:\n    return 0.0\n```"
+    assert score_humaneval(problem, completion_from_reply(problem, wrong)).status == "failed"

