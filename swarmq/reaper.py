@@ -47,7 +47,8 @@ def reap(
     complete_stream: Callable[[int, str, int], None] | None = None,
 ) -> ReapResult:
     result = ReapResult()
-    if not redis.set(REAPER_LOCK, "1", nx=True, px=2000):
+    # One pass per interval across all workers: the lock lives as long as the interval.
+    if not redis.set(REAPER_LOCK, "1", nx=True, px=max(100, int(grace_seconds * 500))):
         return result
     with sessions() as session:
         failed = session.execute(
@@ -124,7 +125,10 @@ def _release_stalled(
 
 
 def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
-    """Queued jobs (published more than ``grace_seconds`` ago) that are neither in their queue nor unacked."""
+    """Queued jobs (published more than ``grace_seconds`` ago) that are not in their model's queue.
+
+    A queue at least as long as its old queued jobs is taken as complete without reading it (the common case
+    of a long, healthy queue); once it drains below that, it is read and the missing jobs found."""
     rows = session.execute(
         text(
             "SELECT j.id, e.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
@@ -134,8 +138,14 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     ).all()
     if not rows:
         return 0
-    in_broker = broker_task_ids(redis, {str(k) for _, k in rows})
-    missing = [(int(j), str(k)) for j, k in rows if f"job-{j}" not in in_broker]
+    per_key: dict[str, int] = {}
+    for _, k in rows:
+        per_key[str(k)] = per_key.get(str(k), 0) + 1
+    suspect = {k for k, n in per_key.items() if redis.llen(broker.queue_name(k)) < n}
+    if not suspect:
+        return 0
+    in_broker = broker_task_ids(redis, suspect)
+    missing = [(int(j), str(k)) for j, k in rows if str(k) in suspect and f"job-{j}" not in in_broker]
     if missing:
         session.execute(
             text("UPDATE jobs SET published_at = now() WHERE id = ANY(:ids)"), {"ids": [j for j, _ in missing]}
