@@ -31,7 +31,9 @@ def database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
+    # No pre-ping: it costs a round trip per checkout, several per job. A connection that died (Postgres
+    # restarted) fails its statement, SQLAlchemy discards it, and the worker's retry gets a fresh one.
+    engine = create_engine(url, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

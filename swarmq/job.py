@@ -25,7 +25,7 @@ from swarmq.model import Generation, GenerationRequest, Generator, stop_strings
 from swarmq.prompts import Example, benchmark_stops, build_prompt, example_problem, select_examples
 from swarmq.retry import with_retry
 from swarmq.routing import route, stream_seed
-from swarmq.schema import Experiment, Job
+from swarmq.schema import Experiment
 from swarmq.schema import Issue as IssueRow
 from swarmq.scorers import score as score_completion
 from swarmq.scorers.base import Score
@@ -106,6 +106,7 @@ class JobRunner:
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
         self.outage_seconds = outage_seconds
         self.jobs_done = 0
+        self._issues: dict[int, Issue] = {}
         self.current_job: int | None = None
         self.job_started: float | None = None
         self._tokens = 0
@@ -118,7 +119,7 @@ class JobRunner:
         """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
         owner = self.identity.worker
 
-        def claim() -> Job | None:
+        def claim() -> store.Claimed | None:
             with self.sessions() as session:
                 return store.claim(session, job_id, owner, self.lease_seconds)
 
@@ -140,15 +141,17 @@ class JobRunner:
         with self.sessions() as session:
             return store.renew(session, job_id, self.identity.worker, self.lease_seconds)
 
-    def _run_claimed(self, job: Job) -> str:
+    def _run_claimed(self, job: store.Claimed) -> str:
         started = time.perf_counter()
 
         def load() -> tuple[str, ExperimentConfig, Issue]:
             with self.sessions() as session:
                 name, config = self.sync.experiment(session, job.experiment_id)
-                row = session.get(IssueRow, job.issue_id)
-                assert row is not None
-                return name, config, issue_of(row)
+                if job.issue_id not in self._issues:  # immutable, and shared by every condition and replicate
+                    row = session.get(IssueRow, job.issue_id)
+                    assert row is not None
+                    self._issues[job.issue_id] = issue_of(row)
+                return name, config, self._issues[job.issue_id]
 
         name, config, issue = self._retry(load, "load job")
         cond = config.conditions[job.condition]
@@ -256,6 +259,8 @@ class JobRunner:
     # -- scheduling ----------------------------------------------------------------------------------
 
     def release_next(self, ref: store.StreamRef, cond: ConditionConfig) -> int:
+        if cond.in_flight_limit is None:
+            return 0  # unlimited streams never hold jobs back: nothing is pending
         with self.sessions() as session:
             ids = store.release_stream(session, ref, cond.in_flight_limit)
             if not ids:

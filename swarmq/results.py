@@ -115,9 +115,7 @@ def specialization_metrics(session: Session, experiment_id: int,
         per[cond].append((int(agent), str(ttype), int(n), int(s)))
     out: dict[str, dict[str, Any]] = {}
     for cond, cells in sorted(per.items()):
-        agents = [a for a, _, n, _ in cells for _ in range(n)]
-        types = [t for _, t, n, _ in cells for _ in range(n)]
-        s_val = stats.specialization(agents, types, permutations=1000, seed=0)
+        s_val = stats.specialization_from_counts({(a, t): n for a, t, n, _ in cells}, permutations=1000, seed=0)
         table: dict[int, dict[str, int]] = defaultdict(dict)
         for a, t, _, s in cells:
             table[a][t] = s

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -68,6 +69,13 @@ class Job(Base):
         CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),
         Index("ix_jobs_experiment_status", "experiment_id", "status"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index(
+            "ix_jobs_pending_stream",
+            "experiment_id",
+            "condition",
+            "replicate",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -93,6 +101,7 @@ class Job(Base):
 
 class Outcome(Base):
     __tablename__ = "outcomes"
+    __table_args__ = (Index("ix_outcomes_unapplied", "job_id", postgresql_where=text("NOT update_applied")),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)

@@ -122,6 +122,40 @@ def specialization(
     return Measure(observed, (1 + hits) / (1 + permutations))
 
 
+EXACT_LIMIT = 20_000
+"""Above this many jobs the permutation test of S gives way to its large-sample equivalent (G-test)."""
+
+
+def specialization_from_counts(
+    counts: Mapping[tuple[int, str], int], *, permutations: int = 1000, seed: int = 0, exact_limit: int = EXACT_LIMIT
+) -> Measure:
+    """S from an (agent, task type) → jobs table, as results queries deliver it.
+
+    Up to ``exact_limit`` jobs this is `specialization` (permutation test). Beyond, shuffling a million
+    labels a thousand times costs minutes, and the permutation p converges to the G-test's: under
+    independence 2·n·ln 2·I(agent; type) (I in bits, = S·H(type)) is chi-square with (r-1)(c-1) degrees
+    of freedom, so that p is reported instead.
+    """
+    n = sum(counts.values())
+    if n <= exact_limit:
+        agents = [a for (a, _), k in counts.items() for _ in range(k)]
+        types = [t for (_, t), k in counts.items() for _ in range(k)]
+        return specialization(agents, types, permutations=permutations, seed=seed)
+    agent_ids = sorted({a for a, _ in counts})
+    type_ids = sorted({t for _, t in counts})
+    m = np.array([[counts.get((a, t), 0) for t in type_ids] for a in agent_ids], dtype=float)
+    h_type = _entropy(m.sum(axis=0))
+    if h_type == 0.0:
+        return Measure(0.0, 1.0)
+    h_cond = sum(row.sum() / n * _entropy(row) for row in m if row.sum() > 0)
+    s = 1.0 - h_cond / h_type
+    r, c = int((m.sum(axis=1) > 0).sum()), int((m.sum(axis=0) > 0).sum())
+    if r < 2 or c < 2:
+        return Measure(s, 1.0)
+    g = 2.0 * n * math.log(2.0) * (h_type - h_cond)
+    return Measure(s, float(sps.chi2.sf(g, (r - 1) * (c - 1))))
+
+
 def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measure:
     """Whether agents succeed on different task types: Cramér's V and the chi-square p of independence.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import Row, Table, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
@@ -23,25 +23,47 @@ class StreamRef:
     replicate: int
 
 
-def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> Job | None:
-    """Take the job if it is queued (or its lease expired); None means another worker has it or it is over."""
+def relaxed_commit(session: Session) -> None:
+    """This transaction may skip waiting for the WAL flush. Only for writes that heal themselves if a
+    Postgres crash loses them (a lease, a heartbeat, a release, an applied-mark): never for outcomes."""
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+# Core tables, not ORM entities, on the hot path: no identity map or object loading per job.
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+OUTCOMES: Table = Outcome.__table__  # type: ignore[assignment]
+Claimed = Row[Any]
+"""A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts."""
+
+
+def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> Claimed | None:
+    """Take the job if it is queued (or its lease expired); None means another worker has it or it is over.
+
+    A claim lost in a Postgres crash leaves the job queued, to be delivered again: no need to wait for disk.
+    """
+    relaxed_commit(session)
+    c = JOBS.c
     row = session.execute(
-        text(
-            """
-            UPDATE jobs SET status = 'running', lease_owner = :owner, attempts = attempts + 1,
-                   lease_expires_at = now() + make_interval(secs => :lease), started_at = now(), error = NULL
-            WHERE id = :id AND (status = 'queued' OR (status = 'running' AND lease_expires_at < now()))
-            RETURNING id
-            """
-        ),
-        {"id": job_id, "owner": owner, "lease": lease_seconds},
+        update(JOBS)
+        .where(c.id == job_id)
+        .where(or_(c.status == "queued", and_(c.status == "running", c.lease_expires_at < func.now())))
+        .values(
+            status="running",
+            lease_owner=owner,
+            attempts=c.attempts + 1,
+            lease_expires_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds),
+            started_at=func.now(),
+            error=None,
+        )
+        .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
     ).first()
     session.commit()
-    return session.get(Job, job_id, populate_existing=True) if row else None
+    return row
 
 
 def renew(session: Session, job_id: int, owner: str, lease_seconds: float) -> bool:
     """Heartbeat: extend our lease; False if the job is no longer ours."""
+    relaxed_commit(session)
     n = session.execute(
         text(
             "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => :lease) "
@@ -63,7 +85,7 @@ def finish(
     only this code. An outcome already written by ``owner`` (our own retry after a dropped connection) is ours.
     """
     inserted = session.execute(
-        pg_insert(Outcome).values(job_id=job_id, **outcome).on_conflict_do_nothing(index_elements=["job_id"])
+        pg_insert(OUTCOMES).values(job_id=job_id, **outcome).on_conflict_do_nothing(index_elements=["job_id"])
     ).rowcount  # type: ignore[attr-defined]
     if not inserted:
         session.rollback()
@@ -148,9 +170,10 @@ def experiment_for_job(session: Session, job: Job) -> Experiment:
     return exp
 
 
-def stream_outcomes(session: Session, stream: StreamRef) -> list[tuple[Job, Outcome]]:
-    """A stream's outcomes in the order their updates were made (outcome id), for rebuilding its state."""
-    rows = session.execute(
+def stream_outcomes(session: Session, stream: StreamRef, *, unapplied_only: bool = False) -> list[tuple[Job, Outcome]]:
+    """A stream's outcomes in the order their updates were made (outcome id), for rebuilding its state;
+    with ``unapplied_only``, just those whose swarm update is still to be applied."""
+    query = (
         select(Job, Outcome)
         .join(Outcome, Outcome.job_id == Job.id)
         .where(
@@ -159,22 +182,32 @@ def stream_outcomes(session: Session, stream: StreamRef) -> list[tuple[Job, Outc
             Job.replicate == stream.replicate,
         )
         .order_by(Outcome.id)
-    ).all()
-    return [(j, o) for j, o in rows]
+    )
+    if unapplied_only:
+        query = query.where(Outcome.update_applied.is_(False))
+    return [(j, o) for j, o in session.execute(query).all()]
 
 
-def unapplied_outcomes(session: Session, stream: StreamRef) -> list[tuple[Job, Outcome]]:
-    return [(j, o) for j, o in stream_outcomes(session, stream) if not o.update_applied]
+def has_unapplied(session: Session, stream: StreamRef) -> bool:
+    """Cheap check (a partial index) before fetching a stream's half-applied updates."""
+    return (
+        session.execute(
+            text(
+                "SELECT 1 FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE NOT o.update_applied "
+                "AND j.experiment_id = :e AND j.condition = :c AND j.replicate = :r LIMIT 1"
+            ),
+            {"e": stream.experiment_id, "c": stream.condition, "r": stream.replicate},
+        ).first()
+        is not None
+    )
 
 
-def mark_applied(session: Session, outcome_ids: list[int], staleness: dict[int, int] | None = None) -> None:
-    if not outcome_ids:
-        return
-    for oid in outcome_ids:
-        values: dict[str, Any] = {"id": oid}
-        sql = "UPDATE outcomes SET update_applied = true"
-        if staleness and oid in staleness:
-            sql += ", staleness = :s"
-            values["s"] = staleness[oid]
-        session.execute(text(sql + " WHERE id = :id"), values)
+def mark_applied(session: Session, job_id: int, staleness: int | None = None) -> None:
+    """Record in Postgres that the job's swarm update is in Redis (and, when it was applied now, how stale
+    the job's view was). Lost in a crash, the mark is redone: the update itself is idempotent in Redis."""
+    relaxed_commit(session)
+    session.execute(
+        text("UPDATE outcomes SET update_applied = true, staleness = coalesce(:s, staleness) WHERE job_id = :j"),
+        {"j": job_id, "s": staleness},
+    )
     session.commit()

@@ -68,7 +68,9 @@ class StreamSync:
     def complete_pending(self, ref: store.StreamRef, key: StreamKey, cond: ConditionConfig,
                          config: ExperimentConfig) -> None:  # fmt: skip
         with self.sessions() as session:
-            pending = store.unapplied_outcomes(session, ref)
+            if not store.has_unapplied(session, ref):
+                return
+            pending = store.stream_outcomes(session, ref, unapplied_only=True)
             if not pending:
                 return
             issues = self._issues(session, [j.issue_id for j, _ in pending])
@@ -82,9 +84,7 @@ class StreamSync:
             self.rebuild(ref, key, cond, config)  # the rebuild replays this outcome too: it is in Postgres
             result = self.swarm.apply(key, update, cond.max_examples)
         with self.sessions() as session:
-            oid = session.scalar(select(Outcome.id).where(Outcome.job_id == update.job_id))
-            if oid is not None:
-                store.mark_applied(session, [oid], {oid: result.staleness} if result.status == "applied" else None)
+            store.mark_applied(session, update.job_id, result.staleness if result.status == "applied" else None)
 
     def rebuild(self, ref: store.StreamRef, key: StreamKey, cond: ConditionConfig, config: ExperimentConfig) -> bool:
         """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""

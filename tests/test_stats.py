@@ -244,3 +244,20 @@ def test_percentile_is_linear_like_numpy() -> None:
         percentile([], 95)
     with pytest.raises(ValueError):
         percentile([1.0], 101)
+
+
+def test_specialization_from_counts_matches_exact_and_large_sample() -> None:
+    from swarmq.stats import specialization_from_counts
+
+    counts = {(0, "math"): 30, (0, "string"): 5, (1, "math"): 4, (1, "string"): 25, (2, "list"): 12}
+    agents = [a for (a, _), k in counts.items() for _ in range(k)]
+    types = [t for (_, t), k in counts.items() for _ in range(k)]
+    exact = specialization(agents, types, permutations=200, seed=1)
+    assert specialization_from_counts(counts, permutations=200, seed=1) == exact
+    # Above the limit: the same S, and the G-test p (scipy's log-likelihood chi-square on the same table).
+    big = specialization_from_counts(counts, exact_limit=10)
+    assert big.value == pytest.approx(exact.value)
+    table = np.array([[30, 5, 0], [4, 25, 0], [0, 0, 12]])
+    _, p, _, _ = sps.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+    assert big.p == pytest.approx(p)
+    assert specialization_from_counts({(0, "a"): 50_000, (1, "a"): 50_000}) == (0.0, 1.0)
