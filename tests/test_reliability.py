@@ -135,8 +135,9 @@ def test_kill9_at_random_points(
 
 
 def test_long_job_never_runs_twice(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
-    env = {**services_env, **FAST, "SWARMQ_LEASE_SECONDS": "1", "SWARMQ_HEARTBEAT_SECONDS": "0.2",
-           "SWARMQ_TEST_GEN_DELAY": "3.5"}  # fmt: skip
+    # The job runs 2.5 times longer than its lease; only the heartbeat keeps it from running twice.
+    env = {**services_env, **FAST, "SWARMQ_LEASE_SECONDS": "2", "SWARMQ_HEARTBEAT_SECONDS": "0.3",
+           "SWARMQ_TEST_GEN_DELAY": "5"}  # fmt: skip
     enqueue(tmp_path, env, name="long", limit=1, conditions={"baseline": {}})
     workers = [start_worker(env, name=f"w{i}") for i in range(2)]
     for w in workers:
