@@ -57,7 +57,7 @@ def _gpus(spec: str) -> list[int]:
 
 def run_figure(key: str, ctx: Context) -> list[FigureResult]:
     module = import_module(f"bench.figures.{FIGURES[key]}")
-    start = time.perf_counter()
+    start, load_before = time.perf_counter(), os.getloadavg()[0]
     try:
         out = module.run(ctx)
         figs = out if isinstance(out, list) else [out]
@@ -66,6 +66,7 @@ def run_figure(key: str, ctx: Context) -> list[FigureResult]:
         figs = [FigureResult(module.KEY, module.TITLE, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")]
     for f in figs:
         f.seconds = time.perf_counter() - start
+        f.details["loadavg_1min"] = {"before": load_before, "after": os.getloadavg()[0]}  # a noisy machine shows here
     return figs
 
 

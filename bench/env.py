@@ -2,8 +2,10 @@
 
 Services, first match wins:
 - Postgres: SWARMQ_BENCH_PG_URL, SWARMQ_DATABASE_URL, 127.0.0.1:5432 when it answers, else swarmq's embedded server.
-- Redis: SWARMQ_BENCH_REDIS_URL, SWARMQ_REDIS_URL, 127.0.0.1:6379 when it answers, else swarmq's embedded server;
-  always switched to db SWARMQ_BENCH_REDIS_DB (default 14), which is flushed before and after each figure.
+- Redis: SWARMQ_BENCH_REDIS_URL, SWARMQ_REDIS_URL, 127.0.0.1:6379 when it answers, else an embedded redis-server
+  of the bench's own (under SWARMQ_HOME/bench, db 0); switched to db SWARMQ_BENCH_REDIS_DB (default 14), which is
+  flushed before and after each figure.
+SWARMQ_BENCH_EMBEDDED=1 skips the first three and uses the embedded servers.
 Every figure gets its own database (``swarmq_bench_<random>``, migrated with `swarmq db upgrade`, dropped after).
 """
 
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -49,8 +51,8 @@ def _swarmq_home() -> Path:
 
 def with_database(url: str, name: str) -> str:
     """The same server URL pointing at database ``name`` (TCP or the embedded server's unix-socket URL)."""
-    parts = urlsplit(_plain_pg(url))
-    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    parts = urlsplit(_plain_pg(url))  # built by hand: urlunsplit drops the "//" of an empty host (sockets)
+    return f"{parts.scheme}://{parts.netloc}/{name}" + (f"?{parts.query}" if parts.query else "")
 
 
 def with_redis_db(url: str, db: int) -> str:
@@ -59,7 +61,7 @@ def with_redis_db(url: str, db: int) -> str:
     if parts.scheme == "unix":
         query = dict(parse_qsl(parts.query))
         query["db"] = str(db)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+        return f"unix://{parts.path}?{urlencode(query)}"
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
@@ -72,11 +74,15 @@ class Endpoints:
     source: str
 
 
+def _embedded_only() -> bool:
+    return os.environ.get("SWARMQ_BENCH_EMBEDDED", "") not in ("", "0")
+
+
 def _pg_url() -> tuple[str, str]:
     url = os.environ.get("SWARMQ_BENCH_PG_URL") or os.environ.get("SWARMQ_DATABASE_URL")
-    if url:
+    if url and not _embedded_only():
         return url, "env"
-    if _port_open(5432):
+    if _port_open(5432) and not _embedded_only():
         return "postgresql://postgres@127.0.0.1:5432/postgres", "127.0.0.1:5432"
     from swarmq.embedded import postgres_url
 
@@ -85,19 +91,24 @@ def _pg_url() -> tuple[str, str]:
 
 def _redis_url() -> tuple[str, str]:
     url = os.environ.get("SWARMQ_BENCH_REDIS_URL") or os.environ.get("SWARMQ_REDIS_URL")
-    if url:
+    if url and not _embedded_only():
         return url, "env"
-    if _port_open(6379):
+    if _port_open(6379) and not _embedded_only():
         return "redis://127.0.0.1:6379/0", "127.0.0.1:6379"
     from swarmq.embedded import redis_url
 
-    return redis_url(_swarmq_home()), "embedded"
+    # A redis-server of the bench's own: over a unix socket kombu ignores ``?db=N`` and uses db 0 (swarmq's
+    # `broker.kombu_url` passes it as ``db``, kombu reads ``virtual_host``), so only db 0 keeps the Celery
+    # queues and the swarm state together, and db 0 of the user's embedded server is theirs.
+    return redis_url(_swarmq_home() / "bench"), "embedded (bench's own redis-server)"
 
 
 def discover() -> Endpoints:
     pg, pg_src = _pg_url()
     rd, rd_src = _redis_url()
     db = int(os.environ.get("SWARMQ_BENCH_REDIS_DB", DEFAULT_REDIS_DB))
+    if rd.startswith("unix://") and rd_src.startswith("embedded"):
+        db = 0
     return Endpoints(_plain_pg(pg), with_redis_db(rd, db), f"postgres={pg_src} redis={rd_src} db={db}")
 
 
@@ -191,10 +202,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": list(os.getloadavg()),
     }
-    try:
+    with suppress(ValueError, OSError):
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     from swarmq.gpus import list_gpus
 
     info["gpus"] = [{"index": g.index, "name": g.name, "memory_gib": round(g.memory_total / 2**30, 1)}

@@ -8,6 +8,7 @@ leases in Postgres), so a long generation is never delivered twice by the broker
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -30,10 +31,13 @@ def model_key(model_path: str) -> str:
 
 
 def kombu_url(redis_url: str) -> str:
-    """redis-py spells unix sockets ``unix://path``; kombu spells them ``redis+socket://path``."""
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url[len("unix://") :]
-    return redis_url
+    """redis-py spells unix sockets ``unix://path?db=N``; kombu spells them ``redis+socket://path?virtual_host=N``
+    (kombu ignores ``db`` there, and the queues would land in db 0 while the swarm state is in db N)."""
+    if not redis_url.startswith("unix://"):
+        return redis_url
+    path, _, query = redis_url[len("unix://") :].partition("?")
+    params = [p.replace("db=", "virtual_host=", 1) if p.startswith("db=") else p for p in query.split("&") if p]
+    return "redis+socket://" + path + ("?" + "&".join(params) if params else "")
 
 
 def make_app(redis_url: str) -> Celery:
@@ -60,9 +64,14 @@ def publish(app: Celery, jobs: Iterable[tuple[int, str]]) -> int:
     """Publish ``(job_id, model_key)`` pairs on one broker connection; returns how many were sent."""
     n = 0
     with app.producer_or_acquire() as producer:
-        for job_id, key in jobs:
-            app.send_task(TASK_NAME, args=[job_id], queue=queue_name(key), producer=producer, task_id=f"job-{job_id}")
-            n += 1
+        # kombu >= 5.7 pipelines the sends (one Redis round trip per batch instead of per message).
+        batch = producer.batch(500) if hasattr(producer, "batch") else contextlib.nullcontext()
+        with batch:
+            for job_id, key in jobs:
+                app.send_task(
+                    TASK_NAME, args=[job_id], queue=queue_name(key), producer=producer, task_id=f"job-{job_id}"
+                )
+                n += 1
     return n
 
 

@@ -102,14 +102,16 @@ def _release_stalled(
     complete_stream: Callable[[int, str, int], None] | None,
 ) -> int:
     """Streams with pending jobs and nothing in flight: finish their half-applied updates, then release."""
+    # Both sides use partial indexes (migration 0002): cheap however many finished jobs the table holds.
     rows = session.execute(
         text(
             """
-            SELECT j.experiment_id, j.condition, j.replicate, e.config, e.model_key
-            FROM jobs j JOIN experiments e ON e.id = j.experiment_id
-            GROUP BY j.experiment_id, j.condition, j.replicate, e.config, e.model_key
-            HAVING count(*) FILTER (WHERE j.status = 'pending') > 0
-               AND count(*) FILTER (WHERE j.status IN ('queued', 'running')) = 0
+            SELECT p.experiment_id, p.condition, p.replicate, e.config, e.model_key
+            FROM (SELECT DISTINCT experiment_id, condition, replicate FROM jobs WHERE status = 'pending') p
+            JOIN experiments e ON e.id = p.experiment_id
+            WHERE NOT EXISTS (
+                SELECT 1 FROM jobs k WHERE k.experiment_id = p.experiment_id AND k.condition = p.condition
+                AND k.replicate = p.replicate AND k.status IN ('queued', 'running'))
             """
         )
     ).all()
@@ -146,6 +148,13 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
         return 0
     in_broker = broker_task_ids(redis, suspect)
     missing = [(int(j), str(k)) for j, k in rows if str(k) in suspect and f"job-{j}" not in in_broker]
+    if missing:  # a job delivered (and claimed) between the two reads is not missing
+        still = set(
+            session.execute(
+                text("SELECT id FROM jobs WHERE id = ANY(:ids) AND status = 'queued'"), {"ids": [j for j, _ in missing]}
+            ).scalars()
+        )
+        missing = [(j, k) for j, k in missing if j in still]
     if missing:
         session.execute(
             text("UPDATE jobs SET published_at = now() WHERE id = ANY(:ids)"), {"ids": [j for j, _ in missing]}

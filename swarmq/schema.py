@@ -76,6 +76,13 @@ class Job(Base):
             "replicate",
             postgresql_where=text("status = 'pending'"),
         ),
+        Index(
+            "ix_jobs_active_stream",
+            "experiment_id",
+            "condition",
+            "replicate",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -9,6 +9,7 @@ Windows: (a) first call to last return; (b) first claim to last outcome write (b
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -38,23 +39,24 @@ def ensure_model(path: Path) -> Path:
     return path
 
 
-def load_settings(ctx: Context, model: Path) -> dict[str, Any]:
+def load_settings(ctx: Context, model: Path, workers: int = 1) -> dict[str, Any]:
     """Load settings written into the experiment (so the worker uses them) and given to the raw loop.
 
     CPU threads default to half the cores (llama-cpp-python's own default, written down): the other half
     keeps Postgres, Redis and the OS off llama.cpp's threads, whose spin barrier a single preemption stalls."""
-    threads = ctx.threads or (None if ctx.gpu is not None else max(1, (os.cpu_count() or 2) // 2))
+    threads = ctx.threads or (None if ctx.gpu is not None else max(1, (os.cpu_count() or 2) // (2 * workers)))
     return {"model": str(model), "n_ctx": 2048, "n_batch": 512, "threads": threads, "gpu": ctx.gpu,
             "n_gpu_layers": -1 if ctx.gpu is not None else 0}  # fmt: skip
 
 
-def swarmq_side(bench: BenchDB, ctx: Context, name: str, load: dict[str, Any], count: int = 1,
-                gpus: list[int | None] | None = None) -> dict[str, Any]:  # fmt: skip
-    cfg = experiment(name, model=load["model"], conditions=BASELINE, limit=ctx.n * count, max_tokens=ctx.max_tokens,
+def swarmq_side(bench: BenchDB, ctx: Context, name: str, load: dict[str, Any], limit: int,
+                slots: list[int | None]) -> dict[str, Any]:  # fmt: skip
+    """`swarmq enqueue` of ``limit`` prompts, then one burst worker per slot (a GPU index, or None: CPU)."""
+    cfg = experiment(name, model=load["model"], conditions=BASELINE, limit=limit, max_tokens=ctx.max_tokens,
                      threads=load["threads"], n_ctx=load["n_ctx"])  # fmt: skip
     path = write_config(cfg, ctx.workdir)
     enqueue_s, _ = timed(lambda: bench.swarmq("enqueue", str(path)))
-    worker_s = run_workers(bench, count, model=load["model"], gpus=gpus or [ctx.gpu])
+    worker_s = run_workers(bench, len(slots), model=load["model"], gpus=slots)
     window = job_window(bench, name)
     with bench.connect() as conn:
         rows = conn.execute(
@@ -102,6 +104,12 @@ def _measures(raw: dict[str, Any], sq: dict[str, Any]) -> dict[str, float]:
         "a_outside_ms": (a_wall - sum(c["prompt_seconds"] + c["generation_seconds"] for c in a_calls)) / n * 1000,
         "b_outside_ms": (b_wall - sum(j["prompt_seconds"] + j["generation_seconds"] for j in b_jobs)) / n * 1000,
         "identical": sum(c["text"] == j["completion"] for c, j in zip(a_calls, b_jobs, strict=True)),
+        "a_prompt_s": sum(c["prompt_seconds"] for c in a_calls),
+        "b_prompt_s": sum(j["prompt_seconds"] for j in b_jobs),
+        "a_eval_s": sum(c["generation_seconds"] for c in a_calls),
+        "b_eval_s": sum(j["generation_seconds"] for j in b_jobs),
+        "a_wall_s": a_wall,
+        "b_wall_s": b_wall,
         "a_tokens": a_tokens,
         "b_tokens": b_tokens,
         "n": n,
@@ -122,7 +130,7 @@ def run(ctx: Context) -> FigureResult:
                 ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: raw loop")
                 raw = raw_side(ctx, load, jobs, str(r))
             ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: swarmq enqueue + worker")
-            sq = swarmq_side(bench, ctx, f"e2e-{r}", load)
+            sq = swarmq_side(bench, ctx, f"e2e-{r}", load, ctx.n, [ctx.gpu])
             jobs = sq["jobs"]
             if raw is None:
                 ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: raw loop")
@@ -130,9 +138,9 @@ def run(ctx: Context) -> FigureResult:
             m = _measures(raw, sq)
             ctx.say(f"    raw {m['a_gen_tps']:.1f} tok/s, swarmq {m['b_gen_tps']:.1f} tok/s, "
                     f"overhead {m['overhead_ms']:.1f} ms/job, identical {m['identical']}/{m['n']}")  # fmt: skip
-            gaps = [(b["started"] - a["finished"]) * 1000 for a, b in zip(jobs, jobs[1:], strict=False)]
+            gaps = [(b["started"] - a["finished"]) * 1000 for a, b in itertools.pairwise(jobs)]
             inside = [(j["job_seconds"] - j["prompt_seconds"] - j["generation_seconds"]) * 1000 for j in jobs]
-            reps.append({"measures": m, "swarmq_gap_between_jobs_ms": gaps, "swarmq_in_job_outside_llama_ms": inside, "raw_load_seconds": raw["load_seconds"], "raw_loop_seconds": raw["loop_seconds"],
+            reps.append({"measures": m, "loadavg_after": os.getloadavg()[0], "swarmq_gap_between_jobs_ms": gaps, "swarmq_in_job_outside_llama_ms": inside, "raw_load_seconds": raw["load_seconds"], "raw_loop_seconds": raw["loop_seconds"],
                          "swarmq_window": sq["window"], "swarmq_enqueue_cli_seconds": sq["enqueue_seconds"],
                          "swarmq_worker_process_seconds": sq["worker_process_seconds"],
                          "finish_reasons": [c["finish_reason"] for c in raw["calls"]]})  # fmt: skip
@@ -148,6 +156,8 @@ def run(ctx: Context) -> FigureResult:
         Row("per-job overhead (wall_b − wall_a) / N", "ms", None, col["overhead_ms"], None, None, base),
         Row("wall outside llama.cpp's prompt+eval timers, per job", "ms", col["a_outside_ms"], col["b_outside_ms"],
             None, None, base),
+        Row("swarmq's own time per job (difference of the row above)", "ms", None,
+            [b - a for a, b in zip(col["a_outside_ms"], col["b_outside_ms"], strict=True)], None, None, base),
         Row(f"identical completions at T=0 (of {n})", "", None, col["identical"], f"= {n}",
             check(col["identical"], lambda x: x == n), base),
     ]  # fmt: skip

@@ -3,8 +3,8 @@ published), then resume the same experiment after 9,000 are done (marked by SQL,
 
 swarmq is timed twice: the CLI as a user runs it (`swarmq enqueue FILE`: interpreter start, dataset read,
 rows, publish) and `swarmq.producer.enqueue` in process (rows and publish only). The baseline is the floor any
-producer pays: COPY of the same job rows and one Celery `send_task` per job on one connection (resume: select
-the unfinished ids and send them).
+producer pays: COPY of the same job rows and one Celery `send_task` per job on one connection, pipelined with
+kombu's `Producer.batch()` where kombu has it (resume: select the unfinished ids and send them).
 """
 
 from __future__ import annotations
@@ -121,10 +121,9 @@ def floor_resume(bench: BenchDB, experiment_name: str) -> float:
 def _send(app: Any, ids: list[int]) -> None:
     """One send_task per job on one connection; pipelined through kombu's ``Producer.batch()`` (kombu ≥ 5.7)
     when there is one, since that is the cheapest a plain Celery producer can do."""
-    with app.producer_or_acquire() as producer:
-        with producer.batch() if hasattr(producer, "batch") else nullcontext():
-            for i in ids:
-                app.send_task("bench.floor", args=[i], queue=FLOOR_QUEUE, producer=producer, task_id=f"floor-{i}")
+    with app.producer_or_acquire() as producer, producer.batch() if hasattr(producer, "batch") else nullcontext():
+        for i in ids:
+            app.send_task("bench.floor", args=[i], queue=FLOOR_QUEUE, producer=producer, task_id=f"floor-{i}")
 
 
 def _clear_queues(bench: BenchDB) -> None:
@@ -154,30 +153,31 @@ def run(ctx: Context) -> FigureResult:
             col["floor"].append(floor_enqueue(bench, name))
             with bench.connect() as conn:
                 conn.execute("DELETE FROM experiments WHERE name = %s", (name + "-floor",))
-            mark_done(bench, name, DONE)
-            ctx.say(f"  enqueue repeat {r + 1}/{ctx.repeats}: resume with {DONE} done")
+            done = DONE if res.jobs > DONE else res.jobs * 9 // 10  # small --enqueue-replicates: 90 %
+            mark_done(bench, name, done)
+            ctx.say(f"  enqueue repeat {r + 1}/{ctx.repeats}: resume with {done} done")
             t, out = timed(lambda: bench.swarmq("enqueue", str(path)))  # noqa: B023
             col["cli_resume"].append(t)
             rep["cli_resume_published"] = _published(out.stdout)
             _clear_queues(bench)
             t, res = timed(lambda: enqueue(bench, cfg))  # noqa: B023
             col["api_resume"].append(t)
-            rep.update(api_resume_published=res.published, api_resume_done=res.done)
+            rep.update(api_resume_published=res.published, api_resume_done=res.done, marked_done=done)
             _clear_queues(bench)
             col["floor_resume"].append(floor_resume(bench, name))
             info.append(rep)
             ctx.say(f"    CLI {col['cli'][-1]:.2f} s, in-process {col['api'][-1]:.2f} s, floor {col['floor'][-1]:.2f} s; "
                     f"resume CLI {col['cli_resume'][-1]:.2f} s, in-process {col['api_resume'][-1]:.2f} s")  # fmt: skip
-    jobs = info[0]["jobs"]
+    jobs, done = info[0]["jobs"], info[0]["marked_done"]
     base = "floor: COPY the job rows + one send_task per job, kombu-batched (resume: select unfinished ids + send)"
     fig = FigureResult(KEY, TITLE)
     fig.rows = [
         Row(f"enqueue {jobs:,} jobs: `swarmq enqueue` CLI wall", "s", col["floor"], col["cli"], "≤ 3 s",
             check(col["cli"], lambda x: x <= 3), base),
         Row(f"enqueue {jobs:,} jobs: `producer.enqueue` in process", "s", col["floor"], col["api"], None, None, base),
-        Row(f"resume, {DONE:,} done: CLI wall", "s", col["floor_resume"], col["cli_resume"], "≤ 3 s",
+        Row(f"resume, {done:,} done: CLI wall", "s", col["floor_resume"], col["cli_resume"], "≤ 3 s",
             check(col["cli_resume"], lambda x: x <= 3), base),
-        Row(f"resume, {DONE:,} done: in process", "s", col["floor_resume"], col["api_resume"], None, None, base),
+        Row(f"resume, {done:,} done: in process", "s", col["floor_resume"], col["api_resume"], None, None, base),
     ]  # fmt: skip
     fig.details = {"conditions": CONDITIONS, "replicates": ctx.enqueue_replicates, "repeats": info, "seconds": col}
     return fig

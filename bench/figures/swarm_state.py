@@ -83,7 +83,7 @@ def run(ctx: Context) -> FigureResult:
     try:
         for r in range(ctx.repeats):
             for procs in (1, 2):
-                for mode in ("raw", "swarmq"):
+                for mode in ("raw", "swarmq") if r % 2 == 0 else ("swarmq", "raw"):  # alternate who goes first
                     col.setdefault((mode, procs), []).append(measure(mode, url, procs, ctx.swarm_ops))
             ctx.say(f"  swarm repeat {r + 1}/{ctx.repeats}: swarmq {col[('swarmq', 1)][-1]:.0f} ops/s (1 proc), "
                     f"{col[('swarmq', 2)][-1]:.0f} ops/s (2 procs)")  # fmt: skip
