@@ -264,11 +264,11 @@ def _buffers(svc: Any, session: Any, experiment: str) -> dict[str, dict[int, lis
     from swarmq.results import experiment_row
     from swarmq.swarm import StreamKey, SwarmStore
 
-    _, config = experiment_row(session, experiment)
+    exp_id, config = experiment_row(session, experiment)
     cfg = ExperimentConfig.model_validate(config)
     store, found = SwarmStore(svc.redis), {}
     for cond_name, cond in cfg.conditions.items():
-        state = store.peek(StreamKey(experiment, cond_name, 0), cond.agents)
+        state = store.peek(StreamKey(experiment, cond_name, 0, exp_id), cond.agents)
         if state is not None:
             found[cond_name] = {i: [e.solution for e in b] for i, b in enumerate(state.buffers)}
     return found
@@ -287,6 +287,9 @@ def export(
 
     if format not in FORMATS:
         raise ConfigError(f"--format: unknown format {format!r} (choose from {', '.join(FORMATS)})")
+    if format == "swebench" and (condition is None or replicate is None):
+        # The harness takes one prediction per instance: one stream, as import-eval takes it back.
+        raise ConfigError("--format swebench needs --condition and --replicate (one prediction per instance)")
     svc = _services()
     with svc.sessions() as session:
         n = write(session, experiment, format, output, condition, replicate)
@@ -435,6 +438,18 @@ def services(action: Annotated[str, typer.Argument(help="start | stop | urls")] 
     print(f"SWARMQ_REDIS_URL={redis_url(settings)}")
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Typer >= 0.20 raises the exceptions of its vendored click; older ones raise click's own."""
+    errors: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        errors.append(VendoredClickException)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def main() -> None:
     level = logging.INFO if "-v" in sys.argv else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -445,12 +460,13 @@ def main() -> None:
         # Plain print: rich would wrap a long message over several lines; an error is one line.
         print(f"swarmq: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _click_errors() as exc:
+        message = exc.format_message().replace(chr(10), " ").replace("Value error, ", "")  # type: ignore[attr-defined]
+        print(f"swarmq: error: {message} (see `swarmq --help`)", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (typer.Abort, click.exceptions.Abort):
         err.print("aborted")
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)

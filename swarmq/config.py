@@ -62,6 +62,14 @@ class DatasetConfig(_Strict):
     category_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CATEGORY_MAP))
     """SWE-bench category → task type."""
 
+    @field_validator("category_map")
+    @classmethod
+    def _plain_task_types(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [t for t in v.values() if not t or ":" in t]
+        if bad:
+            raise ValueError(f"task type {bad[0]!r} must be non-empty and hold no ':'")
+        return v
+
 
 class ModelConfig(_Strict):
     path: str

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from swarmq import broker, store
 from swarmq.benchmarks.base import Issue
 from swarmq.config import ConditionConfig, ExperimentConfig
-from swarmq.errors import GenerationError
+from swarmq.errors import GenerationError, ServiceUnavailable
 from swarmq.model import Generation, GenerationRequest, Generator, stop_strings
 from swarmq.prompts import Example, benchmark_stops, build_prompt, example_problem, select_examples
 from swarmq.retry import with_retry
@@ -99,12 +99,14 @@ class JobRunner:
         lease_seconds: float,
         heartbeat_seconds: float,
         outage_seconds: float = 60.0,
+        max_attempts: int = 3,
     ) -> None:
         self.sessions, self.generator, self.app = sessions, generator, app
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
-        self.outage_seconds = outage_seconds
+        self.outage_seconds, self.max_attempts = outage_seconds, max_attempts
+        self._finished = False
         self.jobs_done = 0
         self._issues: dict[int, Issue] = {}
         self.current_job: int | None = None
@@ -121,23 +123,43 @@ class JobRunner:
 
         def claim() -> store.Claimed | None:
             with self.sessions() as session:
-                return store.claim(session, job_id, owner, self.lease_seconds)
+                return store.claim(session, job_id, owner, self.lease_seconds, self.max_attempts)
 
         job = self._retry(claim, "claim")
         if job is None:
             log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
             return "dropped"
-        self.current_job, self.job_started = job_id, time.time()
+        self.current_job, self.job_started, self._finished = job_id, time.time(), False
         try:
             with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds):
                 return self._run_claimed(job)
+        except ServiceUnavailable:
+            raise  # the worker exits; the lease expires and another worker takes the job
+        except Exception as exc:
+            # A bug or an unexpected library error: fail the job now, with the reason, rather than let its
+            # lease expire and re-run it until max_attempts reports a misleading "worker died".
+            log.exception("job=%s failed", job_id)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = f"{type(exc).__name__}: {first}"
+            self._retry(lambda: self._fail(job, reason), "fail job")
+            return "failed"
         finally:
             self.current_job = self.job_started = None
+
+    def _fail(self, job: store.Claimed, reason: str) -> None:
+        with self.sessions() as session:
+            store.fail(session, job.id, reason)
+            _, config = self.sync.experiment(session, job.experiment_id)
+        self.release_next(
+            store.StreamRef(job.experiment_id, job.condition, job.replicate), config.conditions[job.condition]
+        )
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         return with_retry(fn, what=what, deadline_seconds=self.outage_seconds)
 
     def _renew(self, job_id: int) -> bool:
+        if self._finished:  # the outcome is written: there is no lease left to renew
+            return True
         with self.sessions() as session:
             return store.renew(session, job_id, self.identity.worker, self.lease_seconds)
 
@@ -156,7 +178,7 @@ class JobRunner:
         name, config, issue = self._retry(load, "load job")
         cond = config.conditions[job.condition]
         ref = store.StreamRef(job.experiment_id, job.condition, job.replicate)
-        key = StreamKey(name, job.condition, job.replicate)
+        key = StreamKey(name, job.condition, job.replicate, job.experiment_id)
         state = self._retry(lambda: self.sync.state(ref, key, cond, config, job.id), "swarm state")
         decision = route(
             cond.router,
@@ -243,6 +265,7 @@ class JobRunner:
         if not self._retry(finish, "write outcome"):
             log.warning("job=%s already had an outcome; this delivery is dropped", job.id)
             return "dropped"
+        self._finished = True
         example = None
         if success and cond.accumulate:
             example = Example(str(job.id), example_problem(benchmark, issue), solution_text(benchmark, gen.text),

@@ -100,7 +100,7 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
     xs = list(range(len(names)))
     ax.bar(xs, rates, yerr=[lows, highs], capsize=6, color="tab:blue", alpha=0.8)
     for x, g in zip(xs, groups, strict=True):
-        ax.annotate(f"{g['successes']}/{g['done']}", (x, g["ci95"][1]), textcoords="offset points",
+        ax.annotate(f"{g['successes']}/{g['outcomes']}", (x, g["ci95"][1]), textcoords="offset points",
                     xytext=(0, 4), ha="center", fontsize=9)  # fmt: skip
     ax.set_xticks(xs, names)
     ax.set_ylim(0, 1.1)

@@ -46,7 +46,7 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{data['experiment']} — by {data['by']} (success: {data['success_rule']})")
     for k in keys:
         table.add_column(k)
-    for col in ("jobs", "done", "failed", "successes", "rate [95% CI]", "s/job", "p95 s", "gen tok/s",
+    for col in ("jobs", "done", "failed", "outcomes", "successes", "rate [95% CI]", "s/job", "p95 s", "gen tok/s",
                 "max_tokens", "errors"):  # fmt: skip
         table.add_column(col, justify="right")
     for g in groups:
@@ -54,7 +54,7 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         rate = "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} [{_pct(ci[0])}, {_pct(ci[1])}]"
         table.add_row(
             *[str(g[k]) for k in keys],
-            str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["successes"]), rate,
+            str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["outcomes"]), str(g["successes"]), rate,
             _num(g["mean_seconds"]), _num(g["p95_seconds"]), _num(g["tokens_per_second"], "{:.1f}"),
             _pct(g["share_max_tokens"]), _pct(g["share_errors"]),
         )  # fmt: skip

@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session
 from swarmq import stats
 from swarmq.errors import UnknownExperiment
 
+AGENT_STRIDE = 1_000_000
+"""(replicate, agent) → one integer id for the contingency tables."""
+
 GROUPINGS = {
     "condition": ("j.condition",),
     "replicate": ("j.condition", "j.replicate"),
@@ -52,12 +55,13 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
                count(*) FILTER (WHERE j.status = 'done') AS done,
                count(*) FILTER (WHERE j.status = 'failed') AS failed,
                count(*) FILTER (WHERE j.status = 'running') AS running,
+               count(o.id) AS outcomes,
                count(*) FILTER (WHERE {succ}) AS successes,
                avg(o.job_seconds) AS mean_seconds,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY o.job_seconds) AS p95_seconds,
                sum(o.completion_tokens) / nullif(sum(o.generation_seconds), 0) AS tokens_per_second,
                avg((o.finish_reason = 'length')::int) AS share_max_tokens,
-               avg((o.error IS NOT NULL)::int) AS share_errors
+               avg((o.error IS NOT NULL)::int) FILTER (WHERE o.id IS NOT NULL) AS share_errors
         FROM jobs j JOIN issues i ON i.id = j.issue_id LEFT JOIN outcomes o ON o.job_id = j.id
         WHERE j.experiment_id = :e
         GROUP BY {", ".join(cols)} ORDER BY {", ".join(cols)}
@@ -67,7 +71,9 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
         g = dict(r)
         if by == "agent" and g["agent"] is None:
             continue  # jobs not yet routed have no agent
-        n = int(g["done"])
+        # Every job with an outcome counts, failures included (e.g. a prompt longer than n_ctx): leaving
+        # them out would flatter the conditions whose prompts grow. Jobs that never produced one do not.
+        n = int(g["outcomes"])
         g["success_rate"] = g["successes"] / n if n else None
         g["ci95"] = list(stats.wilson_interval(int(g["successes"]), n))
         for k in ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens", "share_errors"):
@@ -80,7 +86,7 @@ def comparisons(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of conditions: two-sided Fisher's exact test and the rate difference with its 95% CI."""
     out = []
     for a, b in combinations(groups, 2):
-        c = stats.fisher_compare(int(a["successes"]), int(a["done"]), int(b["successes"]), int(b["done"]))
+        c = stats.fisher_compare(int(a["successes"]), int(a["outcomes"]), int(b["successes"]), int(b["outcomes"]))
         out.append({"a": a["condition"], "b": b["condition"], "p_fisher": c.p_fisher, "diff": c.diff,
                     "diff_ci95": list(c.diff_ci95)})  # fmt: skip
     return out
@@ -99,20 +105,25 @@ def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any
     return out
 
 
-def specialization_metrics(session: Session, experiment_id: int,
+def specialization_metrics(session: Session, experiment_id: int, config: dict[str, Any],
                            buffers: dict[str, dict[int, list[str]]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """S (with permutation p), F (Cramér's V and chi-square p) per condition; D when buffers are given."""
+    """S (with permutation p), F (Cramér's V and chi-square p) per condition; D when buffers are given.
+
+    Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents (independent swarms), so the
+    agent in these tables is the pair (replicate, agent): pooling replicates never merges unrelated agents.
+    """
     rows = session.execute(
         text(
-            "SELECT j.condition, o.agent_id, o.task_type, count(*) AS n, count(*) FILTER (WHERE o.success) AS s "
+            f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
+            f"count(*) FILTER (WHERE {success_expr(config)}) AS s "
             "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e "
-            "GROUP BY j.condition, o.agent_id, o.task_type"
+            "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
         ),
         {"e": experiment_id},
     ).all()
     per: dict[str, list[tuple[int, str, int, int]]] = defaultdict(list)
-    for cond, agent, ttype, n, s in rows:
-        per[cond].append((int(agent), str(ttype), int(n), int(s)))
+    for cond, replicate, agent, ttype, n, s in rows:
+        per[cond].append((int(replicate) * AGENT_STRIDE + int(agent), str(ttype), int(n), int(s)))
     out: dict[str, dict[str, Any]] = {}
     for cond, cells in sorted(per.items()):
         s_val = stats.specialization_from_counts({(a, t): n for a, t, n, _ in cells}, permutations=1000, seed=0)
@@ -141,5 +152,5 @@ def results(session: Session, name: str, by: str = "condition",
         "groups": groups,
         "comparisons": comparisons(by_condition),
         "replicates": replicate_spread(session, exp_id, config),
-        "specialization": specialization_metrics(session, exp_id, buffers),
+        "specialization": specialization_metrics(session, exp_id, config, buffers),
     }

@@ -24,13 +24,13 @@ def _streams(cfg: ExperimentConfig, condition: str | None, replicate: int | None
 
 def state_json(svc: Any, session: Session, experiment: str, condition: str | None,
                replicate: int | None) -> dict[str, Any]:  # fmt: skip
-    _, config = experiment_row(session, experiment)
+    exp_id, config = experiment_row(session, experiment)
     cfg = ExperimentConfig.model_validate(config)
     store = SwarmStore(svc.redis)
     streams = []
     for cond, rep in _streams(cfg, condition, replicate):
         agents = cfg.conditions[cond].agents
-        state = store.peek(StreamKey(experiment, cond, rep), agents)
+        state = store.peek(StreamKey(experiment, cond, rep, exp_id), agents)
         entry: dict[str, Any] = {"condition": cond, "replicate": rep, "version": None, "agents": []}
         if state is not None:
             entry["version"] = state.version
@@ -71,7 +71,7 @@ def rebuild_all(svc: Any, experiment: str) -> int:
     n = 0
     for cond, rep in _streams(cfg, None, None):
         c = cfg.conditions[cond]
-        key = StreamKey(experiment, cond, rep)
+        key = StreamKey(experiment, cond, rep, exp_id)
         sync.swarm.delete(key, c.agents)
         sync.rebuild(StreamRef(exp_id, cond, rep), key, c, cfg)
         n += 1

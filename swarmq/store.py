@@ -36,8 +36,10 @@ Claimed = Row[Any]
 """A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts."""
 
 
-def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> Claimed | None:
-    """Take the job if it is queued (or its lease expired); None means another worker has it or it is over.
+def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_attempts: int = 3) -> Claimed | None:
+    """Take the job if it is queued, or its lease expired with attempts to spare, or it is already leased to
+    ``owner`` (our own retry after a connection dropped before the reply). None: someone else has it, or
+    it is over, or it is out of attempts (the reaper fails it).
 
     A claim lost in a Postgres crash leaves the job queued, to be delivered again: no need to wait for disk.
     """
@@ -46,7 +48,15 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float) -> Cl
     row = session.execute(
         update(JOBS)
         .where(c.id == job_id)
-        .where(or_(c.status == "queued", and_(c.status == "running", c.lease_expires_at < func.now())))
+        .where(
+            or_(
+                c.status == "queued",
+                and_(
+                    c.status == "running",
+                    or_(c.lease_owner == owner, and_(c.lease_expires_at < func.now(), c.attempts < max_attempts)),
+                ),
+            )
+        )
         .values(
             status="running",
             lease_owner=owner,

@@ -26,10 +26,14 @@ class StreamKey:
     experiment: str
     condition: str
     replicate: int
+    experiment_id: int = 0
+    """Part of the key: an experiment deleted and enqueued again under its old name starts from nothing,
+    never from the old run's buffers, histories or applied-job set."""
 
     def key(self, part: str) -> str:
         # The braces are a Redis Cluster hash tag: all keys of a stream live in one slot.
-        return f"{KEY_PREFIX}{{{self.experiment}/{self.condition}/{self.replicate}}}:{part}"
+        tag = f"{self.experiment}#{self.experiment_id}/{self.condition}/{self.replicate}"
+        return f"{KEY_PREFIX}{{{tag}}}:{part}"
 
     def buffer_keys(self, agents: int) -> list[str]:
         return [self.key(f"buf:{i}") for i in range(agents)]
@@ -66,7 +70,8 @@ def _parse_state(raw: Sequence[Any], agents: int) -> StreamState:
     attempts: list[dict[str, int]] = [{} for _ in range(agents)]
     successes: list[dict[str, int]] = [{} for _ in range(agents)]
     for i in range(0, len(hist_flat), 2):
-        agent, task_type, kind = hist_flat[i].decode().rsplit(":", 2)
+        agent, rest = hist_flat[i].decode().split(":", 1)  # agent:task type:kind; a task type may hold ':'
+        task_type, kind = rest.rsplit(":", 1)
         target = attempts if kind == "a" else successes
         if int(agent) < agents:
             target[int(agent)][task_type] = int(hist_flat[i + 1])

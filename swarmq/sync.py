@@ -63,7 +63,8 @@ class StreamSync:
         with self.sessions() as session:
             name, config = self.experiment(session, experiment_id)
         ref = store.StreamRef(experiment_id, condition, replicate)
-        self.complete_pending(ref, StreamKey(name, condition, replicate), config.conditions[condition], config)
+        key = StreamKey(name, condition, replicate, experiment_id)
+        self.complete_pending(ref, key, config.conditions[condition], config)
 
     def complete_pending(self, ref: store.StreamRef, key: StreamKey, cond: ConditionConfig,
                          config: ExperimentConfig) -> None:  # fmt: skip

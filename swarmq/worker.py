@@ -33,6 +33,7 @@ from swarmq.reaper import complete_unapplied, reap
 from swarmq.services import Services, connect
 from swarmq.settings import Settings
 from swarmq.swarm import SwarmStore
+from swarmq.sync import StreamSync
 
 log = logging.getLogger(__name__)
 WORKER_KEY_PREFIX = "swarmq:worker:"
@@ -56,6 +57,10 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     found = _model_for(services, opts.model)
     if found is None:
         if opts.burst:
+            # A worker that died after writing the very last outcome left its swarm update half-done.
+            sync = StreamSync(services.sessions, SwarmStore(services.redis))
+            with services.sessions() as session:
+                complete_unapplied(session, sync.complete_stream, 0.0)
             print("swarmq worker: no unfinished experiment; nothing to do")
             return 0
         raise ModelError("no --model given and no unfinished experiment to take it from")
@@ -77,6 +82,7 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
         outage_seconds=settings.outage_seconds,
+        max_attempts=settings.max_attempts,
     )
 
     @app.task(name=broker.TASK_NAME, acks_late=True, ignore_result=True)
@@ -85,7 +91,7 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
             return runner.run(int(job_id))
         except ServiceUnavailable as exc:
             # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
-            _die(f"swarmq worker: error: {exc}", 3)
+            _die(f"swarmq: error: worker {hostname}: {exc}", 3)
             raise  # unreachable; keeps type checkers honest
 
     log.info("worker=%s model=%s queue=%s load_seconds=%.2f", hostname, path.name, broker.queue_name(key),
@@ -140,7 +146,7 @@ class GracefulShutdown:
 
         self.signals += 1
         if self.signals > 1:
-            _die("swarmq worker: second signal: exiting now (the running job's lease will expire)", 1)
+            _die("swarmq: worker: second signal: exiting now (the running job's lease will expire)", 1)
         job = self.runner.current_job
         log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum,
                     f"finishing job {job} (grace {self.grace:.0f} s)" if job else "no job running")  # fmt: skip
@@ -162,7 +168,7 @@ class GracefulShutdown:
             )
         if released and key:
             broker.publish(self.app, [(job_id, str(key))])
-        _die(f"swarmq worker: grace period over: job {job_id} {'released' if released else 'was not ours'}", 0)
+        _die(f"swarmq: worker: grace period over: job {job_id} {'released' if released else 'was not ours'}", 0)
 
 
 def _select_gpu(index: int) -> None:
@@ -172,6 +178,8 @@ def _select_gpu(index: int) -> None:
     if index not in [g.index for g in gpus]:
         found = ", ".join(str(g.index) for g in gpus) or "none"
         raise ModelError(f"--gpu {index}: no such GPU on this machine (found: {found}); use --cpu without one")
+    # NVML and nvidia-smi number GPUs in PCI bus order; CUDA's default is fastest first. Make them agree.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
 
 
@@ -285,7 +293,8 @@ def _housekeeping(services: Services, app: Any, runner: JobRunner, info: WorkerI
             down = time.monotonic() - failing_since
             log.warning("housekeeping failed (%.0f s): %s", down, str(exc).splitlines()[0] if str(exc) else exc)
             if down > settings.outage_seconds and runner.current_job is None:
-                _die(f"swarmq worker: error: Postgres or Redis unavailable for {down:.0f} s: {exc}", 3)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                _die(f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: {first}", 3)
 
 
 def _gpu_stats(gpu: int | None) -> dict[str, str]:

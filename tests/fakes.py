@@ -91,3 +91,19 @@ def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGener
             return super().generate(request)
 
     return Killer(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0.05")))
+
+
+def failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
+    """Prompts with SWARMQ_TEST_TOO_LONG raise the error llama-cpp-python gives for a prompt over n_ctx;
+    prompts with SWARMQ_TEST_BUG raise an unexpected error (a library bug, say)."""
+    from swarmq.errors import GenerationError
+
+    class Failing(HashGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            if os.environ.get("SWARMQ_TEST_TOO_LONG", "\0") in request.prompt:
+                raise GenerationError("Requested tokens (9000) exceed context window of 2048")
+            if os.environ.get("SWARMQ_TEST_BUG", "\0") in request.prompt:
+                raise RuntimeError("llama_decode returned -3\nsecond line")
+            return super().generate(request)
+
+    return Failing()

@@ -267,3 +267,17 @@ def test_workers_without_gpus_suggest_cpu(services_env: dict[str, str]) -> None:
     r = swarmq("workers", "--gpus", "all", env=services_env)
     assert r.returncode == 2
     assert "no GPU found on this machine" in one_error_line(r.stderr) and "--cpu N" in r.stderr
+
+
+def test_usage_errors_and_stream_bound_exports_are_one_line(tmp_path: Path, services_env: dict[str, str]) -> None:
+    r = swarmq("import-eval", "x", "report.json", env=services_env)
+    assert r.returncode == 2
+    assert "Missing option '--condition'" in one_error_line(r.stderr)
+    r = swarmq("export", "x", "--format", "swebench", "-o", str(tmp_path / "p.jsonl"), env=services_env)
+    assert r.returncode == 2
+    assert "--format swebench needs --condition and --replicate" in one_error_line(r.stderr)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(GOOD.replace("limit: 2", "category_map: {bug: 'py:logic'}"))
+    r = swarmq("enqueue", str(cfg), env=services_env)
+    assert r.returncode == 2
+    assert "dataset.category_map: task type 'py:logic' must be non-empty and hold no ':'" in one_error_line(r.stderr)

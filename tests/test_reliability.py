@@ -3,6 +3,7 @@ generators behind the real Generator interface), real kill -9."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -62,7 +63,7 @@ def assert_exactly_once(database_url: str, redis_url: str, jobs: int) -> None:
         assert conn.execute("SELECT count(*), count(DISTINCT job_id) FROM outcomes").fetchone() == (jobs, jobs)
         assert conn.execute("SELECT bool_and(update_applied) FROM outcomes").fetchone()[0] is True
         per_stream = conn.execute(
-            "SELECT e.name, j.condition, j.replicate, count(*), count(*) FILTER (WHERE o.success) "
+            "SELECT e.name || '#' || e.id, j.condition, j.replicate, count(*), count(*) FILTER (WHERE o.success) "
             "FROM outcomes o JOIN jobs j ON j.id = o.job_id JOIN experiments e ON e.id = j.experiment_id "
             "GROUP BY 1, 2, 3"
         ).fetchall()
@@ -312,3 +313,28 @@ def test_redis_outage_longer_than_the_limit_ends_the_worker(
     with db(database_url) as conn:
         statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
     assert sum(statuses.values()) == 6 and set(statuses) <= {"done", "queued", "running"}
+
+
+def test_generation_errors_and_bugs_fail_the_job_at_once(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_TOO_LONG": "def truncate_number", "SWARMQ_TEST_BUG": "def below_zero"}
+    conditions = {"strict": {"agents": 2, "router": "round_robin", "accumulate": True}}
+    enqueue(tmp_path, env, name="errs", limit=4, conditions=conditions)
+    w = start_worker(env, generator="failing_generator")
+    out, _ = w.communicate(timeout=120)
+    assert w.returncode == 0, out[-3000:]
+    with db(database_url) as conn:
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT j.instance_id, j.status, j.attempts, j.error, o.error IS NOT NULL FROM jobs j "
+            "LEFT JOIN outcomes o ON o.job_id = j.id").fetchall()}  # fmt: skip
+    # HumanEval/2 overflows n_ctx: failed at once, with an outcome recording the error.
+    assert rows["HumanEval/2"] == ("failed", 1, "Requested tokens (9000) exceed context window of 2048", True)
+    # HumanEval/3 hits a bug: failed at once with the reason, no outcome, not retried.
+    assert rows["HumanEval/3"] == ("failed", 1, "RuntimeError: llama_decode returned -3", False)
+    # The strict stream went on past both.
+    assert rows["HumanEval/0"][0] == rows["HumanEval/1"][0] == "done"
+    res = json.loads(swarmq("results", "errs", "--format", "json", env=env).stdout)
+    g = res["groups"][0]
+    assert (g["jobs"], g["done"], g["failed"], g["outcomes"]) == (4, 2, 2, 3)
+    assert g["share_errors"] == pytest.approx(1 / 3)

@@ -128,3 +128,19 @@ def test_results_by_agent_and_export_fields(tmp_path: Path, services_env: dict[s
     assert {"agent_id", "task_type", "state_version", "success"} <= set(line)
     csv_out = swarmq("results", "by", "--format", "csv", env=services_env).stdout.splitlines()
     assert csv_out[0].startswith("condition,jobs,done,failed") and len(csv_out) == 3
+
+
+def test_a_deleted_and_reenqueued_experiment_starts_from_a_fresh_swarm(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    cfg = write_config(tmp_path, name="again", limit=4, conditions=SWARM)
+    assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
+    run_workers(services_env, 1)
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("DELETE FROM experiments WHERE name = 'again'")  # Redis still holds the old run's state
+    assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
+    run_workers(services_env, 1)
+    state = json.loads(swarmq("state", "show", "again", "--format", "json", env=services_env).stdout)
+    assert [s["version"] for s in state["streams"]] == [4, 4]  # not 8: nothing inherited
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT min(state_version), max(state_version) FROM outcomes").fetchone() == (0, 3)

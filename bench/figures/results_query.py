@@ -160,7 +160,7 @@ def run(ctx: Context) -> FigureResult:
                 "v_condition_summary": summary_view,
                 "v_outcomes": outcomes_view,
                 "group_rows": call(lambda s: res.group_rows(s, exp_id, "condition", cfg)),
-                "specialization_metrics": call(lambda s: res.specialization_metrics(s, exp_id)),
+                "specialization_metrics": call(lambda s: res.specialization_metrics(s, exp_id, cfg)),
                 "results": call(lambda s: res.results(s, NAME)),
                 "results_by_agent": call(lambda s: res.results(s, NAME, by="agent")),
             }
