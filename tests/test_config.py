@@ -30,7 +30,7 @@ def test_shipped_configs_validate() -> None:
     assert exp3.conditions["experimental"].router == "affinity"
     assert exp3.conditions["experimental"].router_temperature == 0.5
     demo = load_config(ROOT / "config" / "demo.yaml")
-    assert demo.dataset.benchmark == "humaneval" and demo.dataset.limit is not None
+    assert demo.dataset.benchmark == "humaneval" and len(demo.dataset.instance_ids) == 20
 
 
 def test_defaults_strict_when_accumulating() -> None:
