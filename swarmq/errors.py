@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (driver errors span several), else its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class SwarmqError(Exception):
     """Base of every error swarmq raises on purpose; the CLI prints it as one line and exits non-zero."""
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from swarmq import broker, store
 from swarmq.benchmarks.base import Issue
 from swarmq.config import ConditionConfig, ExperimentConfig
-from swarmq.errors import GenerationError, ServiceUnavailable
+from swarmq.errors import GenerationError, ServiceUnavailable, first_line
 from swarmq.model import Generation, GenerationRequest, Generator, stop_strings
 from swarmq.prompts import Example, benchmark_stops, build_prompt, example_problem, select_examples
 from swarmq.retry import with_retry
@@ -139,8 +139,7 @@ class JobRunner:
             # A bug or an unexpected library error: fail the job now, with the reason, rather than let its
             # lease expire and re-run it until max_attempts reports a misleading "worker died".
             log.exception("job=%s failed", job_id)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            reason = f"{type(exc).__name__}: {first}"
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
             self._retry(lambda: self._fail(job, reason), "fail job")
             return "failed"
         finally:

@@ -14,7 +14,7 @@ from typing import TypeVar
 import redis as redis_lib
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from swarmq.errors import ServiceUnavailable
+from swarmq.errors import ServiceUnavailable, first_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,7 +58,7 @@ def with_retry(
             if waited >= deadline_seconds:
                 raise ServiceUnavailable(
                     f"{what}: service unavailable for {waited:.0f} s (limit {deadline_seconds:.0f} s): "
-                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+                    f"{first_line(exc)}"
                 ) from None
             delay = min(backoff(attempt), max(0.0, deadline_seconds - waited))
             log.warning("%s: %s; retrying in %.1f s", what, type(exc).__name__, delay)

@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from swarmq import broker, store
 from swarmq.config import ModelConfig
-from swarmq.errors import ModelError, ServiceUnavailable
+from swarmq.errors import ModelError, ServiceUnavailable, first_line
 from swarmq.job import JobRunner, RunnerIdentity
 from swarmq.model import Generator, LlamaGenerator, check_fits, check_model_file
 from swarmq.reaper import complete_unapplied, reap
@@ -291,10 +291,12 @@ def _housekeeping(services: Services, app: Any, runner: JobRunner, info: WorkerI
         except Exception as exc:  # a service blip; the next pass retries
             failing_since = failing_since or time.monotonic()
             down = time.monotonic() - failing_since
-            log.warning("housekeeping failed (%.0f s): %s", down, str(exc).splitlines()[0] if str(exc) else exc)
+            log.warning("housekeeping failed (%.0f s): %s", down, first_line(exc))
             if down > settings.outage_seconds and runner.current_job is None:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                _die(f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: {first}", 3)
+                _die(
+                    f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: {first_line(exc)}",
+                    3,
+                )
 
 
 def _gpu_stats(gpu: int | None) -> dict[str, str]:
