@@ -258,18 +258,19 @@ def _pings(port: int) -> bool:
         return False
 
 
+def _outage_env(services_env: dict[str, str], port: int, *, delay: str, outage: str) -> tuple[str, dict[str, str]]:
+    """The URL of a private Redis on ``port`` and the environment of workers that use it."""
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {**services_env, **FAST, "SWARMQ_REDIS_URL": url, "SWARMQ_TEST_GEN_DELAY": delay,
+           "SWARMQ_OUTAGE_SECONDS": outage}  # fmt: skip
+    return url, env
+
+
 def test_redis_outage_shorter_than_the_limit_is_ridden_out(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
     port = 16399
-    url = f"redis://127.0.0.1:{port}/0"
-    env = {
-        **services_env,
-        **FAST,
-        "SWARMQ_REDIS_URL": url,
-        "SWARMQ_TEST_GEN_DELAY": "0.2",
-        "SWARMQ_OUTAGE_SECONDS": "60",
-    }
+    url, env = _outage_env(services_env, port, delay="0.2", outage="60")
     server = _own_redis(port, tmp_path)
     try:
         enqueue(tmp_path, env, name="blink", limit=6, conditions=CONDS)
@@ -290,14 +291,7 @@ def test_redis_outage_longer_than_the_limit_ends_the_worker(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
     port = 16398
-    url = f"redis://127.0.0.1:{port}/0"
-    env = {
-        **services_env,
-        **FAST,
-        "SWARMQ_REDIS_URL": url,
-        "SWARMQ_TEST_GEN_DELAY": "0.3",
-        "SWARMQ_OUTAGE_SECONDS": "3",
-    }
+    _, env = _outage_env(services_env, port, delay="0.3", outage="3")
     server = _own_redis(port, tmp_path)
     try:
         enqueue(tmp_path, env, name="down", limit=6, conditions={"baseline": {}})
