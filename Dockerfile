@@ -38,11 +38,11 @@ RUN python -c "import tomllib; p = tomllib.load(open('/tmp/pyproject.toml', 'rb'
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['gpu']))" > /tmp/requirements.txt \
  && pip install /wheels/llama_cpp_python-*.whl -r /tmp/requirements.txt
 
-# Editable install of the repository at /app: swarmq finds its Alembic migrations at <repo>/migrations,
-# next to the package, which a plain (non-editable) install would not carry.
+# Editable install of the repository at /app, so the image runs the checkout's configs (config/) and code as is;
+# the Alembic migrations ship inside the package (swarmq/store/migrations), checked here.
 COPY . /app
 RUN pip install --no-deps -e "/app[gpu]" \
- && python -c "import swarmq.db as d; assert (d.MIGRATIONS_DIR / 'env.py').is_file(), d.MIGRATIONS_DIR"
+ && python -c "import swarmq.store.db as d; assert (d.MIGRATIONS_DIR / 'env.py').is_file(), d.MIGRATIONS_DIR"
 
 # ---------------------------------------------------------------------------------------------------------
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04

@@ -20,8 +20,8 @@ demo: install
 	$(BIN)/swarmq demo
 
 lint: install
-	$(BIN)/ruff check swarmq tests bench migrations
-	$(BIN)/ruff format --check swarmq tests bench migrations
+	$(BIN)/ruff check swarmq tests bench
+	$(BIN)/ruff format --check swarmq tests bench
 
 typecheck: install
 	$(BIN)/mypy

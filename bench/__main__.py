@@ -50,7 +50,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _gpus(spec: str) -> list[int]:
     if not spec:
         return []
-    from swarmq.gpus import list_gpus, parse_gpu_list
+    from swarmq.worker.gpus import list_gpus, parse_gpu_list
 
     return parse_gpu_list(spec, list_gpus())
 

@@ -1,5 +1,5 @@
 """Plain Celery on the same broker, for comparison: a no-op task through the same app settings as swarmq's
-(`swarmq.broker.make_app`: JSON, late acks, prefetch 1) and a solo-pool worker started the same way.
+(`swarmq.queue.broker.make_app`: JSON, late acks, prefetch 1) and a solo-pool worker started the same way.
 
 The task does one Redis INCR so the bench knows when all N are done (and records the first and last times);
 that is the only work in it. Worker: ``python -m bench.celery_noop`` (SWARMQ_REDIS_URL names the broker).
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import redis as redis_lib
 from celery import Celery
 
-from swarmq import broker
+from swarmq.queue import broker
 
 QUEUE = "bench.noop"
 TASK = "bench.noop"
@@ -42,7 +42,7 @@ def noop(total: int) -> None:
 
 
 def publish(total: int, celery_app: Celery = app) -> None:
-    """Send ``total`` no-op tasks on one broker connection, as `swarmq.broker.publish` sends jobs."""
+    """Send ``total`` no-op tasks on one broker connection, as `swarmq.queue.broker.publish` sends jobs."""
     with celery_app.producer_or_acquire() as producer:
         for _ in range(total):
             celery_app.send_task(TASK, args=[total], queue=QUEUE, producer=producer)

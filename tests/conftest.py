@@ -43,7 +43,7 @@ def pg_admin_url(embedded_home: Path) -> str:
         return os.environ["SWARMQ_TEST_PG_ADMIN_URL"]
     if _port_open(5432):
         return "postgresql://postgres@127.0.0.1:5432/postgres"
-    from swarmq.embedded import postgres_url
+    from swarmq.store.embedded import postgres_url
 
     return postgres_url(embedded_home).replace("+psycopg", "").replace("/swarmq?", "/postgres?")
 
@@ -73,7 +73,7 @@ def redis_url(embedded_home: Path) -> Iterator[str]:
     if os.environ.get("SWARMQ_TEST_REDIS_URL"):
         yield os.environ["SWARMQ_TEST_REDIS_URL"]
         return
-    from swarmq.embedded import _redis_server_binary
+    from swarmq.store.embedded import _redis_server_binary
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,8 +113,8 @@ def services_env(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def svc(services_env: dict[str, str]) -> Any:
-    from swarmq.services import connect
     from swarmq.settings import get_settings
+    from swarmq.store.services import connect
 
     s = connect(get_settings())
     yield s

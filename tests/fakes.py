@@ -1,35 +1,18 @@
-"""Stand-in generators behind the real `Generator` interface, for worker subprocesses in tests
-(`swarmq worker --generator tests.fakes:NAME`). Never used on a user's path."""
+"""Fault-injecting generators for worker subprocesses in tests (`swarmq worker --generator tests.fakes:NAME`),
+built on the package's deterministic stand-in (`swarmq.model.scripted`). Never used on a user's path."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import time
 from pathlib import Path
 
-from swarmq.config import ModelConfig
-from swarmq.model import Generation, GenerationRequest, ModelInfo
+from swarmq.experiment.config import ModelConfig
+from swarmq.model.base import Generation, GenerationRequest
+from swarmq.model.scripted import ScriptedGenerator
+from swarmq.model.scripted import factory as hash_generator
 
-
-class HashGenerator:
-    """Deterministic: the completion depends only on the prompt and seed. About half the prompts get an
-    empty completion, so under `success: non_empty` outcomes depend on the routed agent's examples."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.info = ModelInfo("hash-stand-in", "stand-in", "0" * 64, 0.0, "stand-in", 2048)
-
-    def generate(self, request: GenerationRequest) -> Generation:
-        if self.delay:
-            time.sleep(self.delay)
-        digest = hashlib.sha256(f"{request.seed}/{request.prompt}".encode()).hexdigest()
-        text = "" if int(digest[:2], 16) % 2 else f"    return '{digest[:8]}'\n"
-        return Generation(text, "stop", len(request.prompt) // 4, len(text) // 4, 0.001, 0.002)
-
-
-def hash_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
-    return HashGenerator(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+HashGenerator = ScriptedGenerator
+__all__ = ["HashGenerator", "crash_generator", "failing_generator", "hash_generator", "killer_generator"]
 
 
 class CrashGenerator(HashGenerator):
@@ -57,9 +40,8 @@ def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGener
     """
     import random
 
-    from swarmq import job as job_module
-    from swarmq import store
-    from swarmq.swarm import SwarmStore
+    from swarmq.queue import jobs
+    from swarmq.swarm.redis import SwarmStore
 
     point = os.environ.get("SWARMQ_TEST_KILL_AT", "generate")
     prob = float(os.environ.get("SWARMQ_TEST_KILL_PROB", "0.5"))
@@ -69,7 +51,7 @@ def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGener
         if at == point and rng.random() < prob:
             os.kill(os.getpid(), 9)
 
-    finish, apply = store.finish, SwarmStore.apply
+    finish, apply = jobs.finish, SwarmStore.apply
 
     def finish_then(*a, **kw):  # type: ignore[no-untyped-def]
         ok = finish(*a, **kw)
@@ -82,7 +64,7 @@ def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGener
         maybe_die("after_update")
         return result
 
-    job_module.store.finish = finish_then  # type: ignore[attr-defined]
+    jobs.finish = finish_then
     SwarmStore.apply = apply_around  # type: ignore[method-assign]
 
     class Killer(HashGenerator):

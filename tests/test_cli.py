@@ -237,7 +237,7 @@ def test_status_json_during_a_live_run(tmp_path: Path, services_env: dict[str, s
 
 
 def test_score_humaneval_samples_file(tmp_path: Path) -> None:
-    from swarmq.scorers.humaneval import load_problems
+    from swarmq.benchmarks.humaneval import load_problems
 
     problems = load_problems()
     samples = tmp_path / "samples.jsonl"

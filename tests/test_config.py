@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmq.config import load_config, parse_config
 from swarmq.errors import ConfigError
+from swarmq.experiment.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

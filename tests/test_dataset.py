@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from swarmq.benchmarks import BENCHMARKS, get_benchmark
-from swarmq.config import DEFAULT_CATEGORY_MAP, DatasetConfig
-from swarmq.dataset import issue_from_json, issue_to_json, load_issues
+from swarmq.benchmarks.registry import BENCHMARKS, get_benchmark
 from swarmq.errors import DatasetError
+from swarmq.experiment.config import DEFAULT_CATEGORY_MAP, DatasetConfig
+from swarmq.experiment.dataset import load_issues
 
 
 def swe_row(instance_id: str, repo: str = "django/django", category: str | None = "bug") -> dict[str, Any]:
@@ -262,15 +262,6 @@ def test_unsupported_and_malformed_files(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"issues": [')
     with pytest.raises(DatasetError, match=r"bad\.json: not valid JSON: .* \(line 1\)$"):
         load_issues(swe(tmp_path / "bad.json"), seed=0)
-
-
-def test_issue_json_round_trip() -> None:
-    issue = load_issues(DatasetConfig(benchmark="swebench", instance_ids=["django__django-11179"]), seed=0)[0]
-    stored = json.loads(json.dumps(issue_to_json(issue)))
-    assert stored["task_type"] == "math"
-    assert issue_from_json(stored) == issue
-    with pytest.raises(DatasetError, match="stored issue is incomplete"):
-        issue_from_json({"instance_id": "x"})
 
 
 def test_registry() -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from swarmq.benchmarks.base import Issue
-from swarmq.broker import kombu_url, model_key, queue_name
-from swarmq.job import job_seed
-from swarmq.producer import plan_jobs
+from swarmq.experiment.plan import job_seed, plan_jobs
+from swarmq.queue.broker import kombu_url, model_key, queue_name
 
 ISSUES = [Issue(f"i{n}", "p", "math") for n in range(3)]
 

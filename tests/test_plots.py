@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from swarmq.errors import SwarmqError, UnknownExperiment
-from swarmq.plots import DPI, learning_curve, plot, routing_shares
+from swarmq.report.plots import DPI, learning_curve, plot, routing_shares
 from tests.conftest import swarmq
 from tests.helpers import write_config
 

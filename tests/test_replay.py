@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from swarmq.errors import ModelError, SwarmqError
-from swarmq.model import file_sha256
-from swarmq.replay import context, first_difference, replay, request_of
+from swarmq.model.llama import file_sha256
+from swarmq.report.replay import context, first_difference, replay, request_of
 from tests.conftest import swarmq
 from tests.fakes import hash_generator
 from tests.helpers import write_config

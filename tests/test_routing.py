@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from swarmq.routing import ROUTERS, AgentView, derive, route, softmax, stream_seed
+from swarmq.experiment.plan import stream_seed
+from swarmq.swarm.routing import ROUTERS, AgentView, derive, route, softmax
 
 
 def view(agent_id: int, **per_type: tuple[int, int]) -> AgentView:
@@ -28,7 +29,7 @@ def picks(router: str, agents: list[AgentView], positions: int, seed: int = 7, *
 
 
 def test_routers_match_config() -> None:
-    from swarmq.config import ROUTERS as CONFIG_ROUTERS
+    from swarmq.experiment.config import ROUTERS as CONFIG_ROUTERS
 
     assert ROUTERS == CONFIG_ROUTERS
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmq import sandbox
-from swarmq.sandbox import SandboxLimits, classify, probe_isolation, run_python
+from swarmq.benchmarks import sandbox
+from swarmq.benchmarks.sandbox import SandboxLimits, classify, probe_isolation, run_python
 
 SMALL = SandboxLimits(wall_seconds=3, cpu_seconds=2, memory_bytes=512 << 20, max_processes=16)
 ISOLATION = probe_isolation()

@@ -8,8 +8,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from swarmq import db
-from swarmq.schema import Base
+from swarmq.store import db
+from swarmq.store.schema import Base
 
 pytestmark = pytest.mark.services
 

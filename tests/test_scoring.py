@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from swarmq.errors import ConfigError, DatasetError
-from swarmq.sandbox import SandboxLimits
-from swarmq.scorers import score
-from swarmq.scorers.humaneval import load_problems, pass_at_1, score_humaneval, score_samples
-from swarmq.scorers.swebench import extract_diff, score_swebench, validate_diff
+from swarmq.benchmarks.base import Issue
+from swarmq.benchmarks.diff import extract_diff, validate_diff
+from swarmq.benchmarks.humaneval import load_problems, pass_at_1, score_humaneval, score_samples
+from swarmq.benchmarks.registry import get_benchmark
+from swarmq.benchmarks.sandbox import SandboxLimits
+from swarmq.benchmarks.swebench import score_swebench
+from swarmq.errors import DatasetError
 
 FAST = SandboxLimits(wall_seconds=3, cpu_seconds=3)
 SHARED_CURATED = Path(__file__).resolve().parents[2] / "shared" / "data" / "swebench_curated.json"
@@ -95,11 +97,13 @@ def test_unknown_task_id_names_it_and_the_line(problems: dict[str, dict[str, Any
         score_samples(samples, problems)
 
 
-def test_dispatcher(problems: dict[str, dict[str, Any]]) -> None:
-    assert score("humaneval", problems["HumanEval/53"], problems["HumanEval/53"]["canonical_solution"]).success
-    assert score("swebench", {}, GOOD).status == "valid"
-    with pytest.raises(ConfigError, match="mbpp"):
-        score("mbpp", {}, "")
+def test_registry_scores_through_each_benchmark(problems: dict[str, dict[str, Any]]) -> None:
+    he = problems["HumanEval/53"]
+    issue = Issue("HumanEval/53", he["prompt"], "math", data=he)
+    assert get_benchmark("humaneval").score(issue, he["canonical_solution"], chat=False).success
+    assert get_benchmark("swebench").score(Issue("x", "p", "logic"), GOOD, chat=False).status == "valid"
+    with pytest.raises(DatasetError, match="mbpp"):
+        get_benchmark("mbpp")
 
 
 GOOD = """diff --git a/src/calc.py b/src/calc.py
@@ -219,7 +223,7 @@ def test_all_curated_gold_patches_validate() -> None:
 
 
 def test_chat_replies_become_prompt_completions() -> None:
-    from swarmq.scorers.humaneval import completion_from_reply, load_problems, score_humaneval
+    from swarmq.benchmarks.humaneval import completion_from_reply, load_problems, score_humaneval
 
     problem = load_problems()["HumanEval/2"]  # truncate_number
     reply = (

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from swarmq.stats import (
+from swarmq.report.stats import (
     context_divergence,
     fisher_compare,
     functional_differentiation,
@@ -247,7 +247,7 @@ def test_percentile_is_linear_like_numpy() -> None:
 
 
 def test_specialization_from_counts_matches_exact_and_large_sample() -> None:
-    from swarmq.stats import specialization_from_counts
+    from swarmq.report.stats import specialization_from_counts
 
     counts = {(0, "math"): 30, (0, "string"): 5, (1, "math"): 4, (1, "string"): 25, (2, "list"): 12}
     agents = [a for (a, _), k in counts.items() for _ in range(k)]

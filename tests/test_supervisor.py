@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmq.supervisor import Supervisor, compute_backoff, worker_command
+from swarmq.queue.retry import backoff
+from swarmq.worker.supervisor import Supervisor, worker_command
 
 # Counts its runs in a file per GPU; exits 1 on the first `fails` runs, then 0.
 FLAKY = """
@@ -67,17 +68,18 @@ def wait_for(predicate: object, timeout: float = 10.0) -> None:
         (6, {}, 60.0),  # 64 capped at 60
         (1000, {}, 60.0),  # no overflow
         (2, {"base": 0.5, "factor": 3.0}, 4.5),
-        (4, {"base": 0.1, "factor": 2.0, "max_backoff": 1.0}, 1.0),
+        (4, {"base": 0.1, "factor": 2.0, "cap": 1.0}, 1.0),
         (0, {"base": 0.0}, 0.0),
     ],
 )
-def test_compute_backoff(restarts: int, kwargs: dict[str, float], expected: float) -> None:
-    assert compute_backoff(restarts, **kwargs) == pytest.approx(expected)
+def test_restart_backoff(restarts: int, kwargs: dict[str, float], expected: float) -> None:
+    """The supervisor's restart delays: the one backoff with its defaults (1 s doubling, capped at 60 s)."""
+    assert backoff(restarts, **{"base": 1.0, "cap": 60.0, **kwargs}) == pytest.approx(expected)
 
 
-def test_compute_backoff_rejects_negative() -> None:
-    with pytest.raises(ValueError, match="restarts must be >= 0"):
-        compute_backoff(-1)
+def test_backoff_rejects_negative() -> None:
+    with pytest.raises(ValueError, match="attempt must be >= 0"):
+        backoff(-1)
 
 
 def test_worker_command_template() -> None:

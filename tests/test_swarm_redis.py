@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from swarmq.prompts import Example
-from swarmq.swarm import StreamKey, SwarmStore, Update, state_from_updates
+from swarmq.swarm.redis import SwarmStore
+from swarmq.swarm.state import Example, Stream, Update, state_from_updates
 
 pytestmark = pytest.mark.services
-KEY = StreamKey("exp", "control", 0)
+KEY = Stream(0, "exp", "control", 0)
 
 
 def updates(n: int, agents: int, seed: int = 0) -> list[Update]:

@@ -2,7 +2,7 @@
 published), then resume the same experiment after 9,000 are done (marked by SQL, with outcome rows).
 
 swarmq is timed twice: the CLI as a user runs it (`swarmq enqueue FILE`: interpreter start, dataset read,
-rows, publish) and `swarmq.producer.enqueue` in process (rows and publish only). The baseline is the floor any
+rows, publish) and `swarmq.queue.producer.enqueue` in process (rows and publish only). The baseline is the floor any
 producer pays: COPY of the same job rows and one Celery `send_task` per job on one connection, pipelined with
 kombu's `Producer.batch()` where kombu has it (resume: select the unfinished ids and send them).
 """
@@ -63,7 +63,7 @@ def mark_done(bench: BenchDB, experiment_name: str, count: int) -> None:
 
 def floor_enqueue(bench: BenchDB, source_experiment: str) -> float:
     """COPY the same job rows under a copy of the experiment, and send one message per job."""
-    from swarmq.broker import make_app
+    from swarmq.queue.broker import make_app
 
     with bench.connect() as conn:
         exp_id = conn.execute(
@@ -102,7 +102,7 @@ def floor_enqueue(bench: BenchDB, source_experiment: str) -> float:
 
 
 def floor_resume(bench: BenchDB, experiment_name: str) -> float:
-    from swarmq.broker import make_app
+    from swarmq.queue.broker import make_app
 
     app = make_app(bench.redis_url)
 

@@ -30,7 +30,7 @@ WORKERS = (1, 2)
 
 
 def celery_noop_run(bench: BenchDB, workers: int, total: int, timeout: float = 300) -> dict[str, Any]:
-    from swarmq.broker import make_app
+    from swarmq.queue.broker import make_app
 
     client = bench.redis()
     celery_noop.reset(client)

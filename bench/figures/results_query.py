@@ -50,7 +50,7 @@ def _copy(conn: Any, table: str, columns: str, lines: Any) -> None:
 
 
 def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
-    from swarmq.config import ExperimentConfig
+    from swarmq.experiment.config import ExperimentConfig
 
     replicates = max(1, math.ceil(outcomes / (164 * len(CONDITIONS))))
     spec = experiment(NAME, model=NULL_MODEL, conditions=CONDITIONS, success="scorer", replicates=replicates)
@@ -127,7 +127,7 @@ def sample(fn: Callable[[], Any], repeats: int, budget: float = BUDGET_S) -> lis
 
 
 def run(ctx: Context) -> FigureResult:
-    from swarmq import results as res
+    from swarmq.report import results as res
 
     fig = FigureResult(KEY, TITLE)
     with fresh_database(ctx.endpoints) as bench:

@@ -27,13 +27,13 @@ SOLUTION = "    return a + b\n" * 4
 
 
 def _loop(mode: str, url: str, proc: int, ops: int, barrier: Any, results: Any) -> None:
-    from swarmq.prompts import Example
-    from swarmq.routing import route
-    from swarmq.swarm import StreamKey, SwarmStore, Update
+    from swarmq.swarm.redis import SwarmStore
+    from swarmq.swarm.routing import route
+    from swarmq.swarm.state import Example, Stream, Update
 
     client = redis_lib.Redis.from_url(url)
     store = SwarmStore(client)
-    key = StreamKey("bench-swarm", "experimental", 0)
+    key = Stream(0, "bench-swarm", "experimental", 0)
     lua = resources.files("swarmq") / "lua"
     snap = client.register_script((lua / "snapshot.lua").read_text())
     apply = client.register_script((lua / "apply.lua").read_text())
@@ -60,12 +60,13 @@ def _loop(mode: str, url: str, proc: int, ops: int, barrier: Any, results: Any) 
 
 def measure(mode: str, url: str, procs: int, ops: int) -> float:
     """Aggregate operations per second of ``procs`` processes on one stream (first start to last end)."""
-    from swarmq.swarm import StreamKey, StreamState, SwarmStore
+    from swarmq.swarm.redis import SwarmStore
+    from swarmq.swarm.state import Stream, StreamState
 
     client = redis_lib.Redis.from_url(url)
     client.flushdb()
     empty = StreamState(0, (), tuple(() for _ in range(AGENTS)))
-    SwarmStore(client).restore(StreamKey("bench-swarm", "experimental", 0), AGENTS, empty, [])
+    SwarmStore(client).restore(Stream(0, "bench-swarm", "experimental", 0), AGENTS, empty, [])
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(procs), ctx.Queue()
     workers = [ctx.Process(target=_loop, args=(mode, url, p, ops, barrier, results)) for p in range(procs)]

@@ -1,20 +1,2 @@
-"""The benchmarks swarmq knows, by the name an experiment file uses (``dataset.benchmark``)."""
-
-from __future__ import annotations
-
-from swarmq.benchmarks.base import Benchmark, Issue
-from swarmq.benchmarks.humaneval import HumanEval
-from swarmq.benchmarks.swebench import SWEBench
-from swarmq.errors import DatasetError
-
-BENCHMARKS: dict[str, Benchmark] = {"humaneval": HumanEval(), "swebench": SWEBench()}
-
-__all__ = ["BENCHMARKS", "Benchmark", "Issue", "get_benchmark"]
-
-
-def get_benchmark(name: str) -> Benchmark:
-    try:
-        return BENCHMARKS[name]
-    except KeyError:
-        choices = ", ".join(sorted(BENCHMARKS))
-        raise DatasetError(f"unknown benchmark {name!r} (choose from {choices})") from None
+"""Benchmarks as plugins: each module implements `base.Benchmark` (rows, prompts, examples, scoring,
+export); `registry` maps the names experiment files use to them."""

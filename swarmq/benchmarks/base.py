@@ -1,9 +1,17 @@
-"""What every benchmark provides: rows → issues, plus how its prompts are framed and how it is scored."""
+"""What a benchmark is to swarmq: a plugin that loads rows, frames prompts, keeps examples and scores.
+
+Everything benchmark-specific lives behind `Benchmark`; the rest of swarmq only looks a benchmark up by the
+name an experiment file gives (`registry.get_benchmark`). Adding an MBPP-like set is one module that
+implements this protocol, and one line in the registry.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from swarmq.swarm.state import Example
 
 
 @dataclass(frozen=True)
@@ -21,8 +29,28 @@ class Issue:
     """Everything the scorer and prompt need (tests, entry point, gold patch, base commit, ...). JSON-safe."""
 
 
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    """What is recorded and, for plain completion, sent."""
+    messages: tuple[dict[str, str], ...] | None
+    """Chat messages when the model has a chat template."""
+    example_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Score:
+    success: bool
+    """Whether the outcome counts as a success for the swarm update and results."""
+    status: str
+    """Scorer-specific verdict: passed / failed / timeout / error (HumanEval); valid / invalid / empty (SWE-bench)."""
+    detail: dict[str, Any] = field(default_factory=dict)
+    """JSON-safe detail (stderr tail, diff statistics, sandbox limits, ...)."""
+    seconds: float = 0.0
+
+
 class Benchmark(Protocol):
-    """A pluggable benchmark. Adding an MBPP-like set means one small module implementing this."""
+    """A pluggable benchmark: every benchmark-specific rule of swarmq, in one object."""
 
     name: str
     id_field: str
@@ -31,10 +59,33 @@ class Benchmark(Protocol):
     required_fields: tuple[str, ...]
     """Fields every row must hold as non-empty text; checked before ``to_issue`` is called."""
 
+    export_per_stream: bool
+    """Its own format takes one prediction per instance, so it is exported one stream at a time."""
+
     def bundled_rows(self) -> list[dict[str, Any]]:
         """Rows shipped with swarmq or a package (used when ``source: bundled``)."""
         ...
 
     def to_issue(self, row: dict[str, Any], category_map: dict[str, str]) -> Issue:
         """Turn one validated row into an Issue; raise ValueError (one line) for a row it cannot use."""
+        ...
+
+    def prompt(self, issue: Issue, examples: Sequence[Example], *, chat: bool, system: str | None) -> Prompt:
+        """The prompt for ``issue`` with an agent's few-shot ``examples`` (chat messages when ``chat``)."""
+        ...
+
+    def stops(self, chat: bool) -> tuple[str, ...]:
+        """Stop strings this benchmark adds to the model's own end-of-generation tokens."""
+        ...
+
+    def example(self, example_id: str, issue: Issue, completion: str, *, chat: bool) -> Example:
+        """What a success adds to the agent's buffer: the problem as later prompts frame it, and the solution."""
+        ...
+
+    def score(self, issue: Issue, completion: str, *, chat: bool) -> Score:
+        """Judge one completion (raises nothing for bad model output: that is a failed score)."""
+        ...
+
+    def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:
+        """One line of this benchmark's own evaluation format (`swarmq export --format <name>`)."""
         ...

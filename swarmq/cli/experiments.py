@@ -1,0 +1,128 @@
+"""Commands on experiments: enqueue, status, results, export, import-eval, plot, replay."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from swarmq import api
+from swarmq.cli.common import Fmt, note, out, print_json
+from swarmq.errors import ConfigError
+
+
+def enqueue(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    name: Annotated[str | None, typer.Option(help="Experiment name (overrides the file's).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Run only the first N issues (overrides dataset.limit).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Then show live progress until it completes.")] = False,
+) -> None:
+    """Create the experiment and publish one job per (condition, replicate, issue); re-run to resume."""
+    result = api.enqueue(api.load_experiment(config, name=name, limit=limit), progress=note)
+    verb = "resumed" if result.resumed else "enqueued"
+    out.print(
+        f"{verb} experiment {result.experiment}: {result.jobs} jobs ({result.published} published"
+        + (f", {result.done} already done)" if result.resumed else ")")
+    )
+    if watch:
+        _watch(result.experiment)
+
+
+def _watch(experiment: str) -> None:
+    from swarmq.report.progress import watch_progress
+
+    watch_progress(api.connect().sessions, experiment, out)
+
+
+def status(
+    experiment: Annotated[str | None, typer.Argument(help="Experiment name (omit with --workers).")] = None,
+    format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the experiment completes.")] = False,
+    workers: Annotated[bool, typer.Option("--workers", help="List live workers instead.")] = False,
+) -> None:
+    """Progress per condition and replicate: done / running / failed / queued, successes, ETA."""
+    if workers:
+        from swarmq.cli.workers import workers_list
+
+        workers_list(format)
+        return
+    if experiment is None:
+        raise ConfigError("status: name an experiment (or pass --workers)")
+    if watch:
+        _watch(experiment)
+        return
+    data = api.progress(experiment)
+    if format is Fmt.json:
+        print_json(data)
+    else:
+        from swarmq.report.progress import render_progress
+
+        render_progress(data, out)
+
+
+def results(
+    experiment: str,
+    by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo")] = "condition",
+    format: Annotated[Fmt, typer.Option("--format", help="table, csv or json")] = Fmt.table,
+) -> None:
+    """Results per group: success rate with 95% Wilson interval, Fisher comparisons, S/F/D metrics."""
+    from swarmq.report import render
+
+    data = api.results(experiment, by)
+    if format is Fmt.json:
+        print(render.render_json(data))
+    elif format is Fmt.csv:
+        sys.stdout.write(render.render_csv(data))
+    else:
+        render.print_table(data, out)
+
+
+def export(
+    experiment: str,
+    format: Annotated[str, typer.Option("--format", help="jsonl | csv | parquet | humaneval | swebench")] = "jsonl",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")] = Path("outcomes.jsonl"),
+    condition: Annotated[str | None, typer.Option(help="Only this condition.")] = None,
+    replicate: Annotated[int | None, typer.Option(help="Only this replicate.")] = None,
+) -> None:
+    """Write one row per outcome."""
+    n = api.export(experiment, format, output, condition, replicate)
+    out.print(f"wrote {n} rows to {output}")
+
+
+def import_eval(
+    experiment: str,
+    report: Path,
+    condition: Annotated[str, typer.Option(help="Condition the predictions came from.")],
+    replicate: Annotated[int, typer.Option(help="Replicate the predictions came from.")] = 0,
+) -> None:
+    """Read a SWE-bench harness report and set `resolved` on the outcomes (used when success: resolved)."""
+    updated, resolved = api.import_eval(experiment, report, condition, replicate)
+    out.print(f"{experiment}/{condition}/r{replicate}: {updated} outcomes updated, {resolved} resolved")
+
+
+def plot(
+    experiment: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNG files.")] = Path("plots"),
+) -> None:
+    """PNG figures: success by condition, learning curves, agent × task-type routing heatmaps."""
+    for p in api.plot(experiment, output):
+        out.print(f"wrote {p}")
+
+
+def replay(
+    job_id: int,
+    model: Annotated[Path | None, typer.Option(help="GGUF file (default: the experiment's).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replay even if the model's sha256 differs.")] = False,
+) -> None:
+    """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is identical."""
+    report = api.replay(job_id, model, force)
+    out.print(report.summary(), markup=False, highlight=False)
+    raise typer.Exit(0 if report.identical else 1)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (enqueue, status, results, export, plot, replay):
+        app.command()(command)
+    app.command("import-eval")(import_eval)

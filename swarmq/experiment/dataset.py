@@ -1,0 +1,175 @@
+"""Read a benchmark's rows (bundled, local file, hub), validate them and pick the issues an experiment runs.
+
+Every problem surfaces as one ``DatasetError`` line naming the source, the row (0-based index, and the
+instance id when the row has one) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from swarmq.benchmarks.base import Benchmark, Issue
+from swarmq.benchmarks.registry import get_benchmark
+from swarmq.benchmarks.swebench import study_rows
+from swarmq.errors import DatasetError
+from swarmq.experiment.config import DatasetConfig
+
+HUB_PREFIX = "hub:"
+Rows = list[dict[str, Any]]
+
+
+def load_issues(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None) -> list[Issue]:
+    """The issues an experiment runs, in run order (``seed`` drives ``shuffle``)."""
+    say = progress or (lambda _msg: None)
+    bench = get_benchmark(cfg.benchmark)
+    label = f"bundled {bench.name}" if cfg.source == "bundled" else cfg.source
+    say(f"reading {label}")
+    rows = read_rows(cfg, bench)
+    issues = rows_to_issues(rows, bench, cfg.category_map, label)
+    selected = select_issues(issues, cfg, seed, label)
+    say(f"{len(selected)} of {len(issues)} issues selected from {label}")
+    return selected
+
+
+def read_rows(cfg: DatasetConfig, bench: Benchmark) -> list[Any]:
+    """Raw rows of ``cfg.source``; the hub is contacted only for ``hub:<name>``."""
+    if cfg.source == "bundled":
+        return bench.bundled_rows()
+    if cfg.source.startswith(HUB_PREFIX):
+        name = cfg.source.removeprefix(HUB_PREFIX)
+        ds = _with_datasets(lambda d: d.load_dataset(name, split=cfg.split), cfg.source)
+        return _rows_from_dataset(ds, cfg.split, cfg.source)
+    path = Path(cfg.source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"dataset file not found: {path}")
+    if path.is_dir():  # a folder written by Dataset.save_to_disk / DatasetDict.save_to_disk
+        ds = _with_datasets(lambda d: d.load_from_disk(str(path)), cfg.source)
+        return _rows_from_dataset(ds, cfg.split, cfg.source)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _read_json(path, cfg.source)
+    if suffix in (".jsonl", ".parquet"):
+        builder = "json" if suffix == ".jsonl" else "parquet"
+        ds = _with_datasets(lambda d: d.load_dataset(builder, data_files=str(path), split="train"), cfg.source)
+        return _rows_from_dataset(ds, cfg.split, cfg.source)
+    raise DatasetError(f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)")
+
+
+def _with_datasets(fetch: Callable[[Any], Any], label: str) -> Any:
+    """Run ``fetch(datasets)`` quietly; the library raises many exception types, the user gets one line."""
+    import datasets  # heavy: imported only when a file or hub set is read
+
+    datasets.disable_progress_bar()
+    datasets.logging.set_verbosity_error()
+    try:
+        return fetch(datasets)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatasetError(f"{label}: cannot load: {first}") from exc
+
+
+def _rows_from_dataset(ds: Any, split: str, label: str) -> Rows:
+    """Rows of a loaded ``datasets`` object; the step shared by the hub, parquet, JSONL and folder paths."""
+    import datasets
+
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DatasetError(f"{label}: no split {split!r} (has {', '.join(ds)})")
+        ds = ds[split]
+    if not isinstance(ds, datasets.Dataset):
+        raise DatasetError(f"{label}: expected a table of rows, got {type(ds).__name__}")
+    rows: Rows = ds.to_list()
+    return rows
+
+
+def _read_json(path: Path, label: str) -> list[Any]:
+    """A list of rows, or the study's ``{"metadata": ..., "issues": [...]}`` document."""
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # JSON lines saved under a .json name, as hub exports often are
+            ds = _with_datasets(lambda d: d.load_dataset("json", data_files=str(path), split="train"), label)
+            return _rows_from_dataset(ds, "train", label)
+        raise DatasetError(f"{label}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    rows = study_rows(document)
+    if rows is None and isinstance(document, list):
+        rows = document
+    if rows is None:
+        raise DatasetError(f"{label}: expected a list of rows or an object with an 'issues' list")
+    return rows
+
+
+def rows_to_issues(rows: Sequence[Any], bench: Benchmark, category_map: dict[str, str], label: str) -> list[Issue]:
+    """Validate every row and convert it; instance ids must be unique."""
+    if not rows:
+        raise DatasetError(f"{label}: the dataset has no rows")
+    issues: list[Issue] = []
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        where = _where(label, index, row, bench.id_field)
+        _check_row(row, bench.required_fields, where)
+        try:
+            issue = bench.to_issue(row, category_map)
+        except ValueError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
+        if issue.instance_id in seen:
+            first = seen[issue.instance_id]
+            raise DatasetError(f"{label}: duplicate instance id {issue.instance_id!r} (rows {first} and {index})")
+        seen[issue.instance_id] = index
+        issues.append(issue)
+    return issues
+
+
+def _where(label: str, index: int, row: Any, id_field: str) -> str:
+    instance = row.get(id_field) if isinstance(row, dict) else None
+    suffix = f" (instance {instance!r})" if isinstance(instance, str) and instance.strip() else ""
+    return f"{label} row {index}{suffix}"
+
+
+def _check_row(row: Any, required: Sequence[str], where: str) -> None:
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: expected an object with fields, got {type(row).__name__}")
+    for name in required:
+        value = row.get(name)
+        if value is None:
+            raise DatasetError(f"{where}: missing field {name!r}")
+        if not isinstance(value, str):
+            raise DatasetError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
+        if not value.strip():
+            raise DatasetError(f"{where}: field {name!r} is empty")
+
+
+def select_issues(issues: Sequence[Issue], cfg: DatasetConfig, seed: int, label: str = "dataset") -> list[Issue]:
+    """Apply instance_ids, repos, categories, shuffle and limit, in that order."""
+    selected = list(issues)
+    if cfg.instance_ids:
+        by_id = {issue.instance_id: issue for issue in issues}
+        seen: set[str] = set()
+        for wanted in cfg.instance_ids:
+            if wanted not in by_id:
+                raise DatasetError(f"dataset.instance_ids: unknown instance id {wanted!r} (not in {label})")
+            if wanted in seen:
+                raise DatasetError(f"dataset.instance_ids: {wanted!r} is listed twice")
+            seen.add(wanted)
+        selected = [by_id[wanted] for wanted in cfg.instance_ids]
+    if cfg.repos:
+        selected = [issue for issue in selected if issue.repo in cfg.repos]
+    if cfg.categories:
+        wanted_types = set(cfg.categories)
+        selected = [i for i in selected if i.category in wanted_types or i.task_type in wanted_types]
+    if cfg.shuffle:
+        random.Random(seed).shuffle(selected)
+    if cfg.limit is not None:
+        selected = selected[: cfg.limit]
+    if not selected:
+        raise DatasetError(f"dataset is empty after filters ({_describe_filters(cfg)}; {len(issues)} in {label})")
+    return selected
+
+
+def _describe_filters(cfg: DatasetConfig) -> str:
+    parts = [f"{name}={getattr(cfg, name)}" for name in ("instance_ids", "repos", "categories")]
+    return ", ".join(part for part in parts if not part.endswith("=[]"))

@@ -1,0 +1,60 @@
+"""Every name swarmq gives to shared things: Redis keys, Celery queues and task ids, Postgres advisory locks.
+
+One place, so that a key is never spelled two ways and a test can find it without copying a literal.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "swarmq:"
+STREAM_PREFIX = f"{PREFIX}stream:"
+"""Swarm state of one stream: ``swarmq:stream:{<experiment>#<id>/<condition>/<replicate>}:<part>``."""
+WORKER_PREFIX = f"{PREFIX}worker:"
+"""A worker's heartbeat hash (what `swarmq workers list` reads)."""
+REAPER_LOCK = f"{PREFIX}reaper:lock"
+"""Held for one reaper interval so that one worker at a time reaps."""
+
+TASK_NAME = "swarmq.run_job"
+DEFAULT_QUEUE = "swarmq.default"
+QUEUE_PREFIX = "swarmq."
+
+MIGRATION_LOCK = 72_731_001
+"""Advisory lock id held while migrations run (two processes upgrading at once must not interleave)."""
+
+
+def stream_key(experiment: str, experiment_id: int, condition: str, replicate: int, part: str) -> str:
+    """One part (meta, hist, applied, inflight, buf:<agent>) of a stream's state. The braces are a Redis
+    Cluster hash tag: all keys of a stream live in one slot, so one Lua script may touch them all. The
+    experiment id is part of it: an experiment deleted and enqueued again never inherits old state."""
+    return f"{STREAM_PREFIX}{{{experiment}#{experiment_id}/{condition}/{replicate}}}:{part}"
+
+
+def worker_key(name: str) -> str:
+    return f"{WORKER_PREFIX}{name}"
+
+
+def model_key(model_path: str) -> str:
+    """Queue key of a model: its file name, so workers on machines with other paths still match."""
+    name = model_path.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:180]
+
+
+def queue_name(model_key: str) -> str:
+    """Each model has its own queue: a worker consumes only jobs for the model it holds."""
+    return f"{QUEUE_PREFIX}{model_key}"
+
+
+def task_id(job_id: int) -> str:
+    """Celery task id of a job's message; the reaper looks for it in the queues."""
+    return f"job-{job_id}"
+
+
+def stream_lock(experiment_id: int, condition: str, replicate: int) -> str:
+    """Advisory lock (hashed) serialising releases of one stream's pending jobs."""
+    return f"stream/{experiment_id}/{condition}/{replicate}"
+
+
+def experiment_lock(name: str) -> str:
+    """Advisory lock (hashed): one producer per experiment name at a time."""
+    return f"experiment/{name}"

@@ -1,0 +1,63 @@
+"""What a model is to swarmq: a `Generator` that turns a request into a generation and describes itself.
+
+llama.cpp (`llama.py`) is the one on every user path; `scripted.py` is a deterministic stand-in for tests,
+benchmarks and docs, behind the same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    """Plain-completion prompt; for chat models, the JSON of ``messages`` (what is recorded)."""
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    stop: tuple[str, ...] = ()
+    messages: tuple[Mapping[str, str], ...] | None = None
+    """When set, the GGUF's chat template renders these instead of ``prompt``."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    finish_reason: str
+    """``stop`` (end-of-generation token or stop string) or ``length`` (hit max_tokens)."""
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_seconds: float
+    generation_seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.generation_seconds if self.generation_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    sha256: str
+    load_seconds: float
+    llama_cpp_version: str
+    n_ctx: int
+    chat_template: bool = False
+    eog_token_ids: tuple[int, ...] = ()
+    eog_texts: tuple[str, ...] = ()
+
+
+class Generator(Protocol):
+    info: ModelInfo
+
+    def generate(self, request: GenerationRequest) -> Generation: ...
+
+
+GeneratorFactory = Callable[[Path, Any, "int | None"], Generator]
+"""Builds a Generator from (model path, the experiment's model config, GPU index): how a worker is given a
+stand-in (`--generator module:callable`) and how replay is given one in tests."""

@@ -1,0 +1,158 @@
+"""llama-cpp-python behind the `Generator` interface: one GGUF loaded once per worker and kept resident.
+
+Loading and calling llama.cpp is the only I/O here; which strings stop generation and which token ids end it
+are the pure functions of `stops.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from swarmq.errors import GenerationError, ModelError
+from swarmq.model.base import Generation, GenerationRequest, ModelInfo
+from swarmq.model.stops import eog_token_ids
+from swarmq.settings import Settings
+
+GGUF_MAGIC = b"GGUF"
+
+
+def check_model_file(path: Path) -> None:
+    """Fail early, before any job is touched: missing file, not a GGUF, or larger than free memory."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    with path.open("rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise ModelError(f"not a GGUF file (bad magic bytes): {path}")
+
+
+def check_fits(path: Path, free_bytes: int, where: str) -> None:
+    size = path.stat().st_size
+    if size > free_bytes:
+        raise ModelError(
+            f"model {path.name} ({size / 2**30:.1f} GiB) is larger than free {where} ({free_bytes / 2**30:.1f} GiB)"
+        )
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class LlamaGenerator:
+    """llama-cpp-python, loaded once. Import happens here so CUDA_VISIBLE_DEVICES set before is honoured."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        n_ctx: int = 4096,
+        n_gpu_layers: int = 0,
+        threads: int | None = None,
+        n_batch: int = 512,
+    ) -> None:
+        check_model_file(path)
+        sha = file_sha256(path)
+        import llama_cpp
+
+        start = time.perf_counter()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                n_threads=threads,
+                n_batch=min(n_batch, n_ctx),
+                verbose=bool(os.environ.get("SWARMQ_LLAMA_VERBOSE")),
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {path}: {exc}") from None
+        load_seconds = time.perf_counter() - start
+        self._llama_cpp = llama_cpp
+        meta = dict(self._llm.metadata)
+        eog = eog_token_ids(meta, self._llm.token_eos())
+        texts = tuple(t for t in (self._detok(i) for i in eog) if t)
+        self.info = ModelInfo(
+            name=name or path.name,
+            sha256=sha,
+            load_seconds=load_seconds,
+            llama_cpp_version=llama_cpp.__version__,
+            n_ctx=n_ctx,
+            chat_template="tokenizer.chat_template" in meta,
+            eog_token_ids=eog,
+            eog_texts=texts,
+        )
+
+    def _detok(self, token: int) -> str:
+        try:
+            return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        except Exception:  # an id outside the vocab: nothing to add
+            return ""
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        llm = self._llm
+        ctx = llm._ctx.ctx
+        perf = getattr(self._llama_cpp, "llama_perf_context_reset", None)
+        if perf is not None:
+            perf(ctx)
+        start = time.perf_counter()
+        try:
+            if request.messages is not None:
+                out: Any = llm.create_chat_completion(
+                    messages=[dict(m) for m in request.messages],  # type: ignore[misc]
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    seed=request.seed,
+                    stop=list(request.stop),
+                )
+                text = out["choices"][0]["message"]["content"] or ""
+            else:
+                out = llm.create_completion(
+                    request.prompt,
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    seed=request.seed,
+                    stop=list(request.stop),
+                )
+                text = out["choices"][0]["text"]
+        except ValueError as exc:  # e.g. "Requested tokens (9000) exceed context window of 8192"
+            raise GenerationError(str(exc).splitlines()[0]) from None
+        wall = time.perf_counter() - start
+        usage = out.get("usage", {})
+        prompt_s, gen_s = self._timings(wall)
+        return Generation(
+            text=text,
+            finish_reason=out["choices"][0].get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            prompt_seconds=prompt_s,
+            generation_seconds=gen_s,
+        )
+
+    def _timings(self, wall: float) -> tuple[float, float]:
+        """llama.cpp's own prompt-eval and eval times; the wall time when they are unavailable."""
+        fn = getattr(self._llama_cpp, "llama_perf_context", None)
+        if fn is None:
+            return 0.0, wall
+        data = fn(self._llm._ctx.ctx)
+        return data.t_p_eval_ms / 1000.0, data.t_eval_ms / 1000.0
+
+
+def resolve_model_path(path: str, settings: Settings) -> Path:
+    """As given (relative to the current directory), else by file name in SWARMQ_MODELS_DIR."""
+    p = Path(path).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    alt = settings.models_dir / p.name
+    return alt if alt.exists() else p

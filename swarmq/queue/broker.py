@@ -1,0 +1,79 @@
+"""The broker: a Celery app on Redis. It is only a transport; job ownership lives in Postgres.
+
+JSON only (never pickle), late acks, prefetch 1: a worker holds at most one job it has not finished.
+The visibility timeout is long on purpose: redelivery of abandoned jobs is the reaper's business (it reads
+leases in Postgres), so a long generation is never delivered twice by the broker (celery #5935, #5306).
+`celery -A swarmq.broker inspect active` and Flower see swarmq workers like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery
+
+from swarmq import keys
+
+VISIBILITY_TIMEOUT = 7 * 24 * 3600
+
+
+def kombu_url(redis_url: str) -> str:
+    """redis-py spells unix sockets ``unix://path?db=N``; kombu spells them ``redis+socket://path?virtual_host=N``
+    (kombu ignores ``db`` there, and the queues would land in db 0 while the swarm state is in db N)."""
+    if not redis_url.startswith("unix://"):
+        return redis_url
+    path, _, query = redis_url[len("unix://") :].partition("?")
+    params = [p.replace("db=", "virtual_host=", 1) if p.startswith("db=") else p for p in query.split("&") if p]
+    return "redis+socket://" + path + ("?" + "&".join(params) if params else "")
+
+
+def make_app(redis_url: str) -> Celery:
+    app = Celery("swarmq", broker=kombu_url(redis_url))
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        task_default_queue=keys.DEFAULT_QUEUE,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+def publish(app: Celery, jobs: Iterable[tuple[int, str]]) -> int:
+    """Publish ``(job_id, model_key)`` pairs on one broker connection; returns how many were sent."""
+    n = 0
+    with app.producer_or_acquire() as producer:
+        # kombu >= 5.7 pipelines the sends (one Redis round trip per batch instead of per message).
+        batch = producer.batch(500) if hasattr(producer, "batch") else contextlib.nullcontext()
+        with batch:
+            for job_id, key in jobs:
+                app.send_task(keys.TASK_NAME, args=[job_id], queue=keys.queue_name(key), producer=producer,
+                              task_id=keys.task_id(job_id))  # fmt: skip
+                n += 1
+    return n
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``celery -A swarmq.broker`` finds ``app`` here, configured from the same settings as swarmq."""
+    global _app
+    if name in ("app", "celery"):
+        if _app is None:
+            from swarmq.settings import get_settings
+            from swarmq.store.services import redis_url
+
+            _app = make_app(redis_url(get_settings()))
+        return _app
+    raise AttributeError(name)

@@ -1,0 +1,227 @@
+"""The jobs table's state machine: every transition of a job, and nothing else writes `jobs.status`.
+
+    pending ──release──▶ queued ──claim──▶ running ──finish──▶ done | failed
+                          ▲                   │
+                          └─requeue_expired───┤ (lease expired, attempts left)
+                          └─give_back─────────┘ (graceful shutdown past its grace period)
+    running ──fail_exhausted──▶ failed (lease expired, out of attempts)      failed ──reset_failed──▶ pending
+
+The jobs table is the truth; the broker only carries job ids. Every transition is one guarded UPDATE, so a
+second delivery of a job that is leased or done does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Table, and_, func, not_, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from swarmq import keys
+from swarmq.store.outcomes import StreamId, relaxed_commit
+from swarmq.store.schema import Job, Outcome
+
+# Core tables, not ORM entities, on the hot path: no identity map or object loading per job.
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+OUTCOMES: Table = Outcome.__table__  # type: ignore[assignment]
+Claimed = Row[Any]
+"""A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts."""
+
+
+def _out_of_attempts(max_attempts: int) -> ColumnElement[bool]:
+    """The one rule for a job whose workers keep dying: claimed ``max_attempts`` times, it is not run again."""
+    return JOBS.c.attempts >= max_attempts
+
+
+def _expired() -> ColumnElement[bool]:
+    return and_(JOBS.c.status == "running", JOBS.c.lease_expires_at < func.now())
+
+
+def _lease(seconds: float) -> Any:
+    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_attempts: int) -> Claimed | None:
+    """Take the job if it is queued, or its lease expired with attempts to spare, or it is already leased to
+    ``owner`` (our own retry after a connection dropped before the reply). None: someone else has it, or
+    it is over, or it is out of attempts (the reaper fails it).
+
+    A claim lost in a Postgres crash leaves the job queued, to be delivered again: no need to wait for disk.
+    """
+    relaxed_commit(session)
+    c = JOBS.c
+    mine = and_(c.status == "running", c.lease_owner == owner)
+    row = session.execute(
+        update(JOBS)
+        .where(c.id == job_id)
+        .where(or_(c.status == "queued", mine, and_(_expired(), not_(_out_of_attempts(max_attempts)))))
+        .values(
+            status="running",
+            lease_owner=owner,
+            attempts=c.attempts + 1,
+            lease_expires_at=_lease(lease_seconds),
+            started_at=func.now(),
+            error=None,
+        )
+        .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
+    ).first()
+    session.commit()
+    return row
+
+
+def renew(session: Session, job_id: int, owner: str, lease_seconds: float) -> bool:
+    """Heartbeat: extend our lease; False if the job is no longer ours."""
+    relaxed_commit(session)
+    c = JOBS.c
+    n = session.execute(
+        update(JOBS)
+        .where(c.id == job_id, c.lease_owner == owner, c.status == "running")
+        .values(lease_expires_at=_lease(lease_seconds))
+    ).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return bool(n)
+
+
+def _close(status: str, error: Any) -> dict[str, Any]:
+    return {"status": status, "error": error, "finished_at": func.now(), "lease_owner": None, "lease_expires_at": None}
+
+
+def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
+           error: str | None = None) -> bool:  # fmt: skip
+    """Write the outcome and close the job (done, or failed with ``error``), atomically.
+
+    False if another delivery already finished it: the unique constraint on outcomes.job_id decides, not
+    only this code. An outcome already written by ``owner`` (our own retry after a dropped connection) is ours.
+    """
+    inserted = session.execute(
+        pg_insert(OUTCOMES).values(job_id=job_id, **outcome).on_conflict_do_nothing(index_elements=["job_id"])
+    ).rowcount  # type: ignore[attr-defined]
+    if not inserted:
+        session.rollback()
+        return bool(session.scalar(select(Outcome.worker).where(Outcome.job_id == job_id)) == owner)
+    session.execute(update(JOBS).where(JOBS.c.id == job_id).values(**_close(status, error)))
+    session.commit()
+    return True
+
+
+def fail(session: Session, job_id: int, reason: str) -> None:
+    """Fail a job without an outcome (an unexpected error while running it)."""
+    session.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status != "done").values(**_close("failed", reason)))
+    session.commit()
+
+
+def give_back(session: Session, job_id: int, owner: str) -> str | None:
+    """Queue a running job of ours again (graceful shutdown past the grace period); its model key, for
+    publishing it again, or None when it was not ours any more."""
+    c = JOBS.c
+    row = session.execute(
+        update(JOBS)
+        .where(c.id == job_id, c.lease_owner == owner, c.status == "running")
+        .values(status="queued", lease_owner=None, lease_expires_at=None, published_at=func.now())
+        .returning(c.experiment_id)
+    ).first()
+    key = session.scalar(text("SELECT model_key FROM experiments WHERE id = :e"), {"e": row[0]}) if row else None
+    session.commit()
+    return None if key is None else str(key)
+
+
+def fail_exhausted(session: Session, max_attempts: int) -> list[int]:
+    """Expired leases of jobs out of attempts (their worker died each time): failed, with the reason."""
+    reason = func.concat("worker died ", JOBS.c.attempts, " times while running this job (max_attempts reached)")
+    rows = session.execute(
+        update(JOBS).where(_expired(), _out_of_attempts(max_attempts)).values(**_close("failed", reason))
+        .returning(JOBS.c.id)
+    ).all()  # fmt: skip
+    return [int(r[0]) for r in rows]
+
+
+def requeue_expired(session: Session) -> list[tuple[int, str]]:
+    """Expired leases (their worker died): queued again. Returns (job id, model key) to publish."""
+    rows = session.execute(
+        text(
+            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, published_at = now() "
+            "FROM experiments e WHERE e.id = jobs.experiment_id AND jobs.status = 'running' "
+            "AND jobs.lease_expires_at < now() RETURNING jobs.id, e.model_key"
+        )
+    ).all()
+    return [(int(j), str(k)) for j, k in rows]
+
+
+def release(session: Session, stream: StreamId, limit: int | None) -> list[int]:
+    """Queue the stream's next pending jobs so that at most ``limit`` are queued or running (None: all).
+
+    A transaction-scoped advisory lock per stream keeps two workers from releasing past the limit.
+    """
+    lock = keys.stream_lock(stream.experiment_id, stream.condition, stream.replicate)
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock})
+    params = {"e": stream.experiment_id, "c": stream.condition, "r": stream.replicate}
+    where = "experiment_id = :e AND condition = :c AND replicate = :r"
+    room: int | None = None
+    if limit is not None:
+        active = session.execute(
+            text(f"SELECT count(*) FROM jobs WHERE {where} AND status IN ('queued', 'running')"), params
+        ).scalar_one()
+        room = max(0, limit - int(active))
+        if room == 0:
+            session.commit()
+            return []
+    ids = list(
+        session.execute(
+            text(
+                f"UPDATE jobs SET status = 'queued', published_at = now() WHERE id IN (SELECT id FROM jobs "
+                f"WHERE {where} AND status = 'pending' ORDER BY position LIMIT :room) RETURNING id"
+            ),
+            {**params, "room": room},
+        ).scalars()
+    )
+    session.commit()
+    return ids
+
+
+def reset_failed(session: Session, experiment_id: int) -> None:
+    """Resume: jobs that failed without an outcome (poison jobs) get a fresh set of attempts, as pending."""
+    session.execute(
+        text(
+            "UPDATE jobs SET status = 'pending', attempts = 0, error = NULL WHERE experiment_id = :e "
+            "AND status = 'failed' AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.job_id = jobs.id)"
+        ),
+        {"e": experiment_id},
+    )
+    session.commit()
+
+
+def mark_published(session: Session, job_ids: list[int]) -> None:
+    """Queued jobs sent to the broker again (they were missing from it)."""
+    session.execute(update(JOBS).where(JOBS.c.id.in_(job_ids)).values(published_at=func.now()))
+    session.commit()
+
+
+def queued_ids(session: Session, experiment_id: int) -> list[int]:
+    """An experiment's queued jobs in publish order."""
+    q = select(Job.id).where(Job.experiment_id == experiment_id, Job.status == "queued").order_by(Job.seq)
+    return list(session.execute(q).scalars())
+
+
+def unfinished_models(session: Session) -> list[tuple[dict[str, Any], str]]:
+    """(model config, model key) of every experiment with unfinished jobs, oldest experiment first."""
+    rows = session.execute(
+        text(
+            "SELECT e.config->'model', e.model_key FROM experiments e WHERE EXISTS (SELECT 1 FROM jobs j "
+            "WHERE j.experiment_id = e.id AND j.status IN ('pending', 'queued', 'running')) ORDER BY e.created_at"
+        )
+    ).all()
+    return [(dict(r[0]), str(r[1])) for r in rows]
+
+
+def unfinished_count(session: Session, model_key: str) -> int:
+    """Jobs of a model's experiments that are not done or failed (a burst worker stops at 0)."""
+    return int(
+        session.execute(
+            text(
+                "SELECT count(*) FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+                "WHERE e.model_key = :k AND j.status IN ('pending', 'queued', 'running')"
+            ),
+            {"k": model_key},
+        ).scalar_one()
+    )

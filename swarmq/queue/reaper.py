@@ -1,0 +1,159 @@
+"""The reaper: part of every worker. The jobs table is the truth; the broker is only a transport.
+
+Each pass (one worker at a time, by a short-lived lock in Redis):
+- jobs whose lease expired (their worker died) are queued again, or failed once they used max_attempts;
+- swarm updates left half-done (a worker died between its outcome write and its Redis update) are finished;
+- streams with room in flight and pending jobs are released (e.g. a worker died after its outcome write);
+- queued jobs missing from the broker (Redis restarted empty) are published again.
+A second delivery of a job is harmless: claiming is atomic in Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis as redis_lib
+from celery import Celery
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from swarmq import keys
+from swarmq.experiment.config import ExperimentConfig
+from swarmq.queue import broker, jobs
+from swarmq.queue.dispatch import release_next
+from swarmq.store.outcomes import unapplied_streams
+from swarmq.swarm.state import Stream
+
+log = logging.getLogger(__name__)
+CompleteStream = Callable[[int, str, int], None]
+"""Finishes a stream's half-applied swarm updates (`swarm.sync.StreamSync.complete_stream`)."""
+
+
+@dataclass
+class ReapResult:
+    requeued: int = 0
+    failed: int = 0
+    released: int = 0
+    republished: int = 0
+    completed: int = 0
+
+
+def reap(
+    sessions: sessionmaker[Session],
+    app: Celery,
+    redis: redis_lib.Redis,
+    *,
+    max_attempts: int,
+    grace_seconds: float,
+    complete_stream: CompleteStream | None = None,
+) -> ReapResult:
+    result = ReapResult()
+    # One pass per interval across all workers: the lock lives as long as the interval.
+    if not redis.set(keys.REAPER_LOCK, "1", nx=True, px=max(100, int(grace_seconds * 500))):
+        return result
+    with sessions() as session:
+        result.failed = len(jobs.fail_exhausted(session, max_attempts))
+        requeued = jobs.requeue_expired(session)
+        session.commit()
+        result.requeued = len(requeued)
+        for job_id, _key in requeued:
+            log.warning("job=%s lease expired: queued again", job_id)
+        broker.publish(app, requeued)
+        if complete_stream is not None:
+            result.completed = complete_unapplied(session, complete_stream, grace_seconds)
+        result.released = _release_stalled(sessions, session, app, complete_stream)
+        result.republished = _republish_missing(session, app, redis, grace_seconds)
+    return result
+
+
+def complete_unapplied(session: Session, complete_stream: CompleteStream, older_than_seconds: float,
+                       model_key: str | None = None) -> int:  # fmt: skip
+    """Finish the swarm updates of outcomes written more than ``older_than_seconds`` ago but never applied."""
+    streams = unapplied_streams(session, older_than_seconds=older_than_seconds, model_key=model_key)
+    for exp_id, condition, replicate in streams:
+        complete_stream(exp_id, condition, replicate)
+    return len(streams)
+
+
+def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Celery,
+                     complete_stream: CompleteStream | None) -> int:  # fmt: skip
+    """Streams with pending jobs and nothing in flight: finish their half-applied updates, then release."""
+    # Both sides use partial indexes (migration 0002): cheap however many finished jobs the table holds.
+    rows = session.execute(
+        text(
+            """
+            SELECT p.experiment_id, e.name, p.condition, p.replicate, e.config, e.model_key
+            FROM (SELECT DISTINCT experiment_id, condition, replicate FROM jobs WHERE status = 'pending') p
+            JOIN experiments e ON e.id = p.experiment_id
+            WHERE NOT EXISTS (
+                SELECT 1 FROM jobs k WHERE k.experiment_id = p.experiment_id AND k.condition = p.condition
+                AND k.replicate = p.replicate AND k.status IN ('queued', 'running'))
+            """
+        )
+    ).all()
+    n = 0
+    for exp_id, name, condition, replicate, config, key in rows:
+        cond = ExperimentConfig.model_validate(config).conditions[condition]
+        if complete_stream is not None:
+            complete_stream(exp_id, condition, replicate)
+        n += release_next(sessions, app, Stream(exp_id, name, condition, replicate), cond.in_flight_limit, key)
+    return n
+
+
+def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
+    """Queued jobs (published more than ``grace_seconds`` ago) that are not in their model's queue.
+
+    A queue at least as long as its old queued jobs is taken as complete without reading it (the common case
+    of a long, healthy queue); once it drains below that, it is read and the missing jobs found."""
+    rows = session.execute(
+        text(
+            "SELECT j.id, e.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+            "WHERE j.status = 'queued' AND j.published_at < now() - make_interval(secs => :g)"
+        ),
+        {"g": grace_seconds},
+    ).all()
+    if not rows:
+        return 0
+    per_key: dict[str, int] = {}
+    for _, k in rows:
+        per_key[str(k)] = per_key.get(str(k), 0) + 1
+    suspect = {k for k, n in per_key.items() if redis.llen(keys.queue_name(k)) < n}
+    if not suspect:
+        return 0
+    in_broker = broker_task_ids(redis, suspect)
+    missing = [(int(j), str(k)) for j, k in rows if str(k) in suspect and keys.task_id(j) not in in_broker]
+    if missing:  # a job delivered (and claimed) between the two reads is not missing
+        still = set(
+            session.execute(
+                text("SELECT id FROM jobs WHERE id = ANY(:ids) AND status = 'queued'"), {"ids": [j for j, _ in missing]}
+            ).scalars()
+        )
+        missing = [(j, k) for j, k in missing if j in still]
+    if missing:
+        jobs.mark_published(session, [j for j, _ in missing])
+        log.warning("%d queued jobs were missing from the broker: published again", len(missing))
+    return broker.publish(app, missing)
+
+
+def broker_task_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[str]:
+    """Task ids waiting in the models' queues (kombu's Redis layout: one list per queue).
+
+    Delivered-but-unacked messages do not count: a job that is still ``queued`` in Postgres well after its
+    delivery was never claimed (its worker died or released it), so its message is an orphan.
+    """
+    ids: set[str] = set()
+    for key in model_keys:
+        for raw in redis.lrange(keys.queue_name(key), 0, -1):
+            ids.add(_task_id(raw))
+    return ids
+
+
+def _task_id(raw: bytes | str) -> str:
+    try:
+        msg = json.loads(raw)
+        return str(msg.get("headers", {}).get("id") or msg.get("properties", {}).get("correlation_id", ""))
+    except (ValueError, AttributeError):
+        return ""

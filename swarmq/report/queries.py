@@ -1,0 +1,78 @@
+"""The SQL behind results and plots: per-group counts and times, the (agent, task type) cells of the
+specialization metrics, and per-job rows for learning curves. Each returns plain rows; `results.py`
+turns them into statistics and `render.py`/`plots.py` draw them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from swarmq.report import stats
+
+GROUPINGS = {
+    "condition": ("j.condition",),
+    "replicate": ("j.condition", "j.replicate"),
+    "task_type": ("j.condition", "i.task_type"),
+    "agent": ("j.condition", "o.agent_id"),
+    "repo": ("j.condition", "i.repo"),
+}
+LABELS = {"j.condition": "condition", "j.replicate": "replicate", "i.task_type": "task_type",
+          "o.agent_id": "agent", "i.repo": "repo"}  # fmt: skip
+
+
+def success_expr(config: dict[str, Any]) -> str:
+    rule = config.get("success", {}).get("rule", "scorer")
+    return "coalesce(o.resolved, false)" if rule == "resolved" else "coalesce(o.success, false)"
+
+
+def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    cols = GROUPINGS[by]
+    select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
+    succ = success_expr(config)
+    sql = f"""
+        SELECT {select_cols},
+               count(*) AS jobs,
+               count(*) FILTER (WHERE j.status = 'done') AS done,
+               count(*) FILTER (WHERE j.status = 'failed') AS failed,
+               count(*) FILTER (WHERE j.status = 'running') AS running,
+               count(o.id) AS outcomes,
+               count(*) FILTER (WHERE {succ}) AS successes,
+               avg(o.job_seconds) AS mean_seconds,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY o.job_seconds) AS p95_seconds,
+               sum(o.completion_tokens) / nullif(sum(o.generation_seconds), 0) AS tokens_per_second,
+               avg((o.finish_reason = 'length')::int) AS share_max_tokens,
+               avg((o.error IS NOT NULL)::int) FILTER (WHERE o.id IS NOT NULL) AS share_errors
+        FROM jobs j JOIN issues i ON i.id = j.issue_id LEFT JOIN outcomes o ON o.job_id = j.id
+        WHERE j.experiment_id = :e
+        GROUP BY {", ".join(cols)} ORDER BY {", ".join(cols)}
+    """
+    out = []
+    for r in session.execute(text(sql), {"e": experiment_id}).mappings():
+        g = dict(r)
+        if by == "agent" and g["agent"] is None:
+            continue  # jobs not yet routed have no agent
+        # Every job with an outcome counts, failures included (e.g. a prompt longer than n_ctx): leaving
+        # them out would flatter the conditions whose prompts grow. Jobs that never produced one do not.
+        n = int(g["outcomes"])
+        g["success_rate"] = g["successes"] / n if n else None
+        g["ci95"] = list(stats.wilson_interval(int(g["successes"]), n))
+        for k in ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens", "share_errors"):
+            g[k] = float(g[k]) if g[k] is not None else None
+        out.append(g)
+    return out
+
+
+def agent_type_cells(session: Session, experiment_id: int, config: dict[str, Any]) -> list[Any]:
+    """(condition, replicate, agent, task type, jobs, successes) for every cell that has outcomes."""
+    rows = session.execute(
+        text(
+            f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
+            f"count(*) FILTER (WHERE {success_expr(config)}) AS s "
+            "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e "
+            "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
+        ),
+        {"e": experiment_id},
+    ).all()
+    return list(rows)

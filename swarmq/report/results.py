@@ -1,0 +1,87 @@
+"""Results tables: per-group counts and rates with 95% Wilson intervals, pairwise Fisher comparisons,
+means over replicates, and the swarm's specialization metrics (S, F, D).
+
+Aggregation happens in Postgres (GROUP BY over the jobs/outcomes join); statistics are the pure functions
+of `stats.py`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import combinations
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from swarmq.report import queries, stats
+from swarmq.report.queries import GROUPINGS, group_rows
+from swarmq.store.experiments import experiment_row
+
+AGENT_STRIDE = 1_000_000
+"""(replicate, agent) → one integer id for the contingency tables."""
+
+
+def comparisons(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of conditions: two-sided Fisher's exact test and the rate difference with its 95% CI."""
+    out = []
+    for a, b in combinations(groups, 2):
+        c = stats.fisher_compare(int(a["successes"]), int(a["outcomes"]), int(b["successes"]), int(b["outcomes"]))
+        out.append({"a": a["condition"], "b": b["condition"], "p_fisher": c.p_fisher, "diff": c.diff,
+                    "diff_ci95": list(c.diff_ci95)})  # fmt: skip
+    return out
+
+
+def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per condition: mean and standard deviation of the success rate over replicates."""
+    rates: dict[str, list[float]] = defaultdict(list)
+    for g in group_rows(session, experiment_id, "replicate", config):
+        if g["success_rate"] is not None:
+            rates[g["condition"]].append(g["success_rate"])
+    out = {}
+    for cond, values in rates.items():
+        mean, sd = stats.mean_spread(values)
+        out[cond] = {"replicates": len(values), "mean_success_rate": mean, "sd": sd}
+    return out
+
+
+def specialization_metrics(session: Session, experiment_id: int, config: dict[str, Any],
+                           buffers: dict[str, dict[int, list[str]]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """S (with permutation p), F (Cramér's V and chi-square p) per condition; D when buffers are given.
+
+    Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents (independent swarms), so the
+    agent in these tables is the pair (replicate, agent): pooling replicates never merges unrelated agents.
+    """
+    rows = queries.agent_type_cells(session, experiment_id, config)
+    per: dict[str, list[tuple[int, str, int, int]]] = defaultdict(list)
+    for cond, replicate, agent, ttype, n, s in rows:
+        per[cond].append((int(replicate) * AGENT_STRIDE + int(agent), str(ttype), int(n), int(s)))
+    out: dict[str, dict[str, Any]] = {}
+    for cond, cells in sorted(per.items()):
+        s_val = stats.specialization_from_counts({(a, t): n for a, t, n, _ in cells}, permutations=1000, seed=0)
+        table: dict[int, dict[str, int]] = defaultdict(dict)
+        for a, t, _, s in cells:
+            table[a][t] = s
+        f_val = stats.functional_differentiation(table)
+        entry: dict[str, Any] = {"S": s_val.value, "S_p": s_val.p, "F_cramers_v": f_val.value, "F_p": f_val.p}
+        if buffers is not None and cond in buffers:
+            entry["D"] = stats.context_divergence(buffers[cond])
+        out[cond] = entry
+    return out
+
+
+def results(session: Session, name: str, by: str = "condition",
+            buffers: dict[str, dict[int, list[str]]] | None = None) -> dict[str, Any]:  # fmt: skip
+    if by not in GROUPINGS:
+        raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
+    exp_id, config = experiment_row(session, name)
+    groups = group_rows(session, exp_id, by, config)
+    by_condition = groups if by == "condition" else group_rows(session, exp_id, "condition", config)
+    return {
+        "experiment": name,
+        "by": by,
+        "success_rule": config.get("success", {}).get("rule", "scorer"),
+        "groups": groups,
+        "comparisons": comparisons(by_condition),
+        "replicates": replicate_spread(session, exp_id, config),
+        "specialization": specialization_metrics(session, exp_id, config, buffers),
+    }

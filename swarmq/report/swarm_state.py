@@ -1,0 +1,77 @@
+"""Live views of the swarm state in Redis (the one place `report/` reads Redis): agents, buffers and
+histories per stream, and the agents' buffer texts behind the context-divergence metric D."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as redis_lib
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from swarmq.experiment.config import ExperimentConfig
+from swarmq.store.experiments import experiment_row
+from swarmq.swarm.redis import SwarmStore
+from swarmq.swarm.state import Stream
+
+
+def streams_of(session: Session, experiment: str, condition: str | None = None,
+               replicate: int | None = None) -> tuple[ExperimentConfig, list[Stream]]:  # fmt: skip
+    """An experiment's configuration and its streams (optionally one condition and/or replicate)."""
+    exp_id, config = experiment_row(session, experiment)
+    cfg = ExperimentConfig.model_validate(config)
+    streams = [
+        Stream(exp_id, experiment, c, r)
+        for c in cfg.conditions
+        for r in range(cfg.replicates)
+        if (condition is None or c == condition) and (replicate is None or r == replicate)
+    ]
+    return cfg, streams
+
+
+def buffer_texts(redis: redis_lib.Redis, session: Session, experiment: str) -> dict[str, dict[int, list[str]]]:
+    """Agents' buffer texts per condition (replicate 0) for the context-divergence metric D."""
+    cfg, streams = streams_of(session, experiment, replicate=0)
+    store, found = SwarmStore(redis), {}
+    for stream in streams:
+        state = store.peek(stream, cfg.conditions[stream.condition].agents)
+        if state is not None:
+            found[stream.condition] = {i: [e.solution for e in b] for i, b in enumerate(state.buffers)}
+    return found
+
+
+def state_json(redis: redis_lib.Redis, session: Session, experiment: str, condition: str | None,
+               replicate: int | None) -> dict[str, Any]:  # fmt: skip
+    cfg, streams = streams_of(session, experiment, condition, replicate)
+    store = SwarmStore(redis)
+    out = []
+    for stream in streams:
+        state = store.peek(stream, cfg.conditions[stream.condition].agents)
+        entry: dict[str, Any] = {"condition": stream.condition, "replicate": stream.replicate, "version": None,
+                                 "agents": []}  # fmt: skip
+        if state is not None:
+            entry["version"] = state.version
+            for view, buf in zip(state.agents, state.buffers, strict=True):
+                types = sorted(set(view.attempts) | set(view.successes))
+                entry["agents"].append({
+                    "id": view.agent_id,
+                    "buffer_size": len(buf),
+                    "history": {t: {"attempts": view.attempts.get(t, 0), "successes": view.successes.get(t, 0)}
+                                for t in types},
+                })  # fmt: skip
+        out.append(entry)
+    return {"experiment": experiment, "streams": out}
+
+
+def render_state(data: dict[str, Any], console: Console) -> None:
+    t = Table(title=f"swarm state of {data['experiment']}")
+    for col in ("condition", "rep", "version", "agent", "buffer", "per-type successes/attempts"):
+        t.add_column(col)
+    for s in data["streams"]:
+        if s["version"] is None:
+            t.add_row(s["condition"], str(s["replicate"]), "(no state)", "", "", "")
+        for a in s["agents"]:
+            hist = ", ".join(f"{k} {v['successes']}/{v['attempts']}" for k, v in a["history"].items()) or "-"
+            t.add_row(s["condition"], str(s["replicate"]), str(s["version"]), str(a["id"]), str(a["buffer_size"]), hist)
+    console.print(t)

@@ -1,0 +1,71 @@
+"""`swarmq workers list`: live workers across machines, from the heartbeats they publish to Redis."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis as redis_lib
+from rich.console import Console
+from rich.table import Table
+
+from swarmq import keys
+from swarmq.settings import DEFAULTS
+
+
+def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    workers = []
+    for key in sorted(redis.scan_iter(match=f"{keys.WORKER_PREFIX}*")):
+        raw = {_text(k): _text(v) for k, v in redis.hgetall(key).items()}
+        if not raw:
+            continue
+        age = now - float(raw.get("last_seen", 0))
+        started = float(raw["job_started"]) if raw.get("job_started") else None
+        workers.append({
+            "name": raw.get("name"), "host": raw.get("host"),
+            "gpu": int(raw["gpu"]) if raw.get("gpu") else None, "gpu_name": raw.get("gpu_name") or None,
+            "vram_used_mb": float(raw["vram_used_mb"]) if raw.get("vram_used_mb") else None,
+            "model": raw.get("model"),
+            "current_job": int(raw["current_job"]) if raw.get("current_job") else None,
+            "job_seconds": round(now - started, 1) if started else None,
+            "jobs_done": int(raw.get("jobs_done", 0)), "tokens_per_second": float(raw.get("tokens_per_second", 0)),
+            "last_heartbeat_seconds_ago": round(age, 1),
+            "state": "lost" if age > float(raw.get("lease_seconds", DEFAULTS.lease_seconds)) else "live",
+        })  # fmt: skip
+    return {"workers": workers}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def render_workers(data: dict[str, Any], console: Console) -> None:
+    t = Table(title="swarmq workers")
+    cols = (
+        "name",
+        "host",
+        "gpu",
+        "model",
+        "current job",
+        "running s",
+        "jobs done",
+        "tok/s",
+        "VRAM MB",
+        "heartbeat",
+        "state",
+    )
+    for c in cols:
+        t.add_column(c)
+    for w in data["workers"]:
+        gpu = "cpu" if w["gpu"] is None else f"{w['gpu']} {w['gpu_name'] or ''}".strip()
+        t.add_row(
+            w["name"], w["host"], gpu, w["model"], str(w["current_job"] or "-"), str(w["job_seconds"] or "-"),
+            str(w["jobs_done"]), f"{w['tokens_per_second']:.1f}",
+            "-" if w["vram_used_mb"] is None else f"{w['vram_used_mb']:.0f}",
+            f"{w['last_heartbeat_seconds_ago']:.0f} s ago", w["state"],
+        )  # fmt: skip
+    if not data["workers"]:
+        console.print("no worker has published a heartbeat (start one with `swarmq worker --gpu 0` or `--cpu`)")
+        return
+    console.print(t)

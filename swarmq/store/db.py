@@ -1,0 +1,91 @@
+"""Postgres connection: engine and session factory, the schema check, and migrations.
+
+Clients are created here once and injected into whatever needs them (producer, worker, results).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from swarmq.errors import SchemaOutOfDate, ServiceUnavailable
+from swarmq.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL, or the embedded server's (started on first use)."""
+    if settings.database_url:
+        url = settings.database_url
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+    from swarmq.store.embedded import postgres_url
+
+    return postgres_url(settings.home)
+
+
+def make_engine(url: str) -> Engine:
+    # No pre-ping: it costs a round trip per checkout, several per job. A connection that died (Postgres
+    # restarted) fails its statement, SQLAlchemy discards it, and the worker's retry gets a fresh one.
+    engine = create_engine(url, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ServiceUnavailable(f"cannot reach Postgres at {_redact(url)}: {reason}") from None
+    return engine
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _alembic_config(engine: Engine) -> Config:
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def head_revision(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Apply migrations up to head; returns (before, after) revisions."""
+    from alembic import command
+
+    before = current_revision(engine)
+    command.upgrade(_alembic_config(engine), "head")
+    return before, current_revision(engine)
+
+
+def check_schema(engine: Engine) -> None:
+    """Every command that needs the schema calls this: refuse to run against an old or empty schema."""
+    current, head = current_revision(engine), head_revision(engine)
+    if current != head:
+        state = "empty" if current is None else f"at {current}, head is {head}"
+        raise SchemaOutOfDate(f"database schema is {state}: run `swarmq db upgrade`")

@@ -1,0 +1,88 @@
+"""Outcome rows as the swarm sees them: a stream's outcomes in update order, the ones whose swarm update is
+not applied yet, and the mark that it is.
+
+An outcome is written with its job's closing transition (`queue.jobs.finish`); its swarm update follows
+in Redis. These are the reads and the one write that keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from swarmq.store.schema import Job, Outcome
+
+
+class StreamId(Protocol):
+    """Whatever names a stream (swarm.state.Stream); only its Postgres identity is read here."""
+
+    @property
+    def experiment_id(self) -> int: ...
+    @property
+    def condition(self) -> str: ...
+    @property
+    def replicate(self) -> int: ...
+
+
+def relaxed_commit(session: Session) -> None:
+    """This transaction may skip waiting for the WAL flush. Only for writes that heal themselves if a
+    Postgres crash loses them (a lease, a heartbeat, a release, an applied-mark): never for outcomes."""
+    session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+def stream_outcomes(session: Session, stream: StreamId, *, unapplied_only: bool = False) -> list[tuple[Job, Outcome]]:
+    """A stream's outcomes in the order their updates were made (outcome id), for rebuilding its state;
+    with ``unapplied_only``, just those whose swarm update is still to be applied."""
+    query = (
+        select(Job, Outcome)
+        .join(Outcome, Outcome.job_id == Job.id)
+        .where(
+            Job.experiment_id == stream.experiment_id,
+            Job.condition == stream.condition,
+            Job.replicate == stream.replicate,
+        )
+        .order_by(Outcome.id)
+    )
+    if unapplied_only:
+        query = query.where(Outcome.update_applied.is_(False))
+    return [(j, o) for j, o in session.execute(query).all()]
+
+
+def unapplied_streams(
+    session: Session, *, stream: StreamId | None = None, older_than_seconds: float | None = None,
+    model_key: str | None = None,
+) -> list[tuple[int, str, int]]:  # fmt: skip
+    """Streams (experiment id, condition, replicate) holding outcomes whose swarm update is not applied:
+    of one ``stream`` (the hot path's cheap check: at most one row, on a partial index), written more than
+    ``older_than_seconds`` ago, of one model's experiments."""
+    where, params = ["NOT o.update_applied"], dict[str, Any]()
+    if stream is not None:
+        where.append("j.experiment_id = :e AND j.condition = :c AND j.replicate = :r")
+        params.update(e=stream.experiment_id, c=stream.condition, r=stream.replicate)
+    if older_than_seconds is not None:
+        where.append("o.created_at < now() - make_interval(secs => :g)")
+        params["g"] = older_than_seconds
+    join = ""
+    if model_key is not None:
+        join = " JOIN experiments e ON e.id = j.experiment_id"
+        where.append("e.model_key = :k")
+        params["k"] = model_key
+    limit = " LIMIT 1" if stream is not None else ""
+    sql = (
+        f"SELECT DISTINCT j.experiment_id, j.condition, j.replicate FROM outcomes o JOIN jobs j ON j.id = o.job_id"
+        f"{join} WHERE {' AND '.join(where)}{limit}"
+    )
+    return [(int(e), str(c), int(r)) for e, c, r in session.execute(text(sql), params).all()]
+
+
+def mark_applied(session: Session, job_id: int, staleness: int | None = None) -> None:
+    """Record in Postgres that the job's swarm update is in Redis (and, when it was applied now, how stale
+    the job's view was). Lost in a crash, the mark is redone: the update itself is idempotent in Redis."""
+    relaxed_commit(session)
+    session.execute(
+        text("UPDATE outcomes SET update_applied = true, staleness = coalesce(:s, staleness) WHERE job_id = :j"),
+        {"j": job_id, "s": staleness},
+    )
+    session.commit()

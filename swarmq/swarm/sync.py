@@ -1,0 +1,119 @@
+"""Keeping a stream's Redis state in step with Postgres, the source of truth.
+
+Before routing: finish updates a dead worker left half-done (outcome written, Redis not updated), and rebuild
+the state from outcomes if Redis lost it. Both are idempotent, so any worker (or the reaper) may do them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from swarmq.benchmarks.base import Issue
+from swarmq.benchmarks.registry import get_benchmark
+from swarmq.experiment.config import ConditionConfig, ExperimentConfig
+from swarmq.store import outcomes
+from swarmq.store.schema import Experiment, Outcome
+from swarmq.store.schema import Issue as IssueRow
+from swarmq.swarm.redis import SwarmStore
+from swarmq.swarm.state import Stream, StreamState, Update, state_from_updates
+
+log = logging.getLogger(__name__)
+
+
+def issue_of(row: IssueRow) -> Issue:
+    return Issue(row.instance_id, row.problem, row.task_type, row.category, row.repo, row.data)
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What a worker needs of an experiment row; immutable once enqueued, so cached per process."""
+
+    id: int
+    name: str
+    config: ExperimentConfig
+    model_key: str
+
+    def stream(self, condition: str, replicate: int) -> Stream:
+        return Stream(self.id, self.name, condition, replicate)
+
+
+def update_of(job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str) -> Update:
+    """The swarm update an outcome makes (pure): an attempt, and on success with accumulation an example."""
+    example = None
+    if outcome.success and config.conditions[condition].accumulate:
+        bench = get_benchmark(config.dataset.benchmark)
+        example = bench.example(str(job_id), issue, outcome.completion, chat=outcome.chat)
+    return Update(job_id, outcome.agent_id, outcome.task_type, outcome.success, example)
+
+
+class StreamSync:
+    def __init__(self, sessions: sessionmaker[Session], swarm: SwarmStore) -> None:
+        self.sessions, self.swarm = sessions, swarm
+        self._experiments: dict[int, ExperimentInfo] = {}
+
+    def experiment(self, session: Session, experiment_id: int) -> ExperimentInfo:
+        """Name, configuration and model queue of an experiment (cached: immutable once enqueued)."""
+        if experiment_id not in self._experiments:
+            exp = session.get(Experiment, experiment_id)
+            assert exp is not None
+            config = ExperimentConfig.model_validate(exp.config)
+            self._experiments[experiment_id] = ExperimentInfo(exp.id, exp.name, config, exp.model_key)
+        return self._experiments[experiment_id]
+
+    def state(self, stream: Stream, config: ExperimentConfig, job_id: int) -> StreamState:
+        """Finish updates a dead worker left half-done, then read-and-reserve; rebuild if Redis lost it."""
+        cond = config.conditions[stream.condition]
+        self.complete_pending(stream, config)
+        for _ in range(3):
+            state = self.swarm.snapshot(stream, cond.agents, job_id)
+            if state is not None:
+                return state
+            self.rebuild(stream, config)
+        raise RuntimeError(f"stream {stream} state vanished three times in a row")
+
+    def complete_stream(self, experiment_id: int, condition: str, replicate: int) -> None:
+        """The reaper's entry: finish a stream's half-applied updates (a worker died after its outcome write)."""
+        with self.sessions() as session:
+            info = self.experiment(session, experiment_id)
+        self.complete_pending(info.stream(condition, replicate), info.config)
+
+    def complete_pending(self, stream: Stream, config: ExperimentConfig) -> None:
+        with self.sessions() as session:
+            if not outcomes.unapplied_streams(session, stream=stream):
+                return
+            pending = outcomes.stream_outcomes(session, stream, unapplied_only=True)
+            issues = self._issues(session, [j.issue_id for j, _ in pending])
+        for job, outcome in pending:
+            self.apply(stream, config, update_of(job.id, outcome, issues[job.issue_id], config, stream.condition))
+
+    def apply(self, stream: Stream, config: ExperimentConfig, update: Update) -> None:
+        capacity = config.conditions[stream.condition].max_examples
+        result = self.swarm.apply(stream, update, capacity)
+        if result.status == "missing":
+            self.rebuild(stream, config)  # the rebuild replays this outcome too: it is in Postgres
+            result = self.swarm.apply(stream, update, capacity)
+        with self.sessions() as session:
+            outcomes.mark_applied(session, update.job_id, result.staleness if result.status == "applied" else None)
+
+    def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
+        """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""
+        cond: ConditionConfig = config.conditions[stream.condition]
+        with self.sessions() as session:
+            pairs = outcomes.stream_outcomes(session, stream)
+            issues = self._issues(session, [j.issue_id for j, _ in pairs])
+        updates = [update_of(j.id, o, issues[j.issue_id], config, stream.condition) for j, o in pairs]
+        state, applied = state_from_updates(updates, cond.agents, cond.max_examples)
+        restored = self.swarm.restore(stream, cond.agents, state, applied)
+        if restored and updates:
+            log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(updates))
+        return restored
+
+    @staticmethod
+    def _issues(session: Session, ids: list[int]) -> dict[int, Issue]:
+        if not ids:
+            return {}
+        return {r.id: issue_of(r) for r in session.scalars(select(IssueRow).where(IssueRow.id.in_(set(ids))))}

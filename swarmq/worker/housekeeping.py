@@ -1,0 +1,97 @@
+"""The worker's housekeeping thread: its heartbeat for `swarmq workers list`, the reaper, and the end of a
+`--burst` run. Failing for longer than the outage limit (Postgres or Redis gone) ends the worker (exit 3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from swarmq import keys
+from swarmq.errors import first_line
+from swarmq.queue import jobs
+from swarmq.queue.reaper import complete_unapplied, reap
+from swarmq.store.services import Services
+from swarmq.worker.runner import JobRunner
+from swarmq.worker.shutdown import exit_worker
+
+log = logging.getLogger(__name__)
+BURST_POLL_SECONDS = 0.5
+"""How often a `--burst` worker checks whether its model has anything left."""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host: str
+    gpu: int | None
+    model: str
+    model_key: str
+
+
+def housekeeping(services: Services, app: Celery, runner: JobRunner, info: WorkerInfo, burst: bool,
+                 stop: threading.Event) -> None:  # fmt: skip
+    """Every pass: publish this worker's heartbeat, reap; in burst mode, stop once the model has nothing left."""
+    from celery.worker import state as worker_state
+
+    settings = services.settings
+    interval = BURST_POLL_SECONDS if burst else min(settings.reaper_seconds, settings.heartbeat_seconds)
+    last_reap = 0.0
+    failing_since: float | None = None
+    while not stop.wait(interval):
+        try:
+            publish_heartbeat(services.redis, info, runner, settings.lease_seconds, settings.worker_record_seconds)
+            if time.monotonic() - last_reap >= settings.reaper_seconds:
+                last_reap = time.monotonic()
+                reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
+                     grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
+            if burst and runner.current_job is None and _nothing_left(services, info.model_key):
+                with services.sessions() as session:  # leave no half-applied swarm update behind
+                    complete_unapplied(session, runner.sync.complete_stream, 0.0, info.model_key)
+                log.info("burst: no job left for model queue %s; stopping", info.model_key)
+                worker_state.should_stop = 0
+                return
+            failing_since = None
+        except Exception as exc:  # a service blip; the next pass retries
+            failing_since = failing_since or time.monotonic()
+            down = time.monotonic() - failing_since
+            log.warning("housekeeping failed (%.0f s): %s", down, first_line(exc))
+            if down > settings.outage_seconds and runner.current_job is None:
+                exit_worker(3, f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: "
+                               f"{first_line(exc)}")  # fmt: skip
+                return
+
+
+def _nothing_left(services: Services, model_key: str) -> bool:
+    with services.sessions() as session:
+        return jobs.unfinished_count(session, model_key) == 0
+
+
+def _gpu_stats(gpu: int | None) -> dict[str, str]:
+    """Name and memory in use of this worker's GPU (NVML sees all GPUs, whatever CUDA_VISIBLE_DEVICES says)."""
+    if gpu is None:
+        return {}
+    from swarmq.worker.gpus import list_gpus
+
+    found = next((g for g in list_gpus() if g.index == gpu), None)
+    if found is None:
+        return {}
+    return {"gpu_name": found.name, "vram_used_mb": f"{(found.memory_total - found.memory_free) / 2**20:.0f}"}
+
+
+def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_seconds: float,
+                      keep_seconds: float) -> None:  # fmt: skip
+    """What `swarmq workers list` shows; kept ``keep_seconds`` so a silent worker can be shown as lost."""
+    key = keys.worker_key(info.name)
+    redis.hset(key, mapping={
+        "name": info.name, "host": info.host, "gpu": "" if info.gpu is None else str(info.gpu), "model": info.model,
+        "current_job": runner.current_job or "", "job_started": runner.job_started or "", "jobs_done": runner.jobs_done,
+        "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
+        "lease_seconds": lease_seconds, "pid": os.getpid(), **_gpu_stats(info.gpu),
+    })  # fmt: skip
+    redis.expire(key, int(keep_seconds))

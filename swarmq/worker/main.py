@@ -1,0 +1,109 @@
+"""The worker: one per GPU. Loads the GGUF once, keeps it resident, and consumes its model's queue.
+
+It is an ordinary Celery worker (solo pool, one job at a time, prefetch 1, late acks) plus two threads: the
+job heartbeat (lease renewal, in `runner.py`) and housekeeping (heartbeat record, reaper, `--burst` exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import warnings
+from dataclasses import dataclass
+
+from celery import signals as celery_signals
+from celery.exceptions import SecurityWarning
+
+from swarmq import keys
+from swarmq.errors import ModelError, ServiceUnavailable
+from swarmq.queue import broker
+from swarmq.queue.reaper import complete_unapplied
+from swarmq.settings import Settings
+from swarmq.store.services import connect
+from swarmq.swarm.redis import SwarmStore
+from swarmq.swarm.sync import StreamSync
+from swarmq.worker.housekeeping import WorkerInfo, housekeeping
+from swarmq.worker.loading import choose_model, load_generator
+from swarmq.worker.runner import JobRunner, RunnerIdentity
+from swarmq.worker.shutdown import GracefulShutdown, exit_worker, install_exit_handler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    gpu: int | None = None
+    model: str | None = None
+    burst: bool = False
+    name: str | None = None
+    generator: str | None = None
+    """``module:callable`` building a stand-in Generator (benchmarks' null model, tests). Not for users."""
+
+
+def run_worker(opts: WorkerOptions, settings: Settings) -> int:
+    """Serve jobs until stopped (or, with ``burst``, until the model has none left); returns the exit code."""
+    if opts.gpu is not None:
+        _select_gpu(opts.gpu)  # before llama_cpp is imported anywhere
+    install_exit_handler()
+    services = connect(settings)
+    found = choose_model(services, opts.model)
+    if found is None:
+        if opts.burst:
+            # A worker that died after writing the very last outcome left its swarm update half-done.
+            sync = StreamSync(services.sessions, SwarmStore(services.redis))
+            with services.sessions() as session:
+                complete_unapplied(session, sync.complete_stream, 0.0)
+            print("swarmq worker: no unfinished experiment; nothing to do")
+            return 0
+        raise ModelError("no --model given and no unfinished experiment to take it from")
+    path, model_cfg = found
+    key = keys.model_key(str(path))
+    generator = load_generator(path, model_cfg, opts.gpu, opts.generator)
+    name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
+    hostname = name if "@" in name else f"{name}@{socket.gethostname()}"
+    app = broker.make_app(services.redis_url)
+    runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, RunnerIdentity(hostname, opts.gpu),
+                       lease_seconds=settings.lease_seconds, heartbeat_seconds=settings.heartbeat_seconds,
+                       outage_seconds=settings.outage_seconds, max_attempts=settings.max_attempts)  # fmt: skip
+
+    @app.task(name=keys.TASK_NAME, acks_late=True, ignore_result=True)
+    def run_job(job_id: int) -> str:
+        try:
+            return runner.run(int(job_id))
+        except ServiceUnavailable as exc:
+            # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
+            exit_worker(3, f"swarmq: error: worker {hostname}: {exc}")
+            raise  # unreachable: exit_worker raises on the main thread
+
+    log.info("worker=%s model=%s queue=%s load_seconds=%.2f", hostname, path.name, keys.queue_name(key),
+             generator.info.load_seconds)  # fmt: skip
+    stop = threading.Event()
+    info = WorkerInfo(hostname, socket.gethostname(), opts.gpu, generator.info.name, key)
+    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop),
+                     name="swarmq-housekeeping", daemon=True).start()  # fmt: skip
+    shutdown = GracefulShutdown(runner, services.sessions, app, settings.shutdown_grace_seconds)
+    celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
+    # Running as root in containers is common for GPU jobs; Celery's warning about it is noise here.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    worker = app.Worker(hostname=hostname, queues=[keys.queue_name(key)], pool_cls="solo", concurrency=1,
+                        without_mingle=True, without_gossip=True, quiet=True,
+                        loglevel=logging.getLevelName(logging.getLogger().level))  # fmt: skip
+    try:
+        worker.start()
+    finally:
+        stop.set()
+    return int(worker.exitcode or 0)
+
+
+def _select_gpu(index: int) -> None:
+    from swarmq.worker.gpus import list_gpus
+
+    gpus = list_gpus()
+    if index not in [g.index for g in gpus]:
+        found = ", ".join(str(g.index) for g in gpus) or "none"
+        raise ModelError(f"--gpu {index}: no such GPU on this machine (found: {found}); use --cpu without one")
+    # NVML and nvidia-smi number GPUs in PCI bus order; CUDA's default is fastest first. Make them agree.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(index)

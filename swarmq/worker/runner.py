@@ -1,0 +1,204 @@
+"""One job, start to end: claim → swarm state → plan → generate → judge → outcome → update → release next.
+
+The runner holds the injected clients (Postgres sessions, swarm store, generator, broker app) and does the
+I/O; every decision (route, prompt, stops, seeds, success, the outcome row) is a pure function of
+`planning.py`. Each step that touches a service rides out short outages (`queue.retry`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from swarmq.benchmarks.base import Issue
+from swarmq.benchmarks.registry import get_benchmark
+from swarmq.errors import GenerationError, ServiceUnavailable, first_line
+from swarmq.model.base import Generation, Generator
+from swarmq.queue import jobs
+from swarmq.queue.dispatch import release_next
+from swarmq.queue.retry import with_retry
+from swarmq.store.schema import Issue as IssueRow
+from swarmq.swarm.redis import SwarmStore
+from swarmq.swarm.state import Stream, Update
+from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of
+from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class RunnerIdentity:
+    worker: str
+    gpu_index: int | None
+
+
+class Heartbeat:
+    """Renews a job's lease every ``interval`` seconds in a thread while the job runs."""
+
+    def __init__(self, renew: Callable[[], bool], interval: float) -> None:
+        self._renew, self._interval = renew, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="swarmq-heartbeat", daemon=True)
+        self.lost = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                if not self._renew():
+                    self.lost = True
+                    log.warning("lost the lease on the running job")
+            except Exception as exc:  # a blip: the next beat retries; the lease is long enough
+                log.warning("heartbeat failed: %s", exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        swarm: SwarmStore,
+        generator: Generator,
+        app: Celery,
+        identity: RunnerIdentity,
+        *,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        outage_seconds: float,
+        max_attempts: int,
+    ) -> None:
+        self.sessions, self.generator, self.app = sessions, generator, app
+        self.sync = StreamSync(sessions, swarm)
+        self.identity = identity
+        self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
+        self.outage_seconds, self.max_attempts = outage_seconds, max_attempts
+        self._finished = False
+        self.jobs_done = 0
+        self._issues: dict[int, Issue] = {}
+        self.current_job: int | None = None
+        self.job_started: float | None = None
+        self._tokens = 0
+        self._gen_seconds = 0.0
+
+    def mean_tokens_per_second(self) -> float:
+        return self._tokens / self._gen_seconds if self._gen_seconds > 0 else 0.0
+
+    def run(self, job_id: int) -> str:
+        """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
+        owner = self.identity.worker
+
+        def claim() -> jobs.Claimed | None:
+            with self.sessions() as session:
+                return jobs.claim(session, job_id, owner, self.lease_seconds, self.max_attempts)
+
+        job = self._retry(claim, "claim")
+        if job is None:
+            log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
+            return "dropped"
+        self.current_job, self.job_started, self._finished = job_id, time.time(), False
+        try:
+            with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds):
+                return self._run_claimed(job)
+        except ServiceUnavailable:
+            raise  # the worker exits; the lease expires and another worker takes the job
+        except Exception as exc:
+            # A bug or an unexpected library error: fail the job now, with the reason, rather than let its
+            # lease expire and re-run it until max_attempts reports a misleading "worker died".
+            log.exception("job=%s failed", job_id)
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
+            self._retry(lambda: self._fail(job, reason), "fail job")
+            return "failed"
+        finally:
+            self.current_job = self.job_started = None
+
+    def _fail(self, job: jobs.Claimed, reason: str) -> None:
+        with self.sessions() as session:
+            jobs.fail(session, job.id, reason)
+            info = self.sync.experiment(session, job.experiment_id)
+        self._release_next(info, info.stream(job.condition, job.replicate))
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        return with_retry(fn, what=what, deadline_seconds=self.outage_seconds)
+
+    def _renew(self, job_id: int) -> bool:
+        if self._finished:  # the outcome is written: there is no lease left to renew
+            return True
+        with self.sessions() as session:
+            return jobs.renew(session, job_id, self.identity.worker, self.lease_seconds)
+
+    def _load(self, job: jobs.Claimed) -> tuple[ExperimentInfo, Issue]:
+        with self.sessions() as session:
+            info = self.sync.experiment(session, job.experiment_id)
+            if job.issue_id not in self._issues:  # immutable, and shared by every condition and replicate
+                row = session.get(IssueRow, job.issue_id)
+                assert row is not None
+                self._issues[job.issue_id] = issue_of(row)
+            return info, self._issues[job.issue_id]
+
+    def _run_claimed(self, job: jobs.Claimed) -> str:
+        started = time.perf_counter()
+        info, issue = self._retry(lambda: self._load(job), "load job")
+        config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
+        stream = info.stream(job.condition, job.replicate)
+        state = self._retry(lambda: self.sync.state(stream, config, job.id), "swarm state")
+        model = self.generator.info
+        plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
+        verdict = self._generate_and_judge(plan, issue, info)
+        record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
+                                gpu_index=self.identity.gpu_index, job_seconds=time.perf_counter() - started)  # fmt: skip
+        status = "failed" if verdict.error else "done"
+
+        def finish() -> bool:
+            with self.sessions() as session:
+                return jobs.finish(session, job.id, self.identity.worker, record, status=status, error=verdict.error)
+
+        if not self._retry(finish, "write outcome"):
+            log.warning("job=%s already had an outcome; this delivery is dropped", job.id)
+            return "dropped"
+        self._finished = True
+        chat = plan.prompt.messages is not None
+        example = None
+        if verdict.success and config.conditions[job.condition].accumulate:
+            example = bench.example(str(job.id), issue, verdict.gen.text, chat=chat)
+        update = Update(job.id, plan.decision.agent_id, issue.task_type, verdict.success, example)
+        self._retry(lambda: self.sync.apply(stream, config, update), "swarm update")
+        self._release_next(info, stream)
+        self.jobs_done += 1
+        self._tokens += verdict.gen.completion_tokens
+        self._gen_seconds += verdict.gen.generation_seconds
+        log.info("job=%s %s agent=%s success=%s tokens=%s", job.id, status, plan.decision.agent_id, verdict.success,
+                 verdict.gen.completion_tokens)  # fmt: skip
+        return status
+
+    def _generate_and_judge(self, plan: JobPlan, issue: Issue, info: ExperimentInfo) -> Verdict:
+        """A prompt the model cannot take (longer than n_ctx) is this job's error outcome, not a crash."""
+        try:
+            gen = self.generator.generate(plan.request)
+        except GenerationError as exc:
+            return Verdict(Generation("", "error", 0, 0, 0.0, 0.0), str(exc), False, None, 0.0)
+        t_score = time.perf_counter()
+        bench = get_benchmark(info.config.dataset.benchmark)
+        success, scored = judge(info.config.success.rule, bench, issue, gen.text, chat=plan.prompt.messages is not None)
+        return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
+
+    def _release_next(self, info: ExperimentInfo, stream: Stream) -> None:
+        # Unlimited streams never hold jobs back during a run: nothing of theirs is pending.
+        limit = info.config.conditions[stream.condition].in_flight_limit
+        if limit is not None:
+            self._retry(
+                lambda: release_next(self.sessions, self.app, stream, limit, info.model_key), "release next job"
+            )

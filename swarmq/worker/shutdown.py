@@ -1,0 +1,91 @@
+"""Ending a worker: a graceful shutdown on SIGTERM/SIGINT, and `exit_worker` for every other way out.
+
+Exiting is an exception, never ``os._exit`` from deep code: `WorkerExit` derives from Celery's
+`WorkerShutdown` (a `SystemExit`, so a `BaseException`): no ``except Exception`` swallows it, Celery's
+task tracer and pool let it through, and the worker stops cleanly with its exit code. A thread that must
+end the worker (the grace period ran out, Postgres is gone) hands the exception to the main thread with a
+signal, since only the main thread runs the Celery loop and the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from celery.exceptions import WorkerShutdown
+
+from swarmq.queue import broker, jobs
+
+if TYPE_CHECKING:
+    from swarmq.worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
+EXIT_SIGNAL = signal.SIGUSR2
+"""Carries `exit_worker` from a helper thread to the main thread (Celery leaves SIGUSR2 alone)."""
+_pending: list[int] = []
+
+
+class WorkerExit(WorkerShutdown):
+    """Stop this worker with exit code ``code`` (0 finished, 1 stopped abruptly, 3 a service is gone)."""
+
+
+def install_exit_handler() -> None:
+    """Call once from the main thread, before any helper thread may call `exit_worker`."""
+
+    def _raise(_signum: int, _frame: object) -> None:
+        raise WorkerExit(_pending[0] if _pending else 1)
+
+    signal.signal(EXIT_SIGNAL, _raise)
+
+
+def exit_worker(code: int, message: str) -> None:
+    """Print ``message`` (one line) and end the worker with ``code``, from any thread."""
+    print(message, file=sys.stderr, flush=True)
+    if threading.current_thread() is threading.main_thread():
+        raise WorkerExit(code)
+    _pending.append(code)
+    main = threading.main_thread().ident
+    assert main is not None
+    signal.pthread_kill(main, EXIT_SIGNAL)
+
+
+class GracefulShutdown:
+    """SIGTERM/SIGINT: finish the current job (up to the grace period), then exit. Past the grace period the
+    job is given back (queued again), not lost. A second signal exits at once; the lease then expires."""
+
+    def __init__(self, runner: JobRunner, sessions: Any, app: Any, grace_seconds: float) -> None:
+        self.runner, self.sessions, self.app, self.grace = runner, sessions, app, grace_seconds
+        self.signals = 0
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        from celery.worker import state as worker_state
+
+        self.signals += 1
+        if self.signals > 1:
+            exit_worker(1, "swarmq: worker: second signal: exiting now (the running job's lease will expire)")
+        job = self.runner.current_job
+        log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum,
+                    f"finishing job {job} (grace {self.grace:.0f} s)" if job else "no job running")  # fmt: skip
+        worker_state.should_stop = 0
+        if job is not None:
+            threading.Thread(target=self._expire, args=(job,), name="swarmq-grace", daemon=True).start()
+
+    def _expire(self, job_id: int) -> None:
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            if self.runner.current_job != job_id:
+                return
+            time.sleep(0.2)
+        with self.sessions() as session:
+            key = jobs.give_back(session, job_id, self.runner.identity.worker)
+        if key is not None:
+            broker.publish(self.app, [(job_id, key)])
+        exit_worker(0, f"swarmq: worker: grace period over: job {job_id} {'released' if key else 'was not ours'}")

@@ -1,0 +1,98 @@
+"""`JobRunner` in process: the whole job path (claim, swarm state, plan, generate, judge, outcome, update,
+release) on real Postgres and Redis with the scripted stand-in model, one delivery at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from swarmq.errors import GenerationError
+from swarmq.experiment.config import load_config
+from swarmq.experiment.dataset import load_issues
+from swarmq.model.base import Generation, GenerationRequest
+from swarmq.model.scripted import ScriptedGenerator
+from swarmq.queue.broker import make_app
+from swarmq.queue.producer import enqueue
+from swarmq.store.outcomes import stream_outcomes
+from swarmq.swarm.redis import SwarmStore
+from swarmq.swarm.state import Stream, state_from_updates
+from swarmq.swarm.sync import issue_of, update_of
+from swarmq.worker.runner import JobRunner, RunnerIdentity
+from tests.helpers import write_config
+
+pytestmark = pytest.mark.services
+SWARM = {"baseline": {}, "swarm": {"agents": 2, "router": "round_robin", "accumulate": True}}
+
+
+def runner(svc: Any, generator: Any) -> JobRunner:
+    return JobRunner(svc.sessions, SwarmStore(svc.redis), generator, make_app(svc.redis_url),
+                     RunnerIdentity("test-runner@here", None), lease_seconds=60, heartbeat_seconds=10,
+                     outage_seconds=5, max_attempts=3)  # fmt: skip
+
+
+def setup(svc: Any, tmp_path: Path, **kw: Any) -> Any:
+    cfg = load_config(write_config(tmp_path, **kw))
+    return enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
+
+
+def rows(svc: Any, sql: str) -> list[Any]:
+    with svc.sessions() as session:
+        return list(session.execute(text(sql)).all())
+
+
+def drain(svc: Any, run: JobRunner) -> list[str]:
+    """Deliver queued jobs in publish order until none is queued (a strict stream releases its next)."""
+    results = []
+    while queued := rows(svc, "SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1"):
+        results.append(run.run(int(queued[0][0])))
+    return results
+
+
+def test_runs_every_job_once_and_keeps_redis_equal_to_a_replay(svc: Any, tmp_path: Path) -> None:
+    setup(svc, tmp_path, limit=4, conditions=SWARM)
+    assert rows(svc, "SELECT status, count(*) FROM jobs GROUP BY 1 ORDER BY 1") == [("pending", 3), ("queued", 5)]
+    run = runner(svc, ScriptedGenerator())
+    assert drain(svc, run) == ["done"] * 8
+    assert rows(svc, "SELECT status, count(*) FROM jobs GROUP BY 1") == [("done", 8)]
+    assert rows(svc, "SELECT count(DISTINCT job_id), bool_and(update_applied) FROM outcomes") == [(8, True)]
+    # The swarm's buffers and histories in Redis are exactly the pure replay of its outcomes in Postgres.
+    ((exp_id, name),) = rows(svc, "SELECT id, name FROM experiments")
+    stream = Stream(exp_id, name, "swarm", 0)
+    with svc.sessions() as session:
+        cfg = run.sync.experiment(session, exp_id).config
+        pairs = stream_outcomes(session, stream)
+        issues = {r.id: issue_of(r) for r in session.execute(text("SELECT * FROM issues")).all()}
+    updates = [update_of(j.id, o, issues[j.issue_id], cfg, "swarm") for j, o in pairs]
+    replayed, applied = state_from_updates(updates, 2, 5)
+    assert SwarmStore(svc.redis).peek(stream, 2) == replayed and len(applied) == 4
+    # Round robin over two agents, in position order: 0, 1, 0, 1; each outcome records its state version.
+    assert rows(svc, "SELECT o.agent_id, o.state_version FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+                     "WHERE j.condition = 'swarm' ORDER BY j.position") == [(0, 0), (1, 1), (0, 2), (1, 3)]  # fmt: skip
+
+
+def test_a_second_delivery_is_dropped(svc: Any, tmp_path: Path) -> None:
+    setup(svc, tmp_path, limit=1, conditions={"baseline": {}})
+    run = runner(svc, ScriptedGenerator())
+    ((job_id,),) = rows(svc, "SELECT id FROM jobs")
+    assert run.run(job_id) == "done"
+    assert run.run(job_id) == "dropped"
+    assert rows(svc, "SELECT count(*) FROM outcomes") == [(1,)]
+    assert run.jobs_done == 1
+
+
+class TooLong(ScriptedGenerator):
+    def generate(self, request: GenerationRequest) -> Generation:
+        if "def truncate_number" in request.prompt:
+            raise GenerationError("Requested tokens (9000) exceed context window of 2048")
+        return super().generate(request)
+
+
+def test_a_prompt_the_model_cannot_take_is_that_jobs_error_outcome(svc: Any, tmp_path: Path) -> None:
+    setup(svc, tmp_path, limit=3, conditions={"swarm": SWARM["swarm"]})
+    assert drain(svc, runner(svc, TooLong())) == ["done", "done", "failed"]
+    failed = "SELECT j.instance_id, o.score_status, o.error FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+    reason = "Requested tokens (9000) exceed context window of 2048"
+    assert rows(svc, failed + "WHERE j.status = 'failed'") == [("HumanEval/2", "error", reason)]
