@@ -30,7 +30,7 @@ test: lint typecheck
 	$(BIN)/pytest -q
 
 unit: install
-	$(BIN)/pytest -q -m "not services and not model and not faults"
+	$(BIN)/pytest -q -m "not services and not model and not faults and not sandbox and not slow"
 
 bench: install
 	$(BIN)/python -m bench

@@ -25,6 +25,15 @@ DEMO_MODEL = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
 REDIS_DB = 13
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick), for servers a test
+    starts itself: a fixed number collides with a second test run on the same machine or a stale server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

@@ -58,7 +58,7 @@ def test_relaxed_with_limit() -> None:
         (MINIMAL.replace("model:\n  path: models/x.gguf\n", ""), "<t>:1: model: field required"),
         (
             MINIMAL.replace("benchmark: humaneval", "benchmark: mbpp"),
-            "<t>:3: dataset.benchmark: Input should be 'humaneval' or 'swebench'",
+            "<t>:3: dataset.benchmark: unknown benchmark 'mbpp' (choose from humaneval, swebench)",
         ),
         ("name: [unclosed\n", "<t>:2: malformed YAML"),
         ("- just\n- a list\n", "<t>: expected a mapping of fields at the top level"),

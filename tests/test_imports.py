@@ -52,18 +52,18 @@ MIDDLE = LAYERS[3]
 SAME_LAYER_OK = {LAYERS[2], LAYERS[5]}
 # The middle layer is ordered by an explicit table: importer prefix → the middle-layer prefixes it may import.
 MIDDLE_ALLOWED: dict[str, tuple[str, ...]] = {
-    "swarmq.swarm.sync": ("swarmq.benchmarks",),
+    "swarmq.swarm.sync": ("swarmq.benchmarks", "swarmq.experiment.config"),
     "swarmq.benchmarks": ("swarmq.swarm.state",),
     "swarmq.experiment.config": ("swarmq.swarm.routing", "swarmq.benchmarks.registry"),
     "swarmq.experiment.dataset": ("swarmq.benchmarks",),
-    "swarmq.queue": ("swarmq.swarm.state", "swarmq.experiment"),
+    "swarmq.experiment.plan": ("swarmq.swarm.routing", "swarmq.benchmarks.base"),
+    "swarmq.queue": ("swarmq.swarm.state", "swarmq.experiment", "swarmq.benchmarks.base"),
     "swarmq.worker": ("swarmq.queue", "swarmq.swarm", "swarmq.model", "swarmq.benchmarks", "swarmq.experiment"),
     "swarmq.report": (
         "swarmq.experiment",
         "swarmq.benchmarks",
         "swarmq.swarm",
         "swarmq.model",
-        "swarmq.worker.loading",
     ),
 }
 # (importer scope, imported prefix) → the only modules of that scope that may import it, although the table
@@ -355,6 +355,15 @@ def test_find_cycles_reports_a_closed_path() -> None:
     edges = [Edge("a", "b", f, 1), Edge("b", "c", f, 1), Edge("c", "a", f, 1), Edge("c", "d", f, 1)]
     assert find_cycles(edges) == [["a", "b", "c", "a"]]
     assert find_cycles(edges[1:]) == []
+
+
+def test_defined_names_are_the_top_level_bindings() -> None:
+    """Guards the name check: conditional and tuple bindings count, class bodies do not, and a module whose
+    names cannot be known statically is not judged at all."""
+    source = "try:\n import a.b as c\nexcept E:\n d = 1\nif X:\n (e, [f, *g]) = h\nclass K:\n inner = 1\n"
+    assert defined_names(ast.parse(source)) == {"c", "d", "e", "f", "g", "K"}
+    assert defined_names(ast.parse("from x import *")) is None
+    assert defined_names(ast.parse("def __getattr__(name): ...")) is None
 
 
 def test_every_swarmq_import_resolves() -> None:

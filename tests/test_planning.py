@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from swarmq.benchmarks.base import Issue
 from swarmq.experiment.plan import job_seed, plan_jobs
-from swarmq.queue.broker import kombu_url, model_key, queue_name
+from swarmq.keys import model_key, queue_name
+from swarmq.queue.broker import kombu_url
 
 ISSUES = [Issue(f"i{n}", "p", "math") for n in range(3)]
 

@@ -17,7 +17,7 @@ import pytest
 import redis as redis_lib
 
 from swarmq.swarm.state import Stream
-from tests.conftest import ROOT, swarmq
+from tests.conftest import ROOT, free_port, swarmq
 from tests.helpers import write_config
 
 pytestmark = [pytest.mark.services, pytest.mark.faults]
@@ -270,7 +270,7 @@ def _outage_env(services_env: dict[str, str], port: int, *, delay: str, outage: 
 def test_redis_outage_shorter_than_the_limit_is_ridden_out(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
-    port = 16399
+    port = free_port()
     url, env = _outage_env(services_env, port, delay="0.2", outage="60")
     server = _own_redis(port, tmp_path)
     try:
@@ -291,7 +291,7 @@ def test_redis_outage_shorter_than_the_limit_is_ridden_out(
 def test_redis_outage_longer_than_the_limit_ends_the_worker(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
-    port = 16398
+    port = free_port()
     _, env = _outage_env(services_env, port, delay="0.3", outage="3")
     server = _own_redis(port, tmp_path)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,9 @@ def test_replay_real_model_is_identical(tmp_path: Path, services_env: dict[str, 
     assert report.model_path == demo_model and report.sha_matches
     assert report.identical, f"differs at {report.offset}: {report.recorded_context} vs {report.replayed_context}"
     assert report.replayed == completion
-    assert report.llama_cpp_version == report.recorded_llama_cpp_version == "0.3.36"
+    assert (
+        report.llama_cpp_version == report.recorded_llama_cpp_version == importlib.metadata.version("llama-cpp-python")
+    )
 
     _sql(database_url, "UPDATE outcomes SET model_sha256 = %s WHERE job_id = %s", "ab" * 32, job_id)
     with svc.sessions() as session, pytest.raises(ModelError) as exc:

@@ -18,10 +18,16 @@ import pytest
 from swarmq.benchmarks import sandbox
 from swarmq.benchmarks.sandbox import SandboxLimits, classify, probe_isolation, run_python
 
+pytestmark = pytest.mark.sandbox
 SMALL = SandboxLimits(wall_seconds=3, cpu_seconds=2, memory_bytes=512 << 20, max_processes=16)
-ISOLATION = probe_isolation()
-UNPRIVILEGED = ISOLATION["user"] == "unprivileged"
-needs_uid = pytest.mark.skipif(not UNPRIVILEGED, reason=f"no unprivileged uid: {ISOLATION['user']}")
+
+
+@pytest.fixture
+def needs_uid() -> None:
+    """Probed when a test that needs it runs, never at collection: collecting must not start subprocesses."""
+    user = probe_isolation()["user"]
+    if user != "unprivileged":
+        pytest.skip(f"no unprivileged uid: {user}")
 
 
 def uid_processes(uid: int) -> list[int]:
@@ -108,7 +114,7 @@ def test_network_is_unreachable() -> None:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()  # the host can reach it
         code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('CONNECTED')\n"
         r = run_python(code, SMALL)
-    if ISOLATION["network"] != "namespace":
+    if probe_isolation()["network"] != "namespace":
         assert r.isolation["network"].startswith("none: ")
         pytest.skip(f"no network namespace here: {r.isolation['network']}")
     assert r.status == "failed"
@@ -119,13 +125,13 @@ def test_network_is_unreachable() -> None:
 def test_redis_port_is_unreachable() -> None:
     code = "import socket\nsocket.create_connection(('127.0.0.1', 6379), timeout=2)\n"
     r = run_python(code, SMALL)
-    if ISOLATION["network"] != "namespace":
+    if probe_isolation()["network"] != "namespace":
         pytest.skip(f"no network namespace here: {r.isolation['network']}")
     assert r.status == "failed"
     assert "OSError" in r.stderr_tail
 
 
-@needs_uid
+@pytest.mark.usefixtures("needs_uid")
 def test_fork_bomb_is_contained() -> None:
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     r = run_python(code, SMALL)
@@ -135,7 +141,7 @@ def test_fork_bomb_is_contained() -> None:
     assert subprocess.run(["true"], check=False).returncode == 0  # the host can still start processes
 
 
-@needs_uid
+@pytest.mark.usefixtures("needs_uid")
 def test_setsid_child_is_killed_after_exit() -> None:
     code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(120)\nprint('parent done')\n"
     r = run_python(code, SMALL)
@@ -143,7 +149,7 @@ def test_setsid_child_is_killed_after_exit() -> None:
     assert wait_no_processes(int(r.isolation["uid"])) == []
 
 
-@needs_uid
+@pytest.mark.usefixtures("needs_uid")
 def test_killing_the_parent_is_refused() -> None:
     r = run_python("import os\nprint(os.getppid(), flush=True)\nos.kill(os.getppid(), 9)\n", SMALL)
     assert int(r.stdout_tail) == os.getpid()  # it really aimed at this test process
@@ -151,7 +157,7 @@ def test_killing_the_parent_is_refused() -> None:
     assert "PermissionError" in r.stderr_tail
 
 
-@needs_uid
+@pytest.mark.usefixtures("needs_uid")
 def test_cannot_write_into_root_owned_directory() -> None:
     target = Path(__file__).resolve().parent / f"swarmq-escape-{uuid.uuid4().hex}"
     assert target.parent.stat().st_uid == 0 and target.parent.stat().st_mode & 0o777 == 0o755

@@ -34,6 +34,7 @@ def test_load_problems(problems: dict[str, dict[str, Any]]) -> None:
     assert set(problems["HumanEval/163"]) == {"prompt", "entry_point", "test", "canonical_solution"}
 
 
+@pytest.mark.sandbox
 def test_all_canonical_solutions_pass(problems: dict[str, dict[str, Any]]) -> None:
     samples = [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()]
     start = time.monotonic()
@@ -52,6 +53,7 @@ WRONG = {
 }
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("task_id", sorted(WRONG))
 def test_wrong_solutions_fail(problems: dict[str, dict[str, Any]], task_id: str) -> None:
     result = score_humaneval(problems[task_id], WRONG[task_id], FAST)
@@ -61,6 +63,7 @@ def test_wrong_solutions_fail(problems: dict[str, dict[str, Any]], task_id: str)
     assert result.detail["isolation"]["uid"].isdigit()
 
 
+@pytest.mark.sandbox
 def test_syntax_error_and_hang_are_not_successes(problems: dict[str, dict[str, Any]]) -> None:
     broken = score_humaneval(problems["HumanEval/53"], "    return x +\n", FAST)
     assert (broken.status, "SyntaxError" in broken.detail["stderr_tail"]) == ("failed", True)
@@ -68,6 +71,7 @@ def test_syntax_error_and_hang_are_not_successes(problems: dict[str, dict[str, A
     assert (hang.success, hang.status) == (False, "timeout")
 
 
+@pytest.mark.sandbox
 def test_score_samples_pass_at_1_with_two_samples_per_task(problems: dict[str, dict[str, Any]]) -> None:
     right = {t: problems[t]["canonical_solution"] for t in ("HumanEval/0", "HumanEval/53", "HumanEval/35")}
     samples = [
@@ -97,6 +101,7 @@ def test_unknown_task_id_names_it_and_the_line(problems: dict[str, dict[str, Any
         score_samples(samples, problems)
 
 
+@pytest.mark.sandbox
 def test_registry_scores_through_each_benchmark(problems: dict[str, dict[str, Any]]) -> None:
     he = problems["HumanEval/53"]
     issue = Issue("HumanEval/53", he["prompt"], "math", data=he)
@@ -222,6 +227,7 @@ def test_all_curated_gold_patches_validate() -> None:
         assert result.detail["added"] + result.detail["removed"] > 0
 
 
+@pytest.mark.sandbox
 def test_chat_replies_become_prompt_completions() -> None:
     from swarmq.benchmarks.humaneval import completion_from_reply, load_problems, score_humaneval
 

@@ -13,7 +13,6 @@ from swarmq.report.stats import (
     fisher_compare,
     functional_differentiation,
     mean_spread,
-    percentile,
     specialization,
     wilson_interval,
 )
@@ -233,17 +232,6 @@ def test_mean_spread() -> None:
     assert sd == pytest.approx(math.sqrt(5 / 3))
     with pytest.raises(ValueError):
         mean_spread([])
-
-
-def test_percentile_is_linear_like_numpy() -> None:
-    values = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
-    for q in (0, 5, 50, 95, 100):
-        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
-    assert percentile([1.0, 2.0], 50) == 1.5
-    with pytest.raises(ValueError):
-        percentile([], 95)
-    with pytest.raises(ValueError):
-        percentile([1.0], 101)
 
 
 def test_specialization_from_counts_matches_exact_and_large_sample() -> None:

@@ -12,14 +12,18 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import uuid
 import zipfile
 from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 
 import psycopg
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 pytestmark = pytest.mark.slow
 
@@ -44,15 +48,30 @@ def run(cmd: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None) 
     return result
 
 
+def can_build_without_isolation() -> bool:
+    """Whether this venv already has what pyproject's [build-system] asks for, plus `bdist_wheel` (built into
+    setuptools from 70.1, else the `wheel` package): then the build needs no download. The setuptools that
+    `python -m venv` seeds (65.x on 3.11) has neither, and building with it fails with "invalid command
+    'bdist_wheel'"."""
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    for requirement in map(Requirement, requires):
+        try:
+            if not requirement.specifier.contains(version(requirement.name), prereleases=True):
+                return False
+        except PackageNotFoundError:
+            return False
+    return Version(version("setuptools")) >= Version("70.1") or find_spec("wheel") is not None
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A wheel built from a clean copy of the repository, without build isolation when the project venv has
-    setuptools (no download), with it otherwise."""
+    """A wheel built from a clean copy of the repository: without build isolation when the venv has the
+    build requirements, else with it (pip then fetches setuptools from the index)."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "src"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    no_isolation = ["--no-build-isolation"] if find_spec("setuptools") else []
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *no_isolation, "-w", tmp / "dist", source], cwd=tmp)
+    isolation = ["--no-build-isolation"] if can_build_without_isolation() else []
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp / "dist", source], cwd=tmp)
     (built,) = (tmp / "dist").glob("swarmq-*.whl")
     return built
 

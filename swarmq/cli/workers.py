@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -60,8 +59,7 @@ def workers(
         if cpu < 1:
             raise ConfigError("--cpu must be at least 1")
         indices = list(range(cpu))
-        command = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--name", "swarmq-cpu{gpu}"]
-        command += (["--model", model] if model else []) + (["--burst"] if burst else [])
+        command = worker_command(model=model, burst=burst, cpu=True)
     else:
         found = list_gpus()
         if not found:

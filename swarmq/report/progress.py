@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq.store.experiments import experiment_row
 
+ETA_WINDOW_SECONDS = 300.0
+"""The ETA extrapolates the throughput of the jobs finished in this many seconds."""
+
 
 def progress(session: Session, name: str) -> dict[str, Any]:
     exp_id, _ = experiment_row(session, name)
@@ -26,12 +29,12 @@ def progress(session: Session, name: str) -> dict[str, Any]:
                    count(*) FILTER (WHERE j.status IN ('queued', 'pending')) AS queued,
                    count(*) FILTER (WHERE o.success) AS successes,
                    extract(epoch FROM now() - min(j.started_at)) AS elapsed_seconds,
-                   count(*) FILTER (WHERE j.finished_at > now() - interval '300 seconds') AS recent_finished
+                   count(*) FILTER (WHERE j.finished_at > now() - make_interval(secs => :w)) AS recent_finished
             FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.id
             WHERE j.experiment_id = :e GROUP BY j.condition, j.replicate ORDER BY j.condition, j.replicate
             """
         ),
-        {"e": exp_id},
+        {"e": exp_id, "w": ETA_WINDOW_SECONDS},
     ).mappings()
     streams = [dict(r) for r in rows]
     for s in streams:
@@ -46,7 +49,9 @@ def progress(session: Session, name: str) -> dict[str, Any]:
             "streams": streams}  # fmt: skip
 
 
-def eta(remaining: int, recent_finished: int, elapsed: float | None, window: float = 300.0) -> float | None:
+def eta(
+    remaining: int, recent_finished: int, elapsed: float | None, window: float = ETA_WINDOW_SECONDS
+) -> float | None:
     """Seconds left at the throughput of the last ``window`` seconds (None before anything finished)."""
     if remaining == 0:
         return 0.0

@@ -28,9 +28,13 @@ DEFAULT_GRACE_SECONDS = DEFAULTS.supervisor_grace_seconds
 """A worker lets its current job run up to SWARMQ_SHUTDOWN_GRACE_SECONDS after SIGTERM; wait longer."""
 
 
-def worker_command(*, model: str | None = None, burst: bool = False, extra: Sequence[str] = ()) -> list[str]:
-    """The ``swarmq worker`` command template for one GPU; ``{gpu}`` is replaced per child."""
-    cmd = [sys.executable, "-m", "swarmq", "worker", "--gpu", GPU_PLACEHOLDER, "--name", f"swarmq-gpu{GPU_PLACEHOLDER}"]
+def worker_command(*, model: str | None = None, burst: bool = False, cpu: bool = False,
+                   extra: Sequence[str] = ()) -> list[str]:  # fmt: skip
+    """The ``swarmq worker`` command template for one GPU (or, with ``cpu``, one CPU worker slot);
+    ``{gpu}`` is replaced per child."""
+    device = ["--cpu"] if cpu else ["--gpu", GPU_PLACEHOLDER]
+    kind = "cpu" if cpu else "gpu"
+    cmd = [sys.executable, "-m", "swarmq", "worker", *device, "--name", f"swarmq-{kind}{GPU_PLACEHOLDER}"]
     if model is not None:
         cmd += ["--model", model]
     if burst:
