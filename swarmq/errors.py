@@ -59,3 +59,10 @@ class ModelError(SwarmqError):
 
 class GenerationError(SwarmqError):
     """Generation failed for a reason that retrying will not fix (e.g. prompt longer than n_ctx)."""
+
+
+class ScorerUnavailable(SwarmqError):
+    """A benchmark's scorer cannot run on this machine (its start-up self-test failed): a worker refuses to
+    start rather than record every outcome as a scoring error."""
+
+    exit_code = 6

@@ -163,7 +163,7 @@ def test_worker_needs_exactly_one_device(services_env: dict[str, str]) -> None:
 def test_import_eval_round_trip(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
     cfg = {
         "name": "swe", "dataset": {"benchmark": "swebench", "limit": 2}, "model": {"path": "models/stand-in.gguf"},
-        "conditions": {"a": {}}, "success": {"rule": "resolved"},
+        "conditions": {"a": {}}, "success": {"rule": "valid_diff"},
     }  # fmt: skip
     (tmp_path / "swe.yaml").write_text(json.dumps(cfg))
     assert swarmq("enqueue", str(tmp_path / "swe.yaml"), env=services_env).returncode == 0
@@ -198,7 +198,10 @@ def test_import_eval_round_trip(tmp_path: Path, services_env: dict[str, str], da
     assert r.returncode == 0, r.stderr
     assert "2 outcomes updated, 1 resolved" in r.stdout
     res = json.loads(swarmq("results", "swe", "--format", "json", env=services_env).stdout)
-    assert res["success_rule"] == "resolved" and res["groups"][0]["successes"] == 1
+    # The harness's verdicts sit beside the in-loop rule, never in its rate (the stand-in writes no diffs).
+    group = res["groups"][0]
+    assert res["success_rule"] == "valid_diff" and (group["resolved"], group["imported"]) == (1, 2)
+    assert group["successes"] == 0 and group["success_rate"] == 0.0
 
 
 def test_status_json_during_a_live_run(tmp_path: Path, services_env: dict[str, str]) -> None:

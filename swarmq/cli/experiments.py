@@ -97,7 +97,7 @@ def import_eval(
     condition: Annotated[str, typer.Option(help="Condition the predictions came from.")],
     replicate: Annotated[int, typer.Option(help="Replicate the predictions came from.")] = 0,
 ) -> None:
-    """Read a SWE-bench harness report and set `resolved` on the outcomes (used when success: resolved)."""
+    """Read a SWE-bench harness report and set `resolved` on the outcomes (reported beside the success rule)."""
     updated, resolved = api.import_eval(experiment, report, condition, replicate)
     out.print(f"{experiment}/{condition}/r{replicate}: {updated} outcomes updated, {resolved} resolved")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from swarmq.benchmarks.registry import BENCHMARKS
 from swarmq.errors import ConfigError
@@ -161,9 +161,21 @@ class ConditionConfig(_Strict):
 
 
 class SuccessConfig(_Strict):
-    rule: Literal["scorer", "non_empty", "resolved"] = "scorer"
-    """scorer: the benchmark's scorer decides (HumanEval tests pass, SWE-bench patch is valid);
-    non_empty: any non-empty completion; resolved: SWE-bench harness verdict (imported later)."""
+    rule: str = "scorer"
+    """What counts as a success, for the swarm's buffers and for the results alike. ``scorer``: the benchmark's
+    own verdict (HumanEval: the tests pass; SWE-bench: its first rule); ``non_empty``: any non-empty
+    completion; or a rule of the benchmark's own (SWE-bench: ``applies``, ``valid_diff``). The SWE-bench
+    harness's verdicts come later (`swarmq import-eval`) and are reported beside, as ``resolved``."""
+
+    @field_validator("rule")
+    @classmethod
+    def _not_resolved(cls, v: str) -> str:
+        if v == "resolved":
+            raise ValueError(
+                "'resolved' cannot decide what the swarm learns while it runs: harness verdicts are imported "
+                "later with `swarmq import-eval` and reported in their own column; use scorer, applies or valid_diff"
+            )
+        return v
 
 
 class ExperimentConfig(_Strict):
@@ -177,6 +189,16 @@ class ExperimentConfig(_Strict):
     conditions: dict[str, ConditionConfig] = Field(min_length=1)
     replicates: int = Field(default=1, ge=1)
     success: SuccessConfig = SuccessConfig()
+
+    @field_validator("success")
+    @classmethod
+    def _rule_of_the_benchmark(cls, v: SuccessConfig, info: ValidationInfo) -> SuccessConfig:
+        dataset = info.data.get("dataset")
+        own = BENCHMARKS[dataset.benchmark].rules if dataset is not None else ()
+        if dataset is not None and v.rule not in ("scorer", "non_empty", *own):
+            choices = ", ".join(("scorer", "non_empty", *own))
+            raise ValueError(f"rule {v.rule!r} is not a rule of {dataset.benchmark} (choose from {choices})")
+        return v
 
     @model_validator(mode="after")
     def _condition_names(self) -> ExperimentConfig:

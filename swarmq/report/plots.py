@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.errors import SwarmqError
-from swarmq.report.queries import group_rows, success_expr
+from swarmq.report.queries import SCORING_ERROR, SUCCESS, group_rows
 from swarmq.store.experiments import experiment_row
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ def _matplotlib() -> type[Figure]:
 
 def _outcome_rows(session: Session, exp_id: int, config: dict[str, Any]) -> list[dict[str, Any]]:
     sql = f"""
-        SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {success_expr(config)} AS success
+        SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {SUCCESS} AS success,
+               NOT coalesce({SCORING_ERROR}, false) AS judged
         FROM jobs j JOIN outcomes o ON o.job_id = j.id
         WHERE j.experiment_id = :e
         ORDER BY j.condition, j.replicate, j.position
@@ -101,7 +102,7 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
     xs = list(range(len(names)))
     ax.bar(xs, rates, yerr=[lows, highs], capsize=6, color="tab:blue", alpha=0.8)
     for x, g in zip(xs, groups, strict=True):
-        ax.annotate(f"{g['successes']}/{g['outcomes']}", (x, g["ci95"][1]), textcoords="offset points",
+        ax.annotate(f"{g['successes']}/{g['judged']}", (x, g["ci95"][1]), textcoords="offset points",
                     xytext=(0, 4), ha="center", fontsize=9)  # fmt: skip
     ax.set_xticks(xs, names)
     ax.set_ylim(0, 1.1)
@@ -112,8 +113,9 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
 
 def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[str, Any]]) -> Figure:
     streams: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:  # rows come ordered by position inside each stream
-        streams[r["condition"]][r["replicate"]].append(bool(r["success"]))
+    for r in rows:  # rows come ordered by position inside each stream; unjudged outcomes are no evidence
+        if r["judged"]:
+            streams[r["condition"]][r["replicate"]].append(bool(r["success"]))
     fig = figure_cls(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
     for cond, reps in sorted(streams.items()):

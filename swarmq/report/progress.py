@@ -28,6 +28,7 @@ def progress(session: Session, name: str) -> dict[str, Any]:
                    count(*) FILTER (WHERE j.status = 'failed') AS failed,
                    count(*) FILTER (WHERE j.status IN ('queued', 'pending')) AS queued,
                    count(*) FILTER (WHERE o.success) AS successes,
+                   count(*) FILTER (WHERE o.score_status = 'error') AS scoring_errors,
                    extract(epoch FROM now() - min(j.started_at)) AS elapsed_seconds,
                    count(*) FILTER (WHERE j.finished_at > now() - make_interval(secs => :w)) AS recent_finished
             FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.id
@@ -42,7 +43,7 @@ def progress(session: Session, name: str) -> dict[str, Any]:
         s["eta_seconds"] = eta(int(s["jobs"]) - int(s["done"]) - int(s["failed"]), int(s.pop("recent_finished")),
                                s["elapsed_seconds"])  # fmt: skip
     total: dict[str, Any] = {
-        k: sum(int(s[k]) for s in streams) for k in ("jobs", "done", "running", "failed", "queued", "successes")
+        k: sum(int(s[k]) for s in streams) for k in ("jobs", "done", "running", "failed", "queued", "successes", "scoring_errors")
     }
     total["eta_seconds"] = max((s["eta_seconds"] or 0.0 for s in streams), default=0.0)
     return {"experiment": name, "complete": total["done"] + total["failed"] == total["jobs"], "total": total,
@@ -74,12 +75,14 @@ def progress_view(data: dict[str, Any]) -> Group:
     for s in data["streams"]:
         finished = int(s["done"]) + int(s["failed"])
         detail = (f"{s['done']} done · {s['running']} running · {s['failed']} failed · {s['queued']} queued · "
-                  f"{s['successes']} successes · elapsed {_clock(s['elapsed_seconds'])} · ETA {_clock(s['eta_seconds'])}")  # fmt: skip
+                  f"{s['successes']} successes · {s['scoring_errors']} unscored · elapsed {_clock(s['elapsed_seconds'])} · ETA {_clock(s['eta_seconds'])}")  # fmt: skip
         bar.add_task(f"{s['condition']}/r{s['replicate']}", total=int(s["jobs"]), completed=finished, detail=detail)
     t = data["total"]
     head = (
         f"[bold]{data['experiment']}[/bold]: {t['done']}/{t['jobs']} done, {t['running']} running, {t['failed']} failed"
     )
+    if t["scoring_errors"]:
+        head += f", [bold red]{t['scoring_errors']} could not be scored[/bold red] (scorer errors, not model failures)"
     return Group(head, bar)
 
 

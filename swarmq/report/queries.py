@@ -22,15 +22,16 @@ LABELS = {"j.condition": "condition", "j.replicate": "replicate", "i.task_type":
           "o.agent_id": "agent", "i.repo": "repo"}  # fmt: skip
 
 
-def success_expr(config: dict[str, Any]) -> str:
-    rule = config.get("success", {}).get("rule", "scorer")
-    return "coalesce(o.resolved, false)" if rule == "resolved" else "coalesce(o.success, false)"
+SUCCESS = "coalesce(o.success, false)"
+"""An outcome's success under the experiment's rule: what the swarm learned from is what results count."""
+SCORING_ERROR = "o.score_status = 'error'"
+"""The scorer could not judge the outcome (sandbox, repository, harness): no evidence about the model, so
+it is left out of success rates and counted in its own column."""
 
 
 def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any]) -> list[dict[str, Any]]:
     cols = GROUPINGS[by]
     select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
-    succ = success_expr(config)
     sql = f"""
         SELECT {select_cols},
                count(*) AS jobs,
@@ -38,7 +39,10 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
                count(*) FILTER (WHERE j.status = 'failed') AS failed,
                count(*) FILTER (WHERE j.status = 'running') AS running,
                count(o.id) AS outcomes,
-               count(*) FILTER (WHERE {succ}) AS successes,
+               count(*) FILTER (WHERE {SCORING_ERROR}) AS scoring_errors,
+               count(*) FILTER (WHERE {SUCCESS}) AS successes,
+               count(*) FILTER (WHERE o.resolved) AS resolved,
+               count(o.resolved) AS imported,
                avg(o.job_seconds) AS mean_seconds,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY o.job_seconds) AS p95_seconds,
                sum(o.completion_tokens) / nullif(sum(o.generation_seconds), 0) AS tokens_per_second,
@@ -53,9 +57,10 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
         g = dict(r)
         if by == "agent" and g["agent"] is None:
             continue  # jobs not yet routed have no agent
-        # Every job with an outcome counts, failures included (e.g. a prompt longer than n_ctx): leaving
-        # them out would flatter the conditions whose prompts grow. Jobs that never produced one do not.
-        n = int(g["outcomes"])
+        # Every job with a judged outcome counts, failures included (e.g. a prompt longer than n_ctx): leaving
+        # them out would flatter the conditions whose prompts grow. Jobs that never produced one do not, nor
+        # outcomes the scorer could not judge (stated in scoring_errors).
+        n = g["judged"] = int(g["outcomes"]) - int(g["scoring_errors"])
         g["success_rate"] = g["successes"] / n if n else None
         g["ci95"] = list(stats.wilson_interval(int(g["successes"]), n))
         for k in ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens", "share_errors"):
@@ -69,7 +74,7 @@ def agent_type_cells(session: Session, experiment_id: int, config: dict[str, Any
     rows = session.execute(
         text(
             f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
-            f"count(*) FILTER (WHERE {success_expr(config)}) AS s "
+            f"count(*) FILTER (WHERE {SUCCESS}) AS s "
             "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e "
             "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
         ),

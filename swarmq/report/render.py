@@ -46,19 +46,26 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{data['experiment']} — by {data['by']} (success: {data['success_rule']})")
     for k in keys:
         table.add_column(k)
-    for col in ("jobs", "done", "failed", "outcomes", "successes", "rate [95% CI]", "s/job", "p95 s", "gen tok/s",
-                "max_tokens", "errors"):  # fmt: skip
+    imported = any(g["imported"] for g in groups)
+    cols = ["jobs", "done", "failed", "outcomes", "scoring errors", "successes", "rate [95% CI]", "s/job", "p95 s",
+            "gen tok/s", "max_tokens", "errors"] + (["resolved"] if imported else [])  # fmt: skip
+    for col in cols:
         table.add_column(col, justify="right")
     for g in groups:
         ci = g["ci95"]
         rate = "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} [{_pct(ci[0])}, {_pct(ci[1])}]"
         table.add_row(
             *[str(g[k]) for k in keys],
-            str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["outcomes"]), str(g["successes"]), rate,
-            _num(g["mean_seconds"]), _num(g["p95_seconds"]), _num(g["tokens_per_second"], "{:.1f}"),
-            _pct(g["share_max_tokens"]), _pct(g["share_errors"]),
+            str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["outcomes"]), str(g["scoring_errors"]),
+            str(g["successes"]), rate, _num(g["mean_seconds"]), _num(g["p95_seconds"]),
+            _num(g["tokens_per_second"], "{:.1f}"), _pct(g["share_max_tokens"]), _pct(g["share_errors"]),
+            *([f"{g['resolved']}/{g['imported']}"] if imported else []),
         )  # fmt: skip
     console.print(table)
+    unjudged = sum(int(g["scoring_errors"]) for g in groups)
+    if unjudged:
+        console.print(f"[bold red]{unjudged} outcome(s) could not be scored[/bold red] (the scorer failed, not the "
+                      "model): left out of the rates; see score_detail in `swarmq export`.")  # fmt: skip
     if data["comparisons"]:
         comp = Table(title="pairwise comparisons (Fisher's exact, two-sided)")
         for col in ("a", "b", "diff (a-b)", "95% CI", "p"):

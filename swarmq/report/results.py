@@ -25,7 +25,7 @@ def comparisons(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of conditions: two-sided Fisher's exact test and the rate difference with its 95% CI."""
     out = []
     for a, b in combinations(groups, 2):
-        c = stats.fisher_compare(int(a["successes"]), int(a["outcomes"]), int(b["successes"]), int(b["outcomes"]))
+        c = stats.fisher_compare(int(a["successes"]), int(a["judged"]), int(b["successes"]), int(b["judged"]))
         out.append({"a": a["condition"], "b": b["condition"], "p_fisher": c.p_fisher, "diff": c.diff,
                     "diff_ci95": list(c.diff_ci95)})  # fmt: skip
     return out

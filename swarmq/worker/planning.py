@@ -54,7 +54,7 @@ def judge(rule: str, bench: Benchmark, issue: Issue, completion: str, *, chat: b
     """Success by the configured rule. ``non_empty`` is the stand-in the study used before real scoring."""
     if rule == "non_empty":
         return bool(completion.strip()), None
-    result = bench.score(issue, completion, chat=chat)
+    result = bench.score(issue, completion, chat=chat, rule=rule)
     return result.success, result
 
 
@@ -107,7 +107,8 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "example_ids": list(plan.prompt.example_ids),
         "success": verdict.success,
         "success_rule": config.success.rule,
-        "score_status": score.status if score else ("error" if verdict.error else None),
+        # skipped: generation failed, nothing was scored (a job failure); error is kept for scorer failures.
+        "score_status": score.status if score else ("skipped" if verdict.error else None),
         "score_detail": json.loads(json.dumps(score.detail, default=str)) if score else {},
         "scoring_seconds": verdict.scoring_seconds,
     }
