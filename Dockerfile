@@ -50,7 +50,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04
 ENV DEBIAN_FRONTEND=noninteractive
 # libgomp1: llama.cpp's CPU code uses OpenMP.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3.11 libgomp1 ca-certificates \
+ && apt-get install -y --no-install-recommends python3.11 libgomp1 ca-certificates git \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /opt/venv /opt/venv

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     """Where relative model paths are also looked up (after the current directory)."""
 
+    repos_dir: Path = Field(default_factory=lambda data: data["home"] / "repos")
+    """Git clones of SWE-bench repositories (``<owner>__<name>``, bare or normal), used to check that a patch
+    applies; a missing one is cloned there on first use. Under ``home`` by default: clones are large and shared
+    by every worker and experiment of the machine, wherever a worker is started from."""
+
     heartbeat_seconds: float = 10.0
     """How often a worker renews the lease on the job it runs."""
 

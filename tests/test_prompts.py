@@ -66,7 +66,7 @@ def test_stop_strings_add_to_model_tokens_never_replace() -> None:
 def test_benchmark_stops() -> None:
     assert HUMANEVAL.stops(chat=False) == HUMANEVAL_STOPS
     assert HUMANEVAL.stops(chat=True) == ()
-    assert SWEBENCH.stops(chat=False) == ()
+    assert SWEBENCH.stops(chat=False) == ("\n```",)  # the plain prompt opened the fence: its close ends the diff
 
 
 def test_eog_token_ids_from_gguf_metadata() -> None:

@@ -43,7 +43,8 @@ class Score:
     success: bool
     """Whether the outcome counts as a success for the swarm update and results."""
     status: str
-    """Scorer-specific verdict: passed / failed / timeout / error (HumanEval); valid / invalid / empty (SWE-bench)."""
+    """Scorer-specific verdict: passed / failed / timeout (HumanEval); valid / invalid / empty (SWE-bench);
+    ``error`` for every benchmark when the scorer could not judge (excluded from success rates)."""
     detail: dict[str, Any] = field(default_factory=dict)
     """JSON-safe detail (stderr tail, diff statistics, sandbox limits, ...)."""
     seconds: float = 0.0
@@ -61,6 +62,10 @@ class Benchmark(Protocol):
 
     export_per_stream: bool
     """Its own format takes one prediction per instance, so it is exported one stream at a time."""
+
+    rules: tuple[str, ...]
+    """Success rules of its own (`success.rule`), besides ``scorer`` and ``non_empty``; ``scorer`` means the
+    first of them, or the benchmark's one verdict when it has none."""
 
     def bundled_rows(self) -> list[dict[str, Any]]:
         """Rows shipped with swarmq or a package (used when ``source: bundled``)."""
@@ -82,8 +87,14 @@ class Benchmark(Protocol):
         """What a success adds to the agent's buffer: the problem as later prompts frame it, and the solution."""
         ...
 
-    def score(self, issue: Issue, completion: str, *, chat: bool) -> Score:
-        """Judge one completion (raises nothing for bad model output: that is a failed score)."""
+    def score(self, issue: Issue, completion: str, *, chat: bool, rule: str) -> Score:
+        """Judge one completion under ``rule`` (``scorer`` or one of `rules`). Bad model output is a failed
+        score; a scorer that cannot run (sandbox, repository, harness) is ``status="error"``, never a failure."""
+        ...
+
+    def self_test(self) -> str | None:
+        """None when this benchmark's scorer can run on this machine, else why not (one line). Every worker
+        runs it at start and refuses to start on a failure: outcomes must never be judged by a broken scorer."""
         ...
 
     def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:

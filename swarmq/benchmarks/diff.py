@@ -1,5 +1,5 @@
-"""Unified diffs in model output (pure): find the patch, and check that it is well formed. Whether it
-resolves the issue is the SWE-bench harness's job, not ours."""
+"""Unified diffs in model output (pure): find the patch, and check that it is well formed. Whether it applies
+is `repos.py`'s question; whether it resolves the issue is the SWE-bench harness's."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"^```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:^```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
+_FENCE_LINE = re.compile(r"^```", re.MULTILINE)
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _GIT_HEADERS = (
     "diff --git ",
@@ -53,16 +54,46 @@ def _raw_diff(text: str) -> str | None:
     return "\n".join(lines[start:end]).rstrip("\n") + "\n"
 
 
-def extract_diff(text: str) -> str | None:
-    """The patch in a model's output: fenced (```diff, ```patch or plain, also unterminated when
-    max_tokens cut it) or raw; several diff fences are joined. None if nothing diff-like is there."""
+def extract_diff(text: str, *, opened: bool = False) -> str | None:
+    """The patch in a model's output, or None if nothing diff-like is there.
+
+    A diff before any fence is the answer: a plain prompt opens the ```diff fence itself, so a base model's
+    diff comes unfenced, and what follows its closing fence is the model going on with the few-shot pattern
+    (the next task's patch). ``opened`` (the prompt opened the fence) looks no further than that fence.
+    Otherwise fenced diffs (```diff, ```patch or plain; unterminated when max_tokens cut it): the first
+    complete one, joined with complete ones after it that patch other files (one fence per file); a fence
+    that patches a file again is a second attempt and dropped, so two versions never merge into one patch.
+    No complete one: the first (so validation says what is wrong with it). No fence: the raw diff.
+    """
     if not text or not text.strip():
         return None
+    fence = _FENCE_LINE.search(text)
+    if fence is None:
+        return _raw_diff(text)
+    head = _raw_diff(text[: fence.start()])
+    if head is not None or opened:
+        return head
     blocks = [body for lang, body in _FENCE.findall(text) if lang in ("diff", "patch") or _looks_like_diff(body)]
-    found = [d for d in map(_raw_diff, blocks) if d]
-    if found:
-        return "".join(found)
-    return _raw_diff(text)
+    found = [(d, validate_diff(d)) for d in map(_raw_diff, blocks) if d]
+    if not found:
+        return _raw_diff(text)
+    first = next((i for i, (_, check) in enumerate(found) if check.valid), None)
+    if first is None:
+        return found[0][0]
+    chosen, patched = [found[first][0]], set(found[first][1].files)
+    for diff, check in found[first + 1 :]:
+        if check.valid and patched.isdisjoint(check.files):
+            chosen.append(diff)
+            patched.update(check.files)
+    return "".join(chosen)
+
+
+def strip_level(diff: str) -> int:
+    """The ``-p`` level for `git apply`: 1 when every file header carries git's a/ b/ prefixes, else 0 (models
+    also write bare paths, which -p1 would cut the first directory off)."""
+    paths = [ln[4:].split("\t")[0].strip() for ln in diff.splitlines() if ln.startswith(("--- ", "+++ "))]
+    paths = [p for p in paths if p != "/dev/null"]
+    return 1 if paths and all(p.startswith(("a/", "b/")) for p in paths) else 0
 
 
 def _path(header: str) -> str:

@@ -1,7 +1,8 @@
 """SWE-bench: the curated 50-issue set of the original study (bundled) or any SWE-bench-shaped rows.
 
-The model is asked for a unified diff; scoring checks that a well-formed one was produced (`diff.py`), and
-the official harness's verdict comes back later through `harness.py` (`swarmq import-eval`).
+The model is asked for a unified diff. Rules: ``applies`` (the default) checks that the patch applies to the
+repository at the issue's base commit (`repos.py`); ``valid_diff`` only that a well-formed diff was produced
+(`diff.py`). The official harness's verdict comes back later through `harness.py` (`swarmq import-eval`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from swarmq.benchmarks.base import Issue, Prompt, Score
 from swarmq.benchmarks.diff import extract_diff, validate_diff
 from swarmq.benchmarks.humaneval import chat_prompt
+from swarmq.benchmarks.repos import Repos
+from swarmq.settings import get_settings
 from swarmq.swarm.state import Example
 
 DEFAULT_CATEGORY = "other"
@@ -22,6 +25,9 @@ DEFAULT_CATEGORY = "other"
 
 _TEXT_FIELDS = ("base_commit", "patch", "test_patch", "hints_text")
 ASK = "Write a patch in unified diff format (git diff) that resolves the issue."
+CLOSING_FENCE = "\n```"
+"""A plain prompt ends by opening a ```diff fence; the model's closing fence ends its answer (a diff line never
+starts with a backtick), before it goes on to invent the next few-shot task."""
 
 
 def _text(row: dict[str, Any], key: str) -> str:
@@ -42,7 +48,18 @@ class SWEBench:
     name: str = "swebench"
     id_field: str = "instance_id"
     export_per_stream: bool = True
+    rules: tuple[str, ...] = ("applies", "valid_diff")
     required_fields: tuple[str, ...] = ("instance_id", "repo", "problem_statement")
+
+    def __init__(self, repos: Repos | None = None) -> None:
+        self._repos = repos
+
+    @property
+    def repos(self) -> Repos:
+        """The local clones (``SWARMQ_REPOS_DIR``), read from the settings on first use, not at import."""
+        if self._repos is None:
+            self._repos = Repos(get_settings().repos_dir)
+        return self._repos
 
     def bundled_rows(self) -> list[dict[str, Any]]:
         text = files("swarmq").joinpath("data", "swebench_curated.json").read_text()
@@ -82,29 +99,46 @@ class SWEBench:
         return chat_prompt(messages, ids)
 
     def stops(self, chat: bool) -> tuple[str, ...]:
-        return ()
+        return () if chat else (CLOSING_FENCE,)  # a chat reply opens its own fences: the stop would end it at once
 
     def example(self, example_id: str, issue: Issue, completion: str, *, chat: bool) -> Example:
-        """The task framed as prompts show it, and the extracted diff as the solution."""
-        return Example(example_id, task_text(issue), extract_diff(completion) or completion, issue.task_type)
+        """The task framed as prompts show it, and the extracted diff as the solution (never the raw reply: under
+        ``non_empty`` a success may hold no diff, and then the example shows none)."""
+        diff = extract_diff(completion, opened=not chat)
+        return Example(example_id, task_text(issue), diff or "", issue.task_type)
 
-    def score(self, issue: Issue, completion: str, *, chat: bool) -> Score:
-        return score_swebench(issue.data, completion)
+    def self_test(self) -> str | None:
+        """`applies` needs git; a worker without it would record every SWE-bench outcome as a scoring error."""
+        return self.repos.self_test()
+
+    def score(self, issue: Issue, completion: str, *, chat: bool, rule: str) -> Score:
+        chosen = self.rules[0] if rule == "scorer" else rule
+        if chosen == "valid_diff":
+            return score_swebench(issue.data, completion, opened=not chat)
+        if chosen == "applies":
+            return score_applies(issue.data, completion, self.repos, opened=not chat)
+        raise ValueError(
+            f"success.rule {rule!r} is not a rule of swebench (choose from scorer, {', '.join(self.rules)})"
+        )
 
     def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:
         """The harness's predictions format: one patch per instance."""
         return {"instance_id": row["instance_id"], "model_name_or_path": f"swarmq/{experiment}/{row['condition']}",
-                "model_patch": extract_diff(row["completion"] or "") or ""}  # fmt: skip
+                "model_patch": extract_diff(row["completion"] or "", opened=row.get("chat") is False) or ""}  # fmt: skip
 
 
 def task_text(issue: Issue) -> str:
     return f"Repository: {issue.repo}\n\nIssue:\n{issue.problem.strip()}\n"
 
 
-def score_swebench(issue_data: dict[str, Any], completion: str) -> Score:
-    """valid: a well-formed diff was found; invalid: one was found but is malformed; empty: none found."""
+def score_swebench(issue_data: dict[str, Any], completion: str, *, opened: bool = False) -> Score:
+    """valid: a well-formed diff was found; invalid: one was found but is malformed; empty: none found.
+    ``opened``: the prompt opened the diff's fence (plain completion), see `extract_diff`."""
     start = time.perf_counter()
-    diff = extract_diff(completion)
+    return _judge_shape(issue_data, extract_diff(completion, opened=opened), start)
+
+
+def _judge_shape(issue_data: dict[str, Any], diff: str | None, start: float) -> Score:
     if diff is None:
         detail: dict[str, Any] = {
             "files": [],
@@ -128,3 +162,23 @@ def score_swebench(issue_data: dict[str, Any], completion: str) -> Score:
         detail["same_files"] = sorted(set(check.files)) == sorted(set(detail["gold_files"]))
     status = "valid" if check.valid else "invalid"
     return Score(check.valid, status, detail, time.perf_counter() - start)
+
+
+def score_applies(issue_data: dict[str, Any], completion: str, repos: Repos, *, opened: bool = False) -> Score:
+    """applies / does_not_apply at the issue's base commit, for a diff that is valid (else as `score_swebench`);
+    ``error`` when that cannot be judged (no base commit, repository missing and not clonable, git failing)."""
+    start = time.perf_counter()
+    diff = extract_diff(completion, opened=opened)
+    shape = _judge_shape(issue_data, diff, start)
+    detail = {**shape.detail, "applies": False}
+    if diff is None or shape.status != "valid":
+        return Score(False, shape.status, detail, time.perf_counter() - start)
+    repo, commit = str(issue_data.get("repo") or ""), str(issue_data.get("base_commit") or "")
+    if not repo or not commit:
+        missing = "repo" if not repo else "base_commit"
+        detail["reason"] = f"the issue has no {missing}, so where the patch applies cannot be checked"
+        return Score(False, "error", detail, time.perf_counter() - start)
+    check = repos.check(repo, commit, diff)
+    detail.update(applies=bool(check.applies), reason=check.reason)
+    status = "error" if check.applies is None else "applies" if check.applies else "does_not_apply"
+    return Score(check.applies is True, status, detail, time.perf_counter() - start)

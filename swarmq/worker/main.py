@@ -17,7 +17,8 @@ from celery import signals as celery_signals
 from celery.exceptions import SecurityWarning
 
 from swarmq import keys
-from swarmq.errors import ModelError, ServiceUnavailable
+from swarmq.benchmarks.registry import BENCHMARKS
+from swarmq.errors import ModelError, ScorerUnavailable, ServiceUnavailable
 from swarmq.queue import broker
 from swarmq.queue.reaper import complete_unapplied
 from swarmq.settings import Settings
@@ -61,6 +62,7 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     path, model_cfg = found
     key = keys.model_key(str(path))
     generator = load_generator(path, model_cfg, opts.gpu, opts.generator)
+    self_test_scorers()
     name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
     hostname = name if "@" in name else f"{name}@{socket.gethostname()}"
     app = broker.make_app(services.redis_url)
@@ -95,6 +97,15 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     finally:
         stop.set()
     return int(worker.exitcode or 0)
+
+
+def self_test_scorers() -> None:
+    """Every scorer must judge a known-good and a known-bad answer correctly here before any job is taken:
+    a broken sandbox would otherwise record each outcome as a scoring error (or worse)."""
+    for name, bench in BENCHMARKS.items():
+        problem = bench.self_test()
+        if problem is not None:
+            raise ScorerUnavailable(f"{name} scorer self-test failed: {problem}")
 
 
 def _select_gpu(index: int) -> None:
