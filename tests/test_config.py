@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from swarmq.errors import ConfigError
-from swarmq.experiment.config import load_config, parse_config
+from swarmq.experiment.file import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ ISSUES = [Issue(f"i{n}", "p", "math") for n in range(3)]
 
 
 def test_publish_order_interleaves_conditions() -> None:
-    rows = plan_jobs(ISSUES, ["a", "b"], 2, {"a": None, "b": None})
+    rows = list(plan_jobs(ISSUES, ["a", "b"], 2, {"a": None, "b": None}))
     assert len(rows) == 3 * 2 * 2
     head = [(r["instance_id"], r["replicate"], r["condition"]) for r in rows[:4]]
     assert head == [("i0", 0, "a"), ("i0", 0, "b"), ("i0", 1, "a"), ("i0", 1, "b")]
@@ -19,7 +19,7 @@ def test_publish_order_interleaves_conditions() -> None:
 
 
 def test_strict_streams_release_only_their_first_job() -> None:
-    rows = plan_jobs(ISSUES, ["relaxed", "strict"], 1, {"relaxed": None, "strict": 1})
+    rows = list(plan_jobs(ISSUES, ["relaxed", "strict"], 1, {"relaxed": None, "strict": 1}))
     queued = {(r["condition"], r["position"]) for r in rows if r["status"] == "queued"}
     assert queued == {("relaxed", 0), ("relaxed", 1), ("relaxed", 2), ("strict", 0)}
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from swarmq.errors import GenerationError
-from swarmq.experiment.config import load_config
 from swarmq.experiment.dataset import load_issues
+from swarmq.experiment.file import load_config
 from swarmq.model.base import Generation, GenerationRequest
 from swarmq.model.scripted import ScriptedGenerator
 from swarmq.queue.broker import make_app

@@ -24,7 +24,7 @@ from swarmq.benchmarks.diff import extract_diff, strip_level, validate_diff
 from swarmq.benchmarks.registry import BENCHMARKS
 from swarmq.benchmarks.repos import Repos, git_error, repo_dirname, run_git
 from swarmq.benchmarks.swebench import CLOSING_FENCE, SWEBench, score_applies
-from swarmq.experiment.config import parse_config
+from swarmq.experiment.file import parse_config
 
 REPO = "acme/calc"
 CALC = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(8))

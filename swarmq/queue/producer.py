@@ -17,13 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq import keys
 from swarmq.benchmarks.base import Issue
-from swarmq.errors import ExperimentConflict
+from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.experiment.plan import plan_jobs
+from swarmq.experiment.plan import batches, job_count, plan_jobs
 from swarmq.queue import broker, jobs
 from swarmq.store.schema import Experiment, Job
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.swarm.state import Stream
+
+INSERT_ROWS = 10_000
+"""Job rows per INSERT: the plan is streamed, so memory stays flat however many jobs an experiment has."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ def enqueue(
 ) -> EnqueueResult:
     say = progress or (lambda _m: None)
     key = keys.model_key(config.model.path)
+    total = job_count(len(issues), len(config.conditions), config.replicates)
+    if total > config.max_jobs:
+        raise ConfigError(
+            f"{config.name}: {len(issues)} issues × {len(config.conditions)} conditions × {config.replicates} "
+            f"replicates = {total} jobs, above max_jobs ({config.max_jobs}); set max_jobs in the file if you mean it"
+        )
     with sessions() as session:
         # One producer per experiment name at a time; the lock ends with the transaction.
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": keys.experiment_lock(config.name)})
@@ -67,19 +76,19 @@ def enqueue(
         session.flush()
         issue_ids = _insert_issues(session, exp.id, issues)
         limits = {name: c.in_flight_limit for name, c in config.conditions.items()}
-        rows = plan_jobs(issues, list(config.conditions), config.replicates, limits)
-        for r in rows:
-            r["experiment_id"] = exp.id
-            r["issue_id"] = issue_ids[r["instance_id"]]
-        say(f"writing {len(rows)} jobs")
-        session.execute(insert(Job), rows)
+        say(f"writing {total} jobs")
+        for rows in batches(plan_jobs(issues, list(config.conditions), config.replicates, limits), INSERT_ROWS):
+            for r in rows:
+                r["experiment_id"] = exp.id
+                r["issue_id"] = issue_ids[r["instance_id"]]
+            session.execute(insert(Job), rows)
         session.execute(text("UPDATE jobs SET published_at = now() WHERE experiment_id = :e AND status = 'queued'"),
                         {"e": exp.id})  # fmt: skip
         session.commit()
         queued = jobs.queued_ids(session, exp.id)
     say(f"publishing {len(queued)} jobs to queue {keys.queue_name(key)}")
     published = broker.publish(app, ((job_id, key) for job_id in queued))
-    return EnqueueResult(config.name, len(rows), published, resumed=False)
+    return EnqueueResult(config.name, total, published, resumed=False)
 
 
 def _insert_issues(session: Session, experiment_id: int, issues: Sequence[Issue]) -> dict[str, int]:

@@ -43,7 +43,8 @@ def progress(session: Session, name: str) -> dict[str, Any]:
         s["eta_seconds"] = eta(int(s["jobs"]) - int(s["done"]) - int(s["failed"]), int(s.pop("recent_finished")),
                                s["elapsed_seconds"])  # fmt: skip
     total: dict[str, Any] = {
-        k: sum(int(s[k]) for s in streams) for k in ("jobs", "done", "running", "failed", "queued", "successes", "scoring_errors")
+        k: sum(int(s[k]) for s in streams)
+        for k in ("jobs", "done", "running", "failed", "queued", "successes", "scoring_errors")
     }
     total["eta_seconds"] = max((s["eta_seconds"] or 0.0 for s in streams), default=0.0)
     return {"experiment": name, "complete": total["done"] + total["failed"] == total["jobs"], "total": total,

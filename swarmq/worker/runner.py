@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from celery import Celery
@@ -29,6 +30,7 @@ from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream, Update
 from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
+from swarmq.worker.shutdown import WorkerExit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +39,19 @@ T = TypeVar("T")
 @dataclass
 class RunnerIdentity:
     worker: str
+    """The worker's name (its Celery hostname), recorded with every outcome."""
     gpu_index: int | None
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    """Unique to this process: two processes under one name never share a lease."""
+
+    @property
+    def owner(self) -> str:
+        """What a lease is held by: the worker's name and this process's token."""
+        return f"{self.worker}/{self.token}"
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the job's lease (it expired, or the claim was lost): drop the work."""
 
 
 class Heartbeat:
@@ -93,13 +107,14 @@ class JobRunner:
         self.job_started: float | None = None
         self._tokens = 0
         self._gen_seconds = 0.0
+        self._heartbeat: Heartbeat | None = None
 
     def mean_tokens_per_second(self) -> float:
         return self._tokens / self._gen_seconds if self._gen_seconds > 0 else 0.0
 
     def run(self, job_id: int) -> str:
         """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
-        owner = self.identity.worker
+        owner = self.identity.owner
 
         def claim() -> jobs.Claimed | None:
             with self.sessions() as session:
@@ -111,23 +126,33 @@ class JobRunner:
             return "dropped"
         self.current_job, self.job_started, self._finished = job_id, time.time(), False
         try:
-            with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds):
+            with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds) as beat:
+                self._heartbeat = beat
                 return self._run_claimed(job)
-        except ServiceUnavailable:
-            raise  # the worker exits; the lease expires and another worker takes the job
-        except Exception as exc:
-            # A bug or an unexpected library error: fail the job now, with the reason, rather than let its
-            # lease expire and re-run it until max_attempts reports a misleading "worker died".
+        except (ServiceUnavailable, WorkerExit):
+            raise  # the worker exits; the lease expires (or was given back) and another worker takes the job
+        except LeaseLost as exc:
+            log.warning("job=%s lease lost (%s): this run's result is dropped", job_id, exc)
+            return "dropped"
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # A bug, an unexpected library error, or code that tried to end the process (SystemExit from a
+            # generator or scorer): fail the job now, with the reason, rather than let its lease expire and
+            # re-run it until max_attempts reports a misleading "worker died". Only a real shutdown stops us.
             log.exception("job=%s failed", job_id)
             reason = f"{type(exc).__name__}: {first_line(exc)}"
             self._retry(lambda: self._fail(job, reason), "fail job")
             return "failed"
         finally:
             self.current_job = self.job_started = None
+            self._heartbeat = None
+
+    def _check_lease(self, step: str) -> None:
+        if self._heartbeat is not None and self._heartbeat.lost:
+            raise LeaseLost(f"noticed before {step}")
 
     def _fail(self, job: jobs.Claimed, reason: str) -> None:
         with self.sessions() as session:
-            jobs.fail(session, job.id, reason)
+            jobs.fail(session, job.id, self.identity.owner, reason)
             info = self.sync.experiment(session, job.experiment_id)
         self._release_next(info, info.stream(job.condition, job.replicate))
 
@@ -138,7 +163,7 @@ class JobRunner:
         if self._finished:  # the outcome is written: there is no lease left to renew
             return True
         with self.sessions() as session:
-            return jobs.renew(session, job_id, self.identity.worker, self.lease_seconds)
+            return jobs.renew(session, job_id, self.identity.owner, self.lease_seconds)
 
     def _load(self, job: jobs.Claimed) -> tuple[ExperimentInfo, Issue]:
         with self.sessions() as session:
@@ -157,18 +182,19 @@ class JobRunner:
         state = self._retry(lambda: self.sync.state(stream, config, job.id), "swarm state")
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
+        self._check_lease("generation")
         verdict = self._generate_and_judge(plan, issue, info)
+        self._check_lease("writing the outcome")
         record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
                                 gpu_index=self.identity.gpu_index, job_seconds=time.perf_counter() - started)  # fmt: skip
         status = "failed" if verdict.error else "done"
 
         def finish() -> bool:
             with self.sessions() as session:
-                return jobs.finish(session, job.id, self.identity.worker, record, status=status, error=verdict.error)
+                return jobs.finish(session, job.id, self.identity.owner, record, status=status, error=verdict.error)
 
         if not self._retry(finish, "write outcome"):
-            log.warning("job=%s already had an outcome; this delivery is dropped", job.id)
-            return "dropped"
+            raise LeaseLost("the job was no longer ours when its outcome was written")
         self._finished = True
         chat = plan.prompt.messages is not None
         example = None

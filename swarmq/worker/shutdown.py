@@ -14,14 +14,11 @@ import signal
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from celery.exceptions import WorkerShutdown
 
 from swarmq.queue import broker, jobs
-
-if TYPE_CHECKING:
-    from swarmq.worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 EXIT_SIGNAL = signal.SIGUSR2
@@ -53,11 +50,25 @@ def exit_worker(code: int, message: str) -> None:
     signal.pthread_kill(main, EXIT_SIGNAL)
 
 
+class _Owner(Protocol):
+    @property
+    def owner(self) -> str: ...
+
+
+class _Runner(Protocol):
+    """What a shutdown needs of the job runner (`runner.JobRunner`): which job runs, and whose lease it is."""
+
+    @property
+    def current_job(self) -> int | None: ...
+    @property
+    def identity(self) -> _Owner: ...
+
+
 class GracefulShutdown:
     """SIGTERM/SIGINT: finish the current job (up to the grace period), then exit. Past the grace period the
     job is given back (queued again), not lost. A second signal exits at once; the lease then expires."""
 
-    def __init__(self, runner: JobRunner, sessions: Any, app: Any, grace_seconds: float) -> None:
+    def __init__(self, runner: _Runner, sessions: Any, app: Any, grace_seconds: float) -> None:
         self.runner, self.sessions, self.app, self.grace = runner, sessions, app, grace_seconds
         self.signals = 0
 
@@ -85,7 +96,7 @@ class GracefulShutdown:
                 return
             time.sleep(0.2)
         with self.sessions() as session:
-            key = jobs.give_back(session, job_id, self.runner.identity.worker)
+            key = jobs.give_back(session, job_id, self.runner.identity.owner)
         if key is not None:
             broker.publish(self.app, [(job_id, key)])
         exit_worker(0, f"swarmq: worker: grace period over: job {job_id} {'released' if key else 'was not ours'}")
