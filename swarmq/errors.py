@@ -61,6 +61,10 @@ class GenerationError(SwarmqError):
     """Generation failed for a reason that retrying will not fix (e.g. prompt longer than n_ctx)."""
 
 
+class GenerationTimedOut(GenerationError):
+    """Generation ran past its deadline (`generation.timeout_seconds`) and was stopped."""
+
+
 class ScorerUnavailable(SwarmqError):
     """A benchmark's scorer cannot run on this machine (its start-up self-test failed): a worker refuses to
     start rather than record every outcome as a scoring error."""

@@ -34,6 +34,11 @@ def worker_key(name: str) -> str:
     return f"{WORKER_PREFIX}{name}"
 
 
+def worker_name_key(name: str) -> str:
+    """A worker name's lease: one process per name (`worker.naming`)."""
+    return f"{PREFIX}worker-name:{name}"
+
+
 def model_key(model_path: str) -> str:
     """Queue key of a model: its file name, so workers on machines with other paths still match."""
     name = model_path.replace("\\", "/").rsplit("/", 1)[-1]

@@ -16,7 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from swarmq.errors import ConfigError
 
-
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -58,6 +57,10 @@ class Settings(BaseSettings):
 
     shutdown_grace_seconds: float = Field(default=300.0, ge=0)
     """On SIGTERM/SIGINT, how long the current job may run before it is released."""
+
+    stuck_seconds: float = Field(default=30.0, gt=0)
+    """A job past its deadline is interrupted; still running this much later, it is stuck in native code (a hung
+    llama.cpp call): it is failed and the worker exits so that its supervisor restarts it."""
 
     supervisor_margin_seconds: float = Field(default=30.0, ge=0)
     """`swarmq workers` waits this much longer than the grace period before it SIGKILLs a stopping worker."""

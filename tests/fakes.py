@@ -12,7 +12,15 @@ from swarmq.model.scripted import ScriptedGenerator
 from swarmq.model.scripted import factory as hash_generator
 
 HashGenerator = ScriptedGenerator
-__all__ = ["HashGenerator", "crash_generator", "failing_generator", "hash_generator", "killer_generator"]
+__all__ = [
+    "HashGenerator",
+    "crash_generator",
+    "failing_generator",
+    "hanging_generator",
+    "hash_generator",
+    "killer_generator",
+    "system_exit_generator",
+]
 
 
 class CrashGenerator(HashGenerator):
@@ -89,3 +97,35 @@ def failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
             return super().generate(request)
 
     return Failing()
+
+
+def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
+    """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code); with
+    SWARMQ_TEST_STUCK set as well, the hang also blocks the worker's interrupt signal, like native code that
+    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call)."""
+    import signal
+    import time
+
+    class Hanging(HashGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            with open(os.environ["SWARMQ_TEST_CALLS"], "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+            if os.environ.get("SWARMQ_TEST_HANG", "\0") in request.prompt:
+                if os.environ.get("SWARMQ_TEST_STUCK"):
+                    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+                time.sleep(3600)
+            return super().generate(request)
+
+    return Hanging(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+
+
+def system_exit_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
+    """Prompts with SWARMQ_TEST_EXIT raise SystemExit(0) from inside the job (as buggy library code might)."""
+
+    class Exiting(HashGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            if os.environ.get("SWARMQ_TEST_EXIT", "\0") in request.prompt:
+                raise SystemExit(0)
+            return super().generate(request)
+
+    return Exiting()

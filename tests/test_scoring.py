@@ -105,8 +105,9 @@ def test_unknown_task_id_names_it_and_the_line(problems: dict[str, dict[str, Any
 def test_registry_scores_through_each_benchmark(problems: dict[str, dict[str, Any]]) -> None:
     he = problems["HumanEval/53"]
     issue = Issue("HumanEval/53", he["prompt"], "math", data=he)
-    assert get_benchmark("humaneval").score(issue, he["canonical_solution"], chat=False).success
-    assert get_benchmark("swebench").score(Issue("x", "p", "logic"), GOOD, chat=False).status == "valid"
+    assert get_benchmark("humaneval").score(issue, he["canonical_solution"], chat=False, rule="scorer").success
+    swebench = get_benchmark("swebench")
+    assert swebench.score(Issue("x", "p", "logic"), GOOD, chat=False, rule="valid_diff").status == "valid"
     with pytest.raises(DatasetError, match="mbpp"):
         get_benchmark("mbpp")
 
@@ -237,7 +238,7 @@ def test_chat_replies_become_prompt_completions() -> None:
         "    return number % 1.0\n```\nIt returns the decimal part."
     )
     completion = completion_from_reply(problem, reply)
-    assert "Here is" not in completion and "def truncate_number" in completion
+    assert completion == "    return number % 1.0\n"  # the function's body: no prose, no second signature
     assert score_humaneval(problem, completion).status == "passed"
     body_only = "```python\n    return number % 1.0\n```"
     assert completion_from_reply(problem, body_only) == "    return number % 1.0\n"

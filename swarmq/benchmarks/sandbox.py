@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 Status = Literal["passed", "failed", "timeout", "error"]
 
@@ -51,9 +51,16 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 _HARNESS = """\
 import os, sys, traceback, types
+def _flush():
+    # os._exit skips the interpreter's flush; output is the program's, so nothing it raises here counts.
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
 def _run(nonce_fd, report_fd, entry_point):
-    # Bound before the program runs, so rebinding os.write / os._exit cannot change what the harness does.
-    write, exit_, print_exc = os.write, os._exit, traceback.print_exc
+    # Bound before the program runs, so rebinding os.write, os._exit or _flush cannot change what this does.
+    write, exit_, print_exc, flush = os.write, os._exit, traceback.print_exc, _flush
     nonce = b""
     while len(nonce) < NONCE_CHARS:
         chunk = os.read(nonce_fd, NONCE_CHARS - len(nonce))
@@ -74,18 +81,11 @@ def _run(nonce_fd, report_fd, entry_point):
         try:
             print_exc()
         finally:
-            _flush()
+            flush()
             exit_(1)
-    _flush()
+    flush()
     write(report_fd, nonce)
     exit_(0)
-def _flush():
-    # os._exit skips the interpreter's flush; output is the program's, so nothing it raises here counts.
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
 _run(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
 """.replace("NONCE_CHARS", str(_NONCE_CHARS))
 """Run with ``-I -S -c``; its only secret, the nonce, is a local of ``_run`` and its pipe is closed first."""
@@ -214,8 +214,8 @@ def _preexec(
     dirs = _hidden_dirs()
     max_fd = os.sysconf("SC_OPEN_MAX")
     cpu = limits.cpu_seconds
-    rlimits = [  # SIGXCPU at the soft CPU limit (ignored by a PID 1), SIGKILL a second later
-        (resource.RLIMIT_CPU, cpu, cpu + 1),
+    rlimits = [  # SIGXCPU at the soft CPU limit, SIGKILL a second later; a PID 1 ignores SIGXCPU, so SIGKILL there
+        (resource.RLIMIT_CPU, cpu, cpu if caps.pidns else cpu + 1),
         (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
         (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
@@ -272,7 +272,7 @@ def _pid_probe() -> None:
         raise OSError(code if 0 < code < 255 else 0, "mount /proc: " + (os.strerror(code) if code > 0 else "died"))
 
 
-def _as_uid(uid: int) -> dict[str, object]:
+def _as_uid(uid: int) -> dict[str, Any]:
     """subprocess arguments for a helper run as ``uid`` (set in C by subprocess, no preexec_fn needed)."""
     return {"user": uid, "group": uid, "extra_groups": [], "env": {}, "capture_output": True}
 
@@ -338,9 +338,10 @@ def _caps() -> _Caps:
         python_record = f"{python} ({version})"
     hidden = f"private tmpfs over {', '.join(dirs)} and cwd" if mnt_why is None else f"shared /tmp etc. ({mnt_why})"
     ipc_cleanup = "; the run uid's SysV objects removed after exit" if uid_ok else ""
+    why_same = "not root" if os.geteuid() != 0 else "no interpreter runnable by an unprivileged uid in the sandbox"
     iso = {
         # "unprivileged": a uid unique to the run with no passwd entry, recorded per run under "uid".
-        "user": "unprivileged" if uid_ok else "same: no interpreter runnable by an unprivileged uid in the sandbox",
+        "user": "unprivileged" if uid_ok else f"same: {why_same}",
         "python": python_record,
         "network": "namespace" if net_why is None else f"none: unshare(CLONE_NEWNET): {net_why}",
         "filesystem": f"{hidden}; cwd a fresh temp dir; world-readable files stay readable",
@@ -404,7 +405,7 @@ def _kill_all(caps: _Caps, pgid: int, uid: int | None) -> None:
     if uid is not None and caps.python is not None:  # kill(-1) as the uid reaches exactly that uid's processes
         cmd = [caps.python, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(cmd, timeout=30, **_as_uid(uid))  # type: ignore[call-overload]
+            subprocess.run(cmd, timeout=30, **_as_uid(uid))
     if uid is not None and not caps.ipcns:
         _remove_sysv_objects(uid)
 

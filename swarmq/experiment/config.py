@@ -39,6 +39,8 @@ def at_most(limit: int, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+OPERATIONAL = (("max_jobs",), ("generation", "timeout_seconds"))
+"""Guards on how an experiment runs, not what it computes: left out of its identity (`config_hash`)."""
 MAX_JOBS = 100_000
 """Default `max_jobs`: jobs (issues × conditions × replicates) one experiment may create."""
 
@@ -120,9 +122,7 @@ class ModelConfig(_Strict):
     n_gpu_layers: int = -1
     """Layers to offload on GPU workers (-1: all). CPU workers always use 0."""
 
-    threads: Annotated[int | None, at_most(1024, "more threads than any machine has cores")] = Field(
-        default=None, ge=1
-    )
+    threads: Annotated[int | None, at_most(1024, "more threads than any machine has cores")] = Field(default=None, ge=1)
     """CPU threads for llama.cpp; default: llama.cpp's own choice."""
 
     n_batch: Annotated[int, at_most(1 << 16, "llama.cpp's batch buffers grow with it")] = Field(default=512, ge=1)
@@ -142,6 +142,14 @@ class GenerationConfig(_Strict):
 
     stop: list[str] = []
     """Extra stop strings. Added to the model's own end-of-generation tokens, never replacing them."""
+
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    """How long one job's generation may take before it is stopped and the job fails with the reason
+    (default: 60 s plus one second per token of max_tokens, a floor no working GPU or CPU run comes near)."""
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.timeout_seconds if self.timeout_seconds is not None else 60.0 + self.max_tokens
 
 
 class ConditionConfig(_Strict):
@@ -222,8 +230,8 @@ class ExperimentConfig(_Strict):
     dataset: DatasetConfig
     model: ModelConfig
     generation: GenerationConfig = GenerationConfig()
-    conditions: Annotated[dict[str, ConditionConfig], at_len(64, "each condition is compared with every other")] = Field(
-        min_length=1
+    conditions: Annotated[dict[str, ConditionConfig], at_len(64, "each condition is compared with every other")] = (
+        Field(min_length=1)
     )
     replicates: Annotated[int, at_most(1000, "each replicate is an independent swarm with its own streams")] = Field(
         default=1, ge=1
@@ -263,8 +271,15 @@ class ExperimentConfig(_Strict):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        """Identity of the experiment's content; the name is part of it, the `max_jobs` guard is not (raising
-        it to resume is not another experiment, and files written before it existed keep their identity)."""
-        content = {k: v for k, v in self.canonical_json().items() if k != "max_jobs"}
+        """Identity of the experiment's content; the name is part of it, the operational guards are not
+        (`OPERATIONAL`: changing one to resume is not another experiment, and files written before a guard
+        existed keep their identity)."""
+        content = self.canonical_json()
+        for path in OPERATIONAL:
+            *parents, leaf = path
+            node = content
+            for part in parents:
+                node = node[part]
+            node.pop(leaf, None)
         blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()

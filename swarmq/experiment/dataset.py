@@ -19,6 +19,8 @@ from swarmq.errors import DatasetError
 from swarmq.experiment.config import DatasetConfig
 
 HUB_PREFIX = "hub:"
+SAVED_MARKERS = ("state.json", "dataset_dict.json")
+"""Files `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write: a folder without one holds no dataset."""
 Rows = list[dict[str, Any]]
 
 
@@ -47,16 +49,62 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> list[Any]:
     if not path.exists():
         raise DatasetError(f"dataset file not found: {path}")
     if path.is_dir():  # a folder written by Dataset.save_to_disk / DatasetDict.save_to_disk
+        if not any((path / marker).is_file() for marker in SAVED_MARKERS):
+            raise DatasetError(f"{cfg.source}: a folder without a saved dataset (expected what Dataset.save_to_disk "
+                               "writes, or a .json, .jsonl or .parquet file)")  # fmt: skip
         ds = _with_datasets(lambda d: d.load_from_disk(str(path)), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return _read_json(path, cfg.source)
-    if suffix in (".jsonl", ".parquet"):
-        builder = "json" if suffix == ".jsonl" else "parquet"
-        ds = _with_datasets(lambda d: d.load_dataset(builder, data_files=str(path), split="train"), cfg.source)
+        return _read_json(read_text(path, cfg.source), cfg.source)
+    if suffix == ".jsonl":
+        return json_lines(read_text(path, cfg.source), cfg.source)
+    if suffix == ".parquet":
+        if path.stat().st_size == 0:
+            raise DatasetError(f"{cfg.source}: the file is empty")
+        ds = _with_datasets(lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source)
     raise DatasetError(f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)")
+
+
+def read_text(path: Path, label: str) -> str:
+    """A text file's content, or one line saying why it cannot be read: a user's file may be a folder, another
+    encoding, or empty, and each deserves its name rather than a traceback or a misleading 'not JSON'."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: a BOM, as Windows editors write, is not content
+    except IsADirectoryError:
+        raise DatasetError(f"{label}: is a directory, not a file") from None
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{label}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except OSError as exc:
+        raise DatasetError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise DatasetError(f"{label}: the file is empty")
+    return text
+
+
+def kind(value: Any) -> str:
+    """A JSON value's type for a message: Python's name, but ``null`` for None (what the user wrote)."""
+    return "null" if value is None else type(value).__name__
+
+
+def json_lines(text: str, label: str, expected: str = "an object with fields") -> Rows:
+    """One JSON object per non-blank line; a bad line is named by its 1-based number, as an editor shows it.
+
+    Read here rather than by ``datasets``: its loader reports a bad line as "An error occurred while generating
+    the dataset", and rows are small enough to parse directly."""
+    rows: Rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{label}:{number}: not JSON: {exc.msg}") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{label}:{number}: expected {expected}, got {kind(row)}")
+        rows.append(row)
+    return rows
 
 
 def _with_datasets(fetch: Callable[[Any], Any], label: str) -> Any:
@@ -86,14 +134,13 @@ def _rows_from_dataset(ds: Any, split: str, label: str) -> Rows:
     return rows
 
 
-def _read_json(path: Path, label: str) -> list[Any]:
+def _read_json(text: str, label: str) -> list[Any]:
     """A list of rows, or the study's ``{"metadata": ..., "issues": [...]}`` document."""
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # JSON lines saved under a .json name, as hub exports often are
-            ds = _with_datasets(lambda d: d.load_dataset("json", data_files=str(path), split="train"), label)
-            return _rows_from_dataset(ds, "train", label)
+            return json_lines(text, label)
         raise DatasetError(f"{label}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
     rows = study_rows(document)
     if rows is None and isinstance(document, list):
@@ -132,7 +179,7 @@ def _where(label: str, index: int, row: Any, id_field: str) -> str:
 
 def _check_row(row: Any, required: Sequence[str], where: str) -> None:
     if not isinstance(row, dict):
-        raise DatasetError(f"{where}: expected an object with fields, got {type(row).__name__}")
+        raise DatasetError(f"{where}: expected an object with fields, got {kind(row)}")
     for name in required:
         value = row.get(name)
         if value is None:

@@ -23,6 +23,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     messages: tuple[Mapping[str, str], ...] | None = None
     """When set, the GGUF's chat template renders these instead of ``prompt``."""
+    deadline_seconds: float | None = None
+    """How long the generation may take. A generator that can stop itself does so and raises
+    `GenerationTimedOut`; the worker's job watch interrupts one that does not."""
 
 
 @dataclass(frozen=True)

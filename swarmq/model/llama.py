@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmq.errors import GenerationError, ModelError
+from swarmq.errors import GenerationError, GenerationTimedOut, ModelError
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
 from swarmq.model.stops import eog_token_ids
 from swarmq.settings import Settings
@@ -105,6 +105,15 @@ class LlamaGenerator:
         if perf is not None:
             perf(ctx)
         start = time.perf_counter()
+        budget = request.deadline_seconds
+        timed_out = False
+
+        def past_deadline(_tokens: Any, _logits: Any) -> bool:
+            # Checked after every token: a stop here is clean, where an interruption could leave llama.cpp mid-step.
+            nonlocal timed_out
+            timed_out = timed_out or (budget is not None and time.perf_counter() - start > budget)
+            return timed_out
+
         try:
             if request.messages is not None:
                 out: Any = llm.create_chat_completion(
@@ -124,11 +133,14 @@ class LlamaGenerator:
                     top_p=request.top_p,
                     seed=request.seed,
                     stop=list(request.stop),
+                    stopping_criteria=self._llama_cpp.StoppingCriteriaList([past_deadline]),
                 )
                 text = out["choices"][0]["text"]
         except ValueError as exc:  # e.g. "Requested tokens (9000) exceed context window of 8192"
             raise GenerationError(str(exc).splitlines()[0]) from None
         wall = time.perf_counter() - start
+        if timed_out:
+            raise GenerationTimedOut(f"generation timed out after {budget:g} s")
         usage = out.get("usage", {})
         prompt_s, gen_s = self._timings(wall)
         return Generation(

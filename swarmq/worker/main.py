@@ -12,6 +12,7 @@ import socket
 import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from celery import signals as celery_signals
 from celery.exceptions import SecurityWarning
@@ -19,16 +20,18 @@ from celery.exceptions import SecurityWarning
 from swarmq import keys
 from swarmq.benchmarks.registry import BENCHMARKS
 from swarmq.errors import ModelError, ScorerUnavailable, ServiceUnavailable
+from swarmq.experiment.config import ModelConfig
 from swarmq.queue import broker
 from swarmq.queue.reaper import complete_unapplied
 from swarmq.settings import Settings
-from swarmq.store.services import connect
+from swarmq.store.services import Services, connect
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.sync import StreamSync
 from swarmq.worker.housekeeping import WorkerInfo, housekeeping
 from swarmq.worker.loading import choose_model, load_generator
+from swarmq.worker.naming import NameLease
 from swarmq.worker.runner import JobRunner, RunnerIdentity
-from swarmq.worker.shutdown import GracefulShutdown, exit_worker, install_exit_handler
+from swarmq.worker.shutdown import GracefulShutdown, exit_worker, install_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +50,42 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     """Serve jobs until stopped (or, with ``burst``, until the model has none left); returns the exit code."""
     if opts.gpu is not None:
         _select_gpu(opts.gpu)  # before llama_cpp is imported anywhere
-    install_exit_handler()
+    install_interrupts()
     services = connect(settings)
-    found = choose_model(services, opts.model)
-    if found is None:
-        if opts.burst:
-            # A worker that died after writing the very last outcome left its swarm update half-done.
-            sync = StreamSync(services.sessions, SwarmStore(services.redis))
-            with services.sessions() as session:
-                complete_unapplied(session, sync.complete_stream, 0.0)
-            print("swarmq worker: no unfinished experiment; nothing to do")
-            return 0
+    name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
+    identity = RunnerIdentity(name if "@" in name else f"{name}@{socket.gethostname()}", opts.gpu)
+    lease = NameLease(services.redis, identity.worker, socket.gethostname(), identity.token, settings.lease_seconds)
+    lease.acquire()  # before the model loads: a name clash is refused at once
+    try:
+        found = choose_model(services, opts.model)
+        if found is None:
+            return _nothing_to_serve(services, opts.burst)
+        return _serve(services, opts, identity, lease, *found)
+    finally:
+        lease.release()
+
+
+def _nothing_to_serve(services: Services, burst: bool) -> int:
+    if not burst:
         raise ModelError("no --model given and no unfinished experiment to take it from")
-    path, model_cfg = found
-    key = keys.model_key(str(path))
+    # A worker that died after writing the very last outcome left its swarm update half-done.
+    sync = StreamSync(services.sessions, SwarmStore(services.redis))
+    with services.sessions() as session:
+        complete_unapplied(session, sync.complete_stream, 0.0)
+    print("swarmq worker: no unfinished experiment; nothing to do")
+    return 0
+
+
+def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, lease: NameLease, path: Path,
+           model_cfg: ModelConfig) -> int:  # fmt: skip
+    settings, key = services.settings, keys.model_key(str(path))
     generator = load_generator(path, model_cfg, opts.gpu, opts.generator)
     self_test_scorers()
-    name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
-    hostname = name if "@" in name else f"{name}@{socket.gethostname()}"
     app = broker.make_app(services.redis_url)
-    runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, RunnerIdentity(hostname, opts.gpu),
+    runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, identity,
                        lease_seconds=settings.lease_seconds, heartbeat_seconds=settings.heartbeat_seconds,
-                       outage_seconds=settings.outage_seconds, max_attempts=settings.max_attempts)  # fmt: skip
+                       outage_seconds=settings.outage_seconds, max_attempts=settings.max_attempts,
+                       stuck_seconds=settings.stuck_seconds)  # fmt: skip
 
     @app.task(name=keys.TASK_NAME, acks_late=True, ignore_result=True)
     def run_job(job_id: int) -> str:
@@ -76,20 +93,20 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
             return runner.run(int(job_id))
         except ServiceUnavailable as exc:
             # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
-            exit_worker(3, f"swarmq: error: worker {hostname}: {exc}")
+            exit_worker(3, f"swarmq: error: worker {identity.worker}: {exc}")
             raise  # unreachable: exit_worker raises on the main thread
 
-    log.info("worker=%s model=%s queue=%s load_seconds=%.2f", hostname, path.name, keys.queue_name(key),
+    log.info("worker=%s model=%s queue=%s load_seconds=%.2f", identity.worker, path.name, keys.queue_name(key),
              generator.info.load_seconds)  # fmt: skip
     stop = threading.Event()
-    info = WorkerInfo(hostname, socket.gethostname(), opts.gpu, generator.info.name, key)
-    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop),
+    info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key)
+    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop, lease),
                      name="swarmq-housekeeping", daemon=True).start()  # fmt: skip
     shutdown = GracefulShutdown(runner, services.sessions, app, settings.shutdown_grace_seconds)
     celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
     # Running as root in containers is common for GPU jobs; Celery's warning about it is noise here.
     warnings.filterwarnings("ignore", category=SecurityWarning)
-    worker = app.Worker(hostname=hostname, queues=[keys.queue_name(key)], pool_cls="solo", concurrency=1,
+    worker = app.Worker(hostname=identity.worker, queues=[keys.queue_name(key)], pool_cls="solo", concurrency=1,
                         without_mingle=True, without_gossip=True, quiet=True,
                         loglevel=logging.getLevelName(logging.getLogger().level))  # fmt: skip
     try:

@@ -46,6 +46,7 @@ def plan_job(bench: Benchmark, config: ExperimentConfig, condition: str, replica
         top_p=gen.top_p,
         seed=job_seed(gen.seed, replicate, issue.instance_id),
         stop=stop_strings(model.eog_texts, gen.stop, bench.stops(chat)),
+        deadline_seconds=gen.deadline_seconds,
     )
     return JobPlan(decision, prompt, request, state.version)
 

@@ -8,7 +8,6 @@ I/O; every decision (route, prompt, stops, seeds, success, the outcome row) is a
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -25,15 +24,20 @@ from swarmq.model.base import Generation, Generator
 from swarmq.queue import jobs
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
+from swarmq.settings import DEFAULTS
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream, Update
 from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
-from swarmq.worker.shutdown import WorkerExit
+from swarmq.worker.shutdown import WorkerExit, hard_exit
+from swarmq.worker.watch import JobTimedOut, JobWatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SCORING_BACKSTOP_SECONDS = 4000.0
+"""Scorers bound themselves (sandbox wall time, git timeouts, an hour for a first clone); past this a scorer
+is hung, and the job fails rather than hold its stream forever."""
 
 
 @dataclass
@@ -54,33 +58,6 @@ class LeaseLost(Exception):
     """This worker no longer holds the job's lease (it expired, or the claim was lost): drop the work."""
 
 
-class Heartbeat:
-    """Renews a job's lease every ``interval`` seconds in a thread while the job runs."""
-
-    def __init__(self, renew: Callable[[], bool], interval: float) -> None:
-        self._renew, self._interval = renew, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="swarmq-heartbeat", daemon=True)
-        self.lost = False
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                if not self._renew():
-                    self.lost = True
-                    log.warning("lost the lease on the running job")
-            except Exception as exc:  # a blip: the next beat retries; the lease is long enough
-                log.warning("heartbeat failed: %s", exc)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 class JobRunner:
     def __init__(
         self,
@@ -94,12 +71,13 @@ class JobRunner:
         heartbeat_seconds: float,
         outage_seconds: float,
         max_attempts: int,
+        stuck_seconds: float = DEFAULTS.stuck_seconds,
     ) -> None:
         self.sessions, self.generator, self.app = sessions, generator, app
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
-        self.outage_seconds, self.max_attempts = outage_seconds, max_attempts
+        self.outage_seconds, self.max_attempts, self.stuck_seconds = outage_seconds, max_attempts, stuck_seconds
         self._finished = False
         self.jobs_done = 0
         self._issues: dict[int, Issue] = {}
@@ -107,7 +85,7 @@ class JobRunner:
         self.job_started: float | None = None
         self._tokens = 0
         self._gen_seconds = 0.0
-        self._heartbeat: Heartbeat | None = None
+        self._watch: JobWatch | None = None
 
     def mean_tokens_per_second(self) -> float:
         return self._tokens / self._gen_seconds if self._gen_seconds > 0 else 0.0
@@ -126,8 +104,9 @@ class JobRunner:
             return "dropped"
         self.current_job, self.job_started, self._finished = job_id, time.time(), False
         try:
-            with Heartbeat(lambda: self._renew(job_id), self.heartbeat_seconds) as beat:
-                self._heartbeat = beat
+            with JobWatch(lambda: self._renew(job_id), self.heartbeat_seconds, lambda why: self._stuck(job, why),
+                          stuck_seconds=self.stuck_seconds) as w:  # fmt: skip
+                self._watch = w
                 return self._run_claimed(job)
         except (ServiceUnavailable, WorkerExit):
             raise  # the worker exits; the lease expires (or was given back) and another worker takes the job
@@ -144,11 +123,19 @@ class JobRunner:
             return "failed"
         finally:
             self.current_job = self.job_started = None
-            self._heartbeat = None
+            self._watch = None
 
     def _check_lease(self, step: str) -> None:
-        if self._heartbeat is not None and self._heartbeat.lost:
+        if self._watch is not None and self._watch.lost:
             raise LeaseLost(f"noticed before {step}")
+
+    def _stuck(self, job: jobs.Claimed, why: str) -> None:
+        """Called by the job watch when the main thread cannot be interrupted (stuck in native code): the job
+        fails with the reason, its stream moves on, and the worker ends so that its supervisor restarts it."""
+        try:
+            self._fail(job, why)
+        finally:
+            hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {job.id}: {why}; exiting")
 
     def _fail(self, job: jobs.Claimed, reason: str) -> None:
         with self.sessions() as session:
@@ -211,14 +198,22 @@ class JobRunner:
         return status
 
     def _generate_and_judge(self, plan: JobPlan, issue: Issue, info: ExperimentInfo) -> Verdict:
-        """A prompt the model cannot take (longer than n_ctx) is this job's error outcome, not a crash."""
+        """A prompt the model cannot take (longer than n_ctx) or a generation past its deadline is this job's
+        error outcome, not a crash; so is a scorer that hangs past its backstop."""
+        assert self._watch is not None
         try:
-            gen = self.generator.generate(plan.request)
-        except GenerationError as exc:
+            with self._watch.deadline(info.config.generation.deadline_seconds, "generation"):
+                gen = self.generator.generate(plan.request)
+        except (GenerationError, JobTimedOut) as exc:
             return Verdict(Generation("", "error", 0, 0, 0.0, 0.0), str(exc), False, None, 0.0)
         t_score = time.perf_counter()
         bench = get_benchmark(info.config.dataset.benchmark)
-        success, scored = judge(info.config.success.rule, bench, issue, gen.text, chat=plan.prompt.messages is not None)
+        chat = plan.prompt.messages is not None
+        try:
+            with self._watch.deadline(SCORING_BACKSTOP_SECONDS, "scoring"):
+                success, scored = judge(info.config.success.rule, bench, issue, gen.text, chat=chat)
+        except JobTimedOut as exc:
+            return Verdict(gen, str(exc), False, None, time.perf_counter() - t_score)
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
     def _release_next(self, info: ExperimentInfo, stream: Stream) -> None:

@@ -10,10 +10,12 @@ signal, since only the main thread runs the Celery loop and the job.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from celery.exceptions import WorkerShutdown
@@ -21,22 +23,34 @@ from celery.exceptions import WorkerShutdown
 from swarmq.queue import broker, jobs
 
 log = logging.getLogger(__name__)
-EXIT_SIGNAL = signal.SIGUSR2
-"""Carries `exit_worker` from a helper thread to the main thread (Celery leaves SIGUSR2 alone)."""
-_pending: list[int] = []
+INTERRUPT_SIGNAL = signal.SIGUSR2
+"""Carries an exception from a helper thread to the main thread (Celery leaves SIGUSR2 alone)."""
+_pending: list[tuple[BaseException, Callable[[], bool]]] = []
 
 
 class WorkerExit(WorkerShutdown):
     """Stop this worker with exit code ``code`` (0 finished, 1 stopped abruptly, 3 a service is gone)."""
 
 
-def install_exit_handler() -> None:
-    """Call once from the main thread, before any helper thread may call `exit_worker`."""
+def install_interrupts() -> None:
+    """Call once from the main thread, before any helper thread may call `interrupt_main` or `exit_worker`."""
 
     def _raise(_signum: int, _frame: object) -> None:
-        raise WorkerExit(_pending[0] if _pending else 1)
+        while _pending:
+            exc, still_wanted = _pending.pop(0)
+            if still_wanted():  # checked here, on the main thread: no race with what it is interrupting
+                raise exc
 
-    signal.signal(EXIT_SIGNAL, _raise)
+    signal.signal(INTERRUPT_SIGNAL, _raise)
+
+
+def interrupt_main(exc: BaseException, still_wanted: Callable[[], bool] = lambda: True) -> None:
+    """Raise ``exc`` in the main thread, wherever it is (a syscall included), from a helper thread; dropped
+    if ``still_wanted()`` is false by the time the main thread handles it."""
+    _pending.append((exc, still_wanted))
+    main = threading.main_thread().ident
+    assert main is not None
+    signal.pthread_kill(main, INTERRUPT_SIGNAL)
 
 
 def exit_worker(code: int, message: str) -> None:
@@ -44,10 +58,15 @@ def exit_worker(code: int, message: str) -> None:
     print(message, file=sys.stderr, flush=True)
     if threading.current_thread() is threading.main_thread():
         raise WorkerExit(code)
-    _pending.append(code)
-    main = threading.main_thread().ident
-    assert main is not None
-    signal.pthread_kill(main, EXIT_SIGNAL)
+    interrupt_main(WorkerExit(code))
+
+
+def hard_exit(code: int, message: str) -> None:
+    """End the process now, from a helper thread, when the main thread is stuck in native code (a hung
+    llama.cpp call) and cannot take an exception. The one place swarmq exits without unwinding: its job was
+    already marked failed, and the supervisor restarts the worker."""
+    print(message, file=sys.stderr, flush=True)
+    os._exit(code)
 
 
 class _Owner(Protocol):

@@ -1,0 +1,97 @@
+"""The running job's watch: its lease heartbeat, and its deadline.
+
+The lease is renewed every heartbeat interval. Past a step's deadline, and a short grace for a generator that
+stops itself (llama.cpp's per-token check), the main thread is interrupted with `JobTimedOut`, which the
+runner turns into the job's failure outcome. A main thread stuck in native code cannot take that exception:
+``stuck_seconds`` later, ``on_stuck`` fails the job and ends the worker. A hung job never holds its stream
+for longer than its deadline plus those two margins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
+from swarmq.worker.shutdown import interrupt_main
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 0.25
+"""How often the watch looks at the clock: the resolution of deadlines."""
+COOPERATIVE_GRACE_SECONDS = 2.0
+"""Past a deadline, how long a generator that checks the deadline itself has to stop before it is interrupted."""
+
+
+class JobTimedOut(BaseException):
+    """A job step ran past its deadline. A BaseException, so no library's ``except Exception`` swallows it."""
+
+
+class JobWatch:
+    def __init__(self, renew: Callable[[], bool], interval: float, on_stuck: Callable[[str], None], *,
+                 stuck_seconds: float) -> None:  # fmt: skip
+        self._renew, self._interval, self._on_stuck, self._stuck_seconds = renew, interval, on_stuck, stuck_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="swarmq-job-watch", daemon=True)
+        self._lock = threading.Lock()
+        self._step: tuple[int, str, float, float] | None = None
+        """(step id, what, budget seconds, monotonic deadline) of the armed step."""
+        self._steps = 0
+        self.lost = False
+        """The lease was found taken (expired and claimed, or lost): the runner drops the job's result."""
+
+    def __enter__(self) -> JobWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @contextmanager
+    def deadline(self, seconds: float, what: str) -> Iterator[None]:
+        """Arm a deadline of ``seconds`` for the block (a step of the job, run on the main thread)."""
+        with self._lock:
+            self._steps += 1
+            self._step = (self._steps, what, seconds, time.monotonic() + seconds)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._step = None
+
+    def _armed(self, step_id: int) -> bool:
+        with self._lock:
+            return self._step is not None and self._step[0] == step_id
+
+    def _run(self) -> None:
+        next_beat = time.monotonic() + self._interval
+        interrupted: int | None = None
+        while not self._stop.wait(TICK_SECONDS):
+            with self._lock:
+                step = self._step
+            now = time.monotonic()
+            if step is not None and now > step[3] + COOPERATIVE_GRACE_SECONDS:
+                step_id, what, budget, deadline = step
+                if interrupted != step_id:
+                    interrupted = step_id
+                    log.warning("%s timed out after %g s: interrupting the job", what, budget)
+                    interrupt_main(JobTimedOut(f"{what} timed out after {budget:g} s"), partial(self._armed, step_id))
+                elif now > deadline + COOPERATIVE_GRACE_SECONDS + self._stuck_seconds:
+                    self._on_stuck(f"{what} timed out after {budget:g} s and did not stop")
+                    return
+            if now >= next_beat:
+                # Renewed until the job is declared stuck: a timed-out job keeps its lease while it records its
+                # failure, so that it is not delivered again meanwhile.
+                next_beat = now + self._interval
+                self._beat()
+
+    def _beat(self) -> None:
+        try:
+            if not self._renew():
+                self.lost = True
+                log.warning("lost the lease on the running job")
+        except Exception as exc:  # a blip: the next beat retries; the lease is long enough
+            log.warning("heartbeat failed: %s", exc)
