@@ -14,10 +14,9 @@ from typing import Any
 
 from swarmq.errors import GenerationError, GenerationTimedOut, ModelError
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
+from swarmq.model.gguf import MAGIC, trained_context
 from swarmq.model.stops import eog_token_ids
 from swarmq.settings import Settings
-
-GGUF_MAGIC = b"GGUF"
 
 
 def check_model_file(path: Path) -> None:
@@ -27,7 +26,7 @@ def check_model_file(path: Path) -> None:
     if not path.is_file():
         raise ModelError(f"model path is not a file: {path}")
     with path.open("rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
+        if fh.read(4) != MAGIC:
             raise ModelError(f"not a GGUF file (bad magic bytes): {path}")
 
 
@@ -64,6 +63,10 @@ class LlamaGenerator:
         sha = file_sha256(path)
         import llama_cpp
 
+        trained = trained_context(path)
+        if trained and n_ctx > trained:  # refused before llama.cpp allocates a KV cache that large
+            raise ModelError(f"model.n_ctx {n_ctx} is above the {trained} tokens {path.name} was trained on; "
+                             "lower n_ctx in the experiment file")  # fmt: skip
         start = time.perf_counter()
         try:
             self._llm = llama_cpp.Llama(
