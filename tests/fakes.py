@@ -109,7 +109,7 @@ def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
     class Hanging(HashGenerator):
         def generate(self, request: GenerationRequest) -> Generation:
             with open(os.environ["SWARMQ_TEST_CALLS"], "a") as fh:
-                fh.write(f"{os.getpid()}\n")
+                fh.write(f"{os.getpid()} {request.seed}\n")
             if os.environ.get("SWARMQ_TEST_HANG", "\0") in request.prompt:
                 if os.environ.get("SWARMQ_TEST_STUCK"):
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
