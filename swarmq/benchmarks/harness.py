@@ -33,12 +33,18 @@ def parse_report(data: Any, source: str = "report") -> dict[str, bool]:
 
 
 def load_report(path: Path) -> dict[str, bool]:
+    """Verdicts from the harness's report file; a file that cannot be one is named in one line, before any
+    connection is made."""
+    from swarmq.files import read_text
+
+    if not path.exists():
+        raise DatasetError(f"report not found: {path}")
+    text = read_text(path, str(path))
     try:
-        return parse_report(json.loads(path.read_text()), str(path))
-    except FileNotFoundError:
-        raise DatasetError(f"report not found: {path}") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    return parse_report(data, str(path))
 
 
 def import_verdicts(session: Session, experiment: str, condition: str, replicate: int,

@@ -117,7 +117,9 @@ class Repos:
             done = self._git(["--version"], timeout=self._check_seconds)
         except (OSError, subprocess.SubprocessError) as exc:
             return f"SWE-bench `applies` needs git, which cannot run here: {exc}"
-        return None if done.returncode == 0 else f"SWE-bench `applies` needs git: `git --version` exited {done.returncode}"
+        return (
+            None if done.returncode == 0 else f"SWE-bench `applies` needs git: `git --version` exited {done.returncode}"
+        )
 
     def git_dir(self, repo: str) -> Path | None:
         """The clone's git directory (``<path>/.git`` of a normal clone, the path itself when bare), if present."""

@@ -17,11 +17,11 @@ from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.swebench import study_rows
 from swarmq.errors import DatasetError
 from swarmq.experiment.config import DatasetConfig
+from swarmq.files import Rows, json_lines, kind, read_text
 
 HUB_PREFIX = "hub:"
 SAVED_MARKERS = ("state.json", "dataset_dict.json")
 """Files `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write: a folder without one holds no dataset."""
-Rows = list[dict[str, Any]]
 
 
 def load_issues(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None) -> list[Issue]:
@@ -65,46 +65,6 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> list[Any]:
         ds = _with_datasets(lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source)
     raise DatasetError(f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)")
-
-
-def read_text(path: Path, label: str) -> str:
-    """A text file's content, or one line saying why it cannot be read: a user's file may be a folder, another
-    encoding, or empty, and each deserves its name rather than a traceback or a misleading 'not JSON'."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # -sig: a BOM, as Windows editors write, is not content
-    except IsADirectoryError:
-        raise DatasetError(f"{label}: is a directory, not a file") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{label}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-    except OSError as exc:
-        raise DatasetError(f"{label}: cannot read: {exc.strerror or exc}") from None
-    if not text.strip():
-        raise DatasetError(f"{label}: the file is empty")
-    return text
-
-
-def kind(value: Any) -> str:
-    """A JSON value's type for a message: Python's name, but ``null`` for None (what the user wrote)."""
-    return "null" if value is None else type(value).__name__
-
-
-def json_lines(text: str, label: str, expected: str = "an object with fields") -> Rows:
-    """One JSON object per non-blank line; a bad line is named by its 1-based number, as an editor shows it.
-
-    Read here rather than by ``datasets``: its loader reports a bad line as "An error occurred while generating
-    the dataset", and rows are small enough to parse directly."""
-    rows: Rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{label}:{number}: not JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{label}:{number}: expected {expected}, got {kind(row)}")
-        rows.append(row)
-    return rows
 
 
 def _with_datasets(fetch: Callable[[Any], Any], label: str) -> Any:

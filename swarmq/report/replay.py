@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from swarmq.errors import ModelError, SwarmqError
+from swarmq.errors import ModelError, SwarmqError, UnknownExperiment
 from swarmq.experiment.config import ModelConfig
 from swarmq.model.base import GenerationRequest, Generator, GeneratorFactory
 from swarmq.model.llama import LlamaGenerator, file_sha256, resolve_model_path
@@ -167,10 +167,11 @@ def _recorded(session: Session, job_id: int) -> dict[str, Any]:
         .mappings()
         .first()
     )
+    # Exit 4 like an unknown experiment: the id names nothing that can be replayed (yet).
     if row is None:
-        raise SwarmqError(f"no job with id {job_id}")
+        raise UnknownExperiment(f"no job with id {job_id}")
     if row["outcome_id"] is None:
-        raise SwarmqError(f"job {job_id} has no outcome to replay (status: {row['status']})")
+        raise UnknownExperiment(f"job {job_id} has no outcome to replay (status: {row['status']})")
     return dict(row)
 
 

@@ -50,7 +50,12 @@ class NameLease:
         return bool(self.redis.eval(_RENEW, 1, self.key, self.value, self.ttl_ms))
 
     def release(self) -> None:
-        self.redis.eval(_RELEASE, 1, self.key, self.value)
+        """Free the name on the way out; best effort, as the way out may be Redis being gone (the lease then
+        lapses after its ttl, and a restart on this host takes it over at once anyway)."""
+        try:
+            self.redis.eval(_RELEASE, 1, self.key, self.value)
+        except (redis_lib.RedisError, OSError):
+            pass
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,37 @@
+"""Run untrusted Python (model completions) in a limited subprocess and say honestly how it was isolated.
+
+Layers, each used only where the machine allows it (probed once, cached): network, IPC and PID namespaces;
+a mount namespace with private tmpfs over the world-writable dirs, /run and the cwd, and a fresh /proc; an
+unprivileged uid unique to the run; rlimits; a new session whose group (and every process of the uid) is
+killed afterwards; a scrubbed environment; a fresh working directory. ``isolation`` in every result records
+what was really applied. Stdlib only: it must import under any interpreter, a bare venv's included.
+
+``run_checked`` is the scorer's entry: a fixed harness runs the program and calls ``check(entry_point)``
+itself, and only a check that returns earns "passed" (see ``run.run_checked``). ``run_python`` judges by exit
+status alone, which a script can fake (``os._exit(0)``), so it is for isolation tests, not for scoring.
+
+Modules, each importing only those listed before it: ``limits`` (limits, result, status), ``harness`` (the
+checked run's fixed program), ``verdict`` (exit status or report pipe → status), ``namespaces`` (what the
+child applies between fork and exec, and the probes for it), ``launch`` (one run: start, wait, kill,
+collect), ``isolation`` (the machine's capabilities and interpreter, probed once: ``isolation._caps``),
+``run`` (the entry points).
+"""
+
+from __future__ import annotations
+
+from swarmq.benchmarks.sandbox.isolation import probe_isolation, python_candidates
+from swarmq.benchmarks.sandbox.limits import SandboxLimits, SandboxResult, Status
+from swarmq.benchmarks.sandbox.run import run_checked, run_python
+from swarmq.benchmarks.sandbox.verdict import classify, verdict
+
+__all__ = [
+    "SandboxLimits",
+    "SandboxResult",
+    "Status",
+    "classify",
+    "probe_isolation",
+    "python_candidates",
+    "run_checked",
+    "run_python",
+    "verdict",
+]
