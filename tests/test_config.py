@@ -61,7 +61,10 @@ def test_relaxed_with_limit() -> None:
             "<t>:3: dataset.benchmark: unknown benchmark 'mbpp' (choose from humaneval, swebench)",
         ),
         (MINIMAL + "success: {rule: resolved}\n", "<t>:8: success.rule: 'resolved' cannot decide what the swarm"),
-        (MINIMAL + "success: {rule: applies}\n", "<t>:8: success: rule 'applies' is not a rule of humaneval (choose from scorer, non_empty)"),
+        (
+            MINIMAL + "success: {rule: applies}\n",
+            "<t>:8: success: rule 'applies' is not a rule of humaneval (choose from scorer, non_empty)",
+        ),
         ("name: [unclosed\n", "<t>:2: malformed YAML"),
         ("- just\n- a list\n", "<t>: expected a mapping of fields at the top level"),
     ],

@@ -8,6 +8,7 @@ at once, so a supervisor's restart is not refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import redis as redis_lib
@@ -52,10 +53,8 @@ class NameLease:
     def release(self) -> None:
         """Free the name on the way out; best effort, as the way out may be Redis being gone (the lease then
         lapses after its ttl, and a restart on this host takes it over at once anyway)."""
-        try:
+        with contextlib.suppress(redis_lib.RedisError, OSError):
             self.redis.eval(_RELEASE, 1, self.key, self.value)
-        except (redis_lib.RedisError, OSError):
-            pass
 
 
 def _alive(pid: int) -> bool:
