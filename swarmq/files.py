@@ -16,8 +16,7 @@ Rows = list[dict[str, Any]]
 
 
 def read_text(path: Path, label: str) -> str:
-    """A text file's content, or one line saying why it cannot be read: a user's file may be a folder, another
-    encoding, or empty, and each deserves its name rather than a traceback or a misleading 'not JSON'."""
+    """A text file's content (UTF-8, a BOM allowed), or a `DatasetError` naming the file and the problem."""
     try:
         text = path.read_bytes().decode("utf-8-sig")  # -sig: a BOM, as Windows editors write, is not content
     except IsADirectoryError:

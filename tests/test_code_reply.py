@@ -39,6 +39,10 @@ REPLIES = {
         "```py\ndef truncate_number(x):\n    return x % 1.0\n```",
         "\n    pass\n\ndef truncate_number(x):\n    return x % 1.0\n",
     ),
+    "one-line function": (
+        "```python\ndef truncate_number(number: float) -> float: return number % 1.0\n```",
+        "    return number % 1.0\n",
+    ),
     "cut by max_tokens inside the fence": (
         "```python\ndef truncate_number(number: float) -> float:\n    return number % 1.0\n",
         "    return number % 1.0\n",

@@ -86,3 +86,26 @@ def test_config_hash_is_stable_and_content_sensitive() -> None:
     assert a.config_hash() == b.config_hash()
     c = parse_config(MINIMAL + "seed: 5\n")
     assert c.config_hash() != a.config_hash()
+
+
+def test_stored_configurations_stay_readable_after_new_refusals() -> None:
+    """An experiment enqueued before a refusal existed (here `rule: resolved`, 1,000 agents) is still read by
+    workers, the reaper and `results`; the same content as a new file is refused."""
+    from pydantic import ValidationError
+
+    from swarmq.experiment.config import ExperimentConfig
+
+    old = {"name": "old", "dataset": {"benchmark": "swebench"}, "model": {"path": "m.gguf"},
+           "conditions": {"a": {"agents": 1000}}, "success": {"rule": "resolved"}}  # fmt: skip
+    stored = ExperimentConfig.stored(old)
+    assert stored.conditions["a"].agents == 1000
+    assert stored.effective_rule() == "applies"  # `resolved` learned from the scorer; the scorer is `applies` now
+    with pytest.raises(ValidationError):
+        ExperimentConfig.model_validate(old)
+
+
+def test_identity_ignores_operational_guards() -> None:
+    base = parse_config(MINIMAL, "<t>")
+    guarded = parse_config(MINIMAL + "max_jobs: 5\ngeneration: {timeout_seconds: 3}\n", "<t>")
+    assert guarded.config_hash() == base.config_hash()
+    assert parse_config(MINIMAL + "replicates: 2\n", "<t>").config_hash() != base.config_hash()

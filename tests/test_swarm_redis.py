@@ -20,8 +20,9 @@ def updates(n: int, agents: int, seed: int = 0) -> list[Update]:
     for j in range(n):
         ok = rng.random() < 0.6
         t = rng.choice(["math", "string", "list"])
-        ex = Example(str(j), f"p{j}", f"s{j}", t) if ok else None
-        out.append(Update(j, rng.randrange(agents), t, ok, ex))
+        judged = j % 7 != 3  # now and then the scorer could not judge: recorded, but no attempt counted
+        ex = Example(str(j), f"p{j}", f"s{j}", t) if ok and judged else None
+        out.append(Update(j, rng.randrange(agents), t, ok and judged, ex, judged))
     return out
 
 

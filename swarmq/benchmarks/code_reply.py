@@ -96,7 +96,10 @@ def _as_body(code: str, tree: ast.Module, fn: ast.FunctionDef | ast.AsyncFunctio
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the docstring: the prompt has its own
     parts = [_source(lines, [s]) for s in tree.body if s is not fn and not _noise(s)]
-    parts.append(_source(lines, body) or "pass\n")
+    if body and body[0].lineno == fn.lineno:  # `def f(x): return x`: the body shares the def's line
+        parts.append("".join(ast.unparse(s) + "\n" for s in body))
+    else:
+        parts.append(_source(lines, body) or "pass\n")
     return textwrap.indent("".join(parts), "    ")
 
 

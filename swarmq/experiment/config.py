@@ -16,12 +16,21 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from swarmq.benchmarks.registry import BENCHMARKS
 from swarmq.swarm.routing import ROUTERS, Router
 
+STORED = {"stored": True}
+"""Validation context of a configuration read back from Postgres (`ExperimentConfig.stored`)."""
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Refusals added after an experiment was enqueued never apply to it: it was valid then, and a worker, the
+    reaper or `results` must still be able to read it. They apply to files (`experiment.file`)."""
+    return bool(info.context and info.context.get("stored"))
+
 
 def at_len(limit: int, why: str) -> AfterValidator:
     """An upper bound on a mapping's size whose message says why it exists."""
 
-    def check(value: dict[str, Any]) -> dict[str, Any]:
-        if len(value) > limit:
+    def check(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if len(value) > limit and not _stored(info):
             raise ValueError(f"{len(value)} entries are above the limit of {limit}: {why}")
         return value
 
@@ -31,8 +40,8 @@ def at_len(limit: int, why: str) -> AfterValidator:
 def at_most(limit: int, why: str) -> AfterValidator:
     """An upper bound whose message says why it exists."""
 
-    def check(value: int | None) -> int | None:
-        if value is not None and value > limit:
+    def check(value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value > limit and not _stored(info):
             raise ValueError(f"{value} is above the limit of {limit}: {why}")
         return value
 
@@ -213,8 +222,8 @@ class SuccessConfig(_Strict):
 
     @field_validator("rule")
     @classmethod
-    def _not_resolved(cls, v: str) -> str:
-        if v == "resolved":
+    def _not_resolved(cls, v: str, info: ValidationInfo) -> str:
+        if v == "resolved" and not _stored(info):
             raise ValueError(
                 "'resolved' cannot decide what the swarm learns while it runs: harness verdicts are imported "
                 "later with `swarmq import-eval` and reported in their own column; use scorer, applies or valid_diff"
@@ -245,7 +254,7 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _room_for_the_prompt(cls, v: GenerationConfig, info: ValidationInfo) -> GenerationConfig:
         model = info.data.get("model")
-        if model is not None and v.max_tokens >= model.n_ctx:
+        if model is not None and v.max_tokens >= model.n_ctx and not _stored(info):
             raise ValueError(f"max_tokens ({v.max_tokens}) must be below model.n_ctx ({model.n_ctx}): the prompt "
                              "needs room in the context too")  # fmt: skip
         return v
@@ -255,7 +264,7 @@ class ExperimentConfig(_Strict):
     def _rule_of_the_benchmark(cls, v: SuccessConfig, info: ValidationInfo) -> SuccessConfig:
         dataset = info.data.get("dataset")
         own = BENCHMARKS[dataset.benchmark].rules if dataset is not None else ()
-        if dataset is not None and v.rule not in ("scorer", "non_empty", *own):
+        if dataset is not None and v.rule not in ("scorer", "non_empty", *own) and not _stored(info):
             choices = ", ".join(("scorer", "non_empty", *own))
             raise ValueError(f"rule {v.rule!r} is not a rule of {dataset.benchmark} (choose from {choices})")
         return v
@@ -266,6 +275,17 @@ class ExperimentConfig(_Strict):
             if not name or not all(c.isalnum() or c in "_-" for c in name):
                 raise ValueError(f"condition name {name!r} may hold only letters, digits, '_' and '-'")
         return self
+
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> ExperimentConfig:
+        """A configuration read back from Postgres: valid when it was enqueued, so later refusals are skipped."""
+        return cls.model_validate(data, context=STORED)
+
+    def effective_rule(self) -> str:
+        """The success rule that decides, with ``scorer`` spelled out as the benchmark's own first rule."""
+        own = BENCHMARKS[self.dataset.benchmark].rules
+        rule = "scorer" if self.success.rule == "resolved" else self.success.rule  # stored before it was refused
+        return own[0] if rule == "scorer" and own else rule
 
     def canonical_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

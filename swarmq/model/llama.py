@@ -110,12 +110,21 @@ class LlamaGenerator:
         start = time.perf_counter()
         budget = request.deadline_seconds
         timed_out = False
+        eos = llm.token_eos()
 
         def past_deadline(_tokens: Any, _logits: Any) -> bool:
             # Checked after every token: a stop here is clean, where an interruption could leave llama.cpp mid-step.
             nonlocal timed_out
             timed_out = timed_out or (budget is not None and time.perf_counter() - start > budget)
             return timed_out
+
+        def end_past_deadline(tokens: Any, logits: Any) -> Any:
+            # Called from a ctypes callback, where an exception would be ignored: past the deadline it leaves
+            # the end-of-sequence token as the only choice, and the flag raises once generation returns.
+            if past_deadline(tokens, logits):
+                logits[:] = -float("inf")
+                logits[eos] = 0.0
+            return logits
 
         try:
             if request.messages is not None:
@@ -126,6 +135,8 @@ class LlamaGenerator:
                     top_p=request.top_p,
                     seed=request.seed,
                     stop=list(request.stop),
+                    # The chat path takes no stopping criteria: a logits processor also runs once per token.
+                    logits_processor=self._llama_cpp.LogitsProcessorList([end_past_deadline]),
                 )
                 text = out["choices"][0]["message"]["content"] or ""
             else:

@@ -94,9 +94,14 @@ def _held(job_id: int, owner: str) -> ColumnElement[bool]:
     return and_(JOBS.c.id == job_id, JOBS.c.status == "running", JOBS.c.lease_owner == owner)
 
 
-def _closed_by(session: Session, job_id: int, owner: str) -> bool:
-    row = session.execute(select(JOBS.c.status, JOBS.c.lease_owner).where(JOBS.c.id == job_id)).first()
-    return row is not None and row.status in ("done", "failed") and row.lease_owner == owner
+def _finished_by(session: Session, job_id: int, owner: str) -> bool:
+    """The job was closed by ``owner`` with an outcome (`finish`, not `fail`): our own commit, retried."""
+    row = session.execute(
+        select(JOBS.c.status, JOBS.c.lease_owner, OUTCOMES.c.id)
+        .join(OUTCOMES, OUTCOMES.c.job_id == JOBS.c.id, isouter=True)
+        .where(JOBS.c.id == job_id)
+    ).first()
+    return row is not None and row.status in ("done", "failed") and row.lease_owner == owner and row.id is not None
 
 
 def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
@@ -108,7 +113,7 @@ def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *
     closed = session.execute(update(JOBS).where(_held(job_id, owner)).values(**_close(status, error))).rowcount  # type: ignore[attr-defined]
     if not closed:
         session.rollback()
-        return _closed_by(session, job_id, owner)
+        return _finished_by(session, job_id, owner)
     session.execute(pg_insert(OUTCOMES).values(job_id=job_id, **outcome))
     session.commit()
     return True

@@ -21,7 +21,7 @@ from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.plan import batches, job_count, plan_jobs
 from swarmq.queue import broker, jobs
-from swarmq.store.schema import Experiment, Job
+from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.swarm.state import Stream
 
@@ -63,6 +63,9 @@ def enqueue(
                     f"experiment {config.name!r} exists with a different configuration; "
                     "use another --name (or the original file) to resume"
                 )
+            _check_rule(session, existing, config)
+            # Operational guards (timeout, max_jobs) are not the experiment's identity: a resume may change them.
+            existing.config = config.canonical_json()
             session.commit()
             return _resume(sessions, app, existing, config, say)
         exp = Experiment(
@@ -106,6 +109,18 @@ def _insert_issues(session: Session, experiment_id: int, issues: Sequence[Issue]
     ]
     result = session.execute(insert(IssueRow).returning(IssueRow.instance_id, IssueRow.id), rows)
     return {iid: pk for iid, pk in result.all()}
+
+
+def _check_rule(session: Session, exp: Experiment, config: ExperimentConfig) -> None:
+    """Refuse to resume an experiment whose outcomes were judged by another rule than this code's (SWE-bench's
+    ``scorer`` meant ``valid_diff`` before ``applies`` existed): one experiment, one definition of success."""
+    rule = config.effective_rule()
+    used = set(session.scalars(select(Outcome.success_rule).join(Job).where(Job.experiment_id == exp.id).distinct()))
+    if used - {rule}:
+        raise ExperimentConflict(
+            f"experiment {exp.name!r} was judged by success rule {', '.join(sorted(used - {rule}))}, and would now be "
+            f"judged by {rule}; enqueue it under another --name to compare, or set success.rule to match"
+        )
 
 
 def _resume(

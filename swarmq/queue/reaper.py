@@ -96,7 +96,7 @@ def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Cel
     ).all()
     n = 0
     for exp_id, name, condition, replicate, config, key in rows:
-        cond = ExperimentConfig.model_validate(config).conditions[condition]
+        cond = ExperimentConfig.stored(config).conditions[condition]
         if complete_stream is not None:
             complete_stream(exp_id, condition, replicate)
         n += release_next(sessions, app, Stream(exp_id, name, condition, replicate), cond.in_flight_limit, key)

@@ -28,7 +28,7 @@ SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.st
        o.prompt_tokens, o.completion_tokens, o.load_seconds, o.prompt_seconds, o.generation_seconds,
        o.tokens_per_second, o.job_seconds, o.scoring_seconds, o.worker, o.gpu_index, o.model_name,
        o.model_sha256, o.llama_cpp_version, o.prompt_sha256, o.chat, o.sampling, o.error, o.created_at,
-       i.data AS issue_data
+       i.data->>'entry_point' AS entry_point, i.data AS issue_data
 FROM jobs j JOIN outcomes o ON o.job_id = j.id JOIN issues i ON i.id = j.issue_id
 WHERE j.experiment_id = :e {filters}
 ORDER BY j.seq

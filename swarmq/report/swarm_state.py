@@ -20,7 +20,7 @@ def streams_of(session: Session, experiment: str, condition: str | None = None,
                replicate: int | None = None) -> tuple[ExperimentConfig, list[Stream]]:  # fmt: skip
     """An experiment's configuration and its streams (optionally one condition and/or replicate)."""
     exp_id, config = experiment_row(session, experiment)
-    cfg = ExperimentConfig.model_validate(config)
+    cfg = ExperimentConfig.stored(config)
     streams = [
         Stream(exp_id, experiment, c, r)
         for c in cfg.conditions

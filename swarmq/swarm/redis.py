@@ -78,6 +78,7 @@ class SwarmStore:
             "1" if update.success else "0",
             example,
             capacity,
+            "1" if update.judged else "0",
         ]
         status, version, seen = self._apply(keys=keys, args=args)
         name = {1: "applied", 0: "duplicate", -1: "missing"}[int(status)]

@@ -67,6 +67,9 @@ class Update:
     task_type: str
     success: bool
     example: Example | None
+    judged: bool = True
+    """False when the scorer could not judge the outcome: no attempt is counted (it says nothing about the
+    agent), though the update is still applied once, for the record."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ def state_from_updates(updates: Iterable[Update], agents: int, capacity: int) ->
         if u.job_id in applied:
             continue
         applied.append(u.job_id)
+        if not u.judged:
+            continue
         attempts[u.agent_id][u.task_type] = attempts[u.agent_id].get(u.task_type, 0) + 1
         if u.success:
             successes[u.agent_id][u.task_type] = successes[u.agent_id].get(u.task_type, 0) + 1

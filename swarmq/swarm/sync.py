@@ -41,13 +41,21 @@ class ExperimentInfo:
         return Stream(self.id, self.name, condition, replicate)
 
 
-def update_of(job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str) -> Update:
-    """The swarm update an outcome makes (pure): an attempt, and on success with accumulation an example."""
+def update_for(job_id: int, agent_id: int, issue: Issue, completion: str, config: ExperimentConfig, condition: str,
+               *, success: bool, judged: bool, chat: bool) -> Update:  # fmt: skip
+    """The swarm update a job makes (pure): an attempt when its outcome was judged, and on a success with
+    accumulation an example. The worker (live) and the rebuild (from Postgres) both make it here."""
     example = None
-    if outcome.success and config.conditions[condition].accumulate:
+    if success and judged and config.conditions[condition].accumulate:
         bench = get_benchmark(config.dataset.benchmark)
-        example = bench.example(str(job_id), issue, outcome.completion, chat=outcome.chat)
-    return Update(job_id, outcome.agent_id, outcome.task_type, outcome.success, example)
+        example = bench.example(str(job_id), issue, completion, chat=chat)
+    return Update(job_id, agent_id, issue.task_type, success, example, judged)
+
+
+def update_of(job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str) -> Update:
+    """The update a recorded outcome made."""
+    return update_for(job_id, outcome.agent_id, issue, outcome.completion, config, condition,
+                      success=outcome.success, judged=outcome.score_status != "error", chat=outcome.chat)  # fmt: skip
 
 
 class StreamSync:
@@ -60,7 +68,7 @@ class StreamSync:
         if experiment_id not in self._experiments:
             exp = session.get(Experiment, experiment_id)
             assert exp is not None
-            config = ExperimentConfig.model_validate(exp.config)
+            config = ExperimentConfig.stored(exp.config)
             self._experiments[experiment_id] = ExperimentInfo(exp.id, exp.name, config, exp.model_key)
         return self._experiments[experiment_id]
 

@@ -17,7 +17,6 @@ from swarmq.errors import first_line
 from swarmq.queue import jobs
 from swarmq.queue.reaper import complete_unapplied, reap
 from swarmq.store.services import Services
-from swarmq.worker.naming import NameLease
 from swarmq.worker.runner import JobRunner
 from swarmq.worker.shutdown import exit_worker
 
@@ -36,9 +35,8 @@ class WorkerInfo:
 
 
 def housekeeping(services: Services, app: Celery, runner: JobRunner, info: WorkerInfo, burst: bool,
-                 stop: threading.Event, name: NameLease) -> None:  # fmt: skip
-    """Every pass: keep this worker's name, publish its heartbeat, reap; in burst mode, stop once the model has
-    nothing left."""
+                 stop: threading.Event) -> None:  # fmt: skip
+    """Every pass: publish this worker's heartbeat, reap; in burst mode, stop once the model has nothing left."""
     from celery.worker import state as worker_state
 
     settings = services.settings
@@ -47,8 +45,6 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
     failing_since: float | None = None
     while not stop.wait(interval):
         try:
-            if not name.renew():
-                log.error("worker name %s is held by another process", info.name)
             publish_heartbeat(services.redis, info, runner, settings.lease_seconds, settings.worker_record_seconds)
             if time.monotonic() - last_reap >= settings.reaper_seconds:
                 last_reap = time.monotonic()

@@ -54,15 +54,15 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     services = connect(settings)
     name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
     identity = RunnerIdentity(name if "@" in name else f"{name}@{socket.gethostname()}", opts.gpu)
-    lease = NameLease(services.redis, identity.worker, socket.gethostname(), identity.token, settings.lease_seconds)
-    lease.acquire()  # before the model loads: a name clash is refused at once
+    name_lease = NameLease(services.redis, identity.worker, socket.gethostname(), identity.token, settings.lease_seconds)
+    name_lease.acquire()  # before the model loads: a name clash is refused at once
     try:
         found = choose_model(services, opts.model)
         if found is None:
             return _nothing_to_serve(services, opts.burst)
-        return _serve(services, opts, identity, lease, *found)
+        return _serve(services, opts, identity, *found)
     finally:
-        lease.release()
+        name_lease.release()
 
 
 def _nothing_to_serve(services: Services, burst: bool) -> int:
@@ -76,7 +76,7 @@ def _nothing_to_serve(services: Services, burst: bool) -> int:
     return 0
 
 
-def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, lease: NameLease, path: Path,
+def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, path: Path,
            model_cfg: ModelConfig) -> int:  # fmt: skip
     settings, key = services.settings, keys.model_key(str(path))
     generator = load_generator(path, model_cfg, opts.gpu, opts.generator)
@@ -100,7 +100,7 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, le
              generator.info.load_seconds)  # fmt: skip
     stop = threading.Event()
     info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key)
-    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop, lease),
+    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop),
                      name="swarmq-housekeeping", daemon=True).start()  # fmt: skip
     shutdown = GracefulShutdown(runner, services.sessions, app, settings.shutdown_grace_seconds)
     celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)

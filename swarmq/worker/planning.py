@@ -52,7 +52,8 @@ def plan_job(bench: Benchmark, config: ExperimentConfig, condition: str, replica
 
 
 def judge(rule: str, bench: Benchmark, issue: Issue, completion: str, *, chat: bool) -> tuple[bool, Score | None]:
-    """Success by the configured rule. ``non_empty`` is the stand-in the study used before real scoring."""
+    """Success by the experiment's effective rule (`ExperimentConfig.effective_rule`). ``non_empty`` is the
+    stand-in the study used before real scoring."""
     if rule == "non_empty":
         return bool(completion.strip()), None
     result = bench.score(issue, completion, chat=chat, rule=rule)
@@ -107,7 +108,7 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "state_version": plan.state_version,
         "example_ids": list(plan.prompt.example_ids),
         "success": verdict.success,
-        "success_rule": config.success.rule,
+        "success_rule": config.effective_rule(),
         # skipped: generation failed, nothing was scored (a job failure); error is kept for scorer failures.
         "score_status": score.status if score else ("skipped" if verdict.error else None),
         "score_detail": json.loads(json.dumps(score.detail, default=str)) if score else {},

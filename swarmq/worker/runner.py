@@ -17,7 +17,7 @@ from typing import TypeVar
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.benchmarks.base import Issue
+from swarmq.benchmarks.base import Benchmark, Issue, Score
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.errors import GenerationError, ServiceUnavailable, first_line
 from swarmq.model.base import Generation, Generator
@@ -27,8 +27,8 @@ from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.state import Stream, Update
-from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of
+from swarmq.swarm.state import Stream
+from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of, update_for
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
 from swarmq.worker.shutdown import WorkerExit, hard_exit
 from swarmq.worker.watch import JobTimedOut, JobWatch
@@ -170,7 +170,7 @@ class JobRunner:
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
         self._check_lease("generation")
-        verdict = self._generate_and_judge(plan, issue, info)
+        verdict = self._generate_and_judge(bench, plan, issue, info)
         self._check_lease("writing the outcome")
         record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
                                 gpu_index=self.identity.gpu_index, job_seconds=time.perf_counter() - started)  # fmt: skip
@@ -183,11 +183,9 @@ class JobRunner:
         if not self._retry(finish, "write outcome"):
             raise LeaseLost("the job was no longer ours when its outcome was written")
         self._finished = True
-        chat = plan.prompt.messages is not None
-        example = None
-        if verdict.success and config.conditions[job.condition].accumulate:
-            example = bench.example(str(job.id), issue, verdict.gen.text, chat=chat)
-        update = Update(job.id, plan.decision.agent_id, issue.task_type, verdict.success, example)
+        judged = verdict.score is None or verdict.score.status != "error"
+        update = update_for(job.id, plan.decision.agent_id, issue, verdict.gen.text, config, job.condition,
+                            success=verdict.success, judged=judged, chat=plan.prompt.messages is not None)  # fmt: skip
         self._retry(lambda: self.sync.apply(stream, config, update), "swarm update")
         self._release_next(info, stream)
         self.jobs_done += 1
@@ -197,9 +195,9 @@ class JobRunner:
                  verdict.gen.completion_tokens)  # fmt: skip
         return status
 
-    def _generate_and_judge(self, plan: JobPlan, issue: Issue, info: ExperimentInfo) -> Verdict:
+    def _generate_and_judge(self, bench: Benchmark, plan: JobPlan, issue: Issue, info: ExperimentInfo) -> Verdict:
         """A prompt the model cannot take (longer than n_ctx) or a generation past its deadline is this job's
-        error outcome, not a crash; so is a scorer that hangs past its backstop."""
+        error outcome, not a crash. A scorer that hangs past its backstop is a scoring error (not judged)."""
         assert self._watch is not None
         try:
             with self._watch.deadline(info.config.generation.deadline_seconds, "generation"):
@@ -207,13 +205,13 @@ class JobRunner:
         except (GenerationError, JobTimedOut) as exc:
             return Verdict(Generation("", "error", 0, 0, 0.0, 0.0), str(exc), False, None, 0.0)
         t_score = time.perf_counter()
-        bench = get_benchmark(info.config.dataset.benchmark)
         chat = plan.prompt.messages is not None
         try:
             with self._watch.deadline(SCORING_BACKSTOP_SECONDS, "scoring"):
-                success, scored = judge(info.config.success.rule, bench, issue, gen.text, chat=chat)
+                success, scored = judge(info.config.effective_rule(), bench, issue, gen.text, chat=chat)
         except JobTimedOut as exc:
-            return Verdict(gen, str(exc), False, None, time.perf_counter() - t_score)
+            unjudged = Score(False, "error", {"reason": str(exc)}, time.perf_counter() - t_score)
+            return Verdict(gen, None, False, unjudged, unjudged.seconds)
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
     def _release_next(self, info: ExperimentInfo, stream: Stream) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from celery.exceptions import WorkerShutdown
 
 from swarmq.queue import broker, jobs
+from swarmq.queue.retry import with_retry
 
 log = logging.getLogger(__name__)
 INTERRUPT_SIGNAL = signal.SIGUSR2
@@ -36,9 +37,13 @@ def install_interrupts() -> None:
     """Call once from the main thread, before any helper thread may call `interrupt_main` or `exit_worker`."""
 
     def _raise(_signum: int, _frame: object) -> None:
+        # An exit outranks a job's timeout; what is left waits for the signal sent again here (signals coalesce).
+        _pending.sort(key=lambda entry: not isinstance(entry[0], WorkerExit))
         while _pending:
             exc, still_wanted = _pending.pop(0)
             if still_wanted():  # checked here, on the main thread: no race with what it is interrupting
+                if _pending:
+                    _signal_main()
                 raise exc
 
     signal.signal(INTERRUPT_SIGNAL, _raise)
@@ -48,6 +53,10 @@ def interrupt_main(exc: BaseException, still_wanted: Callable[[], bool] = lambda
     """Raise ``exc`` in the main thread, wherever it is (a syscall included), from a helper thread; dropped
     if ``still_wanted()`` is false by the time the main thread handles it."""
     _pending.append((exc, still_wanted))
+    _signal_main()
+
+
+def _signal_main() -> None:
     main = threading.main_thread().ident
     assert main is not None
     signal.pthread_kill(main, INTERRUPT_SIGNAL)
@@ -81,6 +90,8 @@ class _Runner(Protocol):
     def current_job(self) -> int | None: ...
     @property
     def identity(self) -> _Owner: ...
+    @property
+    def outage_seconds(self) -> float: ...
 
 
 class GracefulShutdown:
@@ -114,8 +125,11 @@ class GracefulShutdown:
             if self.runner.current_job != job_id:
                 return
             time.sleep(0.2)
-        with self.sessions() as session:
-            key = jobs.give_back(session, job_id, self.runner.identity.owner)
+        def give_back() -> str | None:
+            with self.sessions() as session:
+                return jobs.give_back(session, job_id, self.runner.identity.owner)
+
+        key = with_retry(give_back, what="give back the job", deadline_seconds=self.runner.outage_seconds)
         if key is not None:
             broker.publish(self.app, [(job_id, key)])
         exit_worker(0, f"swarmq: worker: grace period over: job {job_id} {'released' if key else 'was not ours'}")

@@ -63,8 +63,11 @@ class JobWatch:
                 self._step = None
 
     def _armed(self, step_id: int) -> bool:
-        with self._lock:
-            return self._step is not None and self._step[0] == step_id
+        """Called by the interrupt handler on the main thread, possibly while that thread holds ``_lock`` (in
+        `deadline`): so no lock here. Reading the one attribute is atomic, and the main thread is the only
+        writer that matters (it cannot be arming and handling at once)."""
+        step = self._step
+        return step is not None and step[0] == step_id
 
     def _run(self) -> None:
         next_beat = time.monotonic() + self._interval

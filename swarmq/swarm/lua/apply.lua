@@ -1,7 +1,8 @@
 -- Apply one job's update to a stream exactly once (idempotent per job id), in one atomic step.
 -- KEYS[1]=meta KEYS[2]=hist KEYS[3]=applied KEYS[4]=inflight KEYS[5]=buffer of the chosen agent
 -- ARGV[1]=job id ARGV[2]=agent id ARGV[3]=task type ARGV[4]='1' success / '0' failure
--- ARGV[5]=example JSON ('' for none) ARGV[6]=buffer capacity
+-- ARGV[5]=example JSON ('' for none) ARGV[6]=buffer capacity ARGV[7]='0' when the scorer could not judge
+-- (the update is recorded as applied, but no attempt is counted)
 -- Returns {status, version, version seen at routing}: status 1 applied, 0 already applied, -1 no state.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, 0, 0}
@@ -10,8 +11,10 @@ if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then
   return {0, tonumber(redis.call('HGET', KEYS[1], 'version')), 0}
 end
 local field = ARGV[2] .. ':' .. ARGV[3]
-redis.call('HINCRBY', KEYS[2], field .. ':a', 1)
-if ARGV[4] == '1' then
+if ARGV[7] ~= '0' then
+  redis.call('HINCRBY', KEYS[2], field .. ':a', 1)
+end
+if ARGV[7] ~= '0' and ARGV[4] == '1' then
   redis.call('HINCRBY', KEYS[2], field .. ':s', 1)
   local cap = tonumber(ARGV[6])
   if ARGV[5] ~= '' and cap > 0 then
