@@ -54,7 +54,9 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     services = connect(settings)
     name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
     identity = RunnerIdentity(name if "@" in name else f"{name}@{socket.gethostname()}", opts.gpu)
-    name_lease = NameLease(services.redis, identity.worker, socket.gethostname(), identity.token, settings.lease_seconds)
+    name_lease = NameLease(
+        services.redis, identity.worker, socket.gethostname(), identity.token, settings.lease_seconds
+    )
     name_lease.acquire()  # before the model loads: a name clash is refused at once
     try:
         found = choose_model(services, opts.model)

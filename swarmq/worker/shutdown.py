@@ -125,6 +125,7 @@ class GracefulShutdown:
             if self.runner.current_job != job_id:
                 return
             time.sleep(0.2)
+
         def give_back() -> str | None:
             with self.sessions() as session:
                 return jobs.give_back(session, job_id, self.runner.identity.owner)
