@@ -109,3 +109,20 @@ def test_identity_ignores_operational_guards() -> None:
     guarded = parse_config(MINIMAL + "max_jobs: 5\ngeneration: {timeout_seconds: 3}\n", "<t>")
     assert guarded.config_hash() == base.config_hash()
     assert parse_config(MINIMAL + "replicates: 2\n", "<t>").config_hash() != base.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("condition", "ordering"),
+    [
+        ({}, "relaxed"),
+        ({"accumulate": True}, "strict"),
+        ({"router": "affinity"}, "strict"),  # reads the history: relaxed order would make it timing-dependent
+        ({"router": "ucb", "agents": 2}, "strict"),
+        ({"router": "random", "agents": 2}, "relaxed"),
+        ({"router": "greedy", "ordering": "relaxed"}, "relaxed"),  # said explicitly
+    ],
+)
+def test_default_ordering(condition: dict[str, object], ordering: str) -> None:
+    from swarmq.experiment.config import ConditionConfig
+
+    assert ConditionConfig.model_validate(condition).effective_ordering == ordering

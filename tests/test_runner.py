@@ -96,3 +96,16 @@ def test_a_prompt_the_model_cannot_take_is_that_jobs_error_outcome(svc: Any, tmp
     failed = "SELECT j.instance_id, o.score_status, o.error FROM jobs j JOIN outcomes o ON o.job_id = j.id "
     reason = "Requested tokens (9000) exceed context window of 2048"
     assert rows(svc, failed + "WHERE j.status = 'failed'") == [("HumanEval/2", "skipped", reason)]
+
+
+def test_results_by_agent_keep_replicates_apart(svc: Any, tmp_path: Path) -> None:
+    """Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents: never pooled into one row."""
+    from swarmq.report.results import results
+
+    setup(svc, tmp_path, limit=4, replicates=2, conditions={"swarm": SWARM["swarm"]})
+    assert set(drain(svc, runner(svc, ScriptedGenerator()))) == {"done"}
+    with svc.sessions() as session:
+        groups = results(session, "t", by="agent")["groups"]
+    keys = [(g["condition"], g["replicate"], g["agent"]) for g in groups]
+    assert keys == [("swarm", r, a) for r in (0, 1) for a in (0, 1)]
+    assert [g["jobs"] for g in groups] == [2, 2, 2, 2]  # round robin: each agent of each replicate took 2

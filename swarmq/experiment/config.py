@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from swarmq.benchmarks.registry import BENCHMARKS
-from swarmq.swarm.routing import ROUTERS, Router
+from swarmq.swarm.routing import HISTORY_ROUTERS, ROUTERS, Router
 
 STORED = {"stored": True}
 """Validation context of a configuration read back from Postgres (`ExperimentConfig.stored`)."""
@@ -187,8 +187,8 @@ class ConditionConfig(_Strict):
     """Show only examples of the job's task type."""
 
     ordering: Literal["strict", "relaxed"] | None = None
-    """strict: one job of a stream in flight at a time (default when accumulating); relaxed: up to
-    max_in_flight at once."""
+    """strict: one job of a stream in flight at a time (default when accumulating or when the router reads
+    the history); relaxed: up to max_in_flight at once."""
 
     max_in_flight: int | None = Field(default=None, ge=1)
     """relaxed streams: how many jobs of one stream may run at once (default: unlimited)."""
@@ -205,7 +205,10 @@ class ConditionConfig(_Strict):
 
     @property
     def effective_ordering(self) -> Literal["strict", "relaxed"]:
-        return self.ordering or ("strict" if self.accumulate else "relaxed")
+        """strict unless set: when the swarm accumulates, or when its router reads the agents' history
+        (affinity, greedy, ucb), since relaxed order would make routing depend on worker timing."""
+        reads_history = self.router in HISTORY_ROUTERS
+        return self.ordering or ("strict" if self.accumulate or reads_history else "relaxed")
 
     @property
     def in_flight_limit(self) -> int | None:

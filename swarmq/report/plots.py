@@ -59,7 +59,9 @@ def plot(session: Session, experiment: str, out_dir: Path) -> list[Path]:
     figures = {
         "success_rate": _success_figure(figure_cls, experiment, groups),
         "learning_curves": _learning_figure(figure_cls, experiment, rows),
-        "routing": _routing_figure(figure_cls, experiment, rows, agents_per_condition),
+        "routing": _routing_figure(
+            figure_cls, experiment, rows, agents_per_condition, int(config.get("replicates", 1))
+        ),
     }
     paths = []
     for name, fig in figures.items():
@@ -132,29 +134,33 @@ def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[
 
 
 def _routing_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[str, Any]],
-                    agents_per_condition: dict[str, int]) -> Figure:  # fmt: skip
+                    agents_per_condition: dict[str, int], replicates: int) -> Figure:  # fmt: skip
+    """One row per (replicate, agent): agent 0 of replicate 0 and of replicate 1 are different agents
+    (independent swarms), as in S and F; pooling them would show specialization that no agent has."""
     counts: dict[str, dict[tuple[int, str], int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
-        counts[r["condition"]][(int(r["agent_id"]), str(r["task_type"]))] += 1
+        per = agents_per_condition.get(r["condition"], 1)
+        counts[r["condition"]][(int(r["replicate"]) * per + int(r["agent_id"]), str(r["task_type"]))] += 1
     task_types = sorted({str(r["task_type"]) for r in rows})
     conditions = sorted(counts)
-    fig = figure_cls(figsize=(max(5.0, 3.6 * len(conditions)), 4.0), layout="constrained")
+    tallest = max(replicates * agents_per_condition.get(c, 1) for c in conditions)
+    fig = figure_cls(figsize=(max(5.0, 3.6 * len(conditions)), max(4.0, 0.45 * tallest + 1.5)), layout="constrained")
     axes = fig.subplots(1, len(conditions), squeeze=False)[0]
     image = None
     for ax, cond in zip(axes, conditions, strict=True):
-        seen = max(a for a, _ in counts[cond]) + 1
-        agents = list(range(max(agents_per_condition.get(cond, 1), seen)))
-        shares = routing_shares(counts[cond], agents, task_types)
+        per = agents_per_condition.get(cond, 1)
+        keys = list(range(replicates * per))
+        shares = routing_shares(counts[cond], keys, task_types)
         image = ax.imshow(shares, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        for a in agents:
+        for k in keys:
             for t, ttype in enumerate(task_types):
-                share = shares[a][t]
-                ax.text(t, a, f"{share:.2f}\n({counts[cond].get((a, ttype), 0)})", ha="center", va="center",
+                share = shares[k][t]
+                ax.text(t, k, f"{share:.2f}\n({counts[cond].get((k, ttype), 0)})", ha="center", va="center",
                         fontsize=7, color="white" if share < 0.6 else "black")  # fmt: skip
         ax.set_xticks(range(len(task_types)), task_types, rotation=30, ha="right")
-        ax.set_yticks(range(len(agents)), [f"agent {a}" for a in agents])
+        ax.set_yticks(range(len(keys)), [f"r{k // per} agent {k % per}" for k in keys])
         ax.set_title(cond)
     if image is not None:
         fig.colorbar(image, ax=list(axes), label="share of the task type's jobs")
-    fig.suptitle(f"{experiment}: routing (agent × task type)")
+    fig.suptitle(f"{experiment}: routing ((replicate, agent) × task type)")
     return fig

@@ -15,7 +15,7 @@ GROUPINGS = {
     "condition": ("j.condition",),
     "replicate": ("j.condition", "j.replicate"),
     "task_type": ("j.condition", "i.task_type"),
-    "agent": ("j.condition", "o.agent_id"),
+    "agent": ("j.condition", "j.replicate", "o.agent_id"),  # agent k of each replicate is its own agent
     "repo": ("j.condition", "i.repo"),
 }
 LABELS = {"j.condition": "condition", "j.replicate": "replicate", "i.task_type": "task_type",

@@ -18,6 +18,8 @@ from typing import Literal, get_args
 
 Router = Literal["single", "random", "round_robin", "affinity", "greedy", "ucb"]
 ROUTERS: tuple[str, ...] = get_args(Router)
+HISTORY_ROUTERS = ("affinity", "greedy", "ucb")
+"""Routers whose choice depends on the agents' past attempts and successes."""
 PRIOR_RATE = 0.5
 """Success rate assumed for a task type an agent has not tried yet (no evidence either way)."""
 
