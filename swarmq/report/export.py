@@ -23,7 +23,8 @@ FORMATS = (*TABLE_FORMATS, *BENCHMARKS)
 
 _SQL = """
 SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.status, j.attempts,
-       o.agent_id, o.task_type, o.state_version, o.staleness, o.example_ids, o.update_applied,
+       o.agent_id, o.task_type, o.state_version, o.staleness, o.example_ids, o.routing, o.update_applied,
+       o.applied_version,
        o.success, o.success_rule, o.score_status, o.score_detail, o.resolved, o.completion, o.finish_reason,
        o.prompt_tokens, o.completion_tokens, o.load_seconds, o.prompt_seconds, o.generation_seconds,
        o.tokens_per_second, o.job_seconds, o.scoring_seconds, o.worker, o.gpu_index, o.model_name,

@@ -33,8 +33,8 @@ def relaxed_commit(session: Session) -> None:
 
 
 def stream_outcomes(session: Session, stream: StreamId, *, unapplied_only: bool = False) -> list[tuple[Job, Outcome]]:
-    """A stream's outcomes in the order their updates were made (outcome id), for rebuilding its state;
-    with ``unapplied_only``, just those whose swarm update is still to be applied."""
+    """A stream's outcomes in the order their updates were applied in Redis (then, for those not applied yet,
+    in commit order), for rebuilding its state; with ``unapplied_only``, just those still to be applied."""
     query = (
         select(Job, Outcome)
         .join(Outcome, Outcome.job_id == Job.id)
@@ -43,7 +43,7 @@ def stream_outcomes(session: Session, stream: StreamId, *, unapplied_only: bool 
             Job.condition == stream.condition,
             Job.replicate == stream.replicate,
         )
-        .order_by(Outcome.id)
+        .order_by(Outcome.applied_version.asc().nulls_last(), Outcome.id)
     )
     if unapplied_only:
         query = query.where(Outcome.update_applied.is_(False))
@@ -77,12 +77,16 @@ def unapplied_streams(
     return [(int(e), str(c), int(r)) for e, c, r in session.execute(text(sql), params).all()]
 
 
-def mark_applied(session: Session, job_id: int, staleness: int | None = None) -> None:
+def mark_applied(session: Session, job_id: int, staleness: int | None = None, version: int | None = None) -> None:
     """Record in Postgres that the job's swarm update is in Redis (and, when it was applied now, how stale
-    the job's view was). Lost in a crash, the mark is redone: the update itself is idempotent in Redis."""
+    the job's view was and which state version it produced). Lost in a crash, the mark is redone: the update
+    itself is idempotent in Redis."""
     relaxed_commit(session)
     session.execute(
-        text("UPDATE outcomes SET update_applied = true, staleness = coalesce(:s, staleness) WHERE job_id = :j"),
-        {"j": job_id, "s": staleness},
+        text(
+            "UPDATE outcomes SET update_applied = true, staleness = coalesce(:s, staleness), "
+            "applied_version = coalesce(:v, applied_version) WHERE job_id = :j"
+        ),
+        {"j": job_id, "s": staleness, "v": version},
     )
     session.commit()

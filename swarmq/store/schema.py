@@ -142,7 +142,12 @@ class Outcome(Base):
     staleness: Mapped[int] = mapped_column(Integer, default=0)
     """Updates applied to the stream between this job's routing and its own update (relaxed streams)."""
     example_ids: Mapped[list[Any]]
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """What the router chose from: per-agent probabilities (random, affinity) or scores (greedy, ucb)."""
     update_applied: Mapped[bool] = mapped_column(default=False)
+    applied_version: Mapped[int | None] = mapped_column(Integer)
+    """The stream's state version this outcome's update produced in Redis: the order a rebuild replays, so a
+    rebuilt relaxed stream equals the live one (commit order can differ from the order Redis applied)."""
     # Scoring.
     success: Mapped[bool] = mapped_column(default=False)
     success_rule: Mapped[str] = mapped_column(String(16))

@@ -105,7 +105,9 @@ class StreamSync:
             self.rebuild(stream, config)  # the rebuild replays this outcome too: it is in Postgres
             result = self.swarm.apply(stream, update, capacity)
         with self.sessions() as session:
-            outcomes.mark_applied(session, update.job_id, result.staleness if result.status == "applied" else None)
+            applied = result.status == "applied"
+            outcomes.mark_applied(session, update.job_id, result.staleness if applied else None,
+                                  result.version if applied else None)  # fmt: skip
 
     def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
         """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""

@@ -107,6 +107,7 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "task_type": issue.task_type,
         "state_version": plan.state_version,
         "example_ids": list(plan.prompt.example_ids),
+        "routing": {"probabilities": _floats(plan.decision.probabilities), "scores": _floats(plan.decision.scores)},
         "success": verdict.success,
         "success_rule": config.effective_rule(),
         # skipped: generation failed, nothing was scored (a job failure); error is kept for scorer failures.
@@ -114,3 +115,7 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "score_detail": json.loads(json.dumps(score.detail, default=str)) if score else {},
         "scoring_seconds": verdict.scoring_seconds,
     }
+
+
+def _floats(values: tuple[float, ...] | None) -> list[float] | None:
+    return None if values is None else [float(v) for v in values]
