@@ -146,3 +146,23 @@ def test_outcomes_record_what_routing_chose_from(svc: Any, tmp_path: Path) -> No
     drain(svc, runner(svc, ScriptedGenerator()))
     recorded = rows(svc, "SELECT routing FROM outcomes")
     assert recorded == [({"probabilities": [1 / 3] * 3, "scores": None},)] * 2
+
+
+def test_conditions_are_compared_on_matched_pairs(svc: Any, tmp_path: Path) -> None:
+    from swarmq.report.paired import paired_compare
+    from swarmq.report.results import results
+
+    setup(svc, tmp_path, limit=5, replicates=2, conditions=SWARM)
+    drain(svc, runner(svc, ScriptedGenerator()))
+    sql = "SELECT j.condition, j.replicate, j.instance_id, o.success FROM jobs j JOIN outcomes o ON o.job_id = j.id"
+    outcome = {(c, r, i): bool(s) for c, r, i, s in rows(svc, sql)}
+    pairs = [(i, outcome[("baseline", r, i)], outcome[("swarm", r, i)]) for (c, r, i) in outcome if c == "baseline"]
+    expected = paired_compare(pairs)
+    with svc.sessions() as session:
+        data = results(session, "t")
+    (comp,) = data["comparisons"]
+    assert (comp["a"], comp["b"], comp["pairs"], comp["issues"]) == ("baseline", "swarm", 10, 5)
+    assert comp["paired_diff"] == pytest.approx(expected.diff)
+    assert comp["p_paired"] == pytest.approx(expected.p) and comp["p_holm"] == pytest.approx(expected.p)
+    assert comp["paired_ci95"] == pytest.approx(list(expected.ci95))
+    assert all(g["issues"] == 5 and len(g["ci95_clustered"]) == 2 for g in data["groups"])

@@ -81,3 +81,35 @@ def agent_type_cells(session: Session, experiment_id: int, config: dict[str, Any
         {"e": experiment_id},
     ).all()
     return list(rows)
+
+
+JUDGED_OUTCOMES = f"""
+    SELECT j.condition, j.replicate, j.instance_id, ({SUCCESS})::int AS s
+    FROM jobs j JOIN outcomes o ON o.job_id = j.id
+    WHERE j.experiment_id = :e AND NOT coalesce({SCORING_ERROR}, false)
+"""
+
+
+def issue_counts(session: Session, experiment_id: int) -> dict[str, list[tuple[int, int]]]:
+    """Per condition, each issue's (judged outcomes, successes) over all replicates: clustered rates."""
+    rows = session.execute(
+        text(f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x GROUP BY 1, 2"),
+        {"e": experiment_id},
+    ).all()
+    out: dict[str, list[tuple[int, int]]] = {}
+    for condition, _issue, n, successes in rows:
+        out.setdefault(str(condition), []).append((int(n), int(successes)))
+    return out
+
+
+def paired_sums(session: Session, experiment_id: int, a: str, b: str) -> list[tuple[int, int]]:
+    """Conditions ``a`` and ``b`` matched on (issue, replicate): each issue's (pairs, summed a − b success)."""
+    rows = session.execute(
+        text(
+            f"WITH x AS ({JUDGED_OUTCOMES}) SELECT count(*), sum(xa.s - xb.s) FROM x xa JOIN x xb "
+            "ON xb.instance_id = xa.instance_id AND xb.replicate = xa.replicate "
+            "WHERE xa.condition = :a AND xb.condition = :b GROUP BY xa.instance_id"
+        ),
+        {"e": experiment_id, "a": a, "b": b},
+    ).all()
+    return [(int(n), int(d)) for n, d in rows]

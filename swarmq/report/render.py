@@ -30,12 +30,14 @@ def render_csv(data: dict[str, Any]) -> str:
     buf = io.StringIO()
     if not groups:
         return ""
-    fields = [k for k in groups[0] if k != "ci95"] + ["ci95_low", "ci95_high"]
+    intervals = [k for k in ("ci95", "ci95_clustered") if k in groups[0]]
+    fields = [k for k in groups[0] if k not in intervals] + [f"{k}_{end}" for k in intervals for end in ("low", "high")]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for g in groups:
-        row = {k: v for k, v in g.items() if k != "ci95"}
-        row["ci95_low"], row["ci95_high"] = g["ci95"]
+        row = {k: v for k, v in g.items() if k not in intervals}
+        for k in intervals:
+            row[f"{k}_low"], row[f"{k}_high"] = g[k]
         w.writerow(row)
     return buf.getvalue()
 
@@ -62,17 +64,25 @@ def print_table(data: dict[str, Any], console: Console) -> None:
             *([f"{g['resolved']}/{g['imported']}"] if imported else []),
         )  # fmt: skip
     console.print(table)
+    clustered = [g for g in groups if "ci95_clustered" in g]
+    if clustered:
+        console.print("rate intervals clustered by issue (replicates of an issue are not independent): " + ", ".join(
+            f"{g['condition']} [{_pct(g['ci95_clustered'][0])}, {_pct(g['ci95_clustered'][1])}] over {g['issues']} issues"
+            for g in clustered))  # fmt: skip
     unjudged = sum(int(g["scoring_errors"]) for g in groups)
     if unjudged:
         console.print(f"[bold red]{unjudged} outcome(s) could not be scored[/bold red] (the scorer failed, not the "
                       "model): left out of the rates; see score_detail in `swarmq export`.")  # fmt: skip
     if data["comparisons"]:
-        comp = Table(title="pairwise comparisons (Fisher's exact, two-sided)")
-        for col in ("a", "b", "diff (a-b)", "95% CI", "p"):
+        comp = Table(title="pairwise comparisons on matched (issue, replicate) pairs; Fisher assumes independence")
+        for col in ("a", "b", "pairs (issues)", "diff (a-b)", "95% CI (clustered)", "p sign-flip", "p Holm",
+                    "detectable (80%)", "p Fisher"):  # fmt: skip
             comp.add_column(col, justify="right" if col not in ("a", "b") else "left")
         for c in data["comparisons"]:
-            lo, hi = c["diff_ci95"]
-            comp.add_row(c["a"], c["b"], _pct(c["diff"]), f"[{_pct(lo)}, {_pct(hi)}]", f"{c['p_fisher']:.4f}")
+            lo, hi = c["paired_ci95"]
+            comp.add_row(c["a"], c["b"], f"{c['pairs']} ({c['issues']})", _pct(c["paired_diff"]),
+                         f"[{_pct(lo)}, {_pct(hi)}]", f"{c['p_paired']:.4f}", f"{c['p_holm']:.4f}",
+                         _pct(c["mdd80"]), f"{c['p_fisher']:.4f}")  # fmt: skip
         console.print(comp)
     spec = data.get("specialization") or {}
     if spec:

@@ -1,19 +1,22 @@
-"""Results tables: per-group counts and rates with 95% Wilson intervals, pairwise Fisher comparisons,
+"""Results tables: per-group counts and rates with 95% intervals (Wilson, and clustered by issue per
+condition), pairwise comparisons of conditions on matched (issue, replicate) pairs (paired difference with a
+clustered interval, sign-flip test, Holm-adjusted p; Fisher's test beside, for independent outcomes only),
 means over replicates, and the swarm's specialization metrics (S, F, D).
 
 Aggregation happens in Postgres (GROUP BY over the jobs/outcomes join); statistics are the pure functions
-of `stats.py`.
+of `stats.py` and `paired.py`.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from itertools import combinations
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from swarmq.report import queries, stats
+from swarmq.report import paired, queries, stats
 from swarmq.report.queries import GROUPINGS, group_rows
 from swarmq.store.experiments import experiment_row
 
@@ -21,14 +24,31 @@ AGENT_STRIDE = 1_000_000
 """(replicate, agent) → one integer id for the contingency tables."""
 
 
-def comparisons(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every pair of conditions: two-sided Fisher's exact test and the rate difference with its 95% CI."""
+def comparisons(session: Session, experiment_id: int, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted across
+    pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were independent."""
     out = []
     for a, b in combinations(groups, 2):
         c = stats.fisher_compare(int(a["successes"]), int(a["judged"]), int(b["successes"]), int(b["judged"]))
-        out.append({"a": a["condition"], "b": b["condition"], "p_fisher": c.p_fisher, "diff": c.diff,
-                    "diff_ci95": list(c.diff_ci95)})  # fmt: skip
+        p = paired.paired_from_sums(queries.paired_sums(session, experiment_id, a["condition"], b["condition"]))
+        out.append({"a": a["condition"], "b": b["condition"], "pairs": p.pairs, "issues": p.issues,
+                    "paired_diff": p.diff, "paired_ci95": list(p.ci95), "p_paired": p.p, "mdd80": _num(p.mdd80),
+                    "p_fisher": c.p_fisher, "diff": c.diff, "diff_ci95": list(c.diff_ci95)})  # fmt: skip
+    for entry, adjusted in zip(out, paired.holm([e["p_paired"] for e in out]), strict=True):
+        entry["p_holm"] = adjusted
     return out
+
+
+def clustered_intervals(session: Session, experiment_id: int, groups: list[dict[str, Any]]) -> None:
+    """Add each condition's 95% interval clustered by issue (replicates of an issue are not independent)."""
+    counts = queries.issue_counts(session, experiment_id)
+    for g in groups:
+        r = paired.rate_from_counts(counts.get(g["condition"], []))
+        g["ci95_clustered"], g["issues"] = list(r.ci95), r.clusters
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else x
 
 
 def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,12 +96,13 @@ def results(session: Session, name: str, by: str = "condition",
     exp_id, config = experiment_row(session, name)
     groups = group_rows(session, exp_id, by, config)
     by_condition = groups if by == "condition" else group_rows(session, exp_id, "condition", config)
+    clustered_intervals(session, exp_id, by_condition)
     return {
         "experiment": name,
         "by": by,
         "success_rule": config.get("success", {}).get("rule", "scorer"),
         "groups": groups,
-        "comparisons": comparisons(by_condition),
+        "comparisons": comparisons(session, exp_id, by_condition),
         "replicates": replicate_spread(session, exp_id, config),
         "specialization": specialization_metrics(session, exp_id, config, buffers),
     }
