@@ -38,3 +38,21 @@ def test_queue_per_model_file_name() -> None:
     assert kombu_url("unix:///tmp/r.sock") == "redis+socket:///tmp/r.sock"
     assert kombu_url("unix:///tmp/r.sock?db=13") == "redis+socket:///tmp/r.sock?virtual_host=13"
     assert kombu_url("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_per_replicate_orders_are_seeded_permutations_shared_by_conditions() -> None:
+    from swarmq.experiment.plan import replicate_orders
+
+    issues = [Issue(f"i{k}", "p", "math") for k in range(8)]
+    same = replicate_orders(8, 3, seed=5, independent=False)
+    assert same == [list(range(8))] * 3
+    orders = replicate_orders(8, 3, seed=5, independent=True)
+    assert orders == replicate_orders(8, 3, seed=5, independent=True)  # stable: results are keyed by it
+    assert all(sorted(o) == list(range(8)) for o in orders) and len({tuple(o) for o in orders}) == 3
+    rows = list(plan_jobs(issues, ["a", "b"], 3, {"a": None, "b": 1}, orders))
+    for replicate, order in enumerate(orders):
+        for condition in ("a", "b"):
+            mine = sorted((r for r in rows if r["replicate"] == replicate and r["condition"] == condition),
+                          key=lambda r: r["position"])  # fmt: skip
+            assert [r["instance_id"] for r in mine] == [f"i{k}" for k in order]
+    assert [r["seq"] for r in rows] == list(range(len(rows)))

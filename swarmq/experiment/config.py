@@ -94,8 +94,10 @@ class DatasetConfig(_Strict):
     categories: list[str] = []
     """Keep only issues of these categories (SWE-bench category or HumanEval task type)."""
 
-    shuffle: bool = False
-    """Shuffle the issues (with the experiment seed) before the limit is applied."""
+    shuffle: bool | Literal["per_replicate"] = False
+    """Shuffle the issues (with the experiment seed) before the limit is applied. ``per_replicate`` also runs
+    that same set in an independent seeded order in every replicate (conditions of a replicate share it), so
+    that order effects are not confounded with learning."""
 
     category_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CATEGORY_MAP))
     """SWE-bench category → task type."""

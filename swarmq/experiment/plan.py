@@ -4,6 +4,7 @@ derives from the experiment's seeds. Seeds are stable forever: results are keyed
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -12,13 +13,19 @@ from swarmq.swarm.routing import sha_int
 
 
 def plan_jobs(
-    issues: Sequence[Issue], conditions: Sequence[str], replicates: int, limits: dict[str, int | None]
+    issues: Sequence[Issue],
+    conditions: Sequence[str],
+    replicates: int,
+    limits: dict[str, int | None],
+    orders: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Job rows in publish order (pure), one at a time so that a large plan is never all in memory. Jobs past
-    a stream's in-flight limit start as ``pending``."""
+    a stream's in-flight limit start as ``pending``. ``orders[r]`` lists issue indices in replicate r's run
+    order (default: the issues' order in every replicate)."""
     seq = 0
-    for position, issue in enumerate(issues):
+    for position in range(len(issues)):
         for replicate in range(replicates):
+            issue = issues[orders[replicate][position] if orders is not None else position]
             for condition in conditions:
                 limit = limits[condition]
                 yield {
@@ -30,6 +37,18 @@ def plan_jobs(
                     "status": "queued" if limit is None or position < limit else "pending",
                 }
                 seq += 1
+
+
+def replicate_orders(issues: int, replicates: int, seed: int, independent: bool) -> list[list[int]]:
+    """Each replicate's issue order: the same for all, or (``shuffle: per_replicate``) a seeded permutation per
+    replicate, stable forever like every other seed."""
+    orders = []
+    for replicate in range(replicates):
+        order = list(range(issues))
+        if independent:
+            random.Random(sha_int(f"swarmq/order/{seed}/{replicate}")).shuffle(order)
+        orders.append(order)
+    return orders
 
 
 def job_count(issues: int, conditions: int, replicates: int) -> int:

@@ -19,7 +19,7 @@ from swarmq import keys
 from swarmq.benchmarks.base import Issue
 from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.experiment.plan import batches, job_count, plan_jobs
+from swarmq.experiment.plan import batches, job_count, plan_jobs, replicate_orders
 from swarmq.queue import broker, jobs
 from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
@@ -80,7 +80,11 @@ def enqueue(
         issue_ids = _insert_issues(session, exp.id, issues)
         limits = {name: c.in_flight_limit for name, c in config.conditions.items()}
         say(f"writing {total} jobs")
-        for rows in batches(plan_jobs(issues, list(config.conditions), config.replicates, limits), INSERT_ROWS):
+        orders = replicate_orders(
+            len(issues), config.replicates, config.seed, config.dataset.shuffle == "per_replicate"
+        )
+        plan = plan_jobs(issues, list(config.conditions), config.replicates, limits, orders)
+        for rows in batches(plan, INSERT_ROWS):
             for r in rows:
                 r["experiment_id"] = exp.id
                 r["issue_id"] = issue_ids[r["instance_id"]]
