@@ -166,3 +166,24 @@ def test_conditions_are_compared_on_matched_pairs(svc: Any, tmp_path: Path) -> N
     assert comp["p_paired"] == pytest.approx(expected.p) and comp["p_holm"] == pytest.approx(expected.p)
     assert comp["paired_ci95"] == pytest.approx(list(expected.ci95))
     assert all(g["issues"] == 5 and len(g["ci95_clustered"]) == 2 for g in data["groups"])
+
+
+def test_views_status_and_results_count_alike(svc: Any, tmp_path: Path) -> None:
+    """psql's view, `swarmq status` and `swarmq results` agree on successes, scoring errors and the rate."""
+    from swarmq.report.progress import progress
+    from swarmq.report.results import results
+
+    setup(svc, tmp_path, limit=6, conditions={"a": {}})
+    drain(svc, runner(svc, AlwaysAnswers()))
+    with svc.sessions() as session:  # one outcome the scorer could not judge
+        session.execute(
+            text(
+                "UPDATE outcomes SET score_status = 'error', success = false WHERE id = (SELECT min(id) FROM outcomes)"
+            )
+        )
+        session.commit()
+        (group,) = results(session, "t")["groups"]
+        status = progress(session, "t")["total"]
+    view = rows(svc, "SELECT successes, scoring_errors, success_rate FROM v_condition_summary")
+    assert (group["successes"], group["scoring_errors"]) == (status["successes"], status["scoring_errors"]) == (5, 1)
+    assert view == [(5, 1, pytest.approx(group["success_rate"]))] and group["success_rate"] == 1.0
