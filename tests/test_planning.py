@@ -56,3 +56,12 @@ def test_per_replicate_orders_are_seeded_permutations_shared_by_conditions() -> 
                           key=lambda r: r["position"])  # fmt: skip
             assert [r["instance_id"] for r in mine] == [f"i{k}" for k in order]
     assert [r["seq"] for r in rows] == list(range(len(rows)))
+
+
+def test_a_history_router_on_one_task_type_is_warned_about() -> None:
+    from swarmq.experiment.plan import design_warnings
+
+    (warning,) = design_warnings({"base": "single", "aff": "affinity"}, {"other"})
+    assert warning.startswith("condition 'aff' routes by per-type history (affinity) but every issue has task type")
+    assert design_warnings({"aff": "affinity"}, {"math", "logic"}) == []
+    assert design_warnings({"r": "random"}, {"other"}) == []

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from swarmq.benchmarks.base import Issue
-from swarmq.swarm.routing import sha_int
+from swarmq.swarm.routing import HISTORY_ROUTERS, sha_int
 
 
 def plan_jobs(
@@ -49,6 +49,20 @@ def replicate_orders(issues: int, replicates: int, seed: int, independent: bool)
             random.Random(sha_int(f"swarmq/order/{seed}/{replicate}")).shuffle(order)
         orders.append(order)
     return orders
+
+
+def design_warnings(routers: dict[str, str], task_types: set[str]) -> list[str]:
+    """What makes a planned design unable to show what it is meant to (pure): a router that reads the agents'
+    per-type history (affinity, greedy, ucb) meeting issues of one task type cannot specialize at all."""
+    if len(task_types) > 1:
+        return []
+    only = next(iter(task_types), "?")
+    return [
+        f"condition {name!r} routes by per-type history ({router}) but every issue has task type {only!r}: "
+        "routing cannot specialize (give the issues categories, or map them with dataset.category_map)"
+        for name, router in routers.items()
+        if router in HISTORY_ROUTERS
+    ]
 
 
 def job_count(issues: int, conditions: int, replicates: int) -> int:

@@ -19,7 +19,7 @@ from swarmq import keys
 from swarmq.benchmarks.base import Issue
 from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.experiment.plan import batches, job_count, plan_jobs, replicate_orders
+from swarmq.experiment.plan import batches, design_warnings, job_count, plan_jobs, replicate_orders
 from swarmq.queue import broker, jobs
 from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
@@ -53,6 +53,8 @@ def enqueue(
             f"{config.name}: {len(issues)} issues × {len(config.conditions)} conditions × {config.replicates} "
             f"replicates = {total} jobs, above max_jobs ({config.max_jobs}); set max_jobs in the file if you mean it"
         )
+    for warning in design_warnings({n: c.router for n, c in config.conditions.items()}, {i.task_type for i in issues}):
+        say(f"warning: {warning}")
     with sessions() as session:
         # One producer per experiment name at a time; the lock ends with the transaction.
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": keys.experiment_lock(config.name)})
