@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,10 @@ def pg_admin_url(embedded_home: Path) -> str:
     return postgres_url(embedded_home).replace("+psycopg", "").replace("/swarmq?", "/postgres?")
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh database for this test session, migrated to head with `swarmq db upgrade`."""
-    name = f"swarmq_test_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def fresh_database(pg_admin_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database on the admin URL's server, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     if "?" in pg_admin_url:  # unix-socket URL of the embedded server
@@ -68,11 +69,20 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
         url = base.rsplit("/", 1)[0] + f"/{name}?{query}"
     else:
         url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
-    env = {**os.environ, "SWARMQ_DATABASE_URL": url, "SWARMQ_REDIS_URL": "redis://127.0.0.1:1/0"}
-    subprocess.run([sys.executable, "-m", "swarmq", "db", "upgrade"], env=env, check=True, capture_output=True)
-    yield url
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated to head with `swarmq db upgrade`."""
+    with fresh_database(pg_admin_url, "swarmq_test") as url:
+        env = {**os.environ, "SWARMQ_DATABASE_URL": url, "SWARMQ_REDIS_URL": "redis://127.0.0.1:1/0"}
+        subprocess.run([sys.executable, "-m", "swarmq", "db", "upgrade"], env=env, check=True, capture_output=True)
+        yield url
 
 
 @pytest.fixture(scope="session")

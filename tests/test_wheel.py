@@ -13,7 +13,6 @@ import subprocess
 import sys
 import sysconfig
 import tomllib
-import uuid
 import zipfile
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -24,6 +23,8 @@ import psycopg
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.slow
 
@@ -102,17 +103,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def scratch_database(pg_admin_url: str) -> Iterator[str]:
     """An empty database of its own, dropped afterwards (the session database is already migrated)."""
-    name = f"swarmq_wheel_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    if "?" in pg_admin_url:  # unix-socket URL of the embedded server
-        base, query = pg_admin_url.split("?", 1)
-        url = base.rsplit("/", 1)[0] + f"/{name}?{query}"
-    else:
-        url = pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_admin_url, "swarmq_wheel") as url:
+        yield url
 
 
 def head_revision() -> str:

@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from swarmq.errors import ConfigError
+from swarmq.errors import ConfigError, DatasetError
 from swarmq.experiment.config import ExperimentConfig
+from swarmq.files import read_text
 
 
 class _UniqueKeys(yaml.SafeLoader):
@@ -89,14 +90,10 @@ def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: experiment file not found")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: experiment file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{p}: is a directory, not an experiment file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+        text = read_text(p, str(p))
+    except DatasetError as exc:  # a folder, another encoding, an empty file: the same one line, as a config error
+        raise ConfigError(str(exc)) from None
     return parse_config(text, str(p), overrides)

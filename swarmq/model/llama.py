@@ -126,29 +126,20 @@ class LlamaGenerator:
                 logits[eos] = 0.0
             return logits
 
+        sampling: dict[str, Any] = {"max_tokens": request.max_tokens, "temperature": request.temperature,
+                                    "top_p": request.top_p, "seed": request.seed, "stop": list(request.stop)}  # fmt: skip
         try:
             if request.messages is not None:
+                # The chat path takes no stopping criteria: a logits processor also runs once per token.
                 out: Any = llm.create_chat_completion(
                     messages=[dict(m) for m in request.messages],  # type: ignore[misc]
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    seed=request.seed,
-                    stop=list(request.stop),
-                    # The chat path takes no stopping criteria: a logits processor also runs once per token.
                     logits_processor=self._llama_cpp.LogitsProcessorList([end_past_deadline]),
+                    **sampling,
                 )
                 text = out["choices"][0]["message"]["content"] or ""
             else:
-                out = llm.create_completion(
-                    request.prompt,
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    seed=request.seed,
-                    stop=list(request.stop),
-                    stopping_criteria=self._llama_cpp.StoppingCriteriaList([past_deadline]),
-                )
+                stopping = self._llama_cpp.StoppingCriteriaList([past_deadline])
+                out = llm.create_completion(request.prompt, stopping_criteria=stopping, **sampling)
                 text = out["choices"][0]["text"]
         except ValueError as exc:  # e.g. "Requested tokens (9000) exceed context window of 8192"
             raise GenerationError(str(exc).splitlines()[0]) from None
