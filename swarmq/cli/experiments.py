@@ -67,7 +67,7 @@ def results(
     by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo")] = "condition",
     format: Annotated[Fmt, typer.Option("--format", help="table, csv or json")] = Fmt.table,
 ) -> None:
-    """Results per group: success rate with 95% Wilson interval, Fisher comparisons, S/F/D metrics."""
+    """Results per group: success rates with 95% intervals, paired comparisons on matched pairs, S/F/D metrics."""
     from swarmq.report import render
 
     data = api.results(experiment, by)
