@@ -78,7 +78,7 @@ CATALOGUE = [
     enqueue(BASE.encode() + b"# " + NOT_UTF8, "exp.yaml: not UTF-8 text", "config-not-utf8"),
     case("config-is-a-directory", ["enqueue", "{tmp}/exp.yaml"], 2, "is a directory", files={"exp.yaml": None}),
     case("config-missing", ["enqueue", "{tmp}/nowhere.yaml"], 2, "nowhere.yaml: experiment file not found"),
-    enqueue("", "expected a mapping of fields at the top level", "config-empty"),
+    enqueue("", "exp.yaml: the file is empty", "config-empty"),
     enqueue("- name: x\n", "expected a mapping of fields at the top level", "config-top-level-list"),
     enqueue(BASE + "name: again\n", "exp.yaml:6: duplicate key 'name' (first on line 1)", "duplicate-yaml-key"),
     enqueue(cfg("a: {}", "a: {router: affinity, router_temperature: .inf}"), "router_temperature", "router-temp-inf"),
