@@ -20,11 +20,12 @@ from sqlalchemy.orm import Session
 
 from swarmq import keys
 from swarmq.store.outcomes import StreamId, relaxed_commit
-from swarmq.store.schema import Job, Outcome
+from swarmq.store.schema import Experiment, Job, Outcome
 
 # Core tables, not ORM entities, on the hot path: no identity map or object loading per job.
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 OUTCOMES: Table = Outcome.__table__  # type: ignore[assignment]
+EXPERIMENTS: Table = Experiment.__table__  # type: ignore[assignment]
 Claimed = Row[Any]
 """A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts."""
 
@@ -126,19 +127,23 @@ def fail(session: Session, job_id: int, owner: str, reason: str) -> bool:
     return bool(n)
 
 
+def _requeue(session: Session, *where: ColumnElement[bool]) -> list[tuple[int, str]]:
+    """Running jobs matching ``where`` go back to the queue; (job id, model key) of each, to publish again."""
+    rows = session.execute(
+        update(JOBS)
+        .where(*where, JOBS.c.experiment_id == EXPERIMENTS.c.id)
+        .values(status="queued", lease_owner=None, lease_expires_at=None, published_at=func.now())
+        .returning(JOBS.c.id, EXPERIMENTS.c.model_key)
+    ).all()
+    return [(int(j), str(k)) for j, k in rows]
+
+
 def give_back(session: Session, job_id: int, owner: str) -> str | None:
     """Queue a running job of ours again (graceful shutdown past the grace period); its model key, for
     publishing it again, or None when it was not ours any more."""
-    c = JOBS.c
-    row = session.execute(
-        update(JOBS)
-        .where(c.id == job_id, c.lease_owner == owner, c.status == "running")
-        .values(status="queued", lease_owner=None, lease_expires_at=None, published_at=func.now())
-        .returning(c.experiment_id)
-    ).first()
-    key = session.scalar(text("SELECT model_key FROM experiments WHERE id = :e"), {"e": row[0]}) if row else None
+    requeued = _requeue(session, _held(job_id, owner))
     session.commit()
-    return None if key is None else str(key)
+    return requeued[0][1] if requeued else None
 
 
 def fail_exhausted(session: Session, max_attempts: int) -> list[int]:
@@ -153,14 +158,7 @@ def fail_exhausted(session: Session, max_attempts: int) -> list[int]:
 
 def requeue_expired(session: Session) -> list[tuple[int, str]]:
     """Expired leases (their worker died): queued again. Returns (job id, model key) to publish."""
-    rows = session.execute(
-        text(
-            "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, published_at = now() "
-            "FROM experiments e WHERE e.id = jobs.experiment_id AND jobs.status = 'running' "
-            "AND jobs.lease_expires_at < now() RETURNING jobs.id, e.model_key"
-        )
-    ).all()
-    return [(int(j), str(k)) for j, k in rows]
+    return _requeue(session, _expired())
 
 
 def release(session: Session, stream: StreamId, limit: int | None) -> list[int]:
