@@ -38,6 +38,16 @@ class Prompt:
     example_ids: tuple[str, ...]
 
 
+UNJUDGED = "error"
+"""The score status of an outcome the scorer could not judge: no evidence about the model, so it counts
+neither in success rates nor as an attempt in the swarm's history."""
+
+
+def judged(score_status: str | None) -> bool:
+    """Whether an outcome with this score status says anything about the model (None: not scored by rule)."""
+    return score_status != UNJUDGED
+
+
 @dataclass(frozen=True)
 class Score:
     success: bool

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from swarmq.report.queries import SCORING_ERROR, SUCCESS
 from swarmq.store.experiments import experiment_row
 
 ETA_WINDOW_SECONDS = 300.0
@@ -21,14 +22,14 @@ def progress(session: Session, name: str) -> dict[str, Any]:
     exp_id, _ = experiment_row(session, name)
     rows = session.execute(
         text(
-            """
+            f"""
             SELECT j.condition, j.replicate, count(*) AS jobs,
                    count(*) FILTER (WHERE j.status = 'done') AS done,
                    count(*) FILTER (WHERE j.status = 'running') AS running,
                    count(*) FILTER (WHERE j.status = 'failed') AS failed,
                    count(*) FILTER (WHERE j.status IN ('queued', 'pending')) AS queued,
-                   count(*) FILTER (WHERE o.success) AS successes,
-                   count(*) FILTER (WHERE o.score_status = 'error') AS scoring_errors,
+                   count(*) FILTER (WHERE {SUCCESS}) AS successes,
+                   count(*) FILTER (WHERE {SCORING_ERROR}) AS scoring_errors,
                    extract(epoch FROM now() - min(j.started_at)) AS elapsed_seconds,
                    count(*) FILTER (WHERE j.finished_at > now() - make_interval(secs => :w)) AS recent_finished
             FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.id

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from swarmq.benchmarks.base import UNJUDGED
 from swarmq.report import stats
 
 GROUPINGS = {
@@ -24,7 +25,7 @@ LABELS = {"j.condition": "condition", "j.replicate": "replicate", "i.task_type":
 
 SUCCESS = "coalesce(o.success, false)"
 """An outcome's success under the experiment's rule: what the swarm learned from is what results count."""
-SCORING_ERROR = "o.score_status = 'error'"
+SCORING_ERROR = f"o.score_status = '{UNJUDGED}'"
 """The scorer could not judge the outcome (sandbox, repository, harness): no evidence about the model, so
 it is left out of success rates and counted in its own column."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.benchmarks.base import Issue
+from swarmq.benchmarks.base import Issue, judged
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.experiment.config import ConditionConfig, ExperimentConfig
 from swarmq.store import outcomes
@@ -55,7 +55,7 @@ def update_for(job_id: int, agent_id: int, issue: Issue, completion: str, config
 def update_of(job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str) -> Update:
     """The update a recorded outcome made."""
     return update_for(job_id, outcome.agent_id, issue, outcome.completion, config, condition,
-                      success=outcome.success, judged=outcome.score_status != "error", chat=outcome.chat)  # fmt: skip
+                      success=outcome.success, judged=judged(outcome.score_status), chat=outcome.chat)  # fmt: skip
 
 
 class StreamSync:

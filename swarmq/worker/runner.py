@@ -17,7 +17,7 @@ from typing import TypeVar
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.benchmarks.base import Benchmark, Issue, Score
+from swarmq.benchmarks.base import UNJUDGED, Benchmark, Issue, Score, judged
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.errors import GenerationError, ServiceUnavailable, first_line
 from swarmq.model.base import Generation, Generator
@@ -183,9 +183,9 @@ class JobRunner:
         if not self._retry(finish, "write outcome"):
             raise LeaseLost("the job was no longer ours when its outcome was written")
         self._finished = True
-        judged = verdict.score is None or verdict.score.status != "error"
         update = update_for(job.id, plan.decision.agent_id, issue, verdict.gen.text, config, job.condition,
-                            success=verdict.success, judged=judged, chat=plan.prompt.messages is not None)  # fmt: skip
+                            success=verdict.success, judged=judged(record["score_status"]),
+                            chat=plan.prompt.messages is not None)  # fmt: skip
         self._retry(lambda: self.sync.apply(stream, config, update), "swarm update")
         self._release_next(info, stream)
         self.jobs_done += 1
@@ -210,7 +210,7 @@ class JobRunner:
             with self._watch.deadline(SCORING_BACKSTOP_SECONDS, "scoring"):
                 success, scored = judge(info.config.effective_rule(), bench, issue, gen.text, chat=chat)
         except JobTimedOut as exc:
-            unjudged = Score(False, "error", {"reason": str(exc)}, time.perf_counter() - t_score)
+            unjudged = Score(False, UNJUDGED, {"reason": str(exc)}, time.perf_counter() - t_score)
             return Verdict(gen, None, False, unjudged, unjudged.seconds)
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
