@@ -23,9 +23,9 @@ from bench.measure import FigureResult
 from bench.table import render
 
 FIGURES = {"e2e": "e2e", "null": "null", "enqueue": "enqueue", "swarm": "swarm_state", "results": "results_query",
-           "gpuscale": "gpuscale"}  # fmt: skip
+           "gpuscale": "gpuscale", "slots": "slots"}  # fmt: skip
 """--only key → module in bench/figures. `null` also yields figure 6 (scaling); `gpuscale` runs only on request."""
-DEFAULT = ("e2e", "null", "enqueue", "swarm", "results")
+DEFAULT = ("e2e", "null", "enqueue", "swarm", "results", "slots")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,6 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="repeats per measurement (min/median/max)")
     p.add_argument("--max-tokens", type=int, default=64, help="figure 1: max_tokens")
     p.add_argument("--threads", type=int, default=None, help="figure 1: llama.cpp threads (default: half the cores)")
+    p.add_argument("--slots", default="", help="figure slots: the K to sweep, e.g. 1,2,4,8,16,32 (default 1,2,4,8)")
     p.add_argument("--null-jobs", type=int, default=328, help="figure 2: null-model jobs per run (2 per issue)")
     p.add_argument("--enqueue-replicates", type=int, default=15, help="figure 3: 164 issues x 4 conditions x this")
     p.add_argument("--swarm-ops", type=int, default=2000, help="figure 4: route+update operations per process")
@@ -102,6 +103,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="swarmq-bench-") as tmp:
         ctx = Context(endpoints, Path(tmp), repeats=args.repeats, n=args.n, max_tokens=args.max_tokens,
                       model=args.model, gpu=args.gpu, gpus=_gpus(args.gpus), threads=args.threads,
+                      slots=tuple(int(k) for k in args.slots.split(",") if k.strip()),
                       null_jobs=args.null_jobs, enqueue_replicates=args.enqueue_replicates,
                       swarm_ops=args.swarm_ops, outcomes=args.outcomes, say=say)  # fmt: skip
         for key in keys:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from swarmq.experiment.config import ExperimentConfig
+    from swarmq.queue.lifecycle import Change
     from swarmq.queue.producer import EnqueueResult
     from swarmq.report.replay import ReplayReport
     from swarmq.store.services import Services
@@ -69,13 +70,79 @@ def load_experiment(path: Path, *, name: str | None = None, limit: int | None = 
 
 def enqueue(cfg: ExperimentConfig, progress: Say | None = None) -> EnqueueResult:
     """Create the experiment and publish its jobs, or resume it (same name, same configuration)."""
-    from swarmq.experiment.dataset import load_issues
+    from swarmq.experiment.dataset import load_dataset
     from swarmq.queue.broker import make_app
+    from swarmq.queue.lifecycle import check_enqueue
     from swarmq.queue.producer import enqueue as produce
 
-    issues = load_issues(cfg.dataset, cfg.seed, progress=progress)
+    issues, record = load_dataset(cfg.dataset, cfg.seed, progress=progress)
     svc = connect()
-    return produce(svc.sessions, make_app(svc.redis_url), cfg, issues, progress=progress)
+    with svc.sessions() as session:
+        note = check_enqueue(session, cfg.name)
+    if note and progress:
+        progress(note)
+    return produce(svc.sessions, make_app(svc.redis_url), cfg, issues, progress=progress, record=record)
+
+
+def experiments() -> dict[str, Any]:
+    """Every experiment with its job counts and lifecycle state, oldest first."""
+    from swarmq.report.progress import experiments_json
+
+    with connect().sessions() as session:
+        return experiments_json(session)
+
+
+def pause(experiment: str) -> Change:
+    """Hold the experiment: queued jobs become paused, nothing is released; running jobs finish."""
+    from swarmq.queue.lifecycle import pause as run
+
+    svc = connect()
+    return run(svc.sessions, svc.redis, experiment)
+
+
+def resume(experiment: str) -> Change:
+    """Undo `pause`: paused jobs are queued and published again, and the next pending ones released."""
+    from swarmq.queue.broker import make_app
+    from swarmq.queue.lifecycle import resume as run
+
+    svc = connect()
+    return run(svc.sessions, make_app(svc.redis_url), experiment)
+
+
+def cancel(experiment: str) -> Change:
+    """Cancel every job that has not started, for good; running jobs finish and keep their outcomes."""
+    from swarmq.queue.lifecycle import cancel as run
+
+    svc = connect()
+    return run(svc.sessions, svc.redis, experiment)
+
+
+def retry_failed(experiment: str) -> Change:
+    """Run again the failed jobs that never reached an agent (`queue.lifecycle.RETRYABLE`)."""
+    from swarmq.queue.broker import make_app
+    from swarmq.queue.lifecycle import retry_failed as run
+    from swarmq.swarm.redis import SwarmStore
+    from swarmq.swarm.sync import StreamSync
+
+    svc = connect()
+    sync = StreamSync(svc.sessions, SwarmStore(svc.redis))
+
+    def rebuild(experiment_id: int, condition: str, replicate: int) -> None:
+        with svc.sessions() as session:
+            info = sync.experiment(session, experiment_id)
+        sync.swarm.delete(info.stream(condition, replicate), info.config.conditions[condition].agents)
+        sync.rebuild(info.stream(condition, replicate), info.config)
+
+    return run(svc.sessions, make_app(svc.redis_url), experiment, rebuild)
+
+
+def delete(experiment: str, *, force: bool = False) -> Change:
+    """Remove the experiment: its rows, its swarm state and its queued messages (refused while jobs run
+    unless ``force``)."""
+    from swarmq.queue.lifecycle import delete as run
+
+    svc = connect()
+    return run(svc.sessions, svc.redis, experiment, force=force)
 
 
 def run_worker(opts: WorkerOptions) -> int:
@@ -85,17 +152,16 @@ def run_worker(opts: WorkerOptions) -> int:
     return run(opts, get_settings())
 
 
-def results(experiment: str, by: str = "condition") -> dict[str, Any]:
-    """Rates with intervals, comparisons and specialization metrics (D from the live Redis buffers)."""
+def results(experiment: str, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
+    """Rates with intervals (over the matched set unless ``matched`` is False), paired comparisons and
+    specialization metrics (D replayed from Postgres)."""
     from swarmq.report.results import GROUPINGS
     from swarmq.report.results import results as compute
-    from swarmq.report.swarm_state import buffer_texts
 
     if by not in GROUPINGS:
         raise ConfigError(f"--by: unknown grouping {by!r} (choose from {', '.join(GROUPINGS)})")
-    svc = connect()
-    with svc.sessions() as session:
-        return compute(session, experiment, by, buffers=buffer_texts(svc.redis, session, experiment))
+    with connect().sessions() as session:
+        return compute(session, experiment, by, matched=matched)
 
 
 def progress(experiment: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -41,16 +40,18 @@ def ensure_demo_model(path: Path, console: Console) -> Path:
 def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Console) -> int:
     settings = get_settings()
     cfg = load_config(config_path)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    update: dict[str, object] = {"name": f"{cfg.name}-{stamp}"}
     if limit is not None:
-        update["dataset"] = cfg.dataset.model_copy(update={"limit": limit})
-    cfg = cfg.model_copy(update=update)
+        # Another size is another experiment (its configuration differs): its own name, said below.
+        cfg = cfg.model_copy(update={"name": f"{cfg.name}-limit{limit}",
+                                     "dataset": cfg.dataset.model_copy(update={"limit": limit})})  # fmt: skip
     model_path = ensure_demo_model(Path(cfg.model.path), console)
     where = "embedded servers in " + str(settings.home) if not settings.database_url else "configured servers"
     console.print(f"[bold]swarmq demo[/bold]: {cfg.name} on {where}")
     api.db_upgrade()
     result = api.enqueue(cfg, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
+    if result.resumed:
+        console.print(f"{cfg.name} ran before ({result.done} of {result.jobs} jobs done): resuming it; "
+                      f"`swarmq delete {cfg.name} --yes` first for a fresh run")  # fmt: skip
     database_url, redis_url = api.service_urls()
     console.print(f"enqueued {result.jobs} jobs; starting {workers} CPU workers on {model_path.name}")
     env = dict(os.environ)
@@ -86,6 +87,9 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
         "Scale up: point SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL at shared servers, run `swarmq worker --gpu N` "
         "once per GPU on any number of machines, and `swarmq enqueue config/exp3.yaml`."
     )
+    if not settings.database_url or not settings.redis_url:
+        console.print(f"The embedded servers in {settings.home} are still running (for the commands above); "
+                      "`swarmq services stop` stops them.")  # fmt: skip
     return 1 if failed else 0
 
 

@@ -9,6 +9,10 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+REPLAY_DIFFERS = 7
+"""Exit code of `swarmq replay` when the replayed text differs from the recorded one: a finding, not an error."""
+
+
 class SwarmqError(Exception):
     """Base of every error swarmq raises on purpose; the CLI prints it as one line and exits non-zero."""
 
@@ -47,6 +51,13 @@ class UnknownExperiment(SwarmqError):
 
 class ExperimentConflict(SwarmqError):
     """An experiment of that name exists with a different configuration."""
+
+    exit_code = 4
+
+
+class ExperimentStateError(SwarmqError):
+    """The experiment's lifecycle forbids the command: it is cancelled, or it has running jobs that a delete
+    would orphan (`queue.lifecycle`)."""
 
     exit_code = 4
 

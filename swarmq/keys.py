@@ -55,9 +55,9 @@ def task_id(job_id: int) -> str:
     return f"job-{job_id}"
 
 
-def stream_lock(experiment_id: int, condition: str, replicate: int) -> str:
-    """Advisory lock (hashed) serialising releases of one stream's pending jobs."""
-    return f"stream/{experiment_id}/{condition}/{replicate}"
+def release_lock(experiment_id: int) -> str:
+    """Advisory lock (hashed) serialising releases of one experiment's pending jobs."""
+    return f"release/{experiment_id}"
 
 
 def experiment_lock(name: str) -> str:

@@ -161,7 +161,16 @@ CATALOGUE = [
     case("replay-unknown-job", ["replay", "999999"], 4, "no job with id 999999"),
     case("replay-not-a-number", ["replay", "seven"], 2, "Invalid value for 'job_id'"),
     # Workers.
-    case("workers-cpu-zero", ["workers", "--cpu", "0"], 2, "--cpu must be at least 1"),
+    case("workers-cpus-zero", ["workers", "--cpus", "0"], 2, "--cpus must be at least 1"),
+    case("workers-cpu-old-spelling-zero", ["workers", "--cpu", "0"], 2, "--cpus must be at least 1"),
+    case("workers-cpu-and-cpus", ["workers", "--cpu", "1", "--cpus", "1"], 2, "give --cpus N (--cpu N is its old"),
+    # Formats: a command refuses a format it cannot write, never prints a table instead.
+    case("status-csv", ["status", "shared", "--format", "csv"], 2, "'csv' is not one of 'table', 'json'"),
+    case("workers-list-csv", ["workers", "list", "--format", "csv"], 2, "'csv' is not one of 'table', 'json'"),
+    case("state-show-csv", ["state", "show", "shared", "--format", "csv"], 2, "'csv' is not one of"),
+    # Lifecycle commands that would destroy or guess.
+    case("delete-without-yes", ["delete", "shared"], 2, "pass --yes to confirm"),
+    case("retry-without-what", ["retry", "shared"], 2, "say what to retry: --failed"),
     case("worker-both-devices", ["worker", "--gpu", "0", "--cpu"], 2, "choose exactly one of --gpu N or --cpu"),
     case("worker-no-device", ["worker"], 2, "choose exactly one of --gpu N or --cpu"),
     case("worker-model-directory", ["worker", "--cpu", "--model", "{tmp}/m.gguf"], 5, "model path is not a file",

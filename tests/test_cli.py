@@ -269,7 +269,7 @@ def test_workers_without_gpus_suggest_cpu(services_env: dict[str, str]) -> None:
         pytest.skip("this machine has an NVIDIA driver")
     r = swarmq("workers", "--gpus", "all", env=services_env)
     assert r.returncode == 2
-    assert "no GPU found on this machine" in one_error_line(r.stderr) and "--cpu N" in r.stderr
+    assert "no GPU found on this machine" in one_error_line(r.stderr) and "--cpus N" in r.stderr
 
 
 def test_usage_errors_and_stream_bound_exports_are_one_line(tmp_path: Path, services_env: dict[str, str]) -> None:
@@ -284,3 +284,84 @@ def test_usage_errors_and_stream_bound_exports_are_one_line(tmp_path: Path, serv
     r = swarmq("enqueue", str(cfg), env=services_env)
     assert r.returncode == 2
     assert "dataset.category_map: task type 'py:logic' must be non-empty and hold no ':'" in one_error_line(r.stderr)
+
+
+def test_version_verbose_and_completion() -> None:
+    from importlib.metadata import version
+
+    r = swarmq("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"swarmq {version('swarmq')}"
+    helptext = swarmq("--help").stdout
+    for option in ("--version", "--verbose", "-v", "--install-completion", "--show-completion"):
+        assert option in helptext, option
+    r = swarmq("--show-completion", "bash")
+    assert r.returncode == 0 and "_swarmq_completion" in r.stdout
+
+
+def test_db_status_json_and_exit_code_when_behind(services_env: dict[str, str], pg_admin_url: str) -> None:
+    from tests.conftest import fresh_database
+
+    r = swarmq("db", "status", "--format", "json", env=services_env)
+    current = json.loads(r.stdout)
+    assert r.returncode == 0 and current["up_to_date"] is True and current["current"] == current["head"]
+    with fresh_database(pg_admin_url, "swarmq_behind") as url:
+        r = swarmq("db", "status", "--format", "json", env={**services_env, "SWARMQ_DATABASE_URL": url})
+        assert r.returncode == 3  # SchemaOutOfDate's code: scripts can gate on it
+        assert json.loads(r.stdout) == {"current": None, "head": current["head"], "up_to_date": False}
+        r = swarmq("db", "status", env={**services_env, "SWARMQ_DATABASE_URL": url})
+        assert r.returncode == 3 and "run `swarmq db upgrade`" in r.stdout
+
+
+def test_db_upgrade_names_a_missing_database(services_env: dict[str, str], database_url: str) -> None:
+    if "?" in database_url:
+        pytest.skip("embedded server URL")
+    missing = database_url.rsplit("/", 1)[0] + "/swarmq_no_such_db"
+    r = swarmq("db", "upgrade", env={**services_env, "SWARMQ_DATABASE_URL": missing})
+    assert r.returncode == 3
+    line = one_error_line(r.stderr)
+    assert "database 'swarmq_no_such_db' does not exist" in line and "createdb" in line
+
+
+def test_enqueue_json_and_status_watch_json_lines(tmp_path: Path, services_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cfg = write_config(tmp_path, name="jl", limit=3, conditions={"a": {}})
+    r = swarmq("enqueue", str(cfg), "--format", "json", env=services_env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"experiment": "jl", "jobs": 3, "published": 3, "resumed": False, "done": 0}
+    env = {**services_env, "SWARMQ_TEST_GEN_DELAY": "0.3"}
+    w = subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator"],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        r = swarmq("status", "jl", "--watch", "--format", "json", env=env, timeout=120)
+    finally:
+        w.wait(timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]  # JSON lines: every line one object
+    assert len(lines) >= 2 and lines[-1]["complete"] and lines[-1]["total"]["done"] == 3
+    assert all(not d["complete"] for d in lines[:-1])
+
+
+@pytest.mark.model
+def test_replay_json_and_its_own_exit_code_when_the_text_differs(
+    tmp_path: Path, services_env: dict[str, str], demo_model: Path
+) -> None:
+    """Replay's "not identical" is a finding with its own exit code (7), distinct from errors (1-6)."""
+    from swarmq.errors import REPLAY_DIFFERS
+
+    cfg = write_config(tmp_path, name="rp", limit=1, conditions={"a": {}}, model=str(demo_model), max_tokens=8)
+    assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
+    w = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", env=services_env)
+    assert w.returncode == 0, w.stderr
+    with psycopg.connect(services_env["SWARMQ_DATABASE_URL"].replace("+psycopg", ""), autocommit=True) as conn:
+        row = conn.execute("SELECT id FROM jobs").fetchone()
+        assert row is not None
+        conn.execute("UPDATE outcomes SET completion = 'recorded text'")
+    # --force: the stand-in recorded no model sha256; the real model replays the recorded prompt.
+    r = swarmq("replay", str(row[0]), "--force", "--format", "json", env=services_env)
+    assert r.returncode == REPLAY_DIFFERS, r.stderr
+    data = json.loads(r.stdout)
+    assert data["identical"] is False and data["recorded"] == "recorded text" and data["job_id"] == row[0]

@@ -142,28 +142,110 @@ def hub_dataset(tmp_path: Path) -> datasets.Dataset:
     return datasets.load_from_disk(str(tmp_path / "saved"))
 
 
-def test_hub_source_rows_go_through_shared_handling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ds = hub_dataset(tmp_path)
-    calls: list[tuple[str, str]] = []
+SHA1 = "0123456789abcdef0123456789abcdef01234567"
 
-    def fake_load_dataset(name: str, split: str) -> datasets.Dataset:
-        calls.append((name, split))
+
+def fake_hub(monkeypatch: pytest.MonkeyPatch, ds: Any, resolved: str = SHA1) -> list[tuple[Any, ...]]:
+    """The hub as this machine cannot reach it: revision lookups and downloads answered locally."""
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_load_dataset(name: str, split: str, revision: str | None = None) -> Any:
+        calls.append(("load", name, split, revision))
+        if isinstance(ds, Exception):
+            raise ds
         return ds
 
+    class FakeApi:
+        def dataset_info(self, name: str, revision: str | None = None) -> Any:
+            calls.append(("info", name, revision))
+            return type("Info", (), {"sha": resolved})()
+
+    import huggingface_hub
+
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    return calls
+
+
+def test_hub_source_rows_go_through_shared_handling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_hub(monkeypatch, hub_dataset(tmp_path))
     issues = load_issues(swe("hub:princeton-nlp/SWE-bench_Lite", split="dev", repos=["sympy/sympy"]), seed=0)
-    assert calls == [("princeton-nlp/SWE-bench_Lite", "dev")]
+    # The default branch is resolved to one commit first, and every row is read at that commit.
+    assert calls == [
+        ("info", "princeton-nlp/SWE-bench_Lite", None),
+        ("load", "princeton-nlp/SWE-bench_Lite", "dev", SHA1),
+    ]
     assert ids(issues) == ["a-2", "a-3"]
     assert issues[0].data["base_commit"] == "abc123"
 
 
-def test_hub_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(name: str, split: str) -> None:
-        raise ConnectionError("no network\nsecond line")
+def test_hub_revision_is_pinned_and_recorded_with_a_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarmq.experiment.dataset import fingerprint, load_dataset
 
-    monkeypatch.setattr(datasets, "load_dataset", offline)
+    ds = hub_dataset(tmp_path)
+    calls = fake_hub(monkeypatch, ds)
+    pinned = "fedcba9876543210fedcba9876543210fedcba98"
+    issues, record = load_dataset(swe("hub:org/set", revision=pinned), seed=0)
+    assert calls == [("load", "org/set", "test", pinned)]  # a full sha needs no lookup: works offline
+    assert (record.source, record.revision, record.issues) == ("hub:org/set", pinned, 4)
+    assert record.fingerprint == fingerprint(issues)
+    _, tagged = load_dataset(swe("hub:org/set", revision="v1.0", limit=2), seed=0)
+    assert calls[-2:] == [("info", "org/set", "v1.0"), ("load", "org/set", "test", SHA1)] and tagged.revision == SHA1
+    assert tagged.fingerprint != record.fingerprint  # other rows used, another fingerprint
+    with pytest.raises(ValueError, match="revision applies to hub: sources only"):
+        swe(tmp_path / "x.json", revision=pinned)
+
+
+def test_hub_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_hub(monkeypatch, ConnectionError("no network\nsecond line"))
     with pytest.raises(DatasetError, match=r"^hub:org/set: cannot load: no network$"):
         load_issues(swe("hub:org/set"), seed=0)
+
+    import huggingface_hub
+
+    class Offline:
+        def dataset_info(self, name: str, revision: str | None = None) -> Any:
+            raise OSError("offline mode is enabled\nmore")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    with pytest.raises(DatasetError, match=r"^hub:org/set: cannot resolve revision main: offline mode is enabled "):
+        load_issues(swe("hub:org/set", revision="main"), seed=0)
+
+
+def test_swebench_task_types_come_from_a_declared_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hub SWE-bench rows carry no category: the curated issues keep the study's, a user file declares the
+    rest, or the repository is the task type; without any, every issue would be one type."""
+    curated = "django__django-11179"  # one of the study's 50 issues
+    shipped = {i.instance_id: i.category for i in load_issues(DatasetConfig(benchmark="swebench"), seed=0)}
+    rows = [swe_row(curated, "django/django", None), swe_row("new-1", "sympy/sympy", None),
+            swe_row("new-2", "pytest-dev/pytest", None)]  # fmt: skip
+    path = write_jsonl(tmp_path / "hub.jsonl", rows)
+    plain = load_issues(swe(path), seed=0)
+    assert [i.category for i in plain] == [shipped[curated], "other", "other"]
+    cats = tmp_path / "cats.json"
+    cats.write_text(json.dumps({"new-1": "feature", "new-2": "test"}))
+    declared = load_issues(swe(path, categories_file=str(cats)), seed=0)
+    assert [(i.category, i.task_type) for i in declared][1:] == [("feature", "string"), ("test", "logic")]
+    by_repo = load_issues(swe(path, task_types="repo"), seed=0)
+    assert [i.task_type for i in by_repo] == ["django", "sympy", "pytest"]
+    cats.write_text("[1, 2]")
+    with pytest.raises(DatasetError, match=r"categories_file .*expected a JSON object mapping instance id"):
+        load_issues(swe(path, categories_file=str(cats)), seed=0)
+    with pytest.raises(ValueError, match="task_types and categories_file apply to swebench only"):
+        DatasetConfig(benchmark="humaneval", task_types="repo")
+
+
+def test_new_dataset_fields_keep_old_experiments_identity() -> None:
+    from swarmq.experiment.config import ExperimentConfig
+
+    base = {"name": "x", "dataset": {"benchmark": "swebench"}, "model": {"path": "m.gguf"}, "conditions": {"a": {}}}
+    explicit = {**base, "dataset": {"benchmark": "swebench", "task_types": "category", "revision": None}}
+    by_repo = {**base, "dataset": {"benchmark": "swebench", "task_types": "repo"}}
+    h = ExperimentConfig.model_validate(base).config_hash()
+    assert ExperimentConfig.model_validate(explicit).config_hash() == h
+    assert ExperimentConfig.model_validate(by_repo).config_hash() != h
 
 
 def test_save_to_disk_folder_loads(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Pure decisions of the producer and job runner: publish order, initial release, seeds."""
+"""Pure decisions of the producer and job runner: publish order, seeds."""
 
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ ISSUES = [Issue(f"i{n}", "p", "math") for n in range(3)]
 
 
 def test_publish_order_interleaves_conditions() -> None:
-    rows = list(plan_jobs(ISSUES, ["a", "b"], 2, {"a": None, "b": None}))
+    rows = list(plan_jobs(ISSUES, ["a", "b"], 2))
     assert len(rows) == 3 * 2 * 2
     head = [(r["instance_id"], r["replicate"], r["condition"]) for r in rows[:4]]
     assert head == [("i0", 0, "a"), ("i0", 0, "b"), ("i0", 1, "a"), ("i0", 1, "b")]
     assert [r["seq"] for r in rows] == list(range(12))
 
 
-def test_strict_streams_release_only_their_first_job() -> None:
-    rows = list(plan_jobs(ISSUES, ["relaxed", "strict"], 1, {"relaxed": None, "strict": 1}))
-    queued = {(r["condition"], r["position"]) for r in rows if r["status"] == "queued"}
-    assert queued == {("relaxed", 0), ("relaxed", 1), ("relaxed", 2), ("strict", 0)}
+def test_every_job_starts_pending_for_the_release_to_queue() -> None:
+    rows = list(plan_jobs(ISSUES, ["relaxed", "strict"], 1))
+    assert {r["status"] for r in rows} == {"pending"}
 
 
 def test_job_seed_common_across_conditions_distinct_across_issues() -> None:
@@ -49,7 +48,7 @@ def test_per_replicate_orders_are_seeded_permutations_shared_by_conditions() -> 
     orders = replicate_orders(8, 3, seed=5, independent=True)
     assert orders == replicate_orders(8, 3, seed=5, independent=True)  # stable: results are keyed by it
     assert all(sorted(o) == list(range(8)) for o in orders) and len({tuple(o) for o in orders}) == 3
-    rows = list(plan_jobs(issues, ["a", "b"], 3, {"a": None, "b": 1}, orders))
+    rows = list(plan_jobs(issues, ["a", "b"], 3, orders))
     for replicate, order in enumerate(orders):
         for condition in ("a", "b"):
             mine = sorted((r for r in rows if r["replicate"] == replicate and r["condition"] == condition),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ import psycopg
 import pytest
 import redis as redis_lib
 
+from swarmq import keys
+from swarmq.report.workers import workers_json
 from swarmq.swarm.state import Stream
 from tests.conftest import ROOT, free_port, swarmq
 from tests.helpers import write_config
@@ -29,11 +32,16 @@ FAST = {
 
 
 def start_worker(
-    env: dict[str, str], generator: str = "hash_generator", burst: bool = True, name: str | None = None
+    env: dict[str, str],
+    generator: str = "hash_generator",
+    burst: bool = True,
+    name: str | None = None,
+    slots: int | None = None,
 ) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--generator", f"tests.fakes:{generator}"]
     cmd += ["--burst"] if burst else []
     cmd += ["--name", name] if name else []
+    cmd += ["--slots", str(slots)] if slots else []
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -237,6 +245,12 @@ def test_poison_job_fails_after_max_attempts(tmp_path: Path, services_env: dict[
     assert attempts == 3
     assert "max_attempts" in error
     assert runs >= 3
+    # Its failure outcome is in every denominator; a resume does not run it again (out of its stream's order).
+    assert scalar(database_url, "SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+                  "WHERE j.instance_id = 'HumanEval/2' AND o.error LIKE '%max_attempts%' AND o.agent_id IS NULL") == 1  # fmt: skip
+    again = swarmq("enqueue", str(tmp_path / "poison.yaml"), env=env)
+    assert again.returncode == 0 and "(0 published, 3 already done)" in again.stdout, again.stdout
+    assert scalar(database_url, "SELECT status FROM jobs WHERE instance_id = 'HumanEval/2'") == "failed"
 
 
 def _own_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -325,11 +339,87 @@ def test_generation_errors_and_bugs_fail_the_job_at_once(
             "LEFT JOIN outcomes o ON o.job_id = j.id").fetchall()}  # fmt: skip
     # HumanEval/2 overflows n_ctx: failed at once, with an outcome recording the error.
     assert rows["HumanEval/2"] == ("failed", 1, "Requested tokens (9000) exceed context window of 2048", True)
-    # HumanEval/3 hits a bug: failed at once with the reason, no outcome, not retried.
-    assert rows["HumanEval/3"] == ("failed", 1, "RuntimeError: llama_decode returned -3", False)
-    # The strict stream went on past both.
+    # HumanEval/3 hits a bug: failed at once with the reason and a failure outcome (no agent), not retried.
+    assert rows["HumanEval/3"] == ("failed", 1, "RuntimeError: llama_decode returned -3", True)
+    with db(database_url) as conn:
+        failure = conn.execute(
+            "SELECT o.agent_id, o.success, o.score_status, o.error, o.update_applied FROM outcomes o "
+            "JOIN jobs j ON j.id = o.job_id WHERE j.instance_id = 'HumanEval/3'"
+        ).fetchone()
+    assert failure == (None, False, "skipped", "RuntimeError: llama_decode returned -3", True)
+    # The strict stream went on past both, with no gap: its state counts every job once.
     assert rows["HumanEval/0"][0] == rows["HumanEval/1"][0] == "done"
+    r = redis_lib.Redis.from_url(env["SWARMQ_REDIS_URL"])
+    (meta,) = [k for k in r.keys("*errs*meta*")]
+    assert int(r.hget(meta, "version")) == 4
     res = json.loads(swarmq("results", "errs", "--format", "json", env=env).stdout)
     g = res["groups"][0]
-    assert (g["jobs"], g["done"], g["failed"], g["outcomes"]) == (4, 2, 2, 3)
-    assert g["share_errors"] == pytest.approx(1 / 3)
+    assert (g["jobs"], g["done"], g["failed"], g["outcomes"], g["judged"]) == (4, 2, 2, 4, 4)
+    assert g["share_errors"] == pytest.approx(2 / 4)
+
+
+def running(database_url: str) -> int:
+    return int(scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'"))
+
+
+def test_kill9_of_a_multi_slot_worker_reruns_all_its_jobs(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    """A --slots 4 worker holds four jobs at once (its heartbeat says so); kill -9 it and another worker runs
+    all four again, each exactly once."""
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "60"}
+    enqueue(tmp_path, env, name="slots-kill", limit=6, conditions={"baseline": {}})
+    w = start_worker(env, burst=False, name="slots4", slots=4)
+    try:
+        wait_for(lambda: running(database_url) == 4, 60, "four running jobs on one worker")
+        r = redis_lib.Redis.from_url(redis_url)
+        key = keys.worker_key(f"slots4@{socket.gethostname()}")
+        wait_for(lambda: r.hget(key, "busy_slots") == b"4", 10, "the heartbeat's busy_slots 4")
+        shown = next(w for w in workers_json(r)["workers"] if w["name"].startswith("slots4@"))
+        assert (shown["busy_slots"], shown["slots"], len(shown["current_jobs"])) == (4, 4, 4)  # `workers list`
+        held = {row[0] for row in db(database_url).execute("SELECT id FROM jobs WHERE status = 'running'")}
+    finally:
+        w.kill()
+        w.wait()
+    w2 = start_worker({**env, "SWARMQ_TEST_GEN_DELAY": "0"}, slots=2)
+    out, _ = w2.communicate(timeout=120)
+    assert w2.returncode == 0, out[-3000:]
+    assert_exactly_once(database_url, redis_url, 6)
+    with db(database_url) as conn:
+        rerun = {row[0] for row in conn.execute("SELECT id FROM jobs WHERE attempts = 2")}
+    assert rerun == held
+
+
+def test_sigterm_finishes_every_slot(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "2"}
+    enqueue(tmp_path, env, name="slots-term", limit=5, conditions={"baseline": {}})
+    w = start_worker(env, burst=False, slots=3)
+    wait_for(lambda: running(database_url) == 3, 30, "three running jobs")
+    held = {row[0] for row in db(database_url).execute("SELECT id FROM jobs WHERE status = 'running'")}
+    w.send_signal(signal.SIGTERM)
+    out, _ = w.communicate(timeout=30)
+    assert w.returncode == 0, out[-3000:]
+    with db(database_url) as conn:
+        done = {row[0] for row in conn.execute("SELECT id FROM jobs WHERE status = 'done'")}
+        assert held <= done  # all three that were running finished
+        assert conn.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone()[0] == 0
+
+
+def test_sigterm_past_grace_releases_every_slot(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "20", "SWARMQ_SHUTDOWN_GRACE_SECONDS": "0.5"}
+    enqueue(tmp_path, env, name="slots-grace", limit=3, conditions={"baseline": {}})
+    w = start_worker(env, burst=False, slots=3)
+    wait_for(lambda: running(database_url) == 3, 30, "three running jobs")
+    started = time.monotonic()
+    w.send_signal(signal.SIGTERM)
+    out, _ = w.communicate(timeout=30)
+    assert time.monotonic() - started < 15, "the worker waited for its job threads"
+    assert "released" in out, out[-3000:]
+    assert scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'queued'") == 3
+    w2 = start_worker({**env, "SWARMQ_TEST_GEN_DELAY": "0"}, slots=3)
+    out2, _ = w2.communicate(timeout=60)
+    assert w2.returncode == 0, out2
+    assert_exactly_once(database_url, redis_url, 3)
+    assert scalar(database_url, "SELECT min(attempts) FROM jobs") == 2

@@ -23,6 +23,8 @@ class Context:
     gpu: int | None = None
     gpus: list[int] = field(default_factory=list)
     threads: int | None = None
+    slots: tuple[int, ...] = ()
+    """Figure "slots": the K to sweep (default 1, 2, 4, 8)."""
     null_jobs: int = 328
     enqueue_replicates: int = 15
     swarm_ops: int = 2000

@@ -60,6 +60,19 @@ class Score:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class TaskTypes:
+    """Where issues' task types come from: the experiment's declared source (`DatasetConfig`), not a guess.
+    Affinity routing and S/F only mean something when task types do."""
+
+    category_map: dict[str, str] = field(default_factory=dict)
+    """Category → task type."""
+    by: str = "category"
+    """``category`` (a row's category, else ``categories``, else the benchmark's shipped map) or ``repo``."""
+    categories: dict[str, str] = field(default_factory=dict)
+    """Instance id → category from the user's ``dataset.categories_file``, for rows that carry none."""
+
+
 class Benchmark(Protocol):
     """A pluggable benchmark: every benchmark-specific rule of swarmq, in one object."""
 
@@ -81,7 +94,11 @@ class Benchmark(Protocol):
         """Rows shipped with swarmq or a package (used when ``source: bundled``)."""
         ...
 
-    def to_issue(self, row: dict[str, Any], category_map: dict[str, str]) -> Issue:
+    def bundled_revision(self) -> str:
+        """Which bundled rows these are (``sha256:`` of the shipped file), recorded with each experiment."""
+        ...
+
+    def to_issue(self, row: dict[str, Any], types: TaskTypes) -> Issue:
         """Turn one validated row into an Issue; raise ValueError (one line) for a row it cannot use."""
         ...
 

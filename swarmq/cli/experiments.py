@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,8 +10,10 @@ from typing import Annotated
 import typer
 
 from swarmq import api
-from swarmq.cli.common import Fmt, note, out, print_json
-from swarmq.errors import ConfigError
+from swarmq.cli.common import Fmt, Out, note, out, print_json, print_json_line
+from swarmq.errors import REPLAY_DIFFERS, ConfigError
+
+WATCH_FORMAT = "table or json (with --watch: one JSON object per line, each time the progress changes)"
 
 
 def enqueue(
@@ -18,28 +21,40 @@ def enqueue(
     name: Annotated[str | None, typer.Option(help="Experiment name (overrides the file's).")] = None,
     limit: Annotated[int | None, typer.Option(help="Run only the first N issues (overrides dataset.limit).")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then show live progress until it completes.")] = False,
+    format: Annotated[Out, typer.Option("--format", help=WATCH_FORMAT)] = Out.table,
 ) -> None:
     """Create the experiment and publish one job per (condition, replicate, issue); re-run to resume."""
-    result = api.enqueue(api.load_experiment(config, name=name, limit=limit), progress=note)
+    cfg = api.load_experiment(config, name=name, limit=limit)
+    result = api.enqueue(cfg, progress=note)
     verb = "resumed" if result.resumed else "enqueued"
-    out.print(
-        f"{verb} experiment {result.experiment}: {result.jobs} jobs ({result.published} published"
-        + (f", {result.done} already done)" if result.resumed else ")")
-    )
+    if format is Out.json:
+        (print_json_line if watch else print_json)(dataclasses.asdict(result))
+    else:
+        out.print(
+            f"{verb} experiment {result.experiment}: {result.jobs} jobs ({result.published} published"
+            + (f", {result.done} already done)" if result.resumed else ")")
+        )
+    from swarmq.report.workers import slots_warning  # more slots than the streams can fill stay idle
+
+    if (warning := slots_warning(api.workers(), cfg)) is not None:
+        note(warning)
     if watch:
-        _watch(result.experiment)
+        _watch(result.experiment, format)
 
 
-def _watch(experiment: str) -> None:
-    from swarmq.report.progress import watch_progress
+def _watch(experiment: str, format: Out) -> None:
+    from swarmq.report.progress import watch_json, watch_progress
 
-    watch_progress(api.connect().sessions, experiment, out)
+    if format is Out.json:
+        watch_json(api.connect().sessions, experiment, print_json_line)
+    else:
+        watch_progress(api.connect().sessions, experiment, out)
 
 
 def status(
     experiment: Annotated[str | None, typer.Argument(help="Experiment name (omit with --workers).")] = None,
-    format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the experiment completes.")] = False,
+    format: Annotated[Out, typer.Option("--format", help=WATCH_FORMAT)] = Out.table,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until nothing is left to run.")] = False,
     workers: Annotated[bool, typer.Option("--workers", help="List live workers instead.")] = False,
 ) -> None:
     """Progress per condition and replicate: done / running / failed / queued, successes, ETA."""
@@ -51,10 +66,10 @@ def status(
     if experiment is None:
         raise ConfigError("status: name an experiment (or pass --workers)")
     if watch:
-        _watch(experiment)
+        _watch(experiment, format)
         return
     data = api.progress(experiment)
-    if format is Fmt.json:
+    if format is Out.json:
         print_json(data)
     else:
         from swarmq.report.progress import render_progress
@@ -62,15 +77,19 @@ def status(
         render_progress(data, out)
 
 
+ALL_HELP = "Rates over every judged outcome, not only the (replicate, issue) pairs every condition has reached."
+
+
 def results(
     experiment: str,
     by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo")] = "condition",
     format: Annotated[Fmt, typer.Option("--format", help="table, csv or json")] = Fmt.table,
+    all_outcomes: Annotated[bool, typer.Option("--all", help=ALL_HELP)] = False,
 ) -> None:
     """Results per group: success rates with 95% intervals, paired comparisons on matched pairs, S/F/D metrics."""
     from swarmq.report import render
 
-    data = api.results(experiment, by)
+    data = api.results(experiment, by, matched=not all_outcomes)
     if format is Fmt.json:
         print(render.render_json(data))
     elif format is Fmt.csv:
@@ -96,9 +115,14 @@ def import_eval(
     report: Path,
     condition: Annotated[str, typer.Option(help="Condition the predictions came from.")],
     replicate: Annotated[int, typer.Option(help="Replicate the predictions came from.")] = 0,
+    format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
     """Read a SWE-bench harness report and set `resolved` on the outcomes (reported beside the success rule)."""
     updated, resolved = api.import_eval(experiment, report, condition, replicate)
+    if format is Out.json:
+        print_json({"experiment": experiment, "condition": condition, "replicate": replicate, "updated": updated,
+                    "resolved": resolved})  # fmt: skip
+        return
     out.print(f"{experiment}/{condition}/r{replicate}: {updated} outcomes updated, {resolved} resolved")
 
 
@@ -115,11 +139,17 @@ def replay(
     job_id: int,
     model: Annotated[Path | None, typer.Option(help="GGUF file (default: the experiment's).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replay even if the model's sha256 differs.")] = False,
+    format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
-    """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is identical."""
+    """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is identical.
+
+    Exits 0 when it is, 7 when it differs (4: no such job or outcome, 5: model problem)."""
     report = api.replay(job_id, model, force)
-    out.print(report.summary(), markup=False, highlight=False)
-    raise typer.Exit(0 if report.identical else 1)
+    if format is Out.json:
+        print_json({**dataclasses.asdict(report), "identical": report.identical, "sha_matches": report.sha_matches})
+    else:
+        out.print(report.summary(), markup=False, highlight=False)
+    raise typer.Exit(0 if report.identical else REPLAY_DIFFERS)
 
 
 def register(app: typer.Typer) -> None:

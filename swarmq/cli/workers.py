@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from swarmq import api
-from swarmq.cli.common import Fmt, out, print_json
+from swarmq.cli.common import Out, note, out, print_json
 from swarmq.errors import ConfigError
 from swarmq.settings import get_settings
 
@@ -27,25 +27,42 @@ def worker(
     ] = None,
     burst: Annotated[bool, typer.Option("--burst", help="Exit when no job for this model is left.")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name (Celery hostname).")] = None,
+    slots: Annotated[
+        int | None,
+        typer.Option(
+            help="Jobs decoded together in one llama.cpp context (continuous batching); "
+            "default 1 on a CPU, on a GPU what its free VRAM holds for n_ctx (printed)."
+        ),
+    ] = None,
     generator: Annotated[
         str | None, typer.Option(hidden=True, help="module:factory stand-in generator (tests, benchmarks).")
     ] = None,
 ) -> None:
-    """Run one worker: load the model once, keep it resident, process jobs one at a time."""
+    """Run one worker: load the model once, keep it resident, process jobs (--slots of them at once)."""
     from swarmq.worker.main import WorkerOptions
 
     if (gpu is None) == (not cpu):
         raise ConfigError("choose exactly one of --gpu N or --cpu")
-    raise typer.Exit(api.run_worker(WorkerOptions(gpu=gpu, model=model, burst=burst, name=name, generator=generator)))
+    raise typer.Exit(
+        api.run_worker(WorkerOptions(gpu=gpu, model=model, burst=burst, name=name, generator=generator, slots=slots))
+    )
 
 
 @workers_app.callback()
 def workers(
     ctx: typer.Context,
     gpus: Annotated[str | None, typer.Option(help="'all' or GPU indices like 0,1,3.")] = None,
-    cpu: Annotated[int | None, typer.Option("--cpu", help="Run N CPU workers instead (no GPU).")] = None,
+    cpus: Annotated[int | None, typer.Option("--cpus", help="Run N CPU workers instead (no GPU).")] = None,
+    cpu: Annotated[int | None, typer.Option("--cpu", hidden=True, help="Old spelling of --cpus N.")] = None,
     model: Annotated[str | None, typer.Option(help="GGUF file for every worker.")] = None,
     burst: Annotated[bool, typer.Option("--burst", help="Workers exit when no job is left.")] = False,
+    slots: Annotated[
+        int | None,
+        typer.Option(
+            help="Jobs decoded together in one llama.cpp context (continuous batching); "
+            "default 1 on a CPU, on a GPU what its free VRAM holds for n_ctx (printed)."
+        ),
+    ] = None,
 ) -> None:
     """Start one supervised worker per GPU; crashed workers restart with backoff; Ctrl-C stops them all."""
     if ctx.invoked_subcommand is not None:
@@ -55,22 +72,28 @@ def workers(
     from swarmq.worker.gpus import list_gpus, parse_gpu_list
     from swarmq.worker.supervisor import Supervisor, install_signal_handlers, worker_command
 
+    # Devices are singular on `worker` (--gpu N | --cpu) and plural on `workers` (--gpus LIST | --cpus N).
     if cpu is not None:
-        if cpu < 1:
-            raise ConfigError("--cpu must be at least 1")
-        indices = list(range(cpu))
-        command = worker_command(model=model, burst=burst, cpu=True)
+        if cpus is not None:
+            raise ConfigError("workers: give --cpus N (--cpu N is its old spelling), not both")
+        note("workers: `--cpu N` is now `--cpus N` (`swarmq worker --cpu` runs one CPU worker)")
+        cpus = cpu
+    if cpus is not None:
+        if cpus < 1:
+            raise ConfigError("--cpus must be at least 1")
+        indices = list(range(cpus))
+        command = worker_command(model=model, burst=burst, cpu=True, slots=slots)
     else:
         found = list_gpus()
         if not found:
             raise ConfigError(
-                "no GPU found on this machine (NVML and nvidia-smi see none); use --cpu N to run N CPU workers"
+                "no GPU found on this machine (NVML and nvidia-smi see none); use --cpus N to run N CPU workers"
             )
         try:
             indices = parse_gpu_list(gpus or "all", found)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        command = worker_command(model=model, burst=burst)
+        command = worker_command(model=model, burst=burst, slots=slots)
     stop = threading.Event()
     install_signal_handlers(stop)
     out.print(f"starting {len(indices)} supervised worker(s): {', '.join(map(str, indices))}")
@@ -79,10 +102,10 @@ def workers(
 
 
 @workers_app.command("list")
-def workers_list(format: Annotated[Fmt, typer.Option("--format", help="table or json")] = Fmt.table) -> None:
+def workers_list(format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table) -> None:
     """Every live worker across machines (from their heartbeats); silent past its lease = lost."""
     data = api.workers()
-    if format is Fmt.json:
+    if format is Out.json:
         print_json(data)
     else:
         from swarmq.report.workers import render_workers

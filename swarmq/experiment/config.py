@@ -48,8 +48,15 @@ def at_most(limit: int, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-OPERATIONAL = (("max_jobs",), ("generation", "timeout_seconds"))
+OPERATIONAL = (("max_jobs",), ("max_spread",), ("generation", "timeout_seconds"))
 """Guards on how an experiment runs, not what it computes: left out of its identity (`config_hash`)."""
+ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("dataset", "task_types"): "category",
+    ("dataset", "categories_file"): None,
+    ("dataset", "revision"): None,
+}
+"""Fields added after experiments were enqueued without them: left out of the identity while at their default,
+so that resuming such an experiment from its original file still matches."""
 MAX_JOBS = 100_000
 """Default `max_jobs`: jobs (issues × conditions × replicates) one experiment may create."""
 
@@ -102,12 +109,34 @@ class DatasetConfig(_Strict):
     category_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CATEGORY_MAP))
     """SWE-bench category → task type."""
 
+    task_types: Literal["category", "repo"] = "category"
+    """SWE-bench: where an issue's task type comes from. ``category``: its category through category_map (the
+    row's own, else ``categories_file``, else the one shipped for the study's 50 curated issues, else
+    ``other``); ``repo``: its repository's name (``django/django`` → ``django``). Hub copies of SWE-bench carry
+    no category: without a declared source every issue would share one type, and routing could not specialize."""
+
+    categories_file: str | None = None
+    """SWE-bench: a JSON object mapping instance id → category, for rows without a category column."""
+
+    revision: str | None = None
+    """``hub:`` sources: the dataset revision to read (commit sha, tag or branch). Unset, the current commit
+    is resolved at enqueue; either way the commit read is recorded with the experiment, with a fingerprint of
+    the rows used (`swarmq experiments`, `experiments.dataset` in Postgres)."""
+
     @field_validator("benchmark")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
         if v not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {v!r} (choose from {', '.join(sorted(BENCHMARKS))})")
         return v
+
+    @model_validator(mode="after")
+    def _options_of_the_source(self) -> DatasetConfig:
+        if self.revision is not None and not self.source.startswith("hub:"):
+            raise ValueError(f"revision applies to hub: sources only (source is {self.source!r})")
+        if self.benchmark != "swebench" and (self.task_types != "category" or self.categories_file):
+            raise ValueError("task_types and categories_file apply to swebench only (HumanEval ships its task types)")
+        return self
 
     @field_validator("category_map")
     @classmethod
@@ -254,6 +283,10 @@ class ExperimentConfig(_Strict):
     max_jobs: int = Field(default=MAX_JOBS, ge=1)
     """Refuse to create more jobs than this (issues × conditions × replicates): a guard against an extra zero,
     which a file that means it raises."""
+    max_spread: Annotated[int, at_most(100_000, "past the number of issues it bounds nothing")] = Field(default=4, ge=1)
+    """Positions any job may run ahead of the slowest unfinished stream (`queue.jobs.release`): a run stopped
+    at any moment has every stream, relaxed ones included, within this many issues of every other, so the
+    conditions are compared on nearly the same issues. Raise it when job times vary a lot and workers idle."""
 
     @field_validator("generation")
     @classmethod
@@ -292,19 +325,24 @@ class ExperimentConfig(_Strict):
         rule = "scorer" if self.success.rule == "resolved" else self.success.rule  # stored before it was refused
         return own[0] if rule == "scorer" and own else rule
 
+    def in_flight_limits(self) -> dict[str, int | None]:
+        """Each condition's jobs allowed in flight per stream (None: unlimited), as `queue.jobs.release` reads it."""
+        return {name: cond.in_flight_limit for name, cond in self.conditions.items()}
+
     def canonical_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
         """Identity of the experiment's content; the name is part of it, the operational guards are not
         (`OPERATIONAL`: changing one to resume is not another experiment, and files written before a guard
-        existed keep their identity)."""
+        existed keep their identity; `ADDED_LATER` fields likewise while at their defaults)."""
         content = self.canonical_json()
-        for path in OPERATIONAL:
+        for path in (*OPERATIONAL, *ADDED_LATER):
             *parents, leaf = path
             node = content
             for part in parents:
                 node = node[part]
-            node.pop(leaf, None)
+            if path in OPERATIONAL or node.get(leaf) == ADDED_LATER[path]:
+                node.pop(leaf, None)
         blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()

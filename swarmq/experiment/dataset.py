@@ -6,13 +6,16 @@ instance id when the row has one) and the field.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmq.benchmarks.base import Benchmark, Issue
+from swarmq.benchmarks.base import Benchmark, Issue, TaskTypes
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.swebench import study_rows
 from swarmq.errors import DatasetError
@@ -20,31 +23,82 @@ from swarmq.experiment.config import DatasetConfig
 from swarmq.files import Rows, json_lines, kind, read_text
 
 HUB_PREFIX = "hub:"
+SHA = re.compile(r"[0-9a-f]{40}")
+"""A full git commit sha: a revision that names one commit forever."""
 SAVED_MARKERS = ("state.json", "dataset_dict.json")
 """Files `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write: a folder without one holds no dataset."""
 
 
-def load_issues(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None) -> list[Issue]:
-    """The issues an experiment runs, in run order (``seed`` drives ``shuffle``)."""
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What an experiment read, stored with it (`experiments.dataset`): the source, the revision actually
+    read (hub: the commit sha; a local file: its sha256; bundled: the package that ships it) and a
+    fingerprint of the issues used, so that a rerun can show it used the same data."""
+
+    source: str
+    revision: str | None
+    fingerprint: str
+    issues: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "revision": self.revision, "fingerprint": self.fingerprint,
+                "issues": self.issues}  # fmt: skip
+
+
+def fingerprint(issues: Sequence[Issue]) -> str:
+    """sha256 over the issues an experiment runs, in run order, with every field a job reads."""
+    h = hashlib.sha256()
+    for i in issues:
+        row = [i.instance_id, i.problem, i.task_type, i.category, i.repo, i.data]
+        h.update(json.dumps(row, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def load_dataset(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None
+                 ) -> tuple[list[Issue], DatasetRecord]:  # fmt: skip
+    """The issues an experiment runs, in run order (``seed`` drives ``shuffle``), and the record of them."""
     say = progress or (lambda _msg: None)
     bench = get_benchmark(cfg.benchmark)
     label = f"bundled {bench.name}" if cfg.source == "bundled" else cfg.source
     say(f"reading {label}")
-    rows = read_rows(cfg, bench)
-    issues = rows_to_issues(rows, bench, cfg.category_map, label)
+    rows, revision = read_rows(cfg, bench)
+    types = TaskTypes(dict(cfg.category_map), cfg.task_types, read_categories(cfg.categories_file))
+    issues = rows_to_issues(rows, bench, types, label)
     selected = select_issues(issues, cfg, seed, label)
-    say(f"{len(selected)} of {len(issues)} issues selected from {label}")
-    return selected
+    say(f"{len(selected)} of {len(issues)} issues selected from {label}" + (f" at {revision}" if revision else ""))
+    return selected, DatasetRecord(cfg.source, revision, fingerprint(selected), len(selected))
 
 
-def read_rows(cfg: DatasetConfig, bench: Benchmark) -> list[Any]:
-    """Raw rows of ``cfg.source``; the hub is contacted only for ``hub:<name>``."""
+def load_issues(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None) -> list[Issue]:
+    """The issues an experiment runs, in run order (``seed`` drives ``shuffle``)."""
+    return load_dataset(cfg, seed, progress)[0]
+
+
+def read_categories(path: str | None) -> dict[str, str]:
+    """``dataset.categories_file``: a JSON object instance id → category (empty when unset)."""
+    if path is None:
+        return {}
+    label = f"dataset.categories_file {path}"
+    try:
+        document = json.loads(read_text(Path(path).expanduser(), label))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{label}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(document, dict) or not all(isinstance(v, str) and v for v in document.values()):
+        raise DatasetError(f"{label}: expected a JSON object mapping instance id to a category name")
+    return {str(k): v for k, v in document.items()}
+
+
+def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | None]:
+    """Raw rows of ``cfg.source`` and the revision they were read at; the hub is contacted only for
+    ``hub:<name>``."""
     if cfg.source == "bundled":
-        return bench.bundled_rows()
+        return bench.bundled_rows(), bench.bundled_revision()
     if cfg.source.startswith(HUB_PREFIX):
         name = cfg.source.removeprefix(HUB_PREFIX)
-        ds = _with_datasets(lambda d: d.load_dataset(name, split=cfg.split), cfg.source)
-        return _rows_from_dataset(ds, cfg.split, cfg.source)
+        sha = hub_commit(name, cfg.revision, cfg.source)
+        ds = _with_datasets(lambda d: d.load_dataset(name, split=cfg.split, revision=sha), cfg.source)
+        return _rows_from_dataset(ds, cfg.split, cfg.source), sha
     path = Path(cfg.source).expanduser()
     if not path.exists():
         raise DatasetError(f"dataset file not found: {path}")
@@ -53,18 +107,45 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> list[Any]:
             raise DatasetError(f"{cfg.source}: a folder without a saved dataset (expected what Dataset.save_to_disk "
                                "writes, or a .json, .jsonl or .parquet file)")  # fmt: skip
         ds = _with_datasets(lambda d: d.load_from_disk(str(path)), cfg.source)
-        return _rows_from_dataset(ds, cfg.split, cfg.source)
+        return _rows_from_dataset(ds, cfg.split, cfg.source), None
     suffix = path.suffix.lower()
+    revision = f"sha256:{_file_sha256(path)}"
     if suffix == ".json":
-        return _read_json(read_text(path, cfg.source), cfg.source)
+        return _read_json(read_text(path, cfg.source), cfg.source), revision
     if suffix == ".jsonl":
-        return json_lines(read_text(path, cfg.source), cfg.source)
+        return json_lines(read_text(path, cfg.source), cfg.source), revision
     if suffix == ".parquet":
         if path.stat().st_size == 0:
             raise DatasetError(f"{cfg.source}: the file is empty")
         ds = _with_datasets(lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source)
-        return _rows_from_dataset(ds, cfg.split, cfg.source)
+        return _rows_from_dataset(ds, cfg.split, cfg.source), revision
     raise DatasetError(f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)")
+
+
+def hub_commit(name: str, revision: str | None, label: str) -> str:
+    """The commit sha a hub dataset is read at: ``revision`` itself when it is one (no network), else what
+    the hub resolves it (or the default branch) to now. Pinned this way, every row comes from one commit."""
+    if revision is not None and SHA.fullmatch(revision):
+        return revision
+    try:
+        from huggingface_hub import HfApi
+
+        sha = HfApi().dataset_info(name, revision=revision).sha
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatasetError(f"{label}: cannot resolve revision {revision or '(default branch)'}: {first} "
+                           "(offline? pin dataset.revision to a commit sha already in the local cache)") from exc  # fmt: skip
+    if not sha:
+        raise DatasetError(f"{label}: the hub returned no commit for revision {revision or '(default branch)'}")
+    return str(sha)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _with_datasets(fetch: Callable[[Any], Any], label: str) -> Any:
@@ -110,7 +191,7 @@ def _read_json(text: str, label: str) -> list[Any]:
     return rows
 
 
-def rows_to_issues(rows: Sequence[Any], bench: Benchmark, category_map: dict[str, str], label: str) -> list[Issue]:
+def rows_to_issues(rows: Sequence[Any], bench: Benchmark, types: TaskTypes, label: str) -> list[Issue]:
     """Validate every row and convert it; instance ids must be unique."""
     if not rows:
         raise DatasetError(f"{label}: the dataset has no rows")
@@ -120,7 +201,7 @@ def rows_to_issues(rows: Sequence[Any], bench: Benchmark, category_map: dict[str
         where = _where(label, index, row, bench.id_field)
         _check_row(row, bench.required_fields, where)
         try:
-            issue = bench.to_issue(row, category_map)
+            issue = bench.to_issue(row, types)
         except ValueError as exc:
             raise DatasetError(f"{where}: {exc}") from None
         if issue.instance_id in seen:

@@ -16,25 +16,23 @@ def plan_jobs(
     issues: Sequence[Issue],
     conditions: Sequence[str],
     replicates: int,
-    limits: dict[str, int | None],
     orders: Sequence[Sequence[int]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Job rows in publish order (pure), one at a time so that a large plan is never all in memory. Jobs past
-    a stream's in-flight limit start as ``pending``. ``orders[r]`` lists issue indices in replicate r's run
-    order (default: the issues' order in every replicate)."""
+    """Job rows in publish order (pure), one at a time so that a large plan is never all in memory. Every job
+    starts ``pending``: releases (`queue.jobs.release`) queue them. ``orders[r]`` lists issue indices in
+    replicate r's run order (default: the issues' order in every replicate)."""
     seq = 0
     for position in range(len(issues)):
         for replicate in range(replicates):
             issue = issues[orders[replicate][position] if orders is not None else position]
             for condition in conditions:
-                limit = limits[condition]
                 yield {
                     "condition": condition,
                     "replicate": replicate,
                     "instance_id": issue.instance_id,
                     "position": position,
                     "seq": seq,
-                    "status": "queued" if limit is None or position < limit else "pending",
+                    "status": "pending",
                 }
                 seq += 1
 
@@ -59,7 +57,8 @@ def design_warnings(routers: dict[str, str], task_types: set[str]) -> list[str]:
     only = next(iter(task_types), "?")
     return [
         f"condition {name!r} routes by per-type history ({router}) but every issue has task type {only!r}: "
-        "routing cannot specialize (give the issues categories, or map them with dataset.category_map)"
+        "routing cannot specialize (declare task types: dataset.categories_file, dataset.task_types: repo, or "
+        "dataset.category_map)"
         for name, router in routers.items()
         if router in HISTORY_ROUTERS
     ]

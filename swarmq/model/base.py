@@ -37,6 +37,8 @@ class Generation:
     completion_tokens: int
     prompt_seconds: float
     generation_seconds: float
+    mean_batch_size: float = 1.0
+    """How many sequences, on average, shared each llama.cpp decode step with this one (itself included)."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -53,6 +55,8 @@ class ModelInfo:
     chat_template: bool = False
     eog_token_ids: tuple[int, ...] = ()
     eog_texts: tuple[str, ...] = ()
+    slots: int = 1
+    """Sequences decoded together in one llama.cpp context (`swarmq worker --slots`)."""
 
 
 class Generator(Protocol):

@@ -38,6 +38,14 @@ def check_fits(path: Path, free_bytes: int, where: str) -> None:
         )
 
 
+def check_trained_context(path: Path, n_ctx: int) -> None:
+    """Refused before llama.cpp allocates a KV cache larger than the model was trained for."""
+    trained = trained_context(path)
+    if trained and n_ctx > trained:
+        raise ModelError(f"model.n_ctx {n_ctx} is above the {trained} tokens {path.name} was trained on; "
+                         "lower n_ctx in the experiment file")  # fmt: skip
+
+
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -63,10 +71,7 @@ class LlamaGenerator:
         sha = file_sha256(path)
         import llama_cpp
 
-        trained = trained_context(path)
-        if trained and n_ctx > trained:  # refused before llama.cpp allocates a KV cache that large
-            raise ModelError(f"model.n_ctx {n_ctx} is above the {trained} tokens {path.name} was trained on; "
-                             "lower n_ctx in the experiment file")  # fmt: skip
+        check_trained_context(path, n_ctx)
         start = time.perf_counter()
         try:
             self._llm = llama_cpp.Llama(

@@ -1,7 +1,7 @@
-"""Releasing a stream's next jobs and publishing them: the one place a stream moves forward.
+"""Releasing an experiment's next jobs and publishing them: the one place streams move forward.
 
-A worker finishing (or failing) a job, the reaper unsticking a stream and a resumed experiment all call
-`release_next`; the jobs-table rule is `jobs.release`, the transport `broker.publish`.
+A worker finishing (or failing) a job, the reaper unsticking an experiment and the producer (enqueue and
+resume) all call `release_next`; the jobs-table rule is `jobs.release`, the transport `broker.publish`.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
+from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker, jobs
-from swarmq.store.outcomes import StreamId
 
 
-def release_next(sessions: sessionmaker[Session], app: Celery, stream: StreamId, limit: int | None,
+def release_next(sessions: sessionmaker[Session], app: Celery, experiment_id: int, config: ExperimentConfig,
                  model_key: str) -> int:  # fmt: skip
-    """Queue the stream's next pending jobs up to ``limit`` in flight (None: all), then publish them;
+    """Queue the experiment's next pending jobs (in-flight limits, position window), then publish them;
     returns how many were published."""
     with sessions() as session:
-        ids = jobs.release(session, stream, limit)
+        ids = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread)
     return broker.publish(app, ((i, model_key) for i in ids)) if ids else 0

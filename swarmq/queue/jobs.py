@@ -1,31 +1,45 @@
-"""The jobs table's state machine: every transition of a job, and nothing else writes `jobs.status`.
+"""The jobs table's state machine: every transition of a job; nothing else writes `jobs.status` but the
+experiment-wide ones of `lifecycle` (pause, resume, cancel, retry).
 
     pending ──release──▶ queued ──claim──▶ running ──finish──▶ done | failed
                           ▲                   │
                           └─requeue_expired───┤ (lease expired, attempts left)
                           └─give_back─────────┘ (graceful shutdown past its grace period)
-    running ──fail_exhausted──▶ failed (lease expired, out of attempts)      failed ──reset_failed──▶ pending
+    running ──fail──────────▶ failed (an unexpected error while running it)
+    running ──fail_exhausted──▶ failed (lease expired, out of attempts)
+    queued ◀─resume── paused ◀─pause── queued        pending | queued | paused ──cancel──▶ cancelled
+    failed ──retry──▶ pending (never reached an agent)                    (`lifecycle`: one experiment's jobs)
 
-The jobs table is the truth; the broker only carries job ids. Every transition is one guarded UPDATE, so a
+A paused or cancelled experiment (`experiments.state`) moves nothing: `release` queues none of its jobs,
+`claim` takes none of its expired leases, and a lease that expires goes back to paused or cancelled.
+
+Every job that ends has an outcome: `finish` writes the job's own, `fail` and `fail_exhausted` a failure
+outcome, in the same transaction. The jobs table is the truth; the broker only carries job ids. Every transition is one guarded UPDATE, so a
 second delivery of a job that is leased or done does nothing.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, func, not_, or_, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, and_, case, func, not_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from swarmq import keys
-from swarmq.store.outcomes import StreamId, relaxed_commit
+from swarmq.experiment.config import ExperimentConfig
+from swarmq.store.outcomes import failure_record, relaxed_commit
 from swarmq.store.schema import Experiment, Job, Outcome
+from swarmq.store.schema import Issue as IssueRow
 
 # Core tables, not ORM entities, on the hot path: no identity map or object loading per job.
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 OUTCOMES: Table = Outcome.__table__  # type: ignore[assignment]
 EXPERIMENTS: Table = Experiment.__table__  # type: ignore[assignment]
+ISSUES: Table = IssueRow.__table__  # type: ignore[assignment]
 Claimed = Row[Any]
 """A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts."""
 
@@ -37,6 +51,11 @@ def _out_of_attempts(max_attempts: int) -> ColumnElement[bool]:
 
 def _expired() -> ColumnElement[bool]:
     return and_(JOBS.c.status == "running", JOBS.c.lease_expires_at < func.now())
+
+
+def _runs() -> ColumnElement[bool]:
+    """The job's experiment is active (not paused or cancelled, `lifecycle`)."""
+    return JOBS.c.experiment_id.in_(select(EXPERIMENTS.c.id).where(EXPERIMENTS.c.state == "active"))
 
 
 def _lease(seconds: float) -> Any:
@@ -56,7 +75,7 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_a
     row = session.execute(
         update(JOBS)
         .where(c.id == job_id)
-        .where(or_(c.status == "queued", mine, and_(_expired(), not_(_out_of_attempts(max_attempts)))))
+        .where(or_(c.status == "queued", mine, and_(_expired(), not_(_out_of_attempts(max_attempts)), _runs())))
         .values(
             status="running",
             lease_owner=owner,
@@ -121,21 +140,50 @@ def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *
 
 
 def fail(session: Session, job_id: int, owner: str, reason: str) -> bool:
-    """Fail a job without an outcome (an unexpected error while running it), while ``owner`` holds it."""
-    n = session.execute(update(JOBS).where(_held(job_id, owner)).values(**_close("failed", reason))).rowcount  # type: ignore[attr-defined]
+    """Fail a job that ended without an outcome of its own (an unexpected error while running it), while
+    ``owner`` holds it; it gets a failure outcome in the same transaction."""
+    closed = session.execute(
+        update(JOBS).where(_held(job_id, owner)).values(**_close("failed", reason)).returning(JOBS.c.id)
+    ).all()
+    _record_failures(session, [int(r[0]) for r in closed])
     session.commit()
-    return bool(n)
+    return bool(closed)
+
+
+def _record_failures(session: Session, job_ids: list[int]) -> None:
+    """Write the failure outcome (`outcomes.failure_record`) of each job just failed: every terminal job has
+    an outcome, so a strict stream has no gap and every denominator counts every job."""
+    if not job_ids:
+        return
+    rows = session.execute(
+        select(JOBS.c.id, JOBS.c.error, JOBS.c.lease_owner, ISSUES.c.task_type, EXPERIMENTS.c.id, EXPERIMENTS.c.config)
+        .join(ISSUES, ISSUES.c.id == JOBS.c.issue_id)
+        .join(EXPERIMENTS, EXPERIMENTS.c.id == JOBS.c.experiment_id)
+        .where(JOBS.c.id.in_(job_ids))
+    ).all()
+    configs: dict[int, ExperimentConfig] = {}
+    records = []
+    for job_id, reason, owner, task_type, exp_id, raw in rows:
+        config = configs.setdefault(exp_id, ExperimentConfig.stored(raw))
+        model_name = config.model.name or Path(config.model.path).name
+        record = failure_record(str(reason or "failed"), task_type=task_type, rule=config.effective_rule(),
+                                worker=str(owner or "").split("/")[0], model_name=model_name)  # fmt: skip
+        records.append({"job_id": job_id, **record})
+    session.execute(pg_insert(OUTCOMES).values(records).on_conflict_do_nothing(index_elements=["job_id"]))
 
 
 def _requeue(session: Session, *where: ColumnElement[bool]) -> list[tuple[int, str]]:
-    """Running jobs matching ``where`` go back to the queue; (job id, model key) of each, to publish again."""
+    """Running jobs matching ``where`` go back to the queue, or to paused or cancelled when their experiment
+    is; (job id, model key) of each queued one, to publish again."""
+    state = EXPERIMENTS.c.state
     rows = session.execute(
         update(JOBS)
         .where(*where, JOBS.c.experiment_id == EXPERIMENTS.c.id)
-        .values(status="queued", lease_owner=None, lease_expires_at=None, published_at=func.now())
-        .returning(JOBS.c.id, EXPERIMENTS.c.model_key)
-    ).all()
-    return [(int(j), str(k)) for j, k in rows]
+        .values(status=case((state == "paused", "paused"), (state == "cancelled", "cancelled"), else_="queued"),
+                lease_owner=None, lease_expires_at=None, published_at=func.now())
+        .returning(JOBS.c.id, EXPERIMENTS.c.model_key, JOBS.c.status)
+    ).all()  # fmt: skip
+    return [(int(j), str(k)) for j, k, status in rows if status == "queued"]
 
 
 def give_back(session: Session, job_id: int, owner: str) -> str | None:
@@ -147,13 +195,16 @@ def give_back(session: Session, job_id: int, owner: str) -> str | None:
 
 
 def fail_exhausted(session: Session, max_attempts: int) -> list[int]:
-    """Expired leases of jobs out of attempts (their worker died each time): failed, with the reason."""
+    """Expired leases of jobs out of attempts (their worker died each time): failed, with the reason and a
+    failure outcome. The caller commits."""
     reason = func.concat("worker died ", JOBS.c.attempts, " times while running this job (max_attempts reached)")
     rows = session.execute(
         update(JOBS).where(_expired(), _out_of_attempts(max_attempts)).values(**_close("failed", reason))
         .returning(JOBS.c.id)
     ).all()  # fmt: skip
-    return [int(r[0]) for r in rows]
+    failed = [int(r[0]) for r in rows]
+    _record_failures(session, failed)
+    return failed
 
 
 def requeue_expired(session: Session) -> list[tuple[int, str]]:
@@ -161,47 +212,52 @@ def requeue_expired(session: Session) -> list[tuple[int, str]]:
     return _requeue(session, _expired())
 
 
-def release(session: Session, stream: StreamId, limit: int | None) -> list[int]:
-    """Queue the stream's next pending jobs so that at most ``limit`` are queued or running (None: all).
+def release(session: Session, experiment_id: int, limits: Mapping[str, int | None], window: int) -> list[int]:
+    """Queue the experiment's next pending jobs, in publish order; returns their ids.
 
-    A transaction-scoped advisory lock per stream keeps two workers from releasing past the limit.
+    A pending job is released when (1) its position is below the lowest position still open in the
+    experiment (pending, queued or running, any stream) plus ``window``, and (2) its stream has room under its
+    condition's in-flight limit (``limits``; None: unlimited). Rule 1 keeps every stream, relaxed ones
+    included, within ``window`` positions of the slowest: a run stopped at any moment has compared the
+    conditions on nearly the same issues. The lowest open position only rises, so a released job never falls
+    outside the window. One statement after an advisory lock per experiment (two workers never release past
+    a limit); the index ``ix_jobs_open_position`` keeps it to short index ranges.
     """
-    lock = keys.stream_lock(stream.experiment_id, stream.condition, stream.replicate)
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock})
-    params = {"e": stream.experiment_id, "c": stream.condition, "r": stream.replicate}
-    where = "experiment_id = :e AND condition = :c AND replicate = :r"
-    room: int | None = None
-    if limit is not None:
-        active = session.execute(
-            text(f"SELECT count(*) FROM jobs WHERE {where} AND status IN ('queued', 'running')"), params
-        ).scalar_one()
-        room = max(0, limit - int(active))
-        if room == 0:
-            session.commit()
-            return []
-    ids = list(
-        session.execute(
-            text(
-                f"UPDATE jobs SET status = 'queued', published_at = now() WHERE id IN (SELECT id FROM jobs "
-                f"WHERE {where} AND status = 'pending' ORDER BY position LIMIT :room) RETURNING id"
-            ),
-            {**params, "room": room},
-        ).scalars()
-    )
-    session.commit()
-    return ids
-
-
-def reset_failed(session: Session, experiment_id: int) -> None:
-    """Resume: jobs that failed without an outcome (poison jobs) get a fresh set of attempts, as pending."""
-    session.execute(
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": keys.release_lock(experiment_id)})
+    # FOR SHARE waits for a pause or cancel in progress (`lifecycle` holds the row), then sees its state.
+    state = session.execute(
+        select(EXPERIMENTS.c.state).where(EXPERIMENTS.c.id == experiment_id).with_for_update(read=True)
+    ).scalar()
+    if state != "active":
+        session.commit()
+        return []
+    rows = session.execute(
         text(
-            "UPDATE jobs SET status = 'pending', attempts = 0, error = NULL WHERE experiment_id = :e "
-            "AND status = 'failed' AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.job_id = jobs.id)"
+            """
+            WITH floor AS (
+                SELECT min(position) AS p FROM jobs
+                WHERE experiment_id = :e AND status IN ('pending', 'queued', 'running')),
+            active AS (
+                SELECT condition, replicate, count(*) AS n FROM jobs
+                WHERE experiment_id = :e AND status IN ('queued', 'running') GROUP BY condition, replicate),
+            candidate AS (
+                SELECT j.id, j.seq, j.condition, j.replicate,
+                       row_number() OVER (PARTITION BY j.condition, j.replicate ORDER BY j.position) AS k
+                FROM jobs j, floor
+                WHERE j.experiment_id = :e AND j.status = 'pending' AND j.position < floor.p + :w),
+            chosen AS (
+                SELECT c.id, c.seq FROM candidate c
+                JOIN jsonb_each_text(CAST(:limits AS jsonb)) lim ON lim.key = c.condition
+                LEFT JOIN active a ON a.condition = c.condition AND a.replicate = c.replicate
+                WHERE lim.value IS NULL OR c.k + coalesce(a.n, 0) <= CAST(lim.value AS int))
+            UPDATE jobs SET status = 'queued', published_at = now() FROM chosen
+            WHERE jobs.id = chosen.id RETURNING jobs.id, chosen.seq
+            """
         ),
-        {"e": experiment_id},
-    )
+        {"e": experiment_id, "w": window, "limits": json.dumps(dict(limits))},
+    ).all()
     session.commit()
+    return [int(job_id) for job_id, _ in sorted(rows, key=lambda r: r[1])]
 
 
 def mark_published(session: Session, job_ids: list[int]) -> None:
@@ -221,7 +277,8 @@ def unfinished_models(session: Session) -> list[tuple[dict[str, Any], str]]:
     rows = session.execute(
         text(
             "SELECT e.config->'model', e.model_key FROM experiments e WHERE EXISTS (SELECT 1 FROM jobs j "
-            "WHERE j.experiment_id = e.id AND j.status IN ('pending', 'queued', 'running')) ORDER BY e.created_at"
+            "WHERE j.experiment_id = e.id AND j.status IN ('pending', 'queued', 'running')) AND e.state = 'active' "
+            "ORDER BY e.created_at"
         )
     ).all()
     return [(dict(r[0]), str(r[1])) for r in rows]
@@ -233,7 +290,7 @@ def unfinished_count(session: Session, model_key: str) -> int:
         session.execute(
             text(
                 "SELECT count(*) FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
-                "WHERE e.model_key = :k AND j.status IN ('pending', 'queued', 'running')"
+                "WHERE e.model_key = :k AND e.state = 'active' AND j.status IN ('pending', 'queued', 'running')"
             ),
             {"k": model_key},
         ).scalar_one()

@@ -1,9 +1,10 @@
 """The producer: one experiment file → one experiment row, its issues, one job per
 (condition, replicate, issue), published to the model's queue.
 
-Publish order interleaves conditions (issue-major, then replicate, then condition), so a run stopped half way
-is still a fair comparison. Enqueueing the same name again resumes: only jobs without an outcome go out again.
-Strict streams publish one job at a time; the worker that finishes a job releases the next.
+Every job starts pending; releases (`queue.jobs.release`) queue them in publish order (issue-major, then
+replicate, then condition) within each stream's in-flight limit and the experiment's position window, so a
+run stopped half way is still a fair comparison; the worker that finishes a job releases the next ones.
+Enqueueing the same name again resumes: only jobs without an outcome go out again.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from swarmq import keys
 from swarmq.benchmarks.base import Issue
 from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
+from swarmq.experiment.dataset import DatasetRecord, fingerprint
 from swarmq.experiment.plan import batches, design_warnings, job_count, plan_jobs, replicate_orders
 from swarmq.queue import broker, jobs
 from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
-from swarmq.swarm.state import Stream
 
 INSERT_ROWS = 10_000
 """Job rows per INSERT: the plan is streamed, so memory stays flat however many jobs an experiment has."""
@@ -44,8 +45,12 @@ def enqueue(
     config: ExperimentConfig,
     issues: Sequence[Issue],
     progress: Callable[[str], None] | None = None,
+    record: DatasetRecord | None = None,
 ) -> EnqueueResult:
+    """``record`` says what the issues were read from (`experiment.dataset.load_dataset`); without one, the
+    experiment records their fingerprint only."""
     say = progress or (lambda _m: None)
+    record = record or DatasetRecord(config.dataset.source, None, fingerprint(issues), len(issues))
     key = keys.model_key(config.model.path)
     total = job_count(len(issues), len(config.conditions), config.replicates)
     if total > config.max_jobs:
@@ -66,6 +71,10 @@ def enqueue(
                     "use another --name (or the original file) to resume"
                 )
             _check_rule(session, existing, config)
+            used = (existing.dataset or {}).get("fingerprint")
+            if used and used != record.fingerprint:
+                say(f"warning: {config.name}: the issues read now differ from those it was enqueued with "
+                    f"(fingerprint {record.fingerprint[:12]} vs {used[:12]}); it goes on with the stored ones")  # fmt: skip
             # Operational guards (timeout, max_jobs) are not the experiment's identity: a resume may change them.
             existing.config = config.canonical_json()
             session.commit()
@@ -76,25 +85,23 @@ def enqueue(
             config_hash=config.config_hash(),
             benchmark=config.dataset.benchmark,
             model_key=key,
+            dataset=record.to_json(),
         )
         session.add(exp)
         session.flush()
         issue_ids = _insert_issues(session, exp.id, issues)
-        limits = {name: c.in_flight_limit for name, c in config.conditions.items()}
         say(f"writing {total} jobs")
         orders = replicate_orders(
             len(issues), config.replicates, config.seed, config.dataset.shuffle == "per_replicate"
         )
-        plan = plan_jobs(issues, list(config.conditions), config.replicates, limits, orders)
+        plan = plan_jobs(issues, list(config.conditions), config.replicates, orders)
         for rows in batches(plan, INSERT_ROWS):
             for r in rows:
                 r["experiment_id"] = exp.id
                 r["issue_id"] = issue_ids[r["instance_id"]]
             session.execute(insert(Job), rows)
-        session.execute(text("UPDATE jobs SET published_at = now() WHERE experiment_id = :e AND status = 'queued'"),
-                        {"e": exp.id})  # fmt: skip
         session.commit()
-        queued = jobs.queued_ids(session, exp.id)
+        queued = jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
     say(f"publishing {len(queued)} jobs to queue {keys.queue_name(key)}")
     published = broker.publish(app, ((job_id, key) for job_id in queued))
     return EnqueueResult(config.name, total, published, resumed=False)
@@ -136,13 +143,11 @@ def _resume(
     config: ExperimentConfig,
     say: Callable[[str], None],
 ) -> EnqueueResult:
-    """Publish again every job without an outcome. Jobs that failed without one (poison jobs) get a fresh
-    set of attempts; queued jobs are re-sent in case the broker lost them (a second delivery is dropped)."""
+    """Publish again every job without an outcome; queued jobs are re-sent in case the broker lost them (a
+    second delivery is dropped). Failed jobs keep their failure outcome: running them again now would fill
+    their strict streams out of order."""
     with sessions() as session:
-        jobs.reset_failed(session, exp.id)
-        for name, cond in config.conditions.items():
-            for replicate in range(config.replicates):
-                jobs.release(session, Stream(exp.id, exp.name, name, replicate), cond.in_flight_limit)
+        jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
         counts: dict[str, int] = dict(
             session.execute(
                 text("SELECT status, count(*) FROM jobs WHERE experiment_id = :e GROUP BY status"), {"e": exp.id}

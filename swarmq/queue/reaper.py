@@ -3,9 +3,10 @@
 Each pass (one worker at a time, by a short-lived lock in Redis):
 - jobs whose lease expired (their worker died) are queued again, or failed once they used max_attempts;
 - swarm updates left half-done (a worker died between its outcome write and its Redis update) are finished;
-- streams with room in flight and pending jobs are released (e.g. a worker died after its outcome write);
+- experiments with pending jobs and none in flight are released (e.g. a worker died after its outcome write);
 - queued jobs missing from the broker (Redis restarted empty) are published again.
-A second delivery of a job is harmless: claiming is atomic in Postgres.
+A second delivery of a job is harmless: claiming is atomic in Postgres. Paused and cancelled experiments
+(`lifecycle`) are left alone: nothing of theirs is released or published again.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker, jobs
 from swarmq.queue.dispatch import release_next
 from swarmq.store.outcomes import unapplied_streams
-from swarmq.swarm.state import Stream
 
 log = logging.getLogger(__name__)
 CompleteStream = Callable[[int, str, int], None]
@@ -64,7 +64,7 @@ def reap(
         broker.publish(app, requeued)
         if complete_stream is not None:
             result.completed = complete_unapplied(session, complete_stream, grace_seconds)
-        result.released = _release_stalled(sessions, session, app, complete_stream)
+        result.released = _release_stalled(sessions, session, app)
         result.republished = _republish_missing(session, app, redis, grace_seconds)
     return result
 
@@ -78,29 +78,24 @@ def complete_unapplied(session: Session, complete_stream: CompleteStream, older_
     return len(streams)
 
 
-def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Celery,
-                     complete_stream: CompleteStream | None) -> int:  # fmt: skip
-    """Streams with pending jobs and nothing in flight: finish their half-applied updates, then release."""
-    # Both sides use partial indexes (migration 0002): cheap however many finished jobs the table holds.
+def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Celery) -> int:
+    """Experiments with pending jobs and nothing in flight (a worker died between its outcome and the release
+    that follows): nobody else would release them. Releases are experiment-wide (`jobs.release`), so an
+    experiment with any job in flight is moved on by that job's worker."""
+    # Both sides use partial indexes (migrations 0002, 0005): cheap however many finished jobs the table holds.
     rows = session.execute(
         text(
             """
-            SELECT p.experiment_id, e.name, p.condition, p.replicate, e.config, e.model_key
-            FROM (SELECT DISTINCT experiment_id, condition, replicate FROM jobs WHERE status = 'pending') p
-            JOIN experiments e ON e.id = p.experiment_id
-            WHERE NOT EXISTS (
-                SELECT 1 FROM jobs k WHERE k.experiment_id = p.experiment_id AND k.condition = p.condition
-                AND k.replicate = p.replicate AND k.status IN ('queued', 'running'))
+            SELECT e.id, e.config, e.model_key FROM experiments e
+            WHERE e.state = 'active'
+            AND EXISTS (SELECT 1 FROM jobs p WHERE p.experiment_id = e.id AND p.status = 'pending')
+            AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.experiment_id = e.id AND k.status IN ('queued', 'running'))
             """
         )
     ).all()
-    n = 0
-    for exp_id, name, condition, replicate, config, key in rows:
-        cond = ExperimentConfig.stored(config).conditions[condition]
-        if complete_stream is not None:
-            complete_stream(exp_id, condition, replicate)
-        n += release_next(sessions, app, Stream(exp_id, name, condition, replicate), cond.in_flight_limit, key)
-    return n
+    return sum(
+        release_next(sessions, app, exp_id, ExperimentConfig.stored(config), key) for exp_id, config, key in rows
+    )
 
 
 def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
@@ -111,7 +106,7 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     rows = session.execute(
         text(
             "SELECT j.id, e.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
-            "WHERE j.status = 'queued' AND j.published_at < now() - make_interval(secs => :g)"
+            "WHERE j.status = 'queued' AND e.state = 'active' AND j.published_at < now() - make_interval(secs => :g)"
         ),
         {"g": grace_seconds},
     ).all()
@@ -149,6 +144,19 @@ def broker_task_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[str]:
         for raw in redis.lrange(keys.queue_name(key), 0, -1):
             ids.add(_task_id(raw))
     return ids
+
+
+def drop_tasks(redis: redis_lib.Redis, model_key: str, job_ids: list[int]) -> int:
+    """Take these jobs' messages out of their model's queue (a paused, cancelled or deleted experiment's);
+    returns how many were removed. Delivered messages are beyond reach, and dropped by the claim."""
+    wanted = {keys.task_id(j) for j in job_ids}
+    if not wanted:
+        return 0
+    queue, n = keys.queue_name(model_key), 0
+    for raw in redis.lrange(queue, 0, -1):
+        if _task_id(raw) in wanted:
+            n += int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes: redis-py sends them as is
+    return n
 
 
 def _task_id(raw: bytes | str) -> str:

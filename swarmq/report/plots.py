@@ -139,6 +139,8 @@ def _routing_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[s
     (independent swarms), as in S and F; pooling them would show specialization that no agent has."""
     counts: dict[str, dict[tuple[int, str], int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
+        if r["agent_id"] is None:  # a failure outcome: never routed to an agent
+            continue
         per = agents_per_condition.get(r["condition"], 1)
         counts[r["condition"]][(int(r["replicate"]) * per + int(r["agent_id"]), str(r["task_type"]))] += 1
     task_types = sorted({str(r["task_type"]) for r in rows})

@@ -30,10 +30,24 @@ SCORING_ERROR = f"o.score_status = '{UNJUDGED}'"
 it is left out of success rates and counted in its own column."""
 
 
-def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+MATCHED = f"""
+    SELECT j.replicate, j.instance_id FROM jobs j JOIN outcomes o ON o.job_id = j.id
+    WHERE j.experiment_id = :e AND NOT coalesce({SCORING_ERROR}, false)
+    GROUP BY j.replicate, j.instance_id HAVING count(DISTINCT j.condition) = :conditions
+"""
+"""The matched set: (replicate, issue) pairs with a judged outcome in every condition. A partial run compares
+conditions on these by default, so that no condition's rate rests on issues another has not reached."""
+
+
+def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any], *,
+               matched: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Per-group counts and rates. With ``matched``, successes, the judged count and the rate are those of the
+    matched set (`MATCHED`), and ``outside`` counts the judged outcomes left out of it."""
     cols = GROUPINGS[by]
     select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
+    inside = "m.instance_id IS NOT NULL" if matched else "true"
     sql = f"""
+        WITH m AS ({MATCHED if matched else "SELECT NULL::int AS replicate, NULL::text AS instance_id LIMIT 0"})
         SELECT {select_cols},
                count(*) AS jobs,
                count(*) FILTER (WHERE j.status = 'done') AS done,
@@ -41,7 +55,9 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
                count(*) FILTER (WHERE j.status = 'running') AS running,
                count(o.id) AS outcomes,
                count(*) FILTER (WHERE {SCORING_ERROR}) AS scoring_errors,
-               count(*) FILTER (WHERE {SUCCESS}) AS successes,
+               count(*) FILTER (WHERE o.id IS NOT NULL AND NOT coalesce({SCORING_ERROR}, false) AND {inside}) AS judged,
+               count(*) FILTER (WHERE o.id IS NOT NULL AND NOT coalesce({SCORING_ERROR}, false) AND NOT ({inside})) AS outside,
+               count(*) FILTER (WHERE {SUCCESS} AND {inside}) AS successes,
                count(*) FILTER (WHERE o.resolved) AS resolved,
                count(o.resolved) AS imported,
                avg(o.job_seconds) AS mean_seconds,
@@ -50,18 +66,20 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
                avg((o.finish_reason = 'length')::int) AS share_max_tokens,
                avg((o.error IS NOT NULL)::int) FILTER (WHERE o.id IS NOT NULL) AS share_errors
         FROM jobs j JOIN issues i ON i.id = j.issue_id LEFT JOIN outcomes o ON o.job_id = j.id
+        LEFT JOIN m ON m.replicate = j.replicate AND m.instance_id = j.instance_id
         WHERE j.experiment_id = :e
         GROUP BY {", ".join(cols)} ORDER BY {", ".join(cols)}
     """
+    params = {"e": experiment_id, "conditions": len(config["conditions"])}
     out = []
-    for r in session.execute(text(sql), {"e": experiment_id}).mappings():
+    for r in session.execute(text(sql), params).mappings():
         g = dict(r)
         if by == "agent" and g["agent"] is None:
-            continue  # jobs not yet routed have no agent
-        # Every job with a judged outcome counts, failures included (e.g. a prompt longer than n_ctx): leaving
-        # them out would flatter the conditions whose prompts grow. Jobs that never produced one do not, nor
-        # outcomes the scorer could not judge (stated in scoring_errors).
-        n = g["judged"] = int(g["outcomes"]) - int(g["scoring_errors"])
+            continue  # jobs not yet routed, and failure outcomes, have no agent
+        # Every job with a judged outcome counts, failures included (a prompt longer than n_ctx, a job that
+        # failed as a whole): leaving them out would flatter the conditions whose prompts grow. Outcomes the
+        # scorer could not judge do not (stated in scoring_errors), nor, by default, those outside the matched set.
+        n = int(g["judged"])
         g["success_rate"] = g["successes"] / n if n else None
         g["ci95"] = list(stats.wilson_interval(int(g["successes"]), n))
         for k in ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens", "share_errors"):
@@ -76,7 +94,7 @@ def agent_type_cells(session: Session, experiment_id: int, config: dict[str, Any
         text(
             f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
             f"count(*) FILTER (WHERE {SUCCESS}) AS s "
-            "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e "
+            "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e AND o.agent_id IS NOT NULL "
             "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
         ),
         {"e": experiment_id},
@@ -91,11 +109,13 @@ JUDGED_OUTCOMES = f"""
 """
 
 
-def issue_counts(session: Session, experiment_id: int) -> dict[str, list[tuple[int, int]]]:
-    """Per condition, each issue's (judged outcomes, successes) over all replicates: clustered rates."""
+def issue_counts(session: Session, experiment_id: int, conditions: int | None) -> dict[str, list[tuple[int, int]]]:
+    """Per condition, each issue's (judged outcomes, successes) over all replicates: clustered rates. With
+    ``conditions`` (the experiment's number of conditions), over the matched set only."""
+    where = f"WHERE (replicate, instance_id) IN ({MATCHED})" if conditions is not None else ""
     rows = session.execute(
-        text(f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x GROUP BY 1, 2"),
-        {"e": experiment_id},
+        text(f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x {where} GROUP BY 1, 2"),
+        {"e": experiment_id, "conditions": conditions},
     ).all()
     out: dict[str, list[tuple[int, int]]] = {}
     for condition, _issue, n, successes in rows:

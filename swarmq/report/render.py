@@ -42,6 +42,13 @@ def render_csv(data: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+LEGEND = (
+    "outcomes: jobs with an outcome (failed jobs included); rate: successes / judged outcomes (a scoring "
+    "error is not judged); max_tokens: share cut at max_tokens; errors: share with a generation or job error"
+)
+"""What the table's less obvious columns mean, printed under it."""
+
+
 def print_table(data: dict[str, Any], console: Console) -> None:
     groups = data["groups"]
     keys = [k for k in KEY_COLUMNS if groups and k in groups[0]]
@@ -49,8 +56,10 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     for k in keys:
         table.add_column(k)
     imported = any(g["imported"] for g in groups)
-    cols = ["jobs", "done", "failed", "outcomes", "scoring errors", "successes", "rate [95% CI]", "s/job", "p95 s",
-            "gen tok/s", "max_tokens", "errors"] + (["resolved"] if imported else [])  # fmt: skip
+    matched = data.get("matched", False)
+    cols = ["jobs", "done", "failed", "outcomes", "scoring errors", "successes", "rate [95% CI]"]
+    cols += (["outside"] if matched else []) + ["s/job", "p95 s", "gen tok/s", "max_tokens", "errors"]
+    cols += ["resolved"] if imported else []
     for col in cols:
         table.add_column(col, justify="right")
     for g in groups:
@@ -59,11 +68,17 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         table.add_row(
             *[str(g[k]) for k in keys],
             str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["outcomes"]), str(g["scoring_errors"]),
-            str(g["successes"]), rate, _num(g["mean_seconds"]), _num(g["p95_seconds"]),
+            str(g["successes"]), rate, *([str(g["outside"])] if matched else []),
+            _num(g["mean_seconds"]), _num(g["p95_seconds"]),
             _num(g["tokens_per_second"], "{:.1f}"), _pct(g["share_max_tokens"]), _pct(g["share_errors"]),
             *([f"{g['resolved']}/{g['imported']}"] if imported else []),
         )  # fmt: skip
     console.print(table)
+    console.print(LEGEND)
+    outside = sum(int(g["outside"]) for g in groups) if matched else 0
+    if matched:
+        console.print(f"rates over the matched set: (replicate, issue) pairs every condition has a judged outcome "
+                      f"for; {outside} judged outcome(s) outside it (`--all` counts them)")  # fmt: skip
     clustered = [g for g in groups if "ci95_clustered" in g]
     if clustered:
         console.print("rate intervals clustered by issue (replicates of an issue are not independent): " + ", ".join(
@@ -87,9 +102,12 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     spec = data.get("specialization") or {}
     if spec:
         st = Table(title="specialization (S: 1-H(type|agent)/H(type); F: Cramér's V; D: context divergence)")
-        for col in ("condition", "S", "p(S)", "F (V)", "p(F)", "D"):
+        for col in ("condition", "S", "S random", "p(S)", "F (V)", "p(F)", "D mean ± sd", "D random"):
             st.add_column(col, justify="left" if col == "condition" else "right")
         for cond, m in spec.items():
-            st.add_row(cond, f"{m['S']:.3f}", f"{m['S_p']:.3f}", f"{m['F_cramers_v']:.3f}", f"{m['F_p']:.3f}",
-                       _num(m.get("D"), "{:.3f}"))  # fmt: skip
+            d = f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-"
+            st.add_row(cond, f"{m['S']:.3f}", f"{m['S_random']:.3f}", f"{m['S_p']:.3f}", f"{m['F_cramers_v']:.3f}",
+                       f"{m['F_p']:.3f}", d, _num(m.get("D_null"), "{:.3f}"))  # fmt: skip
         console.print(st)
+        console.print("S random: S expected if routing ignored task type (same agent loads); D per replicate, "
+                      "from the buffers replayed out of Postgres; D random: the same examples dealt at random")  # fmt: skip

@@ -41,6 +41,9 @@ class ReplayReport:
     """First character offset where the texts differ; None when identical."""
     recorded_context: str
     replayed_context: str
+    recorded_slots: int = 1
+    """The recording worker's ``--slots``; replay always runs one sequence at a time (slots 1)."""
+    recorded_mean_batch: float | None = None
 
     @property
     def identical(self) -> bool:
@@ -64,6 +67,11 @@ class ReplayReport:
                 f"  recorded: {self.recorded_context}",
                 f"  replayed: {self.replayed_context}",
             ]
+        if self.recorded_slots != 1:  # slots 1 is what replay runs: nothing to say
+            batch = f", mean batch {self.recorded_mean_batch:.2f}" if self.recorded_mean_batch else ""
+            lines.append(f"  note: replay runs slots 1 (one sequence at a time); recorded with slots "
+                         f"{self.recorded_slots}{batch}: batched llama.cpp kernels may change the last bits of the "
+                         "logits, so the text can differ where two tokens were nearly tied")  # fmt: skip
         if not self.sha_matches:
             lines.append(f"  note: model sha256 {short(self.model_sha256)} is not the recorded "
                          f"{short(self.recorded_sha256)} (--force)")  # fmt: skip
@@ -131,6 +139,8 @@ def replay(session: Session, job_id: int, model_path: Path | None, force: bool,
         offset=offset,
         recorded_context=context(recorded, offset) if offset is not None else "",
         replayed_context=context(gen.text, offset) if offset is not None else "",
+        recorded_slots=int(row["slots"] or 1),
+        recorded_mean_batch=row["mean_batch_size"],
     )
 
 
@@ -158,7 +168,8 @@ def _recorded(session: Session, job_id: int) -> dict[str, Any]:
         session.execute(
             text(
                 "SELECT j.status, e.config->'model' AS model_config, o.id AS outcome_id, o.prompt, o.chat, "
-                "o.sampling, o.completion, o.finish_reason, o.model_sha256, o.llama_cpp_version "
+                "o.sampling, o.completion, o.finish_reason, o.model_sha256, o.llama_cpp_version, o.slots, "
+                "o.mean_batch_size "
                 "FROM jobs j JOIN experiments e ON e.id = j.experiment_id LEFT JOIN outcomes o ON o.job_id = j.id "
                 "WHERE j.id = :j"
             ),
@@ -172,6 +183,8 @@ def _recorded(session: Session, job_id: int) -> dict[str, Any]:
         raise UnknownExperiment(f"no job with id {job_id}")
     if row["outcome_id"] is None:
         raise UnknownExperiment(f"job {job_id} has no outcome to replay (status: {row['status']})")
+    if not row["prompt"]:  # a failure outcome (`store.outcomes.failure_record`): nothing was generated
+        raise UnknownExperiment(f"job {job_id} failed without a generation: nothing to replay")
     return dict(row)
 
 

@@ -1,7 +1,9 @@
 """Results tables: per-group counts and rates with 95% intervals (Wilson, and clustered by issue per
 condition), pairwise comparisons of conditions on matched (issue, replicate) pairs (paired difference with a
 clustered interval, sign-flip test, Holm-adjusted p; Fisher's test beside, for independent outcomes only),
-means over replicates, and the swarm's specialization metrics (S, F, D).
+means over replicates, and the swarm's specialization metrics (S beside its random-routing expectation, F,
+and D per replicate, replayed from Postgres, beside its null reference). Rates are over the matched set by
+default: a partial run compares conditions on the same (replicate, issue) pairs.
 
 Aggregation happens in Postgres (GROUP BY over the jobs/outcomes join); statistics are the pure functions
 of `stats.py` and `paired.py`.
@@ -16,9 +18,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from swarmq.experiment.config import ExperimentConfig
 from swarmq.report import paired, queries, stats
 from swarmq.report.queries import GROUPINGS, group_rows
 from swarmq.store.experiments import experiment_row
+from swarmq.swarm.sync import final_buffers
 
 AGENT_STRIDE = 1_000_000
 """(replicate, agent) → one integer id for the contingency tables."""
@@ -39,9 +43,11 @@ def comparisons(session: Session, experiment_id: int, groups: list[dict[str, Any
     return out
 
 
-def clustered_intervals(session: Session, experiment_id: int, groups: list[dict[str, Any]]) -> None:
-    """Add each condition's 95% interval clustered by issue (replicates of an issue are not independent)."""
-    counts = queries.issue_counts(session, experiment_id)
+def clustered_intervals(session: Session, experiment_id: int, groups: list[dict[str, Any]],
+                        conditions: int | None) -> None:  # fmt: skip
+    """Add each condition's 95% interval clustered by issue (replicates of an issue are not independent), over
+    the matched set when ``conditions`` is given."""
+    counts = queries.issue_counts(session, experiment_id, conditions)
     for g in groups:
         r = paired.rate_from_counts(counts.get(g["condition"], []))
         g["ci95_clustered"], g["issues"] = list(r.ci95), r.clusters
@@ -51,10 +57,11 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any], *,
+                     matched: bool) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per condition: mean and standard deviation of the success rate over replicates."""
     rates: dict[str, list[float]] = defaultdict(list)
-    for g in group_rows(session, experiment_id, "replicate", config):
+    for g in group_rows(session, experiment_id, "replicate", config, matched=matched):
         if g["success_rate"] is not None:
             rates[g["condition"]].append(g["success_rate"])
     out = {}
@@ -64,9 +71,30 @@ def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any
     return out
 
 
-def specialization_metrics(session: Session, experiment_id: int, config: dict[str, Any],
-                           buffers: dict[str, dict[int, list[str]]] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """S (with permutation p), F (Cramér's V and chi-square p) per condition; D when buffers are given.
+def divergence(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """D per replicate, from the buffers replayed out of Postgres (`swarm.sync.final_buffers`), as mean ± sd
+    over replicates beside the mean of its null reference (`stats.divergence_null`). Conditions that do not
+    accumulate have empty buffers and no D."""
+    cfg = ExperimentConfig.stored(config)
+    states = final_buffers(session, experiment_id, cfg)
+    out: dict[str, dict[str, Any]] = {}
+    for cond, c in cfg.conditions.items():
+        if not c.accumulate:
+            continue
+        values, nulls = [], []
+        for replicate in range(cfg.replicates):
+            state = states.get((cond, replicate))
+            texts = {i: [e.solution for e in buf] for i, buf in enumerate(state.buffers)} if state else {}
+            values.append(stats.context_divergence(texts))
+            nulls.append(stats.divergence_null(texts, seed=replicate))
+        mean, sd = stats.mean_spread(values)
+        out[cond] = {"D": mean, "D_sd": sd, "D_null": stats.mean_spread(nulls)[0], "D_replicates": values}
+    return out
+
+
+def specialization_metrics(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """S (with permutation p and its expectation under random routing), F (Cramér's V and chi-square p) per
+    condition; D per replicate with its null reference (`divergence`).
 
     Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents (independent swarms), so the
     agent in these tables is the pair (replicate, agent): pooling replicates never merges unrelated agents.
@@ -75,6 +103,7 @@ def specialization_metrics(session: Session, experiment_id: int, config: dict[st
     per: dict[str, list[tuple[int, str, int, int]]] = defaultdict(list)
     for cond, replicate, agent, ttype, n, s in rows:
         per[cond].append((int(replicate) * AGENT_STRIDE + int(agent), str(ttype), int(n), int(s)))
+    d_values = divergence(session, experiment_id, config)
     out: dict[str, dict[str, Any]] = {}
     for cond, cells in sorted(per.items()):
         s_val = stats.specialization_from_counts({(a, t): n for a, t, n, _ in cells}, permutations=1000, seed=0)
@@ -82,27 +111,28 @@ def specialization_metrics(session: Session, experiment_id: int, config: dict[st
         for a, t, _, s in cells:
             table[a][t] = s
         f_val = stats.functional_differentiation(table)
-        entry: dict[str, Any] = {"S": s_val.value, "S_p": s_val.p, "F_cramers_v": f_val.value, "F_p": f_val.p}
-        if buffers is not None and cond in buffers:
-            entry["D"] = stats.context_divergence(buffers[cond])
-        out[cond] = entry
+        out[cond] = {"S": s_val.value, "S_p": s_val.p, "S_random": s_val.expected, "F_cramers_v": f_val.value,
+                     "F_p": f_val.p, **d_values.get(cond, {})}  # fmt: skip
     return out
 
 
-def results(session: Session, name: str, by: str = "condition",
-            buffers: dict[str, dict[int, list[str]]] | None = None) -> dict[str, Any]:  # fmt: skip
+def results(session: Session, name: str, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
+    """The results of experiment ``name``. With ``matched`` (the default), rates compare the conditions on
+    the (replicate, issue) pairs every condition has a judged outcome for (`queries.MATCHED`); each group
+    says how many judged outcomes fall ``outside``."""
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
     exp_id, config = experiment_row(session, name)
-    groups = group_rows(session, exp_id, by, config)
-    by_condition = groups if by == "condition" else group_rows(session, exp_id, "condition", config)
-    clustered_intervals(session, exp_id, by_condition)
+    groups = group_rows(session, exp_id, by, config, matched=matched)
+    by_condition = groups if by == "condition" else group_rows(session, exp_id, "condition", config, matched=matched)
+    clustered_intervals(session, exp_id, by_condition, len(config["conditions"]) if matched else None)
     return {
         "experiment": name,
         "by": by,
         "success_rule": config.get("success", {}).get("rule", "scorer"),
+        "matched": matched,
         "groups": groups,
         "comparisons": comparisons(session, exp_id, by_condition),
-        "replicates": replicate_spread(session, exp_id, config),
-        "specialization": specialization_metrics(session, exp_id, config, buffers),
+        "replicates": replicate_spread(session, exp_id, config, matched=matched),
+        "specialization": specialization_metrics(session, exp_id, config),
     }

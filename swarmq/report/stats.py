@@ -27,6 +27,15 @@ class Measure(NamedTuple):
     p: float
 
 
+class Specialization(NamedTuple):
+    """S, its permutation p-value, and the S that routing blind to task type would show on the same jobs
+    (S is biased upward in small samples: compare it with ``expected``, not with 0)."""
+
+    value: float
+    p: float
+    expected: float
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Condition A against condition B: Fisher p, rate_a - rate_b and a 95% interval for it."""
@@ -95,7 +104,7 @@ def _specialization(agent_codes: np.ndarray, type_codes: np.ndarray, n_types: in
 
 def specialization(
     agent_ids: Sequence[int], task_types: Sequence[str], *, permutations: int = 1000, seed: int = 0
-) -> Measure:
+) -> Specialization:
     """How much knowing the agent tells about the task type: S = 1 - H(type | agent) / H(type).
 
     Pairs are (agent that took a job, the job's task type), in bits. S = 1 when each type goes to its own
@@ -106,20 +115,19 @@ def specialization(
     if len(agent_ids) != len(task_types):
         raise ValueError(f"{len(agent_ids)} agent ids but {len(task_types)} task types")
     if len(agent_ids) == 0:
-        return Measure(0.0, 1.0)
+        return Specialization(0.0, 1.0, 0.0)
     _, a = np.unique(np.asarray(agent_ids), return_inverse=True)
     types, t = np.unique(np.asarray(task_types), return_inverse=True)
     a, t = a.ravel(), t.ravel()
     h_type = _entropy(np.bincount(t))
     if h_type == 0.0:
-        return Measure(0.0, 1.0)
+        return Specialization(0.0, 1.0, 0.0)
     observed = _specialization(a, t, len(types), h_type)
     rng = np.random.default_rng(seed)
+    null = [_specialization(rng.permutation(a), t, len(types), h_type) for _ in range(permutations)]
     # The tolerance counts shuffles that reproduce the observed table despite float rounding.
-    hits = sum(
-        _specialization(rng.permutation(a), t, len(types), h_type) >= observed - 1e-12 for _ in range(permutations)
-    )
-    return Measure(observed, (1 + hits) / (1 + permutations))
+    hits = sum(v >= observed - 1e-12 for v in null)
+    return Specialization(observed, (1 + hits) / (1 + permutations), float(np.mean(null)) if null else 0.0)
 
 
 EXACT_LIMIT = 20_000
@@ -128,13 +136,14 @@ EXACT_LIMIT = 20_000
 
 def specialization_from_counts(
     counts: Mapping[tuple[int, str], int], *, permutations: int = 1000, seed: int = 0, exact_limit: int = EXACT_LIMIT
-) -> Measure:
+) -> Specialization:
     """S from an (agent, task type) → jobs table, as results queries deliver it.
 
     Up to ``exact_limit`` jobs this is `specialization` (permutation test). Beyond, shuffling a million
     labels a thousand times costs minutes, and the permutation p converges to the G-test's: under
     independence 2·n·ln 2·I(agent; type) (I in bits, = S·H(type)) is chi-square with (r-1)(c-1) degrees
-    of freedom, so that p is reported instead.
+    of freedom, so that p is reported instead, and the expected S under random routing is that chi-square's
+    mean, (r-1)(c-1) / (2·n·ln 2), over H(type).
     """
     n = sum(counts.values())
     if n <= exact_limit:
@@ -146,14 +155,16 @@ def specialization_from_counts(
     m = np.array([[counts.get((a, t), 0) for t in type_ids] for a in agent_ids], dtype=float)
     h_type = _entropy(m.sum(axis=0))
     if h_type == 0.0:
-        return Measure(0.0, 1.0)
+        return Specialization(0.0, 1.0, 0.0)
     h_cond = sum(row.sum() / n * _entropy(row) for row in m if row.sum() > 0)
     s = 1.0 - h_cond / h_type
     r, c = int((m.sum(axis=1) > 0).sum()), int((m.sum(axis=0) > 0).sum())
     if r < 2 or c < 2:
-        return Measure(s, 1.0)
+        return Specialization(s, 1.0, 0.0)
     g = 2.0 * n * math.log(2.0) * (h_type - h_cond)
-    return Measure(s, float(sps.chi2.sf(g, (r - 1) * (c - 1))))
+    df = (r - 1) * (c - 1)
+    expected = min(1.0, df / (2.0 * n * math.log(2.0)) / h_type)
+    return Specialization(s, float(sps.chi2.sf(g, df)), expected)
 
 
 def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measure:
@@ -198,6 +209,26 @@ def context_divergence(buffers: Mapping[int, Sequence[str]]) -> float:
         vectors.append({term: x / norm for term, x in vec.items()})
     sims = [sum(x * v.get(term, 0.0) for term, x in u.items()) for u, v in combinations(vectors, 2)]
     return min(1.0, max(0.0, 1.0 - sum(sims) / len(sims)))
+
+
+def divergence_null(buffers: Mapping[int, Sequence[str]], *, permutations: int = 200, seed: int = 0) -> float:
+    """The D that the same examples would give, dealt to the agents at random (buffer sizes kept): the
+    reference D is read against, since TF-IDF over few short texts is far from 0 even when nothing
+    specialized. Mean of ``permutations`` seeded deals."""
+    sizes = [len(buf) for _, buf in sorted(buffers.items())]
+    pool = [text for _, buf in sorted(buffers.items()) for text in buf]
+    if sum(1 for k in sizes if k) < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for _ in range(permutations):
+        order = rng.permutation(len(pool))
+        dealt, start = {}, 0
+        for agent, k in enumerate(sizes):
+            dealt[agent] = [pool[i] for i in order[start : start + k]]
+            start += k
+        total += context_divergence(dealt)
+    return total / permutations
 
 
 def mean_spread(values: Sequence[float]) -> tuple[float, float]:

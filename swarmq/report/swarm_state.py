@@ -1,5 +1,5 @@
 """Live views of the swarm state in Redis (the one place `report/` reads Redis): agents, buffers and
-histories per stream, and the agents' buffer texts behind the context-divergence metric D."""
+histories per stream. (D is computed from Postgres: `report.results.divergence`.)"""
 
 from __future__ import annotations
 
@@ -28,17 +28,6 @@ def streams_of(session: Session, experiment: str, condition: str | None = None,
         if (condition is None or c == condition) and (replicate is None or r == replicate)
     ]
     return cfg, streams
-
-
-def buffer_texts(redis: redis_lib.Redis, session: Session, experiment: str) -> dict[str, dict[int, list[str]]]:
-    """Agents' buffer texts per condition (replicate 0) for the context-divergence metric D."""
-    cfg, streams = streams_of(session, experiment, replicate=0)
-    store, found = SwarmStore(redis), {}
-    for stream in streams:
-        state = store.peek(stream, cfg.conditions[stream.condition].agents)
-        if state is not None:
-            found[stream.condition] = {i: [e.solution for e in b] for i, b in enumerate(state.buffers)}
-    return found
 
 
 def state_json(redis: redis_lib.Redis, session: Session, experiment: str, condition: str | None,

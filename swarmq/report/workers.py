@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from swarmq import keys
+from swarmq.experiment.config import ExperimentConfig
 from swarmq.settings import DEFAULTS
 
 
@@ -28,12 +29,39 @@ def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, 
             "vram_used_mb": float(raw["vram_used_mb"]) if raw.get("vram_used_mb") else None,
             "model": raw.get("model"),
             "current_job": int(raw["current_job"]) if raw.get("current_job") else None,
+            "current_jobs": [int(j) for j in raw.get("current_jobs", "").split(",") if j]
+            or ([int(raw["current_job"])] if raw.get("current_job") else []),
+            "slots": int(raw.get("slots") or 1), "model_key": raw.get("model_key") or None,
+            "busy_slots": int(raw["busy_slots"]) if raw.get("busy_slots") else int(bool(raw.get("current_job"))),
             "job_seconds": round(now - started, 1) if started else None,
             "jobs_done": int(raw.get("jobs_done", 0)), "tokens_per_second": float(raw.get("tokens_per_second", 0)),
             "last_heartbeat_seconds_ago": round(age, 1),
             "state": "lost" if age > float(raw.get("lease_seconds", DEFAULTS.lease_seconds)) else "live",
         })  # fmt: skip
     return {"workers": workers}
+
+
+def runnable_streams(config: ExperimentConfig) -> int | None:
+    """How many jobs of the experiment can run at once: a strict stream runs one at a time, a relaxed one up to
+    ``max_in_flight``; None when some stream has no limit."""
+    total = 0
+    for limit in config.in_flight_limits().values():
+        if limit is None:
+            return None
+        total += limit * config.replicates
+    return total
+
+
+def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | None:
+    """A warning when the live workers serving the experiment's model have more slots than its streams can
+    fill: the extra slots stay idle (strict ordering bounds concurrency by the number of streams)."""
+    key = keys.model_key(config.model.path)
+    live = [w for w in workers["workers"] if w["state"] == "live" and w.get("model_key") in (None, key)]
+    slots, runnable = sum(w["slots"] for w in live), runnable_streams(config)
+    if runnable is None or slots <= runnable:
+        return None
+    return (f"warning: {len(live)} live worker(s) with {slots} slots in all serve this model, but {config.name} "
+            f"can run only {runnable} job(s) at once (its streams' ordering); {slots - runnable} slot(s) stay idle")  # fmt: skip
 
 
 def _text(value: bytes | str) -> str:
@@ -47,7 +75,8 @@ def render_workers(data: dict[str, Any], console: Console) -> None:
         "host",
         "gpu",
         "model",
-        "current job",
+        "busy slots",
+        "current jobs",
         "running s",
         "jobs done",
         "tok/s",
@@ -60,7 +89,8 @@ def render_workers(data: dict[str, Any], console: Console) -> None:
     for w in data["workers"]:
         gpu = "cpu" if w["gpu"] is None else f"{w['gpu']} {w['gpu_name'] or ''}".strip()
         t.add_row(
-            w["name"], w["host"], gpu, w["model"], str(w["current_job"] or "-"), str(w["job_seconds"] or "-"),
+            w["name"], w["host"], gpu, w["model"], f"{w['busy_slots']}/{w['slots']}",
+            ",".join(map(str, w["current_jobs"])) or "-", str(w["job_seconds"] or "-"),
             str(w["jobs_done"]), f"{w['tokens_per_second']:.1f}",
             "-" if w["vram_used_mb"] is None else f"{w['vram_used_mb']:.0f}",
             f"{w['last_heartbeat_seconds_ago']:.0f} s ago", w["state"],

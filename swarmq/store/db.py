@@ -39,8 +39,21 @@ def make_engine(url: str) -> Engine:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise ServiceUnavailable(f"cannot reach Postgres at {_redact(url)}: {reason}") from None
+        missing = _missing_database(url, reason)
+        raise ServiceUnavailable(missing or f"cannot reach Postgres at {_redact(url)}: {reason}") from None
     return engine
+
+
+def _missing_database(url: str, reason: str) -> str | None:
+    """The server answered but has no such database (a fresh server needs `createdb` once): say exactly that."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if f'database "{u.database}" does not exist' not in reason:
+        return None
+    where = " ".join(f"{flag} {value}" for flag, value in (("-h", u.host), ("-p", u.port), ("-U", u.username)) if value)
+    return (f"database {u.database!r} does not exist on the Postgres server at {_redact(url)}: create it with "
+            f"`createdb {where} {u.database}`, then run `swarmq db upgrade`")  # fmt: skip
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from swarmq.store.schema import Job, Outcome
@@ -24,6 +24,35 @@ class StreamId(Protocol):
     def condition(self) -> str: ...
     @property
     def replicate(self) -> int: ...
+
+
+FAILED = "skipped"
+"""``score_status`` of an outcome with nothing to score: its generation failed, or the job failed as a whole."""
+
+
+def failure_record(reason: str, *, task_type: str, rule: str, worker: str, model_name: str) -> dict[str, Any]:
+    """The outcome of a job that ended without one of its own (its worker died ``max_attempts`` times, or an
+    unexpected error): a failure with its reason and no agent. Strict streams keep no gap, and every denominator
+    counts the job (as a failure, like a prompt longer than the context), while per-agent statistics skip it."""
+    return {
+        "completion": "",
+        "finish_reason": "error",
+        "worker": worker,
+        "model_name": model_name,
+        "model_sha256": "",
+        "llama_cpp_version": "",
+        "prompt": "",
+        "prompt_sha256": "",
+        "sampling": {},
+        "error": reason,
+        "agent_id": None,
+        "task_type": task_type,
+        "example_ids": [],
+        "success": False,
+        "success_rule": rule,
+        "score_status": FAILED,
+        "score_detail": {},
+    }
 
 
 def relaxed_commit(session: Session) -> None:
@@ -47,6 +76,34 @@ def stream_outcomes(session: Session, stream: StreamId, *, unapplied_only: bool 
     )
     if unapplied_only:
         query = query.where(Outcome.update_applied.is_(False))
+    return [(j, o) for j, o in session.execute(query).all()]
+
+
+def latest_successes(session: Session, experiment_id: int, per_agent: int) -> list[tuple[Job, Outcome]]:
+    """Each (stream, agent)'s last ``per_agent`` successful outcomes with an agent, oldest first, in the order
+    their updates were applied (as `stream_outcomes`): all that an agent's final buffer can hold, read without
+    the rest of the experiment's outcomes."""
+    ranked = (
+        select(
+            Outcome.id,
+            func.row_number()
+            .over(
+                partition_by=(Job.condition, Job.replicate, Outcome.agent_id),
+                order_by=(Outcome.applied_version.desc().nulls_first(), Outcome.id.desc()),
+            )
+            .label("k"),
+        )
+        .join(Job, Job.id == Outcome.job_id)
+        .where(Job.experiment_id == experiment_id, Outcome.success, Outcome.agent_id.is_not(None))
+        .subquery()
+    )
+    query = (
+        select(Job, Outcome)
+        .join(Outcome, Outcome.job_id == Job.id)
+        .join(ranked, ranked.c.id == Outcome.id)
+        .where(ranked.c.k <= per_agent)
+        .order_by(Job.condition, Job.replicate, Outcome.applied_version.asc().nulls_last(), Outcome.id)
+    )
     return [(j, o) for j, o in session.execute(query).all()]
 
 

@@ -25,9 +25,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("pending", "queued", "running", "done", "failed")
+JOB_STATUSES = ("pending", "queued", "running", "done", "failed", "paused", "cancelled")
 """pending: waiting for its stream's turn (strict ordering); queued: published to the broker; running: leased
-by a worker; done: has its outcome; failed: gave up (poison job or permanent error)."""
+by a worker; done: has its outcome; failed: gave up (poison job or permanent error), with a failure outcome
+(`store.outcomes.failure_record`) unless its generation or scoring failed in a recorded outcome.
+paused and cancelled belong to the experiment's lifecycle (`queue.lifecycle`): paused: was queued when its
+experiment was paused, queued again on resume; cancelled: will never run (its experiment was cancelled)."""
+EXPERIMENT_STATES = ("active", "paused", "cancelled")
+"""active: its jobs are released and run; paused: nothing is released or claimed until `swarmq resume`;
+cancelled: final, nothing of it runs again (`swarmq delete` removes it)."""
 
 
 class Base(DeclarativeBase):
@@ -36,6 +42,7 @@ class Base(DeclarativeBase):
 
 class Experiment(Base):
     __tablename__ = "experiments"
+    __table_args__ = (CheckConstraint(f"state IN {EXPERIMENT_STATES!r}", name="experiments_state_check"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -44,6 +51,10 @@ class Experiment(Base):
     benchmark: Mapped[str] = mapped_column(String(32))
     model_key: Mapped[str] = mapped_column(String(200))
     """Broker queue of the model this experiment needs (derived from the GGUF file name)."""
+    state: Mapped[str] = mapped_column(String(16), server_default="active")
+    """One of EXPERIMENT_STATES; changed only by `queue.lifecycle` (pause, resume, cancel)."""
+    dataset: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """The dataset as read at enqueue: source, resolved revision, and a fingerprint of the rows used."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -75,6 +86,12 @@ class Job(Base):
             "condition",
             "replicate",
             postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_jobs_open_position",
+            "experiment_id",
+            "position",
+            postgresql_where=text("status IN ('pending', 'queued', 'running')"),
         ),
         Index(
             "ix_jobs_active_stream",
@@ -121,6 +138,10 @@ class Outcome(Base):
     prompt_seconds: Mapped[float | None] = mapped_column(Float)
     generation_seconds: Mapped[float | None] = mapped_column(Float)
     tokens_per_second: Mapped[float | None] = mapped_column(Float)
+    slots: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    """Sequences the worker decoded together (`worker --slots`); 1 = one at a time."""
+    mean_batch_size: Mapped[float | None] = mapped_column(Float)
+    """Sequences that shared a decode step with this job's, on average (itself included)."""
     job_seconds: Mapped[float | None] = mapped_column(Float)
     """Wall time from claim to outcome (routing, prompt, generation, scoring)."""
     worker: Mapped[str] = mapped_column(Text)
@@ -136,7 +157,8 @@ class Outcome(Base):
     """max_tokens, temperature, top_p, seed, stop strings and end-of-generation token ids used."""
     error: Mapped[str | None] = mapped_column(Text)
     # The swarm: which agent produced it, from which state.
-    agent_id: Mapped[int] = mapped_column(Integer, default=0)
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    """None for a failure outcome (the job failed before or without a known routing decision)."""
     task_type: Mapped[str] = mapped_column(String(32))
     state_version: Mapped[int] = mapped_column(Integer, default=0)
     staleness: Mapped[int] = mapped_column(Integer, default=0)

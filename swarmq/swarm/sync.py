@@ -53,9 +53,30 @@ def update_for(job_id: int, agent_id: int, issue: Issue, completion: str, config
 
 
 def update_of(job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str) -> Update:
-    """The update a recorded outcome made."""
+    """The update a recorded outcome made. A failure outcome (no agent: `store.outcomes.failure_record`)
+    counts no attempt: it only moves the stream's version on, for the record."""
+    if outcome.agent_id is None:
+        return Update(job_id, 0, issue.task_type, False, None, judged=False)
     return update_for(job_id, outcome.agent_id, issue, outcome.completion, config, condition,
                       success=outcome.success, judged=judged(outcome.score_status), chat=outcome.chat)  # fmt: skip
+
+
+def final_buffers(session: Session, experiment_id: int, config: ExperimentConfig) -> dict[tuple[str, int], StreamState]:
+    """Each stream's final state as far as its agents' buffers go, replayed from Postgres (the pure
+    `state_from_updates` over the successes a buffer can still hold): what D is computed from, whatever Redis
+    holds or lost. Attempt counts in these states are partial; read only the buffers."""
+    capacity = max(c.max_examples for c in config.conditions.values())
+    pairs = outcomes.latest_successes(session, experiment_id, capacity)
+    issues = StreamSync._issues(session, [j.issue_id for j, _ in pairs])
+    per_stream: dict[tuple[str, int], list[Update]] = {}
+    for job, outcome in pairs:
+        update = update_of(job.id, outcome, issues[job.issue_id], config, job.condition)
+        per_stream.setdefault((job.condition, job.replicate), []).append(update)
+    out = {}
+    for (condition, replicate), updates in per_stream.items():
+        cond = config.conditions[condition]
+        out[(condition, replicate)] = state_from_updates(updates, cond.agents, cond.max_examples)[0]
+    return out
 
 
 class StreamSync:

@@ -32,6 +32,7 @@ class WorkerInfo:
     gpu: int | None
     model: str
     model_key: str
+    slots: int = 1
 
 
 def housekeeping(services: Services, app: Celery, runner: JobRunner, info: WorkerInfo, burst: bool,
@@ -50,7 +51,7 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
                 last_reap = time.monotonic()
                 reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
                      grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
-            if burst and runner.current_job is None and _nothing_left(services, info.model_key):
+            if burst and not runner.running() and _nothing_left(services, info.model_key):
                 with services.sessions() as session:  # leave no half-applied swarm update behind
                     complete_unapplied(session, runner.sync.complete_stream, 0.0, info.model_key)
                 log.info("burst: no job left for model queue %s; stopping", info.model_key)
@@ -61,7 +62,7 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
             failing_since = failing_since or time.monotonic()
             down = time.monotonic() - failing_since
             log.warning("housekeeping failed (%.0f s): %s", down, first_line(exc))
-            if down > settings.outage_seconds and runner.current_job is None:
+            if down > settings.outage_seconds and not runner.running():
                 exit_worker(3, f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: "
                                f"{first_line(exc)}")  # fmt: skip
                 return
@@ -88,9 +89,12 @@ def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_sec
                       keep_seconds: float) -> None:  # fmt: skip
     """What `swarmq workers list` shows; kept ``keep_seconds`` so a silent worker can be shown as lost."""
     key = keys.worker_key(info.name)
+    running = runner.running()
+    oldest = min(running, key=lambda j: running[j]) if running else None
     redis.hset(key, mapping={
         "name": info.name, "host": info.host, "gpu": "" if info.gpu is None else str(info.gpu), "model": info.model,
-        "current_job": runner.current_job or "", "job_started": runner.job_started or "", "jobs_done": runner.jobs_done,
+        "current_job": oldest or "", "job_started": running[oldest] if oldest else "", "jobs_done": runner.jobs_done,
+        "model_key": info.model_key, "slots": info.slots, "busy_slots": len(running), "current_jobs": ",".join(map(str, sorted(running))),
         "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
         "lease_seconds": lease_seconds, "pid": os.getpid(), **_gpu_stats(info.gpu),
     })  # fmt: skip

@@ -8,9 +8,12 @@ import os
 from pathlib import Path
 
 from swarmq import keys
+from swarmq.errors import ConfigError
 from swarmq.experiment.config import ModelConfig
+from swarmq.model import gguf
 from swarmq.model.base import Generator, GeneratorFactory
 from swarmq.model.llama import LlamaGenerator, check_fits, check_model_file, resolve_model_path
+from swarmq.model.schedule import MAX_SLOTS, default_slots, kv_bytes_per_token
 from swarmq.queue import jobs
 from swarmq.store.services import Services
 
@@ -30,14 +33,49 @@ def choose_model(services: Services, explicit: str | None) -> tuple[Path, ModelC
     return resolve_model_path(cfg.path, services.settings), cfg
 
 
-def load_generator(path: Path, cfg: ModelConfig, gpu: int | None, stand_in: str | None = None) -> Generator:
-    """llama.cpp on the model file (checked first), or the stand-in named ``module:callable``."""
+def choose_slots(path: Path, cfg: ModelConfig, gpu: int | None, asked: int | None) -> int:
+    """``--slots`` as given; else 1 on a CPU, and on a GPU as many sequences of ``n_ctx`` as its free VRAM
+    holds beside the weights (printed, so the choice is visible)."""
+    if asked is not None:
+        if not 1 <= asked <= MAX_SLOTS:
+            raise ConfigError(f"--slots must be between 1 and {MAX_SLOTS}, not {asked}")
+        return asked
+    if gpu is None:
+        return 1
+    from swarmq.worker.gpus import list_gpus
+
+    free = next((g.memory_free for g in list_gpus() if g.index == gpu), None)
+    if free is None or not path.is_file():
+        return 1
+    try:
+        per_token = kv_bytes_per_token(gguf.metadata(path))
+    except (OSError, ValueError):
+        per_token = None
+    slots = default_slots(free, path.stat().st_size, cfg.n_ctx, per_token)
+    print(
+        f"swarmq worker: --slots {slots} (GPU {gpu}: {free / 2**30:.1f} GiB free, n_ctx {cfg.n_ctx}, "
+        f"{(per_token or 0) * cfg.n_ctx / 2**20:.0f} MiB of KV cache per slot)",
+        flush=True,
+    )
+    return slots
+
+
+def load_generator(path: Path, cfg: ModelConfig, gpu: int | None, stand_in: str | None = None, *,
+                   slots: int = 1) -> Generator:  # fmt: skip
+    """llama.cpp on the model file (checked first), or the stand-in named ``module:callable``. More than one
+    slot: the batching engine, one context of ``slots`` sequences."""
     if stand_in:
         module, _, attr = stand_in.partition(":")
         factory: GeneratorFactory = getattr(importlib.import_module(module), attr)
         return factory(path, cfg, gpu)
     check_model_file(path)
     check_memory(path, gpu)
+    if slots > 1:
+        from swarmq.model.batched import BatchedGenerator
+
+        return BatchedGenerator(path, slots=slots, name=cfg.label, n_ctx=cfg.n_ctx,
+                                n_gpu_layers=cfg.n_gpu_layers if gpu is not None else 0, threads=cfg.threads,
+                                n_batch=cfg.n_batch)  # fmt: skip
     return LlamaGenerator(path, name=cfg.label, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers if gpu is not None else 0,
                           threads=cfg.threads, n_batch=cfg.n_batch)  # fmt: skip
 

@@ -1,7 +1,10 @@
 """The worker: one per GPU. Loads the GGUF once, keeps it resident, and consumes its model's queue.
 
-It is an ordinary Celery worker (solo pool, one job at a time, prefetch 1, late acks) plus two threads: the
-job heartbeat (lease renewal, in `runner.py`) and housekeeping (heartbeat record, reaper, `--burst` exit).
+It is an ordinary Celery worker (late acks, prefetch 1 per slot) plus a job watch per running job (lease
+renewal and deadline, in `watch.py`) and housekeeping (heartbeat record, reaper, `--burst` exit). With one
+slot it uses the solo pool: one job at a time, on the main thread. With ``--slots K`` it uses a threads pool
+of K: each thread claims its job, does routing and state, and hands its generation to the batching engine
+(`model/batched.py`), which decodes the K sequences together; a busy worker still answers `inspect ping`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from swarmq.store.services import Services, connect
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.sync import StreamSync
 from swarmq.worker.housekeeping import WorkerInfo, housekeeping
-from swarmq.worker.loading import choose_model, load_generator
+from swarmq.worker.loading import choose_model, choose_slots, load_generator
 from swarmq.worker.naming import NameLease
 from swarmq.worker.runner import JobRunner, RunnerIdentity
 from swarmq.worker.shutdown import GracefulShutdown, exit_worker, install_interrupts
@@ -44,6 +47,8 @@ class WorkerOptions:
     name: str | None = None
     generator: str | None = None
     """``module:callable`` building a stand-in Generator (benchmarks' null model, tests). Not for users."""
+    slots: int | None = None
+    """Jobs decoded together; None: 1 on a CPU, on a GPU what its free VRAM holds (`loading.choose_slots`)."""
 
 
 def run_worker(opts: WorkerOptions, settings: Settings) -> int:
@@ -81,7 +86,8 @@ def _nothing_to_serve(services: Services, burst: bool) -> int:
 def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, path: Path,
            model_cfg: ModelConfig) -> int:  # fmt: skip
     settings, key = services.settings, keys.model_key(str(path))
-    generator = load_generator(path, model_cfg, opts.gpu, opts.generator)
+    slots = choose_slots(path, model_cfg, opts.gpu, opts.slots)
+    generator = load_generator(path, model_cfg, opts.gpu, opts.generator, slots=slots)
     self_test_scorers()
     app = broker.make_app(services.redis_url)
     runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, identity,
@@ -98,17 +104,19 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, pa
             exit_worker(3, f"swarmq: error: worker {identity.worker}: {exc}")
             raise  # unreachable: exit_worker raises on the main thread
 
-    log.info("worker=%s model=%s queue=%s load_seconds=%.2f", identity.worker, path.name, keys.queue_name(key),
-             generator.info.load_seconds)  # fmt: skip
+    log.info("worker=%s model=%s queue=%s slots=%s load_seconds=%.2f", identity.worker, path.name,
+             keys.queue_name(key), slots, generator.info.load_seconds)  # fmt: skip
     stop = threading.Event()
-    info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key)
+    info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key, slots)
     threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop),
                      name="swarmq-housekeeping", daemon=True).start()  # fmt: skip
     shutdown = GracefulShutdown(runner, services.sessions, app, settings.shutdown_grace_seconds)
     celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
     # Running as root in containers is common for GPU jobs; Celery's warning about it is noise here.
     warnings.filterwarnings("ignore", category=SecurityWarning)
-    worker = app.Worker(hostname=identity.worker, queues=[keys.queue_name(key)], pool_cls="solo", concurrency=1,
+    # worker_prefetch_multiplier is 1 (broker.make_app): Celery reserves concurrency × 1 messages, one per slot.
+    worker = app.Worker(hostname=identity.worker, queues=[keys.queue_name(key)],
+                        pool_cls="solo" if slots == 1 else "threads", concurrency=slots,
                         without_mingle=True, without_gossip=True, quiet=True,
                         loglevel=logging.getLevelName(logging.getLogger().level))  # fmt: skip
     try:

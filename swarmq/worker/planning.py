@@ -13,6 +13,7 @@ from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.plan import job_seed, stream_seed
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
 from swarmq.model.stops import stop_strings
+from swarmq.store.outcomes import FAILED
 from swarmq.swarm.routing import RouteDecision, route
 from swarmq.swarm.state import StreamState, select_examples
 
@@ -84,6 +85,8 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "prompt_seconds": gen.prompt_seconds,
         "generation_seconds": gen.generation_seconds,
         "tokens_per_second": gen.tokens_per_second,
+        "slots": model.slots,
+        "mean_batch_size": gen.mean_batch_size,
         "job_seconds": job_seconds,
         "worker": worker,
         "gpu_index": gpu_index,
@@ -110,8 +113,8 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "routing": {"probabilities": _floats(plan.decision.probabilities), "scores": _floats(plan.decision.scores)},
         "success": verdict.success,
         "success_rule": config.effective_rule(),
-        # skipped: generation failed, nothing was scored (a job failure); error is kept for scorer failures.
-        "score_status": score.status if score else ("skipped" if verdict.error else None),
+        # FAILED: generation failed, nothing was scored (a job failure); error is kept for scorer failures.
+        "score_status": score.status if score else (FAILED if verdict.error else None),
         "score_detail": json.loads(json.dumps(score.detail, default=str)) if score else {},
         "scoring_seconds": verdict.scoring_seconds,
     }

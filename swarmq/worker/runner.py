@@ -8,6 +8,7 @@ I/O; every decision (route, prompt, stops, seeds, success, the outcome row) is a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +28,6 @@ from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.state import Stream
 from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of, update_for
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
 from swarmq.worker.shutdown import WorkerExit, hard_exit
@@ -54,6 +54,17 @@ class RunnerIdentity:
         return f"{self.worker}/{self.token}"
 
 
+@dataclass
+class _Run:
+    """One job in flight on this worker: its watch, and whether its outcome is written. Kept per job, since a
+    worker with ``--slots K`` runs K jobs at once, one per Celery thread."""
+
+    job_id: int
+    started: float
+    watch: JobWatch | None = None
+    finished: bool = False
+
+
 class LeaseLost(Exception):
     """This worker no longer holds the job's lease (it expired, or the claim was lost): drop the work."""
 
@@ -78,17 +89,31 @@ class JobRunner:
         self.identity = identity
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
         self.outage_seconds, self.max_attempts, self.stuck_seconds = outage_seconds, max_attempts, stuck_seconds
-        self._finished = False
         self.jobs_done = 0
         self._issues: dict[int, Issue] = {}
-        self.current_job: int | None = None
-        self.job_started: float | None = None
+        self._lock = threading.Lock()
+        self._runs: dict[int, _Run] = {}
         self._tokens = 0
         self._gen_seconds = 0.0
-        self._watch: JobWatch | None = None
 
     def mean_tokens_per_second(self) -> float:
         return self._tokens / self._gen_seconds if self._gen_seconds > 0 else 0.0
+
+    def running(self) -> dict[int, float]:
+        """Job id → start time (epoch seconds) of every job this worker runs now."""
+        with self._lock:
+            return {r.job_id: r.started for r in self._runs.values()}
+
+    @property
+    def current_job(self) -> int | None:
+        """The oldest running job (the only one with one slot)."""
+        jobs = self.running()
+        return min(jobs, key=lambda j: jobs[j]) if jobs else None
+
+    @property
+    def job_started(self) -> float | None:
+        jobs = self.running()
+        return min(jobs.values()) if jobs else None
 
     def run(self, job_id: int) -> str:
         """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
@@ -102,18 +127,20 @@ class JobRunner:
         if job is None:
             log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
             return "dropped"
-        self.current_job, self.job_started, self._finished = job_id, time.time(), False
+        run = _Run(job_id, time.time())
+        with self._lock:
+            self._runs[job_id] = run
         try:
-            with JobWatch(lambda: self._renew(job_id), self.heartbeat_seconds, lambda why: self._stuck(job, why),
+            with JobWatch(lambda: self._renew(run), self.heartbeat_seconds, lambda why: self._stuck(job, why),
                           stuck_seconds=self.stuck_seconds) as w:  # fmt: skip
-                self._watch = w
-                return self._run_claimed(job)
+                run.watch = w
+                return self._run_claimed(job, run)
         except (ServiceUnavailable, WorkerExit):
             raise  # the worker exits; the lease expires (or was given back) and another worker takes the job
         except LeaseLost as exc:
             log.warning("job=%s lease lost (%s): this run's result is dropped", job_id, exc)
             return "dropped"
-        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        except (Exception, SystemExit, KeyboardInterrupt, JobTimedOut) as exc:  # JobTimedOut: one landing late
             # A bug, an unexpected library error, or code that tried to end the process (SystemExit from a
             # generator or scorer): fail the job now, with the reason, rather than let its lease expire and
             # re-run it until max_attempts reports a misleading "worker died". Only a real shutdown stops us.
@@ -122,11 +149,11 @@ class JobRunner:
             self._retry(lambda: self._fail(job, reason), "fail job")
             return "failed"
         finally:
-            self.current_job = self.job_started = None
-            self._watch = None
+            with self._lock:
+                self._runs.pop(job_id, None)
 
-    def _check_lease(self, step: str) -> None:
-        if self._watch is not None and self._watch.lost:
+    def _check_lease(self, run: _Run, step: str) -> None:
+        if run.watch is not None and run.watch.lost:
             raise LeaseLost(f"noticed before {step}")
 
     def _stuck(self, job: jobs.Claimed, why: str) -> None:
@@ -141,16 +168,16 @@ class JobRunner:
         with self.sessions() as session:
             jobs.fail(session, job.id, self.identity.owner, reason)
             info = self.sync.experiment(session, job.experiment_id)
-        self._release_next(info, info.stream(job.condition, job.replicate))
+        self._release_next(info)
 
     def _retry(self, fn: Callable[[], T], what: str) -> T:
         return with_retry(fn, what=what, deadline_seconds=self.outage_seconds)
 
-    def _renew(self, job_id: int) -> bool:
-        if self._finished:  # the outcome is written: there is no lease left to renew
+    def _renew(self, run: _Run) -> bool:
+        if run.finished:  # the outcome is written: there is no lease left to renew
             return True
         with self.sessions() as session:
-            return jobs.renew(session, job_id, self.identity.owner, self.lease_seconds)
+            return jobs.renew(session, run.job_id, self.identity.owner, self.lease_seconds)
 
     def _load(self, job: jobs.Claimed) -> tuple[ExperimentInfo, Issue]:
         with self.sessions() as session:
@@ -161,7 +188,7 @@ class JobRunner:
                 self._issues[job.issue_id] = issue_of(row)
             return info, self._issues[job.issue_id]
 
-    def _run_claimed(self, job: jobs.Claimed) -> str:
+    def _run_claimed(self, job: jobs.Claimed, run: _Run) -> str:
         started = time.perf_counter()
         info, issue = self._retry(lambda: self._load(job), "load job")
         config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
@@ -169,9 +196,9 @@ class JobRunner:
         state = self._retry(lambda: self.sync.state(stream, config, job.id), "swarm state")
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
-        self._check_lease("generation")
-        verdict = self._generate_and_judge(bench, plan, issue, info)
-        self._check_lease("writing the outcome")
+        self._check_lease(run, "generation")
+        verdict = self._generate_and_judge(run, bench, plan, issue, info)
+        self._check_lease(run, "writing the outcome")
         record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
                                 gpu_index=self.identity.gpu_index, job_seconds=time.perf_counter() - started)  # fmt: skip
         status = "failed" if verdict.error else "done"
@@ -182,42 +209,40 @@ class JobRunner:
 
         if not self._retry(finish, "write outcome"):
             raise LeaseLost("the job was no longer ours when its outcome was written")
-        self._finished = True
+        run.finished = True
         update = update_for(job.id, plan.decision.agent_id, issue, verdict.gen.text, config, job.condition,
                             success=verdict.success, judged=judged(record["score_status"]),
                             chat=plan.prompt.messages is not None)  # fmt: skip
         self._retry(lambda: self.sync.apply(stream, config, update), "swarm update")
-        self._release_next(info, stream)
-        self.jobs_done += 1
-        self._tokens += verdict.gen.completion_tokens
-        self._gen_seconds += verdict.gen.generation_seconds
+        self._release_next(info)
+        with self._lock:
+            self.jobs_done += 1
+            self._tokens += verdict.gen.completion_tokens
+            self._gen_seconds += verdict.gen.generation_seconds
         log.info("job=%s %s agent=%s success=%s tokens=%s", job.id, status, plan.decision.agent_id, verdict.success,
                  verdict.gen.completion_tokens)  # fmt: skip
         return status
 
-    def _generate_and_judge(self, bench: Benchmark, plan: JobPlan, issue: Issue, info: ExperimentInfo) -> Verdict:
+    def _generate_and_judge(self, run: _Run, bench: Benchmark, plan: JobPlan, issue: Issue,
+                            info: ExperimentInfo) -> Verdict:  # fmt: skip
         """A prompt the model cannot take (longer than n_ctx) or a generation past its deadline is this job's
         error outcome, not a crash. A scorer that hangs past its backstop is a scoring error (not judged)."""
-        assert self._watch is not None
+        watch = run.watch
+        assert watch is not None
         try:
-            with self._watch.deadline(info.config.generation.deadline_seconds, "generation"):
+            with watch.deadline(info.config.generation.deadline_seconds, "generation"):
                 gen = self.generator.generate(plan.request)
         except (GenerationError, JobTimedOut) as exc:
             return Verdict(Generation("", "error", 0, 0, 0.0, 0.0), str(exc), False, None, 0.0)
         t_score = time.perf_counter()
         chat = plan.prompt.messages is not None
         try:
-            with self._watch.deadline(SCORING_BACKSTOP_SECONDS, "scoring"):
+            with watch.deadline(SCORING_BACKSTOP_SECONDS, "scoring"):
                 success, scored = judge(info.config.effective_rule(), bench, issue, gen.text, chat=chat)
         except JobTimedOut as exc:
             unjudged = Score(False, UNJUDGED, {"reason": str(exc)}, time.perf_counter() - t_score)
             return Verdict(gen, None, False, unjudged, unjudged.seconds)
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
-    def _release_next(self, info: ExperimentInfo, stream: Stream) -> None:
-        # Unlimited streams never hold jobs back during a run: nothing of theirs is pending.
-        limit = info.config.conditions[stream.condition].in_flight_limit
-        if limit is not None:
-            self._retry(
-                lambda: release_next(self.sessions, self.app, stream, limit, info.model_key), "release next job"
-            )
+    def _release_next(self, info: ExperimentInfo) -> None:
+        self._retry(lambda: release_next(self.sessions, self.app, info.id, info.config, info.model_key), "release")

@@ -9,6 +9,7 @@ signal, since only the main thread runs the Celery loop and the job.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -62,6 +63,14 @@ def _signal_main() -> None:
     signal.pthread_kill(main, INTERRUPT_SIGNAL)
 
 
+def interrupt_thread(ident: int, exc_type: type[BaseException], still_wanted: Callable[[], bool]) -> None:
+    """Raise ``exc_type`` in another thread that is not the main one (a Celery pool thread running a job) at its
+    next bytecode. No signal reaches such a thread, so ``still_wanted`` is checked here, just before, not by the
+    receiving thread: the job's step may end in between; the runner treats a late timeout as the job's failure."""
+    if still_wanted():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+
+
 def exit_worker(code: int, message: str) -> None:
     """Print ``message`` (one line) and end the worker with ``code``, from any thread."""
     print(message, file=sys.stderr, flush=True)
@@ -84,19 +93,24 @@ class _Owner(Protocol):
 
 
 class _Runner(Protocol):
-    """What a shutdown needs of the job runner (`runner.JobRunner`): which job runs, and whose lease it is."""
+    """What a shutdown needs of the job runner (`runner.JobRunner`): which jobs run, and whose lease it is."""
 
-    @property
-    def current_job(self) -> int | None: ...
+    def running(self) -> dict[int, float]: ...
     @property
     def identity(self) -> _Owner: ...
     @property
     def outage_seconds(self) -> float: ...
 
 
+BACKSTOP_SECONDS = 10.0
+"""After the grace period, how long the worker may take to unwind before it ends without waiting: a job
+thread of a ``--slots`` worker (not the main thread) keeps the process alive until its job returns."""
+
+
 class GracefulShutdown:
-    """SIGTERM/SIGINT: finish the current job (up to the grace period), then exit. Past the grace period the
-    job is given back (queued again), not lost. A second signal exits at once; the lease then expires."""
+    """SIGTERM/SIGINT: finish the running jobs (all slots, up to the grace period), then exit. Past the grace
+    period every job still running is given back (queued again), not lost. A second signal exits at once; the
+    leases then expire."""
 
     def __init__(self, runner: _Runner, sessions: Any, app: Any, grace_seconds: float) -> None:
         self.runner, self.sessions, self.app, self.grace = runner, sessions, app, grace_seconds
@@ -112,20 +126,32 @@ class GracefulShutdown:
         self.signals += 1
         if self.signals > 1:
             exit_worker(1, "swarmq: worker: second signal: exiting now (the running job's lease will expire)")
-        job = self.runner.current_job
-        log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum,
-                    f"finishing job {job} (grace {self.grace:.0f} s)" if job else "no job running")  # fmt: skip
+        running = sorted(self.runner.running())
+        what = (
+            f"finishing job(s) {', '.join(map(str, running))} (grace {self.grace:.0f} s)"
+            if running
+            else "no job running"
+        )
+        log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum, what)
         worker_state.should_stop = 0
-        if job is not None:
-            threading.Thread(target=self._expire, args=(job,), name="swarmq-grace", daemon=True).start()
+        if running:
+            threading.Thread(target=self._expire, args=(running,), name="swarmq-grace", daemon=True).start()
 
-    def _expire(self, job_id: int) -> None:
+    def _expire(self, job_ids: list[int]) -> None:
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline:
-            if self.runner.current_job != job_id:
+            if not set(job_ids) & set(self.runner.running()):
                 return
             time.sleep(0.2)
+        # Jobs taken after the signal (a prefetched message) are given back too.
+        left = sorted(self.runner.running())
+        released = [job_id for job_id in left if self._give_back(job_id)]
+        exit_worker(0, f"swarmq: worker: grace period over: job(s) {', '.join(map(str, released)) or 'none'} released"
+                       f"{'' if len(released) == len(left) else ' (the others were not ours)'}")  # fmt: skip
+        time.sleep(BACKSTOP_SECONDS)
+        hard_exit(0, "swarmq: worker: a job thread did not stop after its job was released; exiting")
 
+    def _give_back(self, job_id: int) -> bool:
         def give_back() -> str | None:
             with self.sessions() as session:
                 return jobs.give_back(session, job_id, self.runner.identity.owner)
@@ -133,4 +159,4 @@ class GracefulShutdown:
         key = with_retry(give_back, what="give back the job", deadline_seconds=self.runner.outage_seconds)
         if key is not None:
             broker.publish(self.app, [(job_id, key)])
-        exit_worker(0, f"swarmq: worker: grace period over: job {job_id} {'released' if key else 'was not ours'}")
+        return key is not None

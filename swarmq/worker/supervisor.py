@@ -28,7 +28,7 @@ DEFAULT_GRACE_SECONDS = DEFAULTS.supervisor_grace_seconds
 """A worker lets its current job run up to SWARMQ_SHUTDOWN_GRACE_SECONDS after SIGTERM; wait longer."""
 
 
-def worker_command(*, model: str | None = None, burst: bool = False, cpu: bool = False,
+def worker_command(*, model: str | None = None, burst: bool = False, cpu: bool = False, slots: int | None = None,
                    extra: Sequence[str] = ()) -> list[str]:  # fmt: skip
     """The ``swarmq worker`` command template for one GPU (or, with ``cpu``, one CPU worker slot);
     ``{gpu}`` is replaced per child."""
@@ -39,6 +39,8 @@ def worker_command(*, model: str | None = None, burst: bool = False, cpu: bool =
         cmd += ["--model", model]
     if burst:
         cmd.append("--burst")
+    if slots is not None:
+        cmd += ["--slots", str(slots)]
     return [*cmd, *extra]
 
 

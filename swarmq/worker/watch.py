@@ -1,8 +1,10 @@
 """The running job's watch: its lease heartbeat, and its deadline.
 
 The lease is renewed every heartbeat interval. Past a step's deadline, and a short grace for a generator that
-stops itself (llama.cpp's per-token check), the main thread is interrupted with `JobTimedOut`, which the
-runner turns into the job's failure outcome. A main thread stuck in native code cannot take that exception:
+stops itself (llama.cpp's per-token check), the job's thread is interrupted with `JobTimedOut`, which the
+runner turns into the job's failure outcome: the main thread by a signal (solo pool, one slot), a Celery
+pool thread (``--slots K``) by an asynchronous exception at its next bytecode (the batching engine's waits
+are sliced for this). A job thread stuck in native code cannot take that exception:
 ``stuck_seconds`` later, ``on_stuck`` fails the job and ends the worker. A hung job never holds its stream
 for longer than its deadline plus those two margins.
 """
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
-from swarmq.worker.shutdown import interrupt_main
+from swarmq.worker.shutdown import interrupt_main, interrupt_thread
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
@@ -27,6 +29,12 @@ COOPERATIVE_GRACE_SECONDS = 2.0
 
 class JobTimedOut(BaseException):
     """A job step ran past its deadline. A BaseException, so no library's ``except Exception`` swallows it."""
+
+    reason = ""
+    """The message, for a subclass raised asynchronously in a thread (those are raised without arguments)."""
+
+    def __str__(self) -> str:
+        return super().__str__() or self.reason
 
 
 class JobWatch:
@@ -43,6 +51,7 @@ class JobWatch:
         """The lease was found taken (expired and claimed, or lost): the runner drops the job's result."""
 
     def __enter__(self) -> JobWatch:
+        self._job_thread = threading.get_ident()  # the thread that runs the job's steps
         self._thread.start()
         return self
 
@@ -81,7 +90,7 @@ class JobWatch:
                 if interrupted != step_id:
                     interrupted = step_id
                     log.warning("%s timed out after %g s: interrupting the job", what, budget)
-                    interrupt_main(JobTimedOut(f"{what} timed out after {budget:g} s"), partial(self._armed, step_id))
+                    self._interrupt(f"{what} timed out after {budget:g} s", partial(self._armed, step_id))
                 elif now > deadline + COOPERATIVE_GRACE_SECONDS + self._stuck_seconds:
                     self._on_stuck(f"{what} timed out after {budget:g} s and did not stop")
                     return
@@ -90,6 +99,12 @@ class JobWatch:
                 # failure, so that it is not delivered again meanwhile.
                 next_beat = now + self._interval
                 self._beat()
+
+    def _interrupt(self, message: str, still_wanted: Callable[[], bool]) -> None:
+        if self._job_thread == threading.main_thread().ident:
+            interrupt_main(JobTimedOut(message), still_wanted)
+        else:
+            interrupt_thread(self._job_thread, type("JobTimedOut", (JobTimedOut,), {"reason": message}), still_wanted)
 
     def _beat(self) -> None:
         try:
