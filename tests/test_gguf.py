@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from swarmq.errors import ModelError
 from swarmq.model.gguf import metadata, trained_context
 
 
@@ -39,8 +40,18 @@ def test_no_context_key_and_not_a_gguf(tmp_path: Path) -> None:
     path = write_gguf(tmp_path / "m.gguf", [_s("general.architecture") + struct.pack("<I", 8) + _s("gemma3")])
     assert trained_context(path) is None
     (tmp_path / "x.gguf").write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match="not a GGUF file"):
+    with pytest.raises(ModelError, match=r"x.gguf: unreadable GGUF header \(not a GGUF file\)"):
         trained_context(tmp_path / "x.gguf")
+
+
+def test_a_truncated_header_is_one_model_error(tmp_path: Path) -> None:
+    """A download cut short after the magic bytes: a ModelError naming the file (exit 5), not a struct.error."""
+    full = write_gguf(tmp_path / "m.gguf", [_s("general.architecture") + struct.pack("<I", 8) + _s("gemma3")])
+    for size in (4, 10, 30):
+        cut = tmp_path / f"cut{size}.gguf"
+        cut.write_bytes(full.read_bytes()[:size])
+        with pytest.raises(ModelError, match=rf"cut{size}.gguf: unreadable GGUF header"):
+            trained_context(cut)
 
 
 @pytest.mark.model

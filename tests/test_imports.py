@@ -434,3 +434,27 @@ def test_imports_respect_the_layers() -> None:
         f"{e.where()}: {e.importer} imports {e.imported}: {why}" for e in EDGES if (why := layer_violation(e))
     ]
     assert violations == [], "layer violations:\n" + "\n".join(violations)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# (c) what starting a command costs: the heavy libraries only where a command needs them
+
+HELP = "import sys\nsys.argv = ['swarmq', '--help']\ntry:\n    from swarmq.cli import main\n    main()\nexcept SystemExit:\n    pass"
+HEAVY = ("numpy", "scipy", "celery", "datasets", "matplotlib", "llama_cpp", "pandas", "pydantic_settings")
+
+
+@pytest.mark.parametrize(
+    ("code", "allowed"),
+    [
+        (HELP, ()),
+        ("import swarmq.report.progress", ("pydantic_settings",)),  # what `swarmq status` loads besides the CLI
+        ("import swarmq.store.services", ("pydantic_settings",)),
+    ],
+)
+def test_a_command_start_imports_no_heavy_library(code: str, allowed: tuple[str, ...]) -> None:
+    probe = f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("loaded:")]
+    loaded = {m for m in line.removeprefix("loaded:").split(",") if m}
+    assert loaded <= set(allowed), f"{code.splitlines()[0]!r} imported {sorted(loaded - set(allowed))}"

@@ -53,6 +53,7 @@ def test_rates_compare_conditions_on_the_matched_set(svc: Any, tmp_path: Path) -
     with svc.sessions() as session:
         matched = {g["condition"]: g for g in results(session, "t")["groups"]}
         pooled = {g["condition"]: g for g in results(session, "t", matched=False)["groups"]}
+        assert results(session, None)["experiment"] == "t"  # no name: the newest experiment
     assert (matched["baseline"]["judged"], matched["baseline"]["outside"]) == (1, 3)
     assert (matched["swarm"]["judged"], matched["swarm"]["outside"]) == (1, 0)
     assert (pooled["baseline"]["judged"], pooled["baseline"]["outside"]) == (4, 0)

@@ -9,7 +9,6 @@ import typer
 from swarmq import api
 from swarmq.cli.common import Out, note, out, print_json
 from swarmq.errors import ConfigError
-from swarmq.settings import get_settings
 
 workers_app = typer.Typer(
     help="Supervised workers, one per GPU (`swarmq workers --gpus all`), and the live-worker list.",
@@ -97,7 +96,7 @@ def workers(
     stop = threading.Event()
     install_signal_handlers(stop)
     out.print(f"starting {len(indices)} supervised worker(s): {', '.join(map(str, indices))}")
-    sup = Supervisor(indices, command, grace_seconds=get_settings().supervisor_grace_seconds)
+    sup = Supervisor(indices, command, grace_seconds=api.get_settings().supervisor_grace_seconds)
     raise typer.Exit(sup.run(stop))
 
 

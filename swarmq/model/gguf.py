@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from swarmq.errors import ModelError
+
 MAGIC = b"GGUF"
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -20,10 +22,14 @@ def metadata(path: Path, wanted: set[str] | None = None) -> dict[str, Any]:
     """Key → value of the header (arrays are skipped, as None); stops once every ``wanted`` key was seen."""
     found: dict[str, Any] = {}
     with path.open("rb") as fh:
-        for key, value in _entries(fh):
-            found[key] = value
-            if wanted is not None and wanted <= found.keys():
-                break
+        try:
+            for key, value in _entries(fh):
+                found[key] = value
+                if wanted is not None and wanted <= found.keys():
+                    break
+        except (struct.error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+            # A truncated download or a file that only starts like a GGUF: one line naming it, not a traceback.
+            raise ModelError(f"model file {path}: unreadable GGUF header ({exc})") from None
     return found
 
 

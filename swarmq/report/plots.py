@@ -94,6 +94,17 @@ def _outcome_rows(session: Session, exp_id: int, config: dict[str, Any]) -> list
     return [dict(r) for r in session.execute(text(sql), {"e": exp_id}).mappings()]
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "x")
+
+
+def _integer_ticks() -> Any:
+    """Positions are whole jobs: no 2.5 on the axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict[str, Any]]) -> Figure:
     fig = figure_cls(figsize=(max(5.5, 1.4 * len(groups) + 2), 4.2), layout="constrained")
     ax = fig.subplots()
@@ -109,7 +120,7 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
     ax.set_xticks(xs, names)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("success rate")
-    ax.set_title(f"{experiment}: success rate by condition (95% Wilson interval)")
+    ax.set_title(f"{experiment}\nsuccess rate by condition (95% Wilson interval)", fontsize=10)
     return fig
 
 
@@ -120,10 +131,13 @@ def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[
             streams[r["condition"]][r["replicate"]].append(bool(r["success"]))
     fig = figure_cls(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    for cond, reps in sorted(streams.items()):
+    for k, (cond, reps) in enumerate(sorted(streams.items())):
         curve = learning_curve(list(reps.values()))
-        ax.plot(range(1, len(curve) + 1), curve, marker="o" if len(curve) <= 30 else None, markersize=3,
+        # Curves often coincide (same issues, same seeds): line style and marker tell them apart.
+        ax.plot(range(1, len(curve) + 1), curve, linestyle=LINE_STYLES[k % len(LINE_STYLES)],
+                marker=MARKERS[k % len(MARKERS)], markevery=max(1, len(curve) // 12), markersize=4, alpha=0.85,
                 label=f"{cond} ({len(reps)} replicate{'s' if len(reps) != 1 else ''})")  # fmt: skip
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("jobs done in the stream (by position)")
     ax.set_ylabel("cumulative success rate")

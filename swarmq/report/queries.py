@@ -10,7 +10,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.benchmarks.base import UNJUDGED
-from swarmq.report import stats
 
 GROUPINGS = {
     "condition": ("j.condition",),
@@ -70,6 +69,8 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
         WHERE j.experiment_id = :e
         GROUP BY {", ".join(cols)} ORDER BY {", ".join(cols)}
     """
+    from swarmq.report import stats  # scipy: only the commands that compute rates pay for it (not `status`)
+
     params = {"e": experiment_id, "conditions": len(config["conditions"])}
     out = []
     for r in session.execute(text(sql), params).mappings():

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.report import paired, queries, stats
 from swarmq.report.queries import GROUPINGS, group_rows
-from swarmq.store.experiments import experiment_row
+from swarmq.store.experiments import experiment_row, latest_name
 from swarmq.swarm.sync import final_buffers
 
 AGENT_STRIDE = 1_000_000
@@ -116,12 +116,13 @@ def specialization_metrics(session: Session, experiment_id: int, config: dict[st
     return out
 
 
-def results(session: Session, name: str, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
-    """The results of experiment ``name``. With ``matched`` (the default), rates compare the conditions on
+def results(session: Session, name: str | None, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
+    """The results of experiment ``name`` (None: the newest). With ``matched`` (the default), rates compare the conditions on
     the (replicate, issue) pairs every condition has a judged outcome for (`queries.MATCHED`); each group
     says how many judged outcomes fall ``outside``."""
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
+    name = name or latest_name(session)
     exp_id, config = experiment_row(session, name)
     groups = group_rows(session, exp_id, by, config, matched=matched)
     by_condition = groups if by == "condition" else group_rows(session, exp_id, "condition", config, matched=matched)

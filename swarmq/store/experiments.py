@@ -18,3 +18,11 @@ def experiment_row(session: Session, name: str) -> tuple[int, dict[str, Any]]:
         hint = f" (known: {', '.join(known)})" if known else " (no experiments yet)"
         raise UnknownExperiment(f"unknown experiment {name!r}{hint}")
     return int(row[0]), dict(row[1])
+
+
+def latest_name(session: Session) -> str:
+    """The newest experiment's name: what a command given no name reports on."""
+    name = session.execute(text("SELECT name FROM experiments ORDER BY created_at DESC, id DESC LIMIT 1")).scalar()
+    if name is None:
+        raise UnknownExperiment("no experiments yet (enqueue one: `swarmq enqueue CONFIG`)")
+    return str(name)

@@ -1,4 +1,5 @@
-"""Client factories: the one place that turns settings into Postgres and Redis clients."""
+"""Client factories: the one place that turns settings into Postgres and Redis clients (the configured servers,
+or the embedded ones when `embedded.embedded_home` says so)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from swarmq.store import db
 
 
 def redis_url(settings: Settings) -> str:
-    if settings.redis_url:
-        return settings.redis_url
+    """The configured Redis URL, or the embedded redis-server's (started on first use)."""
+    from swarmq.store.embedded import embedded_home
     from swarmq.store.embedded import redis_url as embedded
 
-    return embedded(settings.home)
+    home = embedded_home(settings)
+    if home is None:
+        assert settings.redis_url is not None  # embedded_home returns None only when both URLs are set
+        return settings.redis_url
+    return embedded(home)
 
 
 def make_redis(url: str) -> redis_lib.Redis:
