@@ -57,6 +57,8 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 SWARMQ_MODELS_DIR=/app/models
 WORKDIR /app
+# No USER: the scoring sandbox starts as root to enter its namespaces and then drops every run to a throwaway
+# uid (with CAP_SYS_ADMIN from docker-compose.yml). As a fixed non-root user it could do neither.
 
 ENTRYPOINT ["swarmq"]
 CMD ["--help"]

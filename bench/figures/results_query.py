@@ -1,7 +1,8 @@
 """Figure 5: results queries over 1,000,000 synthetic outcomes, bulk-loaded with COPY.
 
-One experiment: 164 HumanEval issues × 3 conditions (1-agent baseline, two 3-agent swarms) × as many
-replicates as it takes. Rows are narrow (empty prompt, one-line completion): real rows carry prompts, so a
+One experiment: 3 conditions (1-agent baseline, two 3-agent swarms) × the 164 HumanEval issues, repeated as
+synthetic copies (``HumanEval/0~1``, …) as often as it takes to stay within the config's 1,000 replicates ×
+as many replicates as it takes (492 issues × 678 replicates for 1,000,000 outcomes). Rows are narrow (empty prompt, one-line completion): real rows carry prompts, so a
 real table of this size is larger on disk and scans are slower, not faster.
 Baseline: the minimal query for the same headline numbers, per-condition jobs and successes
 (GROUP BY over jobs ⋈ outcomes). A query whose samples would add up past 60 s is measured fewer times;
@@ -15,6 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bench.env import BenchDB, fresh_database
@@ -36,6 +38,8 @@ BUDGET_S = 60.0
 BREAKDOWN = ("group_rows", "specialization_metrics")
 """Parts of results(), timed once each: they only say where its time goes."""
 CHUNK = 50_000
+MAX_REPLICATES = 1000
+"""`ExperimentConfig.replicates`' bound: past it, the issues are copied instead."""
 
 
 def _copy(conn: Any, table: str, columns: str, lines: Any) -> None:
@@ -50,19 +54,23 @@ def _copy(conn: Any, table: str, columns: str, lines: Any) -> None:
 
 
 def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
+    from swarmq import keys
     from swarmq.experiment.config import ExperimentConfig
 
-    replicates = max(1, math.ceil(outcomes / (164 * len(CONDITIONS))))
+    base = humaneval_issues()
+    copies = max(1, math.ceil(outcomes / (len(base) * len(CONDITIONS) * MAX_REPLICATES)))
+    issues = [i if k == 0 else replace(i, instance_id=f"{i.instance_id}~{k}") for k in range(copies) for i in base]
+    replicates = max(1, math.ceil(outcomes / (len(issues) * len(CONDITIONS))))
     spec = experiment(NAME, model=NULL_MODEL, conditions=CONDITIONS, success="scorer", replicates=replicates)
-    cfg = ExperimentConfig.model_validate(spec)
-    issues = humaneval_issues()
+    cfg = ExperimentConfig.model_validate({**spec, "max_jobs": max(outcomes, 1)})
+    model_key = keys.model_key(cfg.model.path)
     rng = random.Random(0)
     started = time.perf_counter()
     with bench.connect() as conn:
         exp_id = conn.execute(
             "INSERT INTO experiments (name, config, config_hash, benchmark, model_key) "
-            "VALUES (%s, %s, %s, 'humaneval', 'null.gguf') RETURNING id",
-            (NAME, _json(cfg.canonical_json()), cfg.config_hash()),
+            "VALUES (%s, %s, %s, 'humaneval', %s) RETURNING id",
+            (NAME, _json(cfg.canonical_json()), cfg.config_hash(), model_key),
         ).fetchone()[0]  # type: ignore[index]
         issue_ids = []
         for i in issues:
@@ -82,7 +90,7 @@ def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
         def job_lines() -> Any:
             for jid, cond, rep, pos in plan:
                 yield (f"{jid}\t{exp_id}\t{issue_ids[pos]}\t{cond}\t{rep}\t{issues[pos].instance_id}\t{pos}\t"
-                       f"{jid - 1}\tdone\t1\n")  # fmt: skip
+                       f"{jid - 1}\tdone\t1\t{model_key}\n")  # fmt: skip
 
         def outcome_lines() -> Any:
             sha = "0" * 64
@@ -97,7 +105,7 @@ def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
                        f"{'t' if ok else 'f'}\tscorer\t{'passed' if ok else 'failed'}\t{{}}\n")  # fmt: skip
 
         _copy(conn, "jobs", "id, experiment_id, issue_id, condition, replicate, instance_id, position, seq, status, "
-              "attempts", job_lines())  # fmt: skip
+              "attempts, model_key", job_lines())  # fmt: skip
         _copy(conn, "outcomes", "id, job_id, completion, finish_reason, prompt_tokens, completion_tokens, "
               "generation_seconds, tokens_per_second, job_seconds, worker, model_name, model_sha256, "
               "llama_cpp_version, prompt, prompt_sha256, chat, sampling, agent_id, task_type, state_version, "

@@ -82,7 +82,7 @@ ALL_HELP = "Rates over every judged outcome, not only the (replicate, issue) pai
 
 def results(
     experiment: Annotated[str | None, typer.Argument(help="Experiment name (default: the newest).")] = None,
-    by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo")] = "condition",
+    by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo | model")] = "condition",
     format: Annotated[Fmt, typer.Option("--format", help="table, csv or json")] = Fmt.table,
     all_outcomes: Annotated[bool, typer.Option("--all", help=ALL_HELP)] = False,
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -22,9 +24,15 @@ def worker(
     ] = None,
     cpu: Annotated[bool, typer.Option("--cpu", help="Run on the CPU (no offload).")] = False,
     model: Annotated[
-        str | None, typer.Option(help="GGUF file; default: what the oldest unfinished experiment needs.")
+        str | None,
+        typer.Option(
+            help="Serve only this GGUF file; default: follow the work (the model with unfinished jobs, "
+            "the oldest experiment's first; the next one when it drains; wait when there is none)."
+        ),
     ] = None,
-    burst: Annotated[bool, typer.Option("--burst", help="Exit when no job for this model is left.")] = False,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit when no job is left (for this model, or at all).")
+    ] = False,
     name: Annotated[str | None, typer.Option(help="Worker name (Celery hostname).")] = None,
     slots: Annotated[
         int | None,
@@ -36,15 +44,21 @@ def worker(
     generator: Annotated[
         str | None, typer.Option(hidden=True, help="module:factory stand-in generator (tests, benchmarks).")
     ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No line per finished job.")] = False,
 ) -> None:
     """Run one worker: load the model once, keep it resident, process jobs (--slots of them at once)."""
-    from swarmq.worker.main import WorkerOptions
+    from swarmq.worker.main import SWITCH_MODEL, WorkerOptions
 
     if (gpu is None) == (not cpu):
         raise ConfigError("choose exactly one of --gpu N or --cpu")
-    raise typer.Exit(
-        api.run_worker(WorkerOptions(gpu=gpu, model=model, burst=burst, name=name, generator=generator, slots=slots))
+    rc = api.run_worker(
+        WorkerOptions(gpu=gpu, model=model, burst=burst, name=name, generator=generator, slots=slots, quiet=quiet)
     )
+    if rc == SWITCH_MODEL:  # its model drained and another has jobs: start afresh, which loads that one
+        note("swarmq worker: its model's jobs are done; restarting on the next model with jobs")
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "swarmq", *sys.argv[1:]])
+    raise typer.Exit(rc)
 
 
 @workers_app.callback()
@@ -68,7 +82,7 @@ def workers(
         return
     import threading
 
-    from swarmq.worker.gpus import list_gpus, parse_gpu_list
+    from swarmq.worker.devices import gpu_positions
     from swarmq.worker.supervisor import Supervisor, install_signal_handlers, worker_command
 
     # Devices are singular on `worker` (--gpu N | --cpu) and plural on `workers` (--gpus LIST | --cpus N).
@@ -83,15 +97,7 @@ def workers(
         indices = list(range(cpus))
         command = worker_command(model=model, burst=burst, cpu=True, slots=slots)
     else:
-        found = list_gpus()
-        if not found:
-            raise ConfigError(
-                "no GPU found on this machine (NVML and nvidia-smi see none); use --cpus N to run N CPU workers"
-            )
-        try:
-            indices = parse_gpu_list(gpus or "all", found)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        indices = gpu_positions(gpus or "all")  # positions among the GPUs CUDA_VISIBLE_DEVICES leaves visible
         command = worker_command(model=model, burst=burst, slots=slots)
     stop = threading.Event()
     install_signal_handlers(stop)

@@ -48,12 +48,14 @@ def at_most(limit: int, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-OPERATIONAL = (("max_jobs",), ("max_spread",), ("generation", "timeout_seconds"))
+OPERATIONAL: tuple[tuple[str, ...], ...] = (("max_jobs",), ("max_spread",), ("generation", "timeout_seconds"))
 """Guards on how an experiment runs, not what it computes: left out of its identity (`config_hash`)."""
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("dataset", "task_types"): "category",
     ("dataset", "categories_file"): None,
     ("dataset", "revision"): None,
+    ("conditions", "*", "model"): None,
+    ("conditions", "*", "generation"): None,
 }
 """Fields added after experiments were enqueued without them: left out of the identity while at their default,
 so that resuming such an experiment from its original file still matches."""
@@ -192,6 +194,17 @@ class GenerationConfig(_Strict):
         return self.timeout_seconds if self.timeout_seconds is not None else 60.0 + self.max_tokens
 
 
+class GenerationOverride(_Strict):
+    """A condition's changes to the experiment's `generation` (unset fields keep the experiment's value)."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+
 class ConditionConfig(_Strict):
     agents: Annotated[int, at_most(256, "every job reads every agent's history and buffer from Redis")] = Field(
         default=1, ge=1
@@ -226,6 +239,13 @@ class ConditionConfig(_Strict):
 
     system_prompt: str | None = None
     """Optional instruction placed before the examples."""
+
+    model: ModelConfig | None = None
+    """This condition's model, when it is not the experiment's (``models:`` at the top level sets it for each
+    condition it expands). Its jobs go to that model's queue."""
+
+    generation: GenerationOverride | None = None
+    """This condition's changes to the experiment's generation settings (e.g. another temperature)."""
 
     @field_validator("router", mode="before")
     @classmethod
@@ -265,6 +285,51 @@ class SuccessConfig(_Strict):
         return v
 
 
+def _drop(node: Any, path: tuple[str, ...], when: Any) -> None:
+    """Remove the key at ``path`` (``*`` matches every key of a mapping) where ``when(value)`` holds."""
+    head, *rest = path
+    if not isinstance(node, dict):
+        return
+    children = list(node) if head == "*" else [head]
+    for key in children:
+        if key not in node:
+            continue
+        if rest:
+            _drop(node[key], tuple(rest), when)
+        elif when(node[key]):
+            node.pop(key)
+
+
+def _expand_models(data: Any) -> Any:
+    """``models: [A, B]`` runs every condition once per model: condition ``c`` becomes ``c@A`` and ``c@B``
+    (labels: each model's ``name``, else its file name), each with its own ``model``. The expanded form is what
+    is stored, so a configuration read back is expanded already."""
+    if not isinstance(data, dict) or "models" not in data:
+        return data
+    data = dict(data)
+    models = data.pop("models")
+    if "model" in data:
+        raise ValueError("give model (one) or models (a list), not both")
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
+        raise ValueError("models must be a non-empty list of model settings (each with a path)")
+    labels = [ModelConfig.model_validate(m).label for m in models]
+    slugs = ["".join(c if c.isalnum() or c in "_-." else "_" for c in label) for label in labels]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"models need distinct names (give each a name:), got {', '.join(labels)}")
+    conditions = data.get("conditions")
+    if isinstance(conditions, dict):
+        expanded: dict[str, Any] = {}
+        for name, cond in conditions.items():
+            if isinstance(cond, dict) and "model" in cond:
+                raise ValueError(f"condition {name!r} sets model: with models: at the top level, every condition "
+                                 "runs on each of them")  # fmt: skip
+            for model, slug in zip(models, slugs, strict=True):
+                expanded[f"{name}@{slug}"] = {**(cond or {}), "model": model}
+        data["conditions"] = expanded
+    data["model"] = models[0]
+    return data
+
+
 class ExperimentConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     seed: int = 0
@@ -288,6 +353,11 @@ class ExperimentConfig(_Strict):
     at any moment has every stream, relaxed ones included, within this many issues of every other, so the
     conditions are compared on nearly the same issues. Raise it when job times vary a lot and workers idle."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _models(cls, data: Any) -> Any:
+        return _expand_models(data)
+
     @field_validator("generation")
     @classmethod
     def _room_for_the_prompt(cls, v: GenerationConfig, info: ValidationInfo) -> GenerationConfig:
@@ -296,6 +366,16 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"max_tokens ({v.max_tokens}) must be below model.n_ctx ({model.n_ctx}): the prompt "
                              "needs room in the context too")  # fmt: skip
         return v
+
+    @model_validator(mode="after")
+    def _room_in_each_condition(self, info: ValidationInfo) -> ExperimentConfig:
+        """The same rule for conditions with a model or generation of their own."""
+        for name, cond in self.conditions.items():
+            gen, model = self.generation_for(name), self.model_for(name)
+            if (cond.model or cond.generation) and gen.max_tokens >= model.n_ctx and not _stored(info):
+                raise ValueError(f"condition {name!r}: max_tokens ({gen.max_tokens}) must be below its model's "
+                                 f"n_ctx ({model.n_ctx}): the prompt needs room in the context too")  # fmt: skip
+        return self
 
     @field_validator("success")
     @classmethod
@@ -310,8 +390,8 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _condition_names(self) -> ExperimentConfig:
         for name in self.conditions:
-            if not name or not all(c.isalnum() or c in "_-" for c in name):
-                raise ValueError(f"condition name {name!r} may hold only letters, digits, '_' and '-'")
+            if not name or not all(c.isalnum() or c in "_-.@" for c in name):
+                raise ValueError(f"condition name {name!r} may hold only letters, digits, '_', '-', '.' and '@'")
         return self
 
     @classmethod
@@ -325,6 +405,26 @@ class ExperimentConfig(_Strict):
         rule = "scorer" if self.success.rule == "resolved" else self.success.rule  # stored before it was refused
         return own[0] if rule == "scorer" and own else rule
 
+    def model_for(self, condition: str) -> ModelConfig:
+        """The model a condition's jobs run on: its own, else the experiment's."""
+        return self.conditions[condition].model or self.model
+
+    def generation_for(self, condition: str) -> GenerationConfig:
+        """The experiment's generation settings with the condition's changes."""
+        override = self.conditions[condition].generation
+        if override is None:
+            return self.generation
+        return self.generation.model_copy(update=override.model_dump(exclude_none=True))
+
+    def models(self) -> dict[str, ModelConfig]:
+        """Every model the experiment runs, by queue key (`keys.model_key`), the experiment's own first."""
+        from swarmq.keys import model_key
+
+        out = {model_key(self.model.path): self.model}
+        for name in self.conditions:
+            out.setdefault(model_key(self.model_for(name).path), self.model_for(name))
+        return out
+
     def in_flight_limits(self) -> dict[str, int | None]:
         """Each condition's jobs allowed in flight per stream (None: unlimited), as `queue.jobs.release` reads it."""
         return {name: cond.in_flight_limit for name, cond in self.conditions.items()}
@@ -337,12 +437,9 @@ class ExperimentConfig(_Strict):
         (`OPERATIONAL`: changing one to resume is not another experiment, and files written before a guard
         existed keep their identity; `ADDED_LATER` fields likewise while at their defaults)."""
         content = self.canonical_json()
-        for path in (*OPERATIONAL, *ADDED_LATER):
-            *parents, leaf = path
-            node = content
-            for part in parents:
-                node = node[part]
-            if path in OPERATIONAL or node.get(leaf) == ADDED_LATER[path]:
-                node.pop(leaf, None)
+        for guard in OPERATIONAL:
+            _drop(content, guard, lambda _value: True)
+        for path, default in ADDED_LATER.items():
+            _drop(content, path, lambda value, default=default: value == default)
         blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmq.errors import GenerationError, GenerationTimedOut, ModelError
+from swarmq.model import hub
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
 from swarmq.model.gguf import MAGIC, trained_context
 from swarmq.model.stops import eog_token_ids
@@ -172,7 +173,10 @@ class LlamaGenerator:
 
 
 def resolve_model_path(path: str, settings: Settings) -> Path:
-    """As given (relative to the current directory), else by file name in SWARMQ_MODELS_DIR."""
+    """``hf:ORG/REPO/FILE.gguf``: the file in the local hub cache (`hub.resolve`); a path: as given
+    (relative to the current directory), else by file name in SWARMQ_MODELS_DIR."""
+    if path.startswith(hub.PREFIX):
+        return hub.resolve(path)
     p = Path(path).expanduser()
     if p.exists() or p.is_absolute():
         return p

@@ -33,4 +33,5 @@ class ScriptedGenerator:
 
 def factory(path: Path, cfg: Any, gpu: int | None) -> ScriptedGenerator:
     """The worker's generator factory signature; ``SWARMQ_TEST_GEN_DELAY`` sets seconds per generation."""
-    return ScriptedGenerator(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+    label = getattr(cfg, "label", None) or "scripted"  # the model it stands in for, as outcomes record it
+    return ScriptedGenerator(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")), name=label)

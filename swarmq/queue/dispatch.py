@@ -13,10 +13,9 @@ from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker, jobs
 
 
-def release_next(sessions: sessionmaker[Session], app: Celery, experiment_id: int, config: ExperimentConfig,
-                 model_key: str) -> int:  # fmt: skip
-    """Queue the experiment's next pending jobs (in-flight limits, position window), then publish them;
-    returns how many were published."""
+def release_next(sessions: sessionmaker[Session], app: Celery, experiment_id: int, config: ExperimentConfig) -> int:
+    """Queue the experiment's next pending jobs (in-flight limits, position window), then publish each to its
+    model's queue; returns how many were published."""
     with sessions() as session:
-        ids = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread)
-    return broker.publish(app, ((i, model_key) for i in ids)) if ids else 0
+        released = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread)
+    return broker.publish(app, released) if released else 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, and_, case, func, not_, or_, select, text, update
@@ -156,16 +155,24 @@ def _record_failures(session: Session, job_ids: list[int]) -> None:
     if not job_ids:
         return
     rows = session.execute(
-        select(JOBS.c.id, JOBS.c.error, JOBS.c.lease_owner, ISSUES.c.task_type, EXPERIMENTS.c.id, EXPERIMENTS.c.config)
+        select(
+            JOBS.c.id,
+            JOBS.c.condition,
+            JOBS.c.error,
+            JOBS.c.lease_owner,
+            ISSUES.c.task_type,
+            EXPERIMENTS.c.id,
+            EXPERIMENTS.c.config,
+        )
         .join(ISSUES, ISSUES.c.id == JOBS.c.issue_id)
         .join(EXPERIMENTS, EXPERIMENTS.c.id == JOBS.c.experiment_id)
         .where(JOBS.c.id.in_(job_ids))
     ).all()
     configs: dict[int, ExperimentConfig] = {}
     records = []
-    for job_id, reason, owner, task_type, exp_id, raw in rows:
+    for job_id, condition, reason, owner, task_type, exp_id, raw in rows:
         config = configs.setdefault(exp_id, ExperimentConfig.stored(raw))
-        model_name = config.model.name or Path(config.model.path).name
+        model_name = config.model_for(condition).label
         record = failure_record(str(reason or "failed"), task_type=task_type, rule=config.effective_rule(),
                                 worker=str(owner or "").split("/")[0], model_name=model_name)  # fmt: skip
         records.append({"job_id": job_id, **record})
@@ -181,7 +188,7 @@ def _requeue(session: Session, *where: ColumnElement[bool]) -> list[tuple[int, s
         .where(*where, JOBS.c.experiment_id == EXPERIMENTS.c.id)
         .values(status=case((state == "paused", "paused"), (state == "cancelled", "cancelled"), else_="queued"),
                 lease_owner=None, lease_expires_at=None, published_at=func.now())
-        .returning(JOBS.c.id, EXPERIMENTS.c.model_key, JOBS.c.status)
+        .returning(JOBS.c.id, JOBS.c.model_key, JOBS.c.status)
     ).all()  # fmt: skip
     return [(int(j), str(k)) for j, k, status in rows if status == "queued"]
 
@@ -212,8 +219,12 @@ def requeue_expired(session: Session) -> list[tuple[int, str]]:
     return _requeue(session, _expired())
 
 
-def release(session: Session, experiment_id: int, limits: Mapping[str, int | None], window: int) -> list[int]:
-    """Queue the experiment's next pending jobs, in publish order; returns their ids.
+Publishable = list[tuple[int, str]]
+"""(job id, model key) pairs, in publish order: what `broker.publish` sends."""
+
+
+def release(session: Session, experiment_id: int, limits: Mapping[str, int | None], window: int) -> Publishable:
+    """Queue the experiment's next pending jobs; returns them to publish, in publish order.
 
     A pending job is released when (1) its position is below the lowest position still open in the
     experiment (pending, queued or running, any stream) plus ``window``, and (2) its stream has room under its
@@ -251,13 +262,13 @@ def release(session: Session, experiment_id: int, limits: Mapping[str, int | Non
                 LEFT JOIN active a ON a.condition = c.condition AND a.replicate = c.replicate
                 WHERE lim.value IS NULL OR c.k + coalesce(a.n, 0) <= CAST(lim.value AS int))
             UPDATE jobs SET status = 'queued', published_at = now() FROM chosen
-            WHERE jobs.id = chosen.id RETURNING jobs.id, chosen.seq
+            WHERE jobs.id = chosen.id RETURNING jobs.id, jobs.model_key, chosen.seq
             """
         ),
         {"e": experiment_id, "w": window, "limits": json.dumps(dict(limits))},
     ).all()
     session.commit()
-    return [int(job_id) for job_id, _ in sorted(rows, key=lambda r: r[1])]
+    return [(int(job_id), str(key)) for job_id, key, _ in sorted(rows, key=lambda r: r[2])]
 
 
 def mark_published(session: Session, job_ids: list[int]) -> None:
@@ -266,32 +277,47 @@ def mark_published(session: Session, job_ids: list[int]) -> None:
     session.commit()
 
 
-def queued_ids(session: Session, experiment_id: int) -> list[int]:
+def queued(session: Session, experiment_id: int) -> Publishable:
     """An experiment's queued jobs in publish order."""
-    q = select(Job.id).where(Job.experiment_id == experiment_id, Job.status == "queued").order_by(Job.seq)
-    return list(session.execute(q).scalars())
+    q = (
+        select(Job.id, Job.model_key)
+        .where(Job.experiment_id == experiment_id, Job.status == "queued")
+        .order_by(Job.seq)
+    )
+    return [(int(i), str(k)) for i, k in session.execute(q).all()]
+
+
+OPEN = ("pending", "queued", "running")
+ACTIVE = ("queued", "running")
 
 
 def unfinished_models(session: Session) -> list[tuple[dict[str, Any], str]]:
-    """(model config, model key) of every experiment with unfinished jobs, oldest experiment first."""
+    """(model config, model key) of every model with unfinished jobs in an active experiment, the model of
+    the oldest experiment first (an experiment may run several: each job has its condition's model)."""
     rows = session.execute(
         text(
-            "SELECT e.config->'model', e.model_key FROM experiments e WHERE EXISTS (SELECT 1 FROM jobs j "
-            "WHERE j.experiment_id = e.id AND j.status IN ('pending', 'queued', 'running')) AND e.state = 'active' "
-            "ORDER BY e.created_at"
+            "SELECT e.config, j.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+            "WHERE j.status IN ('pending', 'queued', 'running') AND e.state = 'active' "
+            "GROUP BY e.id, e.config, j.model_key ORDER BY min(e.created_at), e.id, j.model_key"
         )
     ).all()
-    return [(dict(r[0]), str(r[1])) for r in rows]
+    out: list[tuple[dict[str, Any], str]] = []
+    for raw, key in rows:
+        model = ExperimentConfig.stored(raw).models().get(str(key))
+        if model is not None and all(k != key for _, k in out):
+            out.append((model.model_dump(mode="json"), str(key)))
+    return out
 
 
-def unfinished_count(session: Session, model_key: str) -> int:
-    """Jobs of a model's experiments that are not done or failed (a burst worker stops at 0)."""
+def unfinished_count(session: Session, model_key: str, statuses: tuple[str, ...] = OPEN) -> int:
+    """Jobs on a model in active experiments with one of ``statuses``: not over (a burst worker stops at 0),
+    or (``ACTIVE``) queued or running, which a worker could take or is taking now."""
     return int(
         session.execute(
             text(
                 "SELECT count(*) FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
-                "WHERE e.model_key = :k AND e.state = 'active' AND j.status IN ('pending', 'queued', 'running')"
+                "WHERE j.model_key = :k AND e.state = 'active' AND j.status = ANY(:s)"
             ),
-            {"k": model_key},
+            {"k": model_key, "s": list(statuses)},
         ).scalar_one()
     )

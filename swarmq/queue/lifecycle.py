@@ -27,6 +27,7 @@ from swarmq.errors import ExperimentStateError
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker
 from swarmq.queue.dispatch import release_next
+from swarmq.queue.jobs import Publishable
 from swarmq.queue.reaper import drop_tasks
 from swarmq.store.experiments import experiment_row
 
@@ -79,17 +80,17 @@ def _set_state(session: Session, exp_id: int, state: str) -> None:
     session.execute(text("UPDATE experiments SET state = :s WHERE id = :e"), {"s": state, "e": exp_id})
 
 
-def _move(session: Session, exp_id: int, to: str, frm: tuple[str, ...]) -> list[int]:
-    """An experiment's jobs in one of ``frm`` get status ``to``; their ids in publish order."""
+def _move(session: Session, exp_id: int, to: str, frm: tuple[str, ...]) -> Publishable:
+    """An experiment's jobs in one of ``frm`` get status ``to``; (id, model key) of each, in publish order."""
     ids = session.execute(
         text(
             "UPDATE jobs SET status = CAST(:to AS text), "
             "published_at = CASE WHEN CAST(:to AS text) = 'queued' THEN now() ELSE published_at END "
-            "WHERE experiment_id = :e AND status = ANY(:frm) RETURNING id, seq"
+            "WHERE experiment_id = :e AND status = ANY(:frm) RETURNING id, model_key, seq"
         ),
         {"to": to, "e": exp_id, "frm": list(frm)},
     ).all()
-    return [int(i) for i, _ in sorted(ids, key=lambda r: r[1])]
+    return [(int(i), str(k)) for i, k, _ in sorted(ids, key=lambda r: r[2])]
 
 
 def _running(session: Session, exp_id: int) -> int:
@@ -128,7 +129,7 @@ def pause(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str) ->
         ids = _move(session, exp.id, "paused", ("queued",))
         running = _running(session, exp.id)
         session.commit()
-    drop_tasks(redis, exp.model_key, ids)
+    drop_tasks(redis, ids)
     return Change(name, "pause", PAUSED, len(ids), running)
 
 
@@ -141,7 +142,7 @@ def resume(sessions: sessionmaker[Session], app: Celery, name: str) -> Change:
         ids = _move(session, exp.id, "queued", ("paused",))
         running = _running(session, exp.id)
         session.commit()
-    published = broker.publish(app, ((i, exp.model_key) for i in ids))
+    published = broker.publish(app, ids)
     published += _release(sessions, app, exp)
     return Change(name, "resume", ACTIVE, len(ids), running, published)
 
@@ -154,7 +155,7 @@ def cancel(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str) -
         ids = _move(session, exp.id, "cancelled", HELD)
         running = _running(session, exp.id)
         session.commit()
-    drop_tasks(redis, exp.model_key, ids)
+    drop_tasks(redis, ids)
     return Change(name, "cancel", CANCELLED, len(ids), running)
 
 
@@ -215,10 +216,11 @@ def delete(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str, *
                 f"delete: experiment {name!r} has {running} running job(s); `swarmq cancel {name}` and wait for "
                 "them to finish, or pass --force to delete anyway (their results are dropped)"
             )
-        ids = list(session.execute(text("SELECT id FROM jobs WHERE experiment_id = :e"), {"e": exp.id}).scalars())
+        ids = [(int(i), str(k)) for i, k in session.execute(
+            text("SELECT id, model_key FROM jobs WHERE experiment_id = :e"), {"e": exp.id}).all()]  # fmt: skip
         session.execute(text("DELETE FROM experiments WHERE id = :e"), {"e": exp.id})
         session.commit()
-    drop_tasks(redis, exp.model_key, ids)
+    drop_tasks(redis, ids)
     _delete_swarm_state(redis, name, exp.id)
     return Change(name, "delete", "deleted", len(ids), running)
 
@@ -238,4 +240,4 @@ def _glob_escape(s: str) -> str:
 
 def _release(sessions: sessionmaker[Session], app: Celery, exp: _Locked) -> int:
     """Release the experiment's next pending jobs (in-flight limits, position window), as enqueue does."""
-    return release_next(sessions, app, exp.id, ExperimentConfig.stored(exp.config), exp.model_key)
+    return release_next(sessions, app, exp.id, ExperimentConfig.stored(exp.config))

@@ -95,15 +95,18 @@ def enqueue(
             len(issues), config.replicates, config.seed, config.dataset.shuffle == "per_replicate"
         )
         plan = plan_jobs(issues, list(config.conditions), config.replicates, orders)
+        queues = {name: keys.model_key(config.model_for(name).path) for name in config.conditions}
         for rows in batches(plan, INSERT_ROWS):
             for r in rows:
                 r["experiment_id"] = exp.id
                 r["issue_id"] = issue_ids[r["instance_id"]]
+                r["model_key"] = queues[r["condition"]]
             session.execute(insert(Job), rows)
         session.commit()
         queued = jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
-    say(f"publishing {len(queued)} jobs to queue {keys.queue_name(key)}")
-    published = broker.publish(app, ((job_id, key) for job_id in queued))
+    names = ", ".join(keys.queue_name(k) for k in sorted({k for _, k in queued}))
+    say(f"publishing {len(queued)} jobs to {names or 'no queue'}")
+    published = broker.publish(app, queued)
     return EnqueueResult(config.name, total, published, resumed=False)
 
 
@@ -153,8 +156,8 @@ def _resume(
                 text("SELECT status, count(*) FROM jobs WHERE experiment_id = :e GROUP BY status"), {"e": exp.id}
             ).all()
         )
-        queued = jobs.queued_ids(session, exp.id)
+        queued = jobs.queued(session, exp.id)
     total = sum(counts.values())
     say(f"resuming {exp.name}: {counts.get('done', 0)} of {total} jobs done; publishing {len(queued)}")
-    published = broker.publish(app, ((job_id, exp.model_key) for job_id in queued))
+    published = broker.publish(app, queued)
     return EnqueueResult(exp.name, total, published, resumed=True, done=int(counts.get("done", 0)))

@@ -93,9 +93,7 @@ def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Cel
             """
         )
     ).all()
-    return sum(
-        release_next(sessions, app, exp_id, ExperimentConfig.stored(config), key) for exp_id, config, key in rows
-    )
+    return sum(release_next(sessions, app, exp_id, ExperimentConfig.stored(config)) for exp_id, config, _key in rows)
 
 
 def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
@@ -105,7 +103,7 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     of a long, healthy queue); once it drains below that, it is read and the missing jobs found."""
     rows = session.execute(
         text(
-            "SELECT j.id, e.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+            "SELECT j.id, j.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
             "WHERE j.status = 'queued' AND e.state = 'active' AND j.published_at < now() - make_interval(secs => :g)"
         ),
         {"g": grace_seconds},
@@ -146,16 +144,17 @@ def broker_task_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[str]:
     return ids
 
 
-def drop_tasks(redis: redis_lib.Redis, model_key: str, job_ids: list[int]) -> int:
-    """Take these jobs' messages out of their model's queue (a paused, cancelled or deleted experiment's);
-    returns how many were removed. Delivered messages are beyond reach, and dropped by the claim."""
-    wanted = {keys.task_id(j) for j in job_ids}
-    if not wanted:
-        return 0
-    queue, n = keys.queue_name(model_key), 0
-    for raw in redis.lrange(queue, 0, -1):
-        if _task_id(raw) in wanted:
-            n += int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes: redis-py sends them as is
+def drop_tasks(redis: redis_lib.Redis, jobs_: list[tuple[int, str]]) -> int:
+    """Take these (job id, model key) jobs' messages out of their models' queues (a paused, cancelled or
+    deleted experiment's); returns how many were removed. Delivered messages are beyond reach, and dropped by
+    the claim."""
+    n = 0
+    for model_key in sorted({k for _, k in jobs_}):
+        wanted = {keys.task_id(j) for j, k in jobs_ if k == model_key}
+        queue = keys.queue_name(model_key)
+        for raw in redis.lrange(queue, 0, -1):
+            if _task_id(raw) in wanted:
+                n += int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes: redis-py sends them as is
     return n
 
 

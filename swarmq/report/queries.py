@@ -17,9 +17,10 @@ GROUPINGS = {
     "task_type": ("j.condition", "i.task_type"),
     "agent": ("j.condition", "j.replicate", "o.agent_id"),  # agent k of each replicate is its own agent
     "repo": ("j.condition", "i.repo"),
+    "model": ("j.model_key",),  # several models in one experiment (`models:`): every condition on each
 }
 LABELS = {"j.condition": "condition", "j.replicate": "replicate", "i.task_type": "task_type",
-          "o.agent_id": "agent", "i.repo": "repo"}  # fmt: skip
+          "o.agent_id": "agent", "i.repo": "repo", "j.model_key": "model"}  # fmt: skip
 
 
 SUCCESS = "coalesce(o.success, false)"

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-KEY_COLUMNS = ("condition", "replicate", "task_type", "agent", "repo")
+KEY_COLUMNS = ("model", "condition", "replicate", "task_type", "agent", "repo")
 
 
 def _pct(x: float | None) -> str:

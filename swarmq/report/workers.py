@@ -36,7 +36,8 @@ def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, 
             "job_seconds": round(now - started, 1) if started else None,
             "jobs_done": int(raw.get("jobs_done", 0)), "tokens_per_second": float(raw.get("tokens_per_second", 0)),
             "last_heartbeat_seconds_ago": round(age, 1),
-            "state": "lost" if age > float(raw.get("lease_seconds", DEFAULTS.lease_seconds)) else "live",
+            "state": "stopped" if raw.get("stopped_at")
+            else "lost" if age > float(raw.get("lease_seconds", DEFAULTS.lease_seconds)) else "live",
         })  # fmt: skip
     return {"workers": workers}
 

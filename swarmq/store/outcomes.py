@@ -121,15 +121,13 @@ def unapplied_streams(
     if older_than_seconds is not None:
         where.append("o.created_at < now() - make_interval(secs => :g)")
         params["g"] = older_than_seconds
-    join = ""
     if model_key is not None:
-        join = " JOIN experiments e ON e.id = j.experiment_id"
-        where.append("e.model_key = :k")
+        where.append("j.model_key = :k")
         params["k"] = model_key
     limit = " LIMIT 1" if stream is not None else ""
     sql = (
-        f"SELECT DISTINCT j.experiment_id, j.condition, j.replicate FROM outcomes o JOIN jobs j ON j.id = o.job_id"
-        f"{join} WHERE {' AND '.join(where)}{limit}"
+        "SELECT DISTINCT j.experiment_id, j.condition, j.replicate FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+        f"WHERE {' AND '.join(where)}{limit}"
     )
     return [(int(e), str(c), int(r)) for e, c, r in session.execute(text(sql), params).all()]
 

@@ -50,7 +50,8 @@ class Experiment(Base):
     config_hash: Mapped[str] = mapped_column(String(64))
     benchmark: Mapped[str] = mapped_column(String(32))
     model_key: Mapped[str] = mapped_column(String(200))
-    """Broker queue of the model this experiment needs (derived from the GGUF file name)."""
+    """Broker queue of the experiment's first model (derived from the GGUF file name); each job has its own
+    (`Job.model_key`)."""
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     """One of EXPERIMENT_STATES; changed only by `queue.lifecycle` (pause, resume, cancel)."""
     dataset: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -110,6 +111,8 @@ class Job(Base):
     instance_id: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
     """Order of the job inside its stream (experiment, condition, replicate)."""
+    model_key: Mapped[str] = mapped_column(String(200))
+    """Broker queue of the model this job runs on (its condition's model)."""
     seq: Mapped[int] = mapped_column(Integer)
     """Global publish order: conditions interleaved so that a partial run stays a fair comparison."""
     status: Mapped[str] = mapped_column(String(16), default="pending")

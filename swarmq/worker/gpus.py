@@ -13,6 +13,8 @@ class Gpu:
     name: str
     memory_total: int
     memory_free: int
+    uuid: str = ""
+    """``GPU-...``: the same inside a container, under any CUDA_VISIBLE_DEVICES (`devices`); "" when unknown."""
 
 
 def list_gpus() -> list[Gpu]:
@@ -33,8 +35,8 @@ def _nvml() -> list[Gpu]:
         for i in range(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
-            name = pynvml.nvmlDeviceGetName(h)
-            out.append(Gpu(i, name.decode() if isinstance(name, bytes) else str(name), int(mem.total), int(mem.free)))
+            name, uuid = pynvml.nvmlDeviceGetName(h), pynvml.nvmlDeviceGetUUID(h)
+            out.append(Gpu(i, _text(name), int(mem.total), int(mem.free), _text(uuid)))
         return out
     finally:
         pynvml.nvmlShutdown()
@@ -44,7 +46,7 @@ def _nvidia_smi() -> list[Gpu]:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
-    query = "--query-gpu=index,name,memory.total,memory.free"
+    query = "--query-gpu=index,name,memory.total,memory.free,uuid"
     try:
         text = subprocess.run([exe, query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
                               timeout=20, check=True).stdout  # fmt: skip
@@ -52,9 +54,13 @@ def _nvidia_smi() -> list[Gpu]:
         return []
     gpus = []
     for line in text.strip().splitlines():
-        idx, name, total, free = (p.strip() for p in line.split(","))
-        gpus.append(Gpu(int(idx), name, int(float(total)) << 20, int(float(free)) << 20))
+        idx, name, total, free, uuid = (p.strip() for p in line.split(","))
+        gpus.append(Gpu(int(idx), name, int(float(total)) << 20, int(float(free)) << 20, uuid))
     return gpus
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def parse_gpu_list(spec: str, available: list[Gpu]) -> list[int]:

@@ -33,11 +33,14 @@ class WorkerInfo:
     model: str
     model_key: str
     slots: int = 1
+    follow: bool = False
+    """No ``--model``: stop (to load another model) once this one drains while another model has jobs."""
 
 
 def housekeeping(services: Services, app: Celery, runner: JobRunner, info: WorkerInfo, burst: bool,
-                 stop: threading.Event) -> None:  # fmt: skip
-    """Every pass: publish this worker's heartbeat, reap; in burst mode, stop once the model has nothing left."""
+                 stop: threading.Event, drained: threading.Event | None = None) -> None:  # fmt: skip
+    """Every pass: publish this worker's heartbeat, reap; stop once the model has nothing left, in burst mode,
+    or (following the work) when another model has jobs; ``drained`` says the stop was for that."""
     from celery.worker import state as worker_state
 
     settings = services.settings
@@ -51,10 +54,13 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
                 last_reap = time.monotonic()
                 reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
                      grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
-            if burst and not runner.running() and _nothing_left(services, info.model_key):
+            step = _next_step(services, info, burst) if (burst or info.follow) and not runner.running() else None
+            if step is not None:
                 with services.sessions() as session:  # leave no half-applied swarm update behind
                     complete_unapplied(session, runner.sync.complete_stream, 0.0, info.model_key)
-                log.info("burst: no job left for model queue %s; stopping", info.model_key)
+                log.warning("no job to take for model queue %s; %s", info.model_key, step)
+                if step != "stopping" and drained is not None:
+                    drained.set()
                 worker_state.should_stop = 0
                 return
             failing_since = None
@@ -68,9 +74,19 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
                 return
 
 
-def _nothing_left(services: Services, model_key: str) -> bool:
+def _next_step(services: Services, info: WorkerInfo, burst: bool) -> str | None:
+    """None: keep serving. A worker that follows the work moves to another model once its own has nothing
+    queued or running while another has unfinished jobs (its own may have pending ones, held back by the
+    position window until the other model's streams move: staying would wait forever). A burst worker stops
+    once nothing is left for it."""
     with services.sessions() as session:
-        return jobs.unfinished_count(session, model_key) == 0
+        if jobs.unfinished_count(session, info.model_key, jobs.ACTIVE):
+            return None
+        others = [k for _, k in jobs.unfinished_models(session) if k != info.model_key] if info.follow else []
+        if others:
+            return f"moving to {others[0]}"
+        left = jobs.unfinished_count(session, info.model_key)
+    return "stopping" if burst and not left else None
 
 
 def _gpu_stats(gpu: int | None) -> dict[str, str]:
@@ -96,6 +112,13 @@ def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_sec
         "current_job": oldest or "", "job_started": running[oldest] if oldest else "", "jobs_done": runner.jobs_done,
         "model_key": info.model_key, "slots": info.slots, "busy_slots": len(running), "current_jobs": ",".join(map(str, sorted(running))),
         "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
-        "lease_seconds": lease_seconds, "pid": os.getpid(), **_gpu_stats(info.gpu),
+        "lease_seconds": lease_seconds, "pid": os.getpid(), "stopped_at": "", **_gpu_stats(info.gpu),
     })  # fmt: skip
     redis.expire(key, int(keep_seconds))
+
+
+def mark_stopped(redis: Any, name: str) -> None:
+    """A clean exit: `workers list` shows the worker as stopped, not live and then lost."""
+    key = keys.worker_key(name)
+    if redis.exists(key):
+        redis.hset(key, "stopped_at", time.time())

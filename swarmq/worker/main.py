@@ -13,8 +13,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from celery import signals as celery_signals
@@ -22,7 +23,7 @@ from celery.exceptions import SecurityWarning
 
 from swarmq import keys
 from swarmq.benchmarks.registry import BENCHMARKS
-from swarmq.errors import ModelError, ScorerUnavailable, ServiceUnavailable
+from swarmq.errors import ScorerUnavailable, ServiceUnavailable
 from swarmq.experiment.config import ModelConfig
 from swarmq.queue import broker
 from swarmq.queue.reaper import complete_unapplied
@@ -30,7 +31,7 @@ from swarmq.settings import Settings
 from swarmq.store.services import Services, connect
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.sync import StreamSync
-from swarmq.worker.housekeeping import WorkerInfo, housekeeping
+from swarmq.worker.housekeeping import WorkerInfo, housekeeping, mark_stopped
 from swarmq.worker.loading import choose_model, choose_slots, load_generator
 from swarmq.worker.naming import NameLease
 from swarmq.worker.runner import JobRunner, RunnerIdentity
@@ -49,12 +50,23 @@ class WorkerOptions:
     """``module:callable`` building a stand-in Generator (benchmarks' null model, tests). Not for users."""
     slots: int | None = None
     """Jobs decoded together; None: 1 on a CPU, on a GPU what its free VRAM holds (`loading.choose_slots`)."""
+    quiet: bool = False
+    """No line per finished job on stdout."""
+
+
+SWITCH_MODEL = 75
+"""What `run_worker` returns when a worker that follows the work (no ``--model``) drained its model while
+another has jobs: the CLI starts the process afresh (`os.execv`), which frees the model and loads the next.
+Never an exit status: the process is replaced."""
 
 
 def run_worker(opts: WorkerOptions, settings: Settings) -> int:
-    """Serve jobs until stopped (or, with ``burst``, until the model has none left); returns the exit code."""
-    if opts.gpu is not None:
-        _select_gpu(opts.gpu)  # before llama_cpp is imported anywhere
+    """Serve jobs until stopped (or, with ``burst``, until nothing is left); returns the exit code, or
+    `SWITCH_MODEL`. Without ``--model`` the worker follows the work: it serves the model with unfinished jobs
+    (the oldest experiment's first), moves to the next model when its own drains, and waits when there is
+    nothing (unless ``burst``)."""
+    if opts.gpu is not None:  # before llama_cpp is imported anywhere; from here on the physical GPU index
+        opts = replace(opts, gpu=_select_gpu(opts.gpu))
     install_interrupts()
     services = connect(settings)
     name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
@@ -65,16 +77,21 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     name_lease.acquire()  # before the model loads: a name clash is refused at once
     try:
         found = choose_model(services, opts.model)
+        waited = False
+        while found is None and not opts.burst:
+            if not waited:
+                print(f"swarmq worker {identity.worker}: no unfinished experiment; waiting for work", flush=True)
+                waited = True
+            time.sleep(settings.idle_poll_seconds)
+            found = choose_model(services, opts.model)
         if found is None:
-            return _nothing_to_serve(services, opts.burst)
+            return _nothing_to_serve(services)
         return _serve(services, opts, identity, *found)
     finally:
         name_lease.release()
 
 
-def _nothing_to_serve(services: Services, burst: bool) -> int:
-    if not burst:
-        raise ModelError("no --model given and no unfinished experiment to take it from")
+def _nothing_to_serve(services: Services) -> int:
     # A worker that died after writing the very last outcome left its swarm update half-done.
     sync = StreamSync(services.sessions, SwarmStore(services.redis))
     with services.sessions() as session:
@@ -93,7 +110,8 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, pa
     runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, identity,
                        lease_seconds=settings.lease_seconds, heartbeat_seconds=settings.heartbeat_seconds,
                        outage_seconds=settings.outage_seconds, max_attempts=settings.max_attempts,
-                       stuck_seconds=settings.stuck_seconds)  # fmt: skip
+                       stuck_seconds=settings.stuck_seconds,
+                       say=None if opts.quiet else lambda line: print(line, flush=True))  # fmt: skip
 
     @app.task(name=keys.TASK_NAME, acks_late=True, ignore_result=True)
     def run_job(job_id: int) -> str:
@@ -106,9 +124,10 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, pa
 
     log.info("worker=%s model=%s queue=%s slots=%s load_seconds=%.2f", identity.worker, path.name,
              keys.queue_name(key), slots, generator.info.load_seconds)  # fmt: skip
-    stop = threading.Event()
-    info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key, slots)
-    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop),
+    stop, drained = threading.Event(), threading.Event()
+    info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key, slots,
+                      follow=opts.model is None)  # fmt: skip
+    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop, drained),
                      name="swarmq-housekeeping", daemon=True).start()  # fmt: skip
     shutdown = GracefulShutdown(runner, services.sessions, app, settings.shutdown_grace_seconds)
     celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
@@ -117,13 +136,16 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, pa
     # worker_prefetch_multiplier is 1 (broker.make_app): Celery reserves concurrency × 1 messages, one per slot.
     worker = app.Worker(hostname=identity.worker, queues=[keys.queue_name(key)],
                         pool_cls="solo" if slots == 1 else "threads", concurrency=slots,
-                        without_mingle=True, without_gossip=True, quiet=True,
+                        without_mingle=True, without_gossip=True, quiet=True, redirect_stdouts=False,
                         loglevel=logging.getLevelName(logging.getLogger().level))  # fmt: skip
     try:
         worker.start()
     finally:
         stop.set()
-    return int(worker.exitcode or 0)
+    rc = int(worker.exitcode or 0)
+    if rc == 0:
+        mark_stopped(services.redis, identity.worker)
+    return SWITCH_MODEL if rc == 0 and drained.is_set() else rc
 
 
 def self_test_scorers() -> None:
@@ -135,13 +157,11 @@ def self_test_scorers() -> None:
             raise ScorerUnavailable(f"{name} scorer self-test failed: {problem}")
 
 
-def _select_gpu(index: int) -> None:
-    from swarmq.worker.gpus import list_gpus
+def _select_gpu(position: int) -> int:
+    """``--gpu N`` counts the GPUs an existing CUDA_VISIBLE_DEVICES leaves visible (`devices`); pins that one and
+    returns its physical (NVML) index, which the heartbeat, VRAM checks and outcomes use."""
+    from swarmq.worker.devices import pin_gpu
 
-    gpus = list_gpus()
-    if index not in [g.index for g in gpus]:
-        found = ", ".join(str(g.index) for g in gpus) or "none"
-        raise ModelError(f"--gpu {index}: no such GPU on this machine (found: {found}); use --cpu without one")
-    # NVML and nvidia-smi number GPUs in PCI bus order; CUDA's default is fastest first. Make them agree.
-    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+    gpu = pin_gpu(position)
+    log.info("--gpu %d: GPU %d %s (%s)", position, gpu.index, gpu.uuid, gpu.name)
+    return gpu.index

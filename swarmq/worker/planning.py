@@ -38,7 +38,7 @@ def plan_job(bench: Benchmark, config: ExperimentConfig, condition: str, replica
                                type_filtered=cond.type_filtered)  # fmt: skip
     chat = model.chat_template
     prompt = bench.prompt(issue, examples, chat=chat, system=cond.system_prompt)
-    gen = config.generation
+    gen = config.generation_for(condition)
     request = GenerationRequest(
         prompt=prompt.text,
         messages=prompt.messages,

@@ -65,6 +65,14 @@ class _Run:
     finished: bool = False
 
 
+def job_line(job_id: int, status: str, condition: str, replicate: int, instance: str, agent: int, verdict: Verdict,
+             seconds: float) -> str:  # fmt: skip
+    """One finished job, as a worker prints it: what ran, how it ended, and what it cost."""
+    ended = f"error: {verdict.error}" if verdict.error else ("success" if verdict.success else "failure")
+    return (f"job {job_id} {status}: {condition}/r{replicate} {instance} agent {agent}: {ended}, "
+            f"{verdict.gen.completion_tokens} tokens, {seconds:.1f} s")  # fmt: skip
+
+
 class LeaseLost(Exception):
     """This worker no longer holds the job's lease (it expired, or the claim was lost): drop the work."""
 
@@ -83,8 +91,11 @@ class JobRunner:
         outage_seconds: float,
         max_attempts: int,
         stuck_seconds: float = DEFAULTS.stuck_seconds,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.sessions, self.generator, self.app = sessions, generator, app
+        self.say = say
+        """Where one line per finished job goes (the worker prints them unless ``-q``)."""
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
@@ -219,8 +230,11 @@ class JobRunner:
             self.jobs_done += 1
             self._tokens += verdict.gen.completion_tokens
             self._gen_seconds += verdict.gen.generation_seconds
-        log.info("job=%s %s agent=%s success=%s tokens=%s", job.id, status, plan.decision.agent_id, verdict.success,
-                 verdict.gen.completion_tokens)  # fmt: skip
+        line = job_line(job.id, status, job.condition, job.replicate, issue.instance_id, plan.decision.agent_id,
+                        verdict, time.perf_counter() - started)  # fmt: skip
+        if self.say is not None:
+            self.say(line)
+        log.info(line)
         return status
 
     def _generate_and_judge(self, run: _Run, bench: Benchmark, plan: JobPlan, issue: Issue,
@@ -230,7 +244,9 @@ class JobRunner:
         watch = run.watch
         assert watch is not None
         try:
-            with watch.deadline(info.config.generation.deadline_seconds, "generation"):
+            # The condition's own generation settings decided the request's deadline (`plan_job`).
+            deadline = plan.request.deadline_seconds or info.config.generation.deadline_seconds
+            with watch.deadline(deadline, "generation"):
                 gen = self.generator.generate(plan.request)
         except (GenerationError, JobTimedOut) as exc:
             return Verdict(Generation("", "error", 0, 0, 0.0, 0.0), str(exc), False, None, 0.0)
@@ -245,4 +261,4 @@ class JobRunner:
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
     def _release_next(self, info: ExperimentInfo) -> None:
-        self._retry(lambda: release_next(self.sessions, self.app, info.id, info.config, info.model_key), "release")
+        self._retry(lambda: release_next(self.sessions, self.app, info.id, info.config), "release")

@@ -8,6 +8,8 @@
   still open and the pending jobs inside the position window, each one short index range.
 * ``experiments.dataset``: the dataset revision an experiment was read at and a fingerprint of the rows it
   used (`experiment.dataset.DatasetRecord`).
+* ``jobs.model_key``: the queue of the model a job runs on. An experiment may run several models (``models:``,
+  or a condition's own ``model:``); ``experiments.model_key`` stays its first model's.
 
 Revision ID: 0005
 Revises: 0004
@@ -29,6 +31,9 @@ depends_on = None
 def upgrade() -> None:
     op.alter_column("outcomes", "agent_id", existing_type=sa.Integer(), nullable=True)
     op.add_column("experiments", sa.Column("dataset", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.add_column("jobs", sa.Column("model_key", sa.String(length=200), nullable=True))
+    op.execute("UPDATE jobs SET model_key = e.model_key FROM experiments e WHERE e.id = jobs.experiment_id")
+    op.alter_column("jobs", "model_key", existing_type=sa.String(length=200), nullable=False)
     op.execute(
         "CREATE INDEX ix_jobs_open_position ON jobs (experiment_id, position) "
         "WHERE status IN ('pending', 'queued', 'running')"
@@ -57,5 +62,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DELETE FROM outcomes WHERE agent_id IS NULL")
     op.execute("DROP INDEX IF EXISTS ix_jobs_open_position")
+    op.drop_column("jobs", "model_key")
     op.drop_column("experiments", "dataset")
     op.alter_column("outcomes", "agent_id", existing_type=sa.Integer(), nullable=False)

@@ -1,0 +1,87 @@
+"""Several models in one experiment: `models:` runs every condition on each, jobs go to their model's queue,
+a worker without --model follows the work from one model to the next, and results compare the models on
+matched issues. Real Postgres, Redis and worker processes; stand-in generator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from swarmq.experiment.config import ExperimentConfig
+from tests.conftest import ROOT, swarmq
+
+BASE = {"name": "mm", "seed": 3, "dataset": {"benchmark": "humaneval", "source": "bundled", "limit": 3},
+        "generation": {"max_tokens": 16, "temperature": 0.0}, "success": {"rule": "non_empty"}}  # fmt: skip
+TWO = [{"path": "models/first.gguf", "name": "first", "n_ctx": 1024}, {"path": "models/second.gguf", "n_ctx": 1024}]
+
+
+def test_models_expand_every_condition_once_per_model() -> None:
+    cfg = ExperimentConfig.model_validate({**BASE, "models": TWO, "conditions": {"base": {}, "hot": {
+        "generation": {"temperature": 0.7}}}})  # fmt: skip
+    assert list(cfg.conditions) == ["base@first", "base@second.gguf", "hot@first", "hot@second.gguf"]
+    assert cfg.model_for("hot@second.gguf").path == "models/second.gguf" and cfg.model.path == "models/first.gguf"
+    assert list(cfg.models()) == ["first.gguf", "second.gguf"]
+    assert cfg.generation_for("hot@first").temperature == 0.7 and cfg.generation_for("hot@first").max_tokens == 16
+    assert cfg.generation_for("base@first").temperature == 0.0
+    # Stored and read back, the expanded form is what it is: no second expansion, the same identity.
+    again = ExperimentConfig.stored(cfg.canonical_json())
+    assert list(again.conditions) == list(cfg.conditions) and again.config_hash() == cfg.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"model": TWO[0], "models": TWO}, "give model (one) or models (a list), not both"),
+        ({"models": [TWO[0], TWO[0]]}, "models need distinct names"),
+        ({"models": []}, "models must be a non-empty list"),
+        ({"models": TWO, "conditions": {"a": {"model": TWO[1]}}}, "condition 'a' sets model: with models:"),
+        ({"model": TWO[0], "conditions": {"a": {"model": {**TWO[1], "n_ctx": 256},
+                                                "generation": {"max_tokens": 300}}}}, "condition 'a': max_tokens (300)"),
+    ],
+)  # fmt: skip
+def test_model_settings_mistakes_are_refused(extra: dict, message: str) -> None:
+    data = {**BASE, "conditions": {"a": {}}, **extra}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ExperimentConfig.model_validate(data)
+
+
+@pytest.mark.services
+def test_a_two_model_experiment_runs_with_a_worker_that_follows_the_work(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    path = tmp_path / "mm.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "models": TWO, "conditions": {"base": {}}}))
+    e = swarmq("enqueue", str(path), env=services_env)
+    assert e.returncode == 0, e.stderr
+    assert "publishing 6 jobs to swarmq.first.gguf, swarmq.second.gguf" in e.stderr  # each model's own queue
+    # One worker, no --model: it serves the first model, then starts afresh on the second, then stops.
+    w = subprocess.run([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator",
+                        "tests.fakes:hash_generator", "--name", "follower"],
+                       cwd=ROOT, env=services_env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert w.returncode == 0, w.stderr[-3000:]
+    assert "restarting on the next model with jobs" in w.stderr
+    # One line per finished job, by default (`-q` silences them).
+    lines = [line for line in w.stdout.splitlines() if line.startswith("job ")]
+    assert len(lines) == 6 and all(" tokens, " in line and line.endswith(" s") for line in lines), w.stdout
+    assert any(" done: base@second.gguf/r0 HumanEval/" in line for line in lines)
+    # A clean exit leaves the worker listed as stopped, not live (then lost).
+    listed = json.loads(swarmq("workers", "list", "--format", "json", env=services_env).stdout)
+    assert [w["state"] for w in listed["workers"] if w["name"].startswith("follower")] == ["stopped"]
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        rows = conn.execute(
+            "SELECT j.condition, j.model_key, j.status, o.model_name FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+            "ORDER BY j.condition, j.position"
+        ).fetchall()
+    assert [(c, k, s, m) for c, k, s, m in rows] == [("base@first", "first.gguf", "done", "first")] * 3 + [
+        ("base@second.gguf", "second.gguf", "done", "second.gguf")
+    ] * 3
+    res = json.loads(swarmq("results", "mm", "--by", "model", "--format", "json", env=services_env).stdout)
+    assert [(g["model"], g["jobs"], g["done"]) for g in res["groups"]] == [("first.gguf", 3, 3), ("second.gguf", 3, 3)]
+    (comparison,) = res["comparisons"]  # the two models, matched on the same issues
+    assert (comparison["a"], comparison["b"], comparison["pairs"]) == ("base@first", "base@second.gguf", 3)
