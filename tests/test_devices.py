@@ -124,8 +124,8 @@ def test_worker_records_the_physical_gpu_under_cuda_visible_devices(
     w = swarmq("worker", "--gpu", "1", "--burst", "--slots", "1", "--generator", "tests.fakes:hash_generator", env=env)
     assert w.returncode == 0, w.stderr[-2000:]
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        [(gpu_index, worker)] = conn.execute("SELECT gpu_index, worker FROM outcomes").fetchall()
-    assert gpu_index == 3
+        [(gpu_index, gpu_uuid, worker)] = conn.execute("SELECT gpu_index, gpu_uuid, worker FROM outcomes").fetchall()
+    assert (gpu_index, gpu_uuid) == (3, GPUS[3].uuid)
     assert worker.startswith("swarmq-gpu3-"), "the default name carries the physical index"
     w = swarmq("worker", "--gpu", "2", "--burst", env=env)
     assert w.returncode == 5

@@ -85,3 +85,24 @@ def test_a_two_model_experiment_runs_with_a_worker_that_follows_the_work(
     assert [(g["model"], g["jobs"], g["done"]) for g in res["groups"]] == [("first.gguf", 3, 3), ("second.gguf", 3, 3)]
     (comparison,) = res["comparisons"]  # the two models, matched on the same issues
     assert (comparison["a"], comparison["b"], comparison["pairs"]) == ("base@first", "base@second.gguf", 3)
+
+
+def test_workers_that_follow_the_work_spread_over_the_models() -> None:
+    from swarmq.worker.loading import pick_model
+
+    pending = [("a.gguf", 10), ("b.gguf", 10)]
+    assert pick_model(pending, {}) == "a.gguf"  # a tie: the oldest experiment's model
+    assert pick_model(pending, {"a.gguf": 1}) == "b.gguf"  # the next worker takes the other one
+    assert pick_model([("a.gguf", 30), ("b.gguf", 10)], {"a.gguf": 1}) == "a.gguf"  # 15 per worker beats 10
+    assert pick_model([("a.gguf", 30), ("b.gguf", 10)], {"a.gguf": 3}) == "b.gguf"  # 7.5 per worker
+
+
+@pytest.mark.services
+def test_celery_cli_knows_the_model_queues(tmp_path: Path, services_env: dict[str, str]) -> None:
+    path = tmp_path / "mm.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "name": "purge", "models": TWO, "conditions": {"base": {}}}))
+    assert swarmq("enqueue", str(path), env=services_env).returncode == 0
+    purge = subprocess.run([sys.executable, "-m", "celery", "-A", "swarmq.queue.broker", "purge", "-f"], cwd=ROOT,
+                           env=services_env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert purge.returncode == 0, purge.stderr[-2000:]
+    assert "Purged 6 messages from 3 known task queues" in purge.stdout, purge.stdout

@@ -108,3 +108,47 @@ def test_enqueue_warns_when_slots_exceed_the_runnable_streams(tmp_path: Path) ->
     assert slots_warning({"workers": [{**worker, "state": "lost"}] * 3}, strict) is None
     unlimited = load_config(write_config(tmp_path, name="u", conditions={"a": {}}))
     assert runnable_streams(unlimited) is None and slots_warning({"workers": [worker] * 9}, unlimited) is None
+
+
+def test_a_busy_slots_worker_answers_ping_and_inspect(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    """The solo pool goes silent while a job runs; with --slots 2 (threads pool) the worker's consumer thread
+    stays free, so `celery inspect ping` / `active` answer while both slots generate."""
+    import socket
+
+    from swarmq.queue.broker import make_app
+    from tests.test_reliability import start_worker, wait_for
+
+    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "4"}
+    assert swarmq("enqueue", str(write_config(tmp_path, name="ping", limit=2, conditions=UNLIMITED)), env=env).returncode == 0  # fmt: skip
+    node = f"pingme@{socket.gethostname()}"
+    proc = start_worker(env, name="pingme", slots=2)
+    try:
+        wait_for(lambda: _running(database_url) == 2, 60, "both slots busy")
+        app = make_app(redis_url)
+        try:
+            started = time.monotonic()
+            replies = app.control.ping(destination=[node], timeout=2.0)
+            ping_seconds = time.monotonic() - started
+            active = app.control.inspect(destination=[node], timeout=2.0).active() or {}
+        finally:
+            app.close()
+        assert _running(database_url) == 2, "the jobs finished before the worker was asked: the check proved nothing"
+        assert replies == [{node: {"ok": "pong"}}], replies
+        assert ping_seconds < 2.0
+        assert len(active.get(node, [])) == 2, active
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    with db(database_url) as conn:
+        assert conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM jobs").fetchone() == (4, 4)
+
+
+def _running(database_url: str) -> int:
+    with db(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone()
+    return int(row[0]) if row else 0

@@ -35,6 +35,7 @@ REQUIRED_FILES = (
     "swarmq/store/migrations/versions/0001_initial_schema.py",
     "swarmq/swarm/lua/apply.lua",
     "swarmq/py.typed",
+    "swarmq/data/demo.yaml",
 )
 # What the build must not see: local state, caches and earlier build output (a stale build/lib would put
 # files into the wheel that the source no longer has).
@@ -156,3 +157,19 @@ def test_installed_wheel_runs_without_the_repository(
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"experiments", "issues", "jobs", "outcomes"} <= tables
+
+
+@pytest.mark.services
+@pytest.mark.model
+def test_installed_wheel_runs_the_demo_in_an_empty_directory(
+    fresh_venv: Path, tmp_path: Path, scratch_database: str, redis_url: str, demo_model: Path
+) -> None:
+    """`pip install swarmq` and `swarmq demo` anywhere: the demo's experiment file ships in the package. (The
+    GGUF is found by name in SWARMQ_MODELS_DIR rather than assembled again: 253 MB.)"""
+    here = tmp_path / "anywhere"
+    here.mkdir()
+    env = clean_env(SWARMQ_DATABASE_URL=scratch_database, SWARMQ_REDIS_URL=redis_url,
+                    SWARMQ_HOME=str(tmp_path / "home"), SWARMQ_MODELS_DIR=str(demo_model.parent))  # fmt: skip
+    demo = run([fresh_venv / "bin" / "swarmq", "demo", "--limit", "1", "--workers", "1"], cwd=here, env=env)
+    assert "demo-limit1" in demo.stdout and "pairwise comparisons" in demo.stdout, demo.stdout[-3000:]
+    assert sorted(p.name for p in here.iterdir()) == ["demo-output"]  # nothing else lands where it ran

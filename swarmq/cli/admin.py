@@ -87,12 +87,15 @@ def score_humaneval(
 def demo(
     limit: Annotated[int | None, typer.Option(help="HumanEval problems to run (default: the demo file's).")] = None,
     workers: Annotated[int, typer.Option(help="Local CPU workers.")] = 2,
-    config: Annotated[Path, typer.Option(help="Experiment file.")] = Path("config/demo.yaml"),
+    config: Annotated[
+        Path | None, typer.Option(help="Experiment file (default: the demo's, shipped in swarmq).")
+    ] = None,
 ) -> None:
-    """Run config/demo.yaml end to end on embedded servers with local CPU workers and the demo GGUF."""
-    from swarmq.demo import run_demo
+    """Run the demo experiment end to end (embedded servers unless URLs are set, local CPU workers, the demo
+    GGUF), from any directory."""
+    from swarmq.demo import demo_config, run_demo
 
-    raise typer.Exit(run_demo(config, limit=limit, workers=workers, console=out))
+    raise typer.Exit(run_demo(config or demo_config(), limit=limit, workers=workers, console=out))
 
 
 def services(action: Annotated[str, typer.Argument(help="start | stop | urls")] = "urls") -> None:

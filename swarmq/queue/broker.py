@@ -3,7 +3,7 @@
 JSON only (never pickle), late acks, prefetch 1: a worker holds at most one job it has not finished.
 The visibility timeout is long on purpose: redelivery of abandoned jobs is the reaper's business (it reads
 leases in Postgres), so a long generation is never delivered twice by the broker (celery #5935, #5306).
-`celery -A swarmq.broker inspect active` and Flower see swarmq workers like any other.
+`celery -A swarmq.queue.broker inspect active` and Flower see swarmq workers like any other.
 """
 
 from __future__ import annotations
@@ -66,14 +66,29 @@ def publish(app: Celery, jobs: Iterable[tuple[int, str]]) -> int:
 _app: Celery | None = None
 
 
+def model_queues(redis: Any) -> list[str]:
+    """The model queues that hold messages now (kombu keeps each queue as a Redis list under its name)."""
+    found = {k.decode() if isinstance(k, bytes) else str(k) for k in redis.scan_iter(match=f"{keys.QUEUE_PREFIX}*")}
+    return sorted(q for q in found if redis.type(q) in (b"list", "list"))
+
+
 def __getattr__(name: str) -> Any:
-    """``celery -A swarmq.broker`` finds ``app`` here, configured from the same settings as swarmq."""
+    """``celery -A swarmq.queue.broker`` finds ``app`` here, configured from the same settings as swarmq and
+    knowing every model queue that holds messages, so that ``purge`` and ``inspect`` see them. (To stop an
+    experiment, use `swarmq pause` or `swarmq cancel`: jobs purged behind swarmq's back are still queued in
+    Postgres, and the reaper publishes them again.)"""
     global _app
     if name in ("app", "celery"):
         if _app is None:
+            import redis as redis_lib
+            from kombu import Queue
+
             from swarmq.settings import get_settings
             from swarmq.store.services import redis_url
 
-            _app = make_app(redis_url(get_settings()))
+            url = redis_url(get_settings())
+            _app = make_app(url)
+            names = [keys.DEFAULT_QUEUE, *model_queues(redis_lib.Redis.from_url(url))]
+            _app.conf.task_queues = [Queue(q) for q in dict.fromkeys(names)]
         return _app
     raise AttributeError(name)

@@ -149,6 +149,9 @@ class Outcome(Base):
     """Wall time from claim to outcome (routing, prompt, generation, scoring)."""
     worker: Mapped[str] = mapped_column(Text)
     gpu_index: Mapped[int | None] = mapped_column(Integer)
+    """The physical (NVML) index of the worker's GPU, whatever CUDA_VISIBLE_DEVICES it was started under."""
+    gpu_uuid: Mapped[str | None] = mapped_column(String(64))
+    """The GPU's UUID: unique where indices are not (each container numbers its own GPUs from 0)."""
     model_name: Mapped[str] = mapped_column(Text)
     model_sha256: Mapped[str] = mapped_column(String(64))
     llama_cpp_version: Mapped[str] = mapped_column(String(32))

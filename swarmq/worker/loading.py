@@ -1,10 +1,11 @@
-"""Which model a worker serves and loading it once: `--model`, else what the oldest unfinished experiment
-needs; the file checked (exists, is a GGUF, fits in free RAM or VRAM) before any job is touched."""
+"""Which model a worker serves and loading it once: `--model`, else the unfinished work's (`pick_model`); the
+file checked (exists, is a GGUF, fits in free RAM or VRAM) before any job is touched."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import time
 from pathlib import Path
 
 from swarmq import keys
@@ -19,8 +20,8 @@ from swarmq.store.services import Services
 
 
 def choose_model(services: Services, explicit: str | None) -> tuple[Path, ModelConfig] | None:
-    """The model to serve and its load settings: ``--model``, else what the oldest unfinished experiment
-    needs. Load settings (n_ctx, threads, ...) come from the oldest unfinished experiment on that model."""
+    """The model to serve and its load settings: ``--model``, else the one `pick_model` takes among those with
+    unfinished jobs. Load settings (n_ctx, threads, ...) come from the oldest unfinished experiment on it."""
     with services.sessions() as session:
         rows = jobs.unfinished_models(session)
     if explicit is not None:
@@ -29,8 +30,34 @@ def choose_model(services: Services, explicit: str | None) -> tuple[Path, ModelC
         return resolve_model_path(explicit, services.settings), cfg or ModelConfig(path=explicit)
     if not rows:
         return None
-    cfg = ModelConfig.model_validate(rows[0][0])
+    with services.sessions() as session:
+        pending = [(k, jobs.unfinished_count(session, k)) for _, k in rows]
+    chosen = pick_model(pending, live_workers_per_model(services))
+    cfg = next(ModelConfig.model_validate(c) for c, k in rows if k == chosen)
     return resolve_model_path(cfg.path, services.settings), cfg
+
+
+def pick_model(pending: list[tuple[str, int]], serving: dict[str, int]) -> str:
+    """The model a worker that follows the work takes (pure): the most unfinished jobs per worker already on
+    it, so that `workers --gpus all` spreads the models over the GPUs by their pending work; ties go to the
+    oldest experiment's (the first). ``pending`` lists (model key, unfinished jobs), oldest experiment first."""
+    return max(pending, key=lambda kn: (kn[1] / (1 + serving.get(kn[0], 0)), -pending.index(kn)))[0]
+
+
+def live_workers_per_model(services: Services) -> dict[str, int]:
+    """How many live workers serve each model, from their heartbeats."""
+    now, out = time.time(), dict[str, int]()
+    for key in services.redis.scan_iter(match=f"{keys.WORKER_PREFIX}*"):
+        raw = {_text(k): _text(v) for k, v in services.redis.hgetall(key).items()}
+        model = raw.get("model_key")
+        lease = float(raw.get("lease_seconds") or services.settings.lease_seconds)
+        if model and not raw.get("stopped_at") and now - float(raw.get("last_seen") or 0) <= lease:
+            out[model] = out.get(model, 0) + 1
+    return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def choose_slots(path: Path, cfg: ModelConfig, gpu: int | None, asked: int | None) -> int:

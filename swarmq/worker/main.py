@@ -65,12 +65,14 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     `SWITCH_MODEL`. Without ``--model`` the worker follows the work: it serves the model with unfinished jobs
     (the oldest experiment's first), moves to the next model when its own drains, and waits when there is
     nothing (unless ``burst``)."""
+    gpu_uuid = None
     if opts.gpu is not None:  # before llama_cpp is imported anywhere; from here on the physical GPU index
-        opts = replace(opts, gpu=_select_gpu(opts.gpu))
+        index, gpu_uuid = _select_gpu(opts.gpu)
+        opts = replace(opts, gpu=index)
     install_interrupts()
     services = connect(settings)
     name = opts.name or f"swarmq-{'gpu' + str(opts.gpu) if opts.gpu is not None else 'cpu'}-{os.getpid()}"
-    identity = RunnerIdentity(name if "@" in name else f"{name}@{socket.gethostname()}", opts.gpu)
+    identity = RunnerIdentity(name if "@" in name else f"{name}@{socket.gethostname()}", opts.gpu, gpu_uuid)
     name_lease = NameLease(
         services.redis, identity.worker, socket.gethostname(), identity.token, settings.lease_seconds
     )
@@ -157,11 +159,12 @@ def self_test_scorers() -> None:
             raise ScorerUnavailable(f"{name} scorer self-test failed: {problem}")
 
 
-def _select_gpu(position: int) -> int:
+def _select_gpu(position: int) -> tuple[int, str | None]:
     """``--gpu N`` counts the GPUs an existing CUDA_VISIBLE_DEVICES leaves visible (`devices`); pins that one and
-    returns its physical (NVML) index, which the heartbeat, VRAM checks and outcomes use."""
+    returns its physical (NVML) index, which the heartbeat, VRAM checks and outcomes use, and its UUID, which
+    outcomes record too (inside a container the index alone says little)."""
     from swarmq.worker.devices import pin_gpu
 
     gpu = pin_gpu(position)
     log.info("--gpu %d: GPU %d %s (%s)", position, gpu.index, gpu.uuid, gpu.name)
-    return gpu.index
+    return gpu.index, gpu.uuid or None

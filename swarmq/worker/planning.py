@@ -73,7 +73,8 @@ class Verdict:
 
 
 def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Issue, config: ExperimentConfig,
-                   *, worker: str, gpu_index: int | None, job_seconds: float) -> dict[str, Any]:  # fmt: skip
+                   *, worker: str, gpu_index: int | None, job_seconds: float,
+                   gpu_uuid: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The outcome row: everything needed to trust, compare and replay this job."""
     gen, req, score = verdict.gen, plan.request, verdict.score
     return {
@@ -90,6 +91,7 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "job_seconds": job_seconds,
         "worker": worker,
         "gpu_index": gpu_index,
+        "gpu_uuid": gpu_uuid,
         "model_name": model.name,
         "model_sha256": model.sha256,
         "llama_cpp_version": model.llama_cpp_version,

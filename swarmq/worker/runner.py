@@ -45,6 +45,7 @@ class RunnerIdentity:
     worker: str
     """The worker's name (its Celery hostname), recorded with every outcome."""
     gpu_index: int | None
+    gpu_uuid: str | None = None
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     """Unique to this process: two processes under one name never share a lease."""
 
@@ -211,7 +212,8 @@ class JobRunner:
         verdict = self._generate_and_judge(run, bench, plan, issue, info)
         self._check_lease(run, "writing the outcome")
         record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
-                                gpu_index=self.identity.gpu_index, job_seconds=time.perf_counter() - started)  # fmt: skip
+                                gpu_index=self.identity.gpu_index, gpu_uuid=self.identity.gpu_uuid,
+                                job_seconds=time.perf_counter() - started)  # fmt: skip
         status = "failed" if verdict.error else "done"
 
         def finish() -> bool:

@@ -10,6 +10,7 @@
   used (`experiment.dataset.DatasetRecord`).
 * ``jobs.model_key``: the queue of the model a job runs on. An experiment may run several models (``models:``,
   or a condition's own ``model:``); ``experiments.model_key`` stays its first model's.
+* ``outcomes.gpu_uuid``: the GPU's UUID beside its index (containers number their GPUs from 0).
 
 Revision ID: 0005
 Revises: 0004
@@ -31,6 +32,7 @@ depends_on = None
 def upgrade() -> None:
     op.alter_column("outcomes", "agent_id", existing_type=sa.Integer(), nullable=True)
     op.add_column("experiments", sa.Column("dataset", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.add_column("outcomes", sa.Column("gpu_uuid", sa.String(length=64), nullable=True))
     op.add_column("jobs", sa.Column("model_key", sa.String(length=200), nullable=True))
     op.execute("UPDATE jobs SET model_key = e.model_key FROM experiments e WHERE e.id = jobs.experiment_id")
     op.alter_column("jobs", "model_key", existing_type=sa.String(length=200), nullable=False)
@@ -63,5 +65,6 @@ def downgrade() -> None:
     op.execute("DELETE FROM outcomes WHERE agent_id IS NULL")
     op.execute("DROP INDEX IF EXISTS ix_jobs_open_position")
     op.drop_column("jobs", "model_key")
+    op.drop_column("outcomes", "gpu_uuid")
     op.drop_column("experiments", "dataset")
     op.alter_column("outcomes", "agent_id", existing_type=sa.Integer(), nullable=False)
