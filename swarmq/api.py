@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swarmq.errors import ConfigError
+from swarmq.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -76,14 +76,20 @@ def load_experiment(path: Path, *, name: str | None = None, limit: int | None = 
     return cfg
 
 
-def enqueue(cfg: ExperimentConfig, progress: Say | None = None) -> EnqueueResult:
-    """Create the experiment and publish its jobs, or resume it (same name, same configuration)."""
+def enqueue(cfg: ExperimentConfig, progress: Say | None = None, *, model_on_workers: bool = False) -> EnqueueResult:
+    """Create the experiment and publish its jobs, or resume it (same name, same configuration). Each local
+    model file must be here (or in SWARMQ_MODELS_DIR) unless ``model_on_workers`` says it lives only on the
+    worker machines: a typo is refused now, not found by every worker later."""
     from swarmq.experiment.dataset import load_dataset
+    from swarmq.model.llama import missing_models
     from swarmq.queue.broker import make_app
     from swarmq.queue.lifecycle import check_enqueue
     from swarmq.queue.producer import enqueue as produce
 
     issues, record = load_dataset(cfg.dataset, cfg.seed, progress=progress)
+    if not model_on_workers and (missing := missing_models([m.path for m in cfg.models().values()], get_settings())):
+        raise ModelError(f"{cfg.name}: model file not found: {', '.join(missing)} (looked in the current directory "
+                         f"and SWARMQ_MODELS_DIR); pass --model-on-workers if it exists only where workers run")  # fmt: skip
     svc = connect()
     with svc.sessions() as session:
         note = check_enqueue(session, cfg.name)

@@ -140,6 +140,19 @@ def svc(services_env: dict[str, str]) -> Any:
     s.engine.dispose()
 
 
+STAND_IN_MODEL = ROOT / "models" / "stand-in.gguf"
+"""What test experiment files name as their model (`tests.helpers.write_config`): enqueue checks that a model
+file exists; the workers that run these experiments use a stand-in generator and never read it."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stand_in_model() -> Path:
+    if not STAND_IN_MODEL.exists():
+        STAND_IN_MODEL.parent.mkdir(exist_ok=True)
+        STAND_IN_MODEL.write_bytes(b"GGUF" + bytes(60))  # magic bytes only: no llama.cpp ever loads it
+    return STAND_IN_MODEL
+
+
 @pytest.fixture(scope="session")
 def demo_model() -> Path:
     if not DEMO_MODEL.exists():

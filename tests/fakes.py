@@ -129,3 +129,11 @@ def system_exit_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> Hash
             return super().generate(request)
 
     return Exiting()
+
+
+def checking_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
+    """The stand-in, after the worker's own model-file check: a missing or broken file fails the load."""
+    from swarmq.model.llama import check_model_file
+
+    check_model_file(path)
+    return hash_generator(path, cfg, gpu)

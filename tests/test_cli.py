@@ -138,7 +138,11 @@ def test_worker_refuses_bad_models_before_touching_jobs(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
     cfg = write_config(tmp_path, name="m", limit=1, conditions={"a": {}}, model=str(tmp_path / "missing.gguf"))
-    assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
+    r = swarmq("enqueue", str(cfg), env=services_env)  # a typo is refused before anything is written
+    assert r.returncode == 5 and counts(database_url) == (0, 0, 0)
+    assert f"m: model file not found: {tmp_path / 'missing.gguf'}" in one_error_line(r.stderr)
+    assert "--model-on-workers" in one_error_line(r.stderr)
+    assert swarmq("enqueue", str(cfg), "--model-on-workers", env=services_env).returncode == 0
     r = swarmq("worker", "--cpu", env=services_env)
     assert r.returncode == 5
     assert f"model file not found: {tmp_path / 'missing.gguf'}" in one_error_line(r.stderr)

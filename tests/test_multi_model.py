@@ -57,7 +57,7 @@ def test_a_two_model_experiment_runs_with_a_worker_that_follows_the_work(
 ) -> None:
     path = tmp_path / "mm.yaml"
     path.write_text(yaml.safe_dump({**BASE, "models": TWO, "conditions": {"base": {}}}))
-    e = swarmq("enqueue", str(path), env=services_env)
+    e = swarmq("enqueue", str(path), "--model-on-workers", env=services_env)  # stand-in workers need no file
     assert e.returncode == 0, e.stderr
     assert "publishing 6 jobs to swarmq.first.gguf, swarmq.second.gguf" in e.stderr  # each model's own queue
     # One worker, no --model: it serves the first model, then starts afresh on the second, then stops.
@@ -101,8 +101,31 @@ def test_workers_that_follow_the_work_spread_over_the_models() -> None:
 def test_celery_cli_knows_the_model_queues(tmp_path: Path, services_env: dict[str, str]) -> None:
     path = tmp_path / "mm.yaml"
     path.write_text(yaml.safe_dump({**BASE, "name": "purge", "models": TWO, "conditions": {"base": {}}}))
-    assert swarmq("enqueue", str(path), env=services_env).returncode == 0
+    assert swarmq("enqueue", str(path), "--model-on-workers", env=services_env).returncode == 0
     purge = subprocess.run([sys.executable, "-m", "celery", "-A", "swarmq.queue.broker", "purge", "-f"], cwd=ROOT,
                            env=services_env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert purge.returncode == 0, purge.stderr[-2000:]
     assert "Purged 6 messages from 3 known task queues" in purge.stdout, purge.stdout
+
+
+@pytest.mark.services
+def test_a_model_that_cannot_load_is_named_and_other_work_goes_on(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    from tests.helpers import write_config
+
+    bad = write_config(tmp_path, name="bad", limit=3, conditions={"a": {}}, model=str(tmp_path / "missing.gguf"))
+    assert swarmq("enqueue", str(bad), "--model-on-workers", env=services_env).returncode == 0
+    good = write_config(tmp_path, name="good", limit=2, conditions={"a": {}})  # fewer jobs: bad is tried first
+    assert swarmq("enqueue", str(good), env=services_env).returncode == 0
+    w = subprocess.run([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator",
+                        "tests.fakes:checking_generator"], cwd=ROOT, env=services_env, capture_output=True, text=True,
+                       timeout=240)  # fmt: skip
+    assert f"experiment bad: model file not found: {tmp_path / 'missing.gguf'}; serving other work instead" in w.stderr
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        statuses = dict(conn.execute("SELECT e.name, string_agg(j.status, ',') FROM jobs j JOIN experiments e "
+                                     "ON e.id = j.experiment_id GROUP BY e.name").fetchall())  # fmt: skip
+    assert statuses == {"bad": "queued,queued,queued", "good": "done,done"}
+    # With nothing else left, the bad model ends the worker: exit 5, naming the experiment.
+    assert w.returncode == 5, w.stderr[-2000:]
+    assert "swarmq: error: experiment bad: model file not found" in w.stderr

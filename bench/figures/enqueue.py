@@ -29,7 +29,7 @@ CONDITIONS = {
 }
 FLOOR_QUEUE = "bench.floor"
 JOB_COLUMNS = ("experiment_id", "issue_id", "condition", "replicate", "instance_id", "position", "seq", "status",
-               "attempts", "published_at")  # fmt: skip
+               "attempts", "published_at", "model_key")  # fmt: skip
 
 
 def _published(stdout: str) -> int:
@@ -79,7 +79,7 @@ def floor_enqueue(bench: BenchDB, source_experiment: str) -> float:
             (exp_id, source_experiment),
         )
         rows = conn.execute(
-            "SELECT i2.id, j.condition, j.replicate, j.instance_id, j.position, j.seq FROM jobs j "
+            "SELECT i2.id, j.condition, j.replicate, j.instance_id, j.position, j.seq, j.model_key FROM jobs j "
             "JOIN issues i2 ON i2.instance_id = j.instance_id AND i2.experiment_id = %s "
             "WHERE j.experiment_id = (SELECT id FROM experiments WHERE name = %s) ORDER BY j.seq",
             (exp_id, source_experiment),
@@ -90,8 +90,8 @@ def floor_enqueue(bench: BenchDB, source_experiment: str) -> float:
     def work() -> None:
         with bench.connect() as conn:
             with conn.cursor() as cur, cur.copy(f"COPY jobs ({', '.join(JOB_COLUMNS)}) FROM STDIN") as copy:
-                for issue_id, cond, rep, iid, pos, seq in rows:
-                    copy.write_row((exp_id, issue_id, cond, rep, iid, pos, seq, "queued", 0, "now"))
+                for issue_id, cond, rep, iid, pos, seq, key in rows:
+                    copy.write_row((exp_id, issue_id, cond, rep, iid, pos, seq, "queued", 0, "now", key))
             ids = [r[0] for r in conn.execute("SELECT id FROM jobs WHERE experiment_id = %s ORDER BY seq", (exp_id,))]
             conn.commit()
         _send(app, ids)

@@ -22,10 +22,13 @@ def enqueue(
     limit: Annotated[int | None, typer.Option(help="Run only the first N issues (overrides dataset.limit).")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then show live progress until it completes.")] = False,
     format: Annotated[Out, typer.Option("--format", help=WATCH_FORMAT)] = Out.table,
+    model_on_workers: Annotated[
+        bool, typer.Option("--model-on-workers", help="The model file exists only where workers run: skip its check.")
+    ] = False,
 ) -> None:
     """Create the experiment and publish one job per (condition, replicate, issue); re-run to resume."""
     cfg = api.load_experiment(config, name=name, limit=limit)
-    result = api.enqueue(cfg, progress=note)
+    result = api.enqueue(cfg, progress=note, model_on_workers=model_on_workers)
     verb = "resumed" if result.resumed else "enqueued"
     if format is Out.json:
         (print_json_line if watch else print_json)(dataclasses.asdict(result))

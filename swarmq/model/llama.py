@@ -182,3 +182,8 @@ def resolve_model_path(path: str, settings: Settings) -> Path:
         return p
     alt = settings.models_dir / p.name
     return alt if alt.exists() else p
+
+
+def missing_models(paths: list[str], settings: Settings) -> list[str]:
+    """Local model paths that resolve to no file here (hub references are resolved where workers run)."""
+    return [p for p in paths if not p.startswith(hub.PREFIX) and not resolve_model_path(p, settings).is_file()]

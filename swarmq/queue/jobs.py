@@ -321,3 +321,17 @@ def unfinished_count(session: Session, model_key: str, statuses: tuple[str, ...]
             {"k": model_key, "s": list(statuses)},
         ).scalar_one()
     )
+
+
+def experiments_on(session: Session, model_key: str) -> list[str]:
+    """Names of active experiments with unfinished jobs on a model, oldest first."""
+    return list(
+        session.execute(
+            text(
+                "SELECT e.name FROM experiments e WHERE e.state = 'active' AND EXISTS (SELECT 1 FROM jobs j WHERE "
+                "j.experiment_id = e.id AND j.model_key = :k AND j.status IN ('pending', 'queued', 'running')) "
+                "ORDER BY e.created_at"
+            ),
+            {"k": model_key},
+        ).scalars()
+    )

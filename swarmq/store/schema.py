@@ -16,13 +16,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATUSES = ("pending", "queued", "running", "done", "failed", "paused", "cancelled")
@@ -185,3 +187,101 @@ class Outcome(Base):
     resolved: Mapped[bool | None] = mapped_column()
     """SWE-bench harness verdict, set by `swarmq import-eval`."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# Results aggregates (migration 0008): kept by triggers on jobs and outcomes, in the writing transaction; read by
+# `store.aggregates`. Counters only: a row's meaning is in the migration's docstring.
+
+
+def _experiment_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+
+
+def _counter() -> Mapped[int]:
+    return mapped_column(BigInteger, server_default="0")
+
+
+class AggCell(Base):
+    """Per (experiment, condition, replicate, issue task type, outcome agent; -1: none) counters."""
+
+    __tablename__ = "agg_cells"
+
+    experiment_id: Mapped[int] = _experiment_fk()
+    condition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    replicate: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent: Mapped[int] = mapped_column(Integer, primary_key=True)
+    jobs: Mapped[int] = _counter()
+    done: Mapped[int] = _counter()
+    failed: Mapped[int] = _counter()
+    outcomes: Mapped[int] = _counter()
+    scoring_errors: Mapped[int] = _counter()
+    judged: Mapped[int] = _counter()
+    successes: Mapped[int] = _counter()
+    judged_successes: Mapped[int] = _counter()
+    resolved: Mapped[int] = _counter()
+    imported: Mapped[int] = _counter()
+    seconds_n: Mapped[int] = _counter()
+    seconds_sum: Mapped[float] = mapped_column(Numeric, server_default="0")
+    tokens_sum: Mapped[int] = _counter()
+    generation_n: Mapped[int] = _counter()
+    generation_sum: Mapped[float] = mapped_column(Numeric, server_default="0")
+    length_n: Mapped[int] = _counter()
+    finish_n: Mapped[int] = _counter()
+    errors_n: Mapped[int] = _counter()
+    matched: Mapped[int] = _counter()
+    matched_successes: Mapped[int] = _counter()
+
+
+class AggSeconds(Base):
+    """Histogram of job_seconds per (experiment, condition, replicate, agent): `store.aggregates.bucket`."""
+
+    __tablename__ = "agg_seconds"
+
+    experiment_id: Mapped[int] = _experiment_fk()
+    condition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    replicate: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    n: Mapped[int] = _counter()
+
+
+class AggPair(Base):
+    """Per (experiment, replicate, issue): which conditions have a judged outcome and a success (bitmasks)."""
+
+    __tablename__ = "agg_pairs"
+
+    experiment_id: Mapped[int] = _experiment_fk()
+    replicate: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    task_type: Mapped[str | None] = mapped_column(String(32))
+    judged: Mapped[int] = _counter()
+    succeeded: Mapped[int] = _counter()
+    agents: Mapped[list[int]] = mapped_column(ARRAY(Integer), server_default="{}")
+
+
+class AggIssue(Base):
+    """Per (experiment, condition, issue): judged outcomes and successes, all and in the matched set."""
+
+    __tablename__ = "agg_issues"
+
+    experiment_id: Mapped[int] = _experiment_fk()
+    condition: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    judged: Mapped[int] = _counter()
+    successes: Mapped[int] = _counter()
+    matched: Mapped[int] = _counter()
+    matched_successes: Mapped[int] = _counter()
+
+
+class AggIssuePair(Base):
+    """Per (experiment, condition a < b, issue): replicates judged in both, and the summed a − b success."""
+
+    __tablename__ = "agg_issue_pairs"
+
+    experiment_id: Mapped[int] = _experiment_fk()
+    a: Mapped[str] = mapped_column(String(64), primary_key=True)
+    b: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    pairs: Mapped[int] = _counter()
+    diff: Mapped[int] = _counter()

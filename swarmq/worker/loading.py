@@ -13,28 +13,34 @@ from swarmq.errors import ConfigError
 from swarmq.experiment.config import ModelConfig
 from swarmq.model import gguf
 from swarmq.model.base import Generator, GeneratorFactory
-from swarmq.model.llama import LlamaGenerator, check_fits, check_model_file, resolve_model_path
+from swarmq.model.llama import LlamaGenerator, check_fits, check_model_file
 from swarmq.model.schedule import MAX_SLOTS, default_slots, kv_bytes_per_token
 from swarmq.queue import jobs
 from swarmq.store.services import Services
 
 
-def choose_model(services: Services, explicit: str | None) -> tuple[Path, ModelConfig] | None:
+def choose_model(services: Services, explicit: str | None, skip: frozenset[str] = frozenset()) -> ModelConfig | None:
     """The model to serve and its load settings: ``--model``, else the one `pick_model` takes among those with
-    unfinished jobs. Load settings (n_ctx, threads, ...) come from the oldest unfinished experiment on it."""
+    unfinished jobs (but the ``skip`` keys: models this worker could not load). Load settings (n_ctx, threads,
+    ...) come from the oldest unfinished experiment on it."""
     with services.sessions() as session:
-        rows = jobs.unfinished_models(session)
+        rows = [(c, k) for c, k in jobs.unfinished_models(session) if k not in skip]
     if explicit is not None:
         key = keys.model_key(explicit)
         cfg = next((ModelConfig.model_validate(c) for c, k in rows if k == key), None)
-        return resolve_model_path(explicit, services.settings), cfg or ModelConfig(path=explicit)
+        return cfg.model_copy(update={"path": explicit}) if cfg else ModelConfig(path=explicit)
     if not rows:
         return None
     with services.sessions() as session:
         pending = [(k, jobs.unfinished_count(session, k)) for _, k in rows]
     chosen = pick_model(pending, live_workers_per_model(services))
-    cfg = next(ModelConfig.model_validate(c) for c, k in rows if k == chosen)
-    return resolve_model_path(cfg.path, services.settings), cfg
+    return next(ModelConfig.model_validate(c) for c, k in rows if k == chosen)
+
+
+def experiments_on(services: Services, model_key: str) -> list[str]:
+    """Names of the active experiments with unfinished jobs on a model (what a load failure concerns)."""
+    with services.sessions() as session:
+        return jobs.experiments_on(session, model_key)
 
 
 def pick_model(pending: list[tuple[str, int]], serving: dict[str, int]) -> str:

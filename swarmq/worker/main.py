@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import warnings
@@ -23,8 +24,10 @@ from celery.exceptions import SecurityWarning
 
 from swarmq import keys
 from swarmq.benchmarks.registry import BENCHMARKS
-from swarmq.errors import ScorerUnavailable, ServiceUnavailable
+from swarmq.errors import ModelError, ScorerUnavailable, ServiceUnavailable
 from swarmq.experiment.config import ModelConfig
+from swarmq.model.base import Generator
+from swarmq.model.llama import resolve_model_path
 from swarmq.queue import broker
 from swarmq.queue.reaper import complete_unapplied
 from swarmq.settings import Settings
@@ -32,7 +35,7 @@ from swarmq.store.services import Services, connect
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.sync import StreamSync
 from swarmq.worker.housekeeping import WorkerInfo, housekeeping, mark_stopped
-from swarmq.worker.loading import choose_model, choose_slots, load_generator
+from swarmq.worker.loading import choose_model, choose_slots, experiments_on, load_generator
 from swarmq.worker.naming import NameLease
 from swarmq.worker.runner import JobRunner, RunnerIdentity
 from swarmq.worker.shutdown import GracefulShutdown, exit_worker, install_interrupts
@@ -78,17 +81,35 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     )
     name_lease.acquire()  # before the model loads: a name clash is refused at once
     try:
-        found = choose_model(services, opts.model)
-        waited = False
-        while found is None and not opts.burst:
-            if not waited:
-                print(f"swarmq worker {identity.worker}: no unfinished experiment; waiting for work", flush=True)
-                waited = True
-            time.sleep(settings.idle_poll_seconds)
-            found = choose_model(services, opts.model)
-        if found is None:
-            return _nothing_to_serve(services)
-        return _serve(services, opts, identity, *found)
+        skip: set[str] = set()
+        while True:
+            cfg = choose_model(services, opts.model, frozenset(skip))
+            waited = False
+            while cfg is None and not opts.burst:
+                if not waited:
+                    print(f"swarmq worker {identity.worker}: no unfinished experiment; waiting for work", flush=True)
+                    waited = True
+                time.sleep(settings.idle_poll_seconds)
+                cfg = choose_model(services, opts.model, frozenset(skip))
+            if cfg is None:
+                return _nothing_to_serve(services)
+            try:
+                path = resolve_model_path(cfg.path, settings)
+                slots = choose_slots(path, cfg, opts.gpu, opts.slots)
+                generator = load_generator(path, cfg, opts.gpu, opts.generator, slots=slots)
+            except ModelError as exc:
+                key = keys.model_key(cfg.path)
+                names = ", ".join(experiments_on(services, key)) or "none left"
+                if opts.model is not None:
+                    raise
+                skip.add(key)
+                if choose_model(services, None, frozenset(skip)) is None:
+                    raise ModelError(f"experiment {names}: {exc}") from None
+                # One experiment's missing or broken model must not idle this GPU: other work goes on.
+                print(f"swarmq worker {identity.worker}: experiment {names}: {exc}; serving other work instead",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                continue
+            return _serve(services, opts, identity, path, cfg, generator, slots)
     finally:
         name_lease.release()
 
@@ -102,11 +123,9 @@ def _nothing_to_serve(services: Services) -> int:
     return 0
 
 
-def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, path: Path,
-           model_cfg: ModelConfig) -> int:  # fmt: skip
-    settings, key = services.settings, keys.model_key(str(path))
-    slots = choose_slots(path, model_cfg, opts.gpu, opts.slots)
-    generator = load_generator(path, model_cfg, opts.gpu, opts.generator, slots=slots)
+def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, path: Path, model_cfg: ModelConfig,
+           generator: Generator, slots: int) -> int:  # fmt: skip
+    settings, key = services.settings, keys.model_key(model_cfg.path)
     self_test_scorers()
     app = broker.make_app(services.redis_url)
     runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, identity,
