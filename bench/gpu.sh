@@ -64,9 +64,22 @@ command -v ninja >/dev/null || die "ninja not found"
 cuda_flags=()
 if [ "$backend" = cuda ]; then
   command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || die "no NVIDIA GPU visible (nvidia-smi -L failed)"
-  nvcc="$(command -v nvcc || true)"
-  [ -n "$nvcc" ] || { [ -x /usr/local/cuda/bin/nvcc ] && nvcc=/usr/local/cuda/bin/nvcc; } || die "nvcc not found"
-  cuda_home="$(dirname "$(dirname "$(readlink -f "$nvcc")")")"
+  # The toolkit root: CUDA_HOME, else where nvcc really lives (it may be a wrapper script on PATH), else
+  # /usr/local/cuda. CMake gets the real nvcc, the libraries get that root's lib64 in their RUNPATH.
+  cuda_home="${CUDA_HOME:-}"
+  if [ -z "$cuda_home" ] && command -v nvcc >/dev/null; then
+    cuda_home="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
+    [ -e "$cuda_home/include/cuda_runtime.h" ] || cuda_home=""
+  fi
+  cuda_home="${cuda_home:-/usr/local/cuda}"
+  nvcc="$cuda_home/bin/nvcc"
+  [ -x "$nvcc" ] && [ -e "$cuda_home/include/cuda_runtime.h" ] || die "no CUDA toolkit found (nvcc; set CUDA_HOME)"
+  # ggml-cuda links cuBLAS (cublas_v2.h, libcublas): a toolkit assembled from nvcc + runtime wheels lacks it,
+  # and at ~0.5 GB it cannot be carried. Say so before minutes of nvcc, not at the link.
+  if [ -z "$(find -L "$cuda_home" -maxdepth 4 -name cublas_v2.h -print -quit 2>/dev/null)" ] \
+     || [ -z "$(find -L "$cuda_home" -maxdepth 4 -name 'libcublas.so*' -print -quit 2>/dev/null)" ]; then
+    die "the CUDA toolkit in $cuda_home has no cuBLAS (cublas_v2.h / libcublas.so), which ggml-cuda needs"
+  fi
   export PATH="$cuda_home/bin:$PATH" LD_LIBRARY_PATH="$cuda_home/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   cuda_flags=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$arch" "-DCMAKE_CUDA_COMPILER=$nvcc"
               "-DCMAKE_INSTALL_RPATH=\$ORIGIN;$cuda_home/lib64")
@@ -156,5 +169,7 @@ bench() {  # NAME ARGS...: one `python -m bench` run, bounded by what is left of
 common=(--model "$model" --n "$n" --max-tokens "$max_tokens" --repeats "$repeats" "${gpu_args[@]}")
 bench slots --only slots --slots "$slots" "${common[@]}" "$@"
 bench e2e --only e2e "${common[@]}" "$@"
+# Stop the embedded servers (PostgreSQL under home/, the bench's own redis-server under home/bench/).
 "$python" -m swarmq services stop >/dev/null 2>&1 || true
+SWARMQ_HOME="$work/home/bench" "$python" -m swarmq services stop >/dev/null 2>&1 || true
 say "done: results in $out"

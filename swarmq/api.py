@@ -64,6 +64,25 @@ def db_status() -> tuple[str | None, str | None]:
     return db.current_revision(engine), db.head_revision(engine)
 
 
+def rebuild_aggregates(experiment: str | None = None) -> list[str]:
+    """Recount the results aggregates of one experiment (None: every one) from its jobs and outcomes; returns
+    the names recounted. Writes to jobs and outcomes wait while it runs."""
+    from sqlalchemy import text
+
+    from swarmq.store import aggregates
+    from swarmq.store.experiments import experiment_row
+
+    with connect(check_schema=True).sessions() as session:
+        if experiment is None:
+            rows = [(int(i), str(n)) for i, n in session.execute(text("SELECT id, name FROM experiments ORDER BY id"))]
+        else:
+            rows = [(experiment_row(session, experiment)[0], experiment)]
+        for exp_id, _ in rows:
+            aggregates.rebuild(session, exp_id)
+        session.commit()
+    return [name for _, name in rows]
+
+
 def load_experiment(path: Path, *, name: str | None = None, limit: int | None = None) -> ExperimentConfig:
     """Read and validate an experiment file, with the command line's overrides."""
     from swarmq.experiment.file import load_config
@@ -166,16 +185,19 @@ def run_worker(opts: WorkerOptions) -> int:
     return run(opts, get_settings())
 
 
-def results(experiment: str | None, by: str = "condition", *, matched: bool = True) -> dict[str, Any]:
+def results(
+    experiment: str | None, by: str = "condition", *, matched: bool = True, divergence: bool | None = None
+) -> dict[str, Any]:
     """Rates with intervals (over the matched set unless ``matched`` is False), paired comparisons and
-    specialization metrics (D replayed from Postgres), of ``experiment`` (None: the newest)."""
+    specialization metrics, of ``experiment`` (None: the newest). D (replayed from Postgres) when
+    ``divergence`` says so; None: for experiments up to `report.results.DIVERGENCE_AUTO` outcomes."""
     from swarmq.report.results import GROUPINGS
     from swarmq.report.results import results as compute
 
     if by not in GROUPINGS:
         raise ConfigError(f"--by: unknown grouping {by!r} (choose from {', '.join(GROUPINGS)})")
     with connect().sessions() as session:
-        return compute(session, experiment, by, matched=matched)
+        return compute(session, experiment, by, matched=matched, divergence_too=divergence)
 
 
 def progress(experiment: str) -> dict[str, Any]:

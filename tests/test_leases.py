@@ -31,7 +31,7 @@ def test_a_failed_job_is_not_mistaken_for_our_finished_one(svc: Any, tmp_path: P
         (job_id,) = session.execute(text("SELECT id FROM jobs")).scalars()
         assert jobs.claim(session, job_id, "w/1", 60, 3) is not None
         assert jobs.fail(session, job_id, "w/1", "boom")
-        # The same owner retrying a finish after its own fail: no outcome was written, so it is not ours.
+        # The same owner retrying a finish after its own fail: the outcome there is the failure's, not ours.
         assert not jobs.finish(session, job_id, "w/1", {}, status="done")
         assert not jobs.fail(session, job_id, "w/2", "not the holder")
 

@@ -39,6 +39,16 @@ def db_status(format: Annotated[Out, typer.Option("--format", help="table or jso
         raise typer.Exit(SchemaOutOfDate.exit_code)
 
 
+@db_app.command("rebuild-aggregates")
+def db_rebuild_aggregates(
+    experiment: Annotated[str | None, typer.Argument(help="Only this experiment (default: every one).")] = None,
+) -> None:
+    """Recount the results aggregates from the jobs and outcomes (they are kept at every write; this is the
+    check and the repair, e.g. after rows were edited by hand with the triggers disabled)."""
+    names = api.rebuild_aggregates(experiment)
+    out.print(f"recounted the aggregates of {len(names)} experiment(s)")
+
+
 @state_app.command("show")
 def state_show(
     experiment: str,

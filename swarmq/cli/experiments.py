@@ -88,11 +88,18 @@ def results(
     by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo | model")] = "condition",
     format: Annotated[Fmt, typer.Option("--format", help="table, csv or json")] = Fmt.table,
     all_outcomes: Annotated[bool, typer.Option("--all", help=ALL_HELP)] = False,
+    divergence: Annotated[
+        bool | None,
+        typer.Option(
+            "--divergence/--no-divergence",
+            help="Compute D (default: up to 20,000 outcomes; it replays every replicate's buffers).",
+        ),
+    ] = None,
 ) -> None:
     """Results per group: success rates with 95% intervals, paired comparisons on matched pairs, S/F/D metrics."""
     from swarmq.report import render
 
-    data = api.results(experiment, by, matched=not all_outcomes)
+    data = api.results(experiment, by, matched=not all_outcomes, divergence=divergence)
     if format is Fmt.json:
         print(render.render_json(data))
     elif format is Fmt.csv:

@@ -17,6 +17,15 @@ workers_app = typer.Typer(
     invoke_without_command=True,
 )
 
+Slots = Annotated[
+    int | None,
+    typer.Option(
+        help="Jobs decoded together in one llama.cpp context (continuous batching); "
+        "default 1 on a CPU, on a GPU what its free VRAM holds for n_ctx (printed)."
+    ),
+]
+"""``--slots`` on `worker` and `workers` alike."""
+
 
 def worker(
     gpu: Annotated[
@@ -34,13 +43,7 @@ def worker(
         bool, typer.Option("--burst", help="Exit when no job is left (for this model, or at all).")
     ] = False,
     name: Annotated[str | None, typer.Option(help="Worker name (Celery hostname).")] = None,
-    slots: Annotated[
-        int | None,
-        typer.Option(
-            help="Jobs decoded together in one llama.cpp context (continuous batching); "
-            "default 1 on a CPU, on a GPU what its free VRAM holds for n_ctx (printed)."
-        ),
-    ] = None,
+    slots: Slots = None,
     generator: Annotated[
         str | None, typer.Option(hidden=True, help="module:factory stand-in generator (tests, benchmarks).")
     ] = None,
@@ -67,15 +70,11 @@ def workers(
     gpus: Annotated[str | None, typer.Option(help="'all' or GPU indices like 0,1,3.")] = None,
     cpus: Annotated[int | None, typer.Option("--cpus", help="Run N CPU workers instead (no GPU).")] = None,
     cpu: Annotated[int | None, typer.Option("--cpu", hidden=True, help="Old spelling of --cpus N.")] = None,
-    model: Annotated[str | None, typer.Option(help="GGUF file for every worker.")] = None,
-    burst: Annotated[bool, typer.Option("--burst", help="Workers exit when no job is left.")] = False,
-    slots: Annotated[
-        int | None,
-        typer.Option(
-            help="Jobs decoded together in one llama.cpp context (continuous batching); "
-            "default 1 on a CPU, on a GPU what its free VRAM holds for n_ctx (printed)."
-        ),
+    model: Annotated[
+        str | None, typer.Option(help="GGUF file for every worker (default: each follows the work).")
     ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Workers exit when no job is left.")] = False,
+    slots: Slots = None,
 ) -> None:
     """Start one supervised worker per GPU; crashed workers restart with backoff; Ctrl-C stops them all."""
     if ctx.invoked_subcommand is not None:

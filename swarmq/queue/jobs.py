@@ -114,13 +114,15 @@ def _held(job_id: int, owner: str) -> ColumnElement[bool]:
 
 
 def _finished_by(session: Session, job_id: int, owner: str) -> bool:
-    """The job was closed by ``owner`` with an outcome (`finish`, not `fail`): our own commit, retried."""
+    """The job was closed by ``owner`` with an outcome of its own (`finish`; not `fail`, whose failure outcome
+    has no agent): our own commit, retried."""
     row = session.execute(
-        select(JOBS.c.status, JOBS.c.lease_owner, OUTCOMES.c.id)
+        select(JOBS.c.status, JOBS.c.lease_owner, OUTCOMES.c.id, OUTCOMES.c.agent_id)
         .join(OUTCOMES, OUTCOMES.c.job_id == JOBS.c.id, isouter=True)
         .where(JOBS.c.id == job_id)
     ).first()
-    return row is not None and row.status in ("done", "failed") and row.lease_owner == owner and row.id is not None
+    return (row is not None and row.status in ("done", "failed") and row.lease_owner == owner
+            and row.id is not None and row.agent_id is not None)  # fmt: skip
 
 
 def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",

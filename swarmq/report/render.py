@@ -105,7 +105,7 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         for col in ("condition", "S", "S random", "p(S)", "F (V)", "p(F)", "D mean ± sd", "D random"):
             st.add_column(col, justify="left" if col == "condition" else "right")
         for cond, m in spec.items():
-            d = f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-"
+            d = f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-"  # no D: no buffers, or not asked
             st.add_row(cond, f"{m['S']:.3f}", f"{m['S_random']:.3f}", f"{m['S_p']:.3f}", f"{m['F_cramers_v']:.3f}",
                        f"{m['F_p']:.3f}", d, _num(m.get("D_null"), "{:.3f}"))  # fmt: skip
         console.print(st)

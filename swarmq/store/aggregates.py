@@ -11,7 +11,7 @@ rounding (sums are kept as ``numeric`` of each value rounded to 15 digits); p95 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -56,15 +56,15 @@ def quantile(histogram: Sequence[tuple[int, int]], q: float) -> float | None:
 
 
 def cell_groups(session: Session, experiment_id: int, by: str) -> list[dict[str, Any]]:
-    """Summed cell counters per group (``agent`` -1: jobs without an outcome, and failure outcomes)."""
+    """Summed cell counters per group (``agent`` -1: jobs without an outcome, and failure outcomes). A cell's
+    counters fit an int (they count one stream's jobs): summing them as int is int8 arithmetic, not numeric."""
     cols = ", ".join(GROUP_COLUMNS[by])
-    sums = ", ".join(
-        f"sum({c})::{'numeric' if c in ('seconds_sum', 'generation_sum') else 'bigint'} AS {c}" for c in _COUNTERS
-    )
+    sums = ", ".join(f"sum({c}) AS {c}" if c in _NUMERIC else f"sum({c}::int) AS {c}" for c in _COUNTERS)
     sql = f"SELECT {cols}, {sums} FROM agg_cells WHERE experiment_id = :e GROUP BY {cols} ORDER BY {cols}"
     return [dict(r) for r in session.execute(text(sql), {"e": experiment_id}).mappings()]
 
 
+_NUMERIC = ("seconds_sum", "generation_sum")
 _COUNTERS = ("jobs", "done", "failed", "outcomes", "scoring_errors", "judged", "successes", "judged_successes",
              "resolved", "imported", "seconds_n", "seconds_sum", "tokens_sum", "generation_n", "generation_sum",
              "length_n", "finish_n", "errors_n", "matched", "matched_successes")  # fmt: skip
@@ -87,43 +87,31 @@ def running(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ..
     return {tuple(r[:-1]): int(r[-1]) for r in rows}
 
 
-def p95_seconds(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ...], float | None]:
-    """Each group's p95 of job_seconds from the histogram (`quantile`)."""
+def p95_seconds(session: Session, experiment_id: int, by: str, q: float = 0.95) -> dict[tuple[Any, ...], float | None]:
+    """Each group's ``q`` quantile of job_seconds from the histogram (`quantile`), one row per group."""
     cols = ", ".join(GROUP_COLUMNS[by])
+    per_bucket = (
+        "agg_seconds" if GROUP_COLUMNS[by] == ("condition", "replicate", "agent")  # the table's own key: no GROUP BY
+        else f"(SELECT {cols}, bucket, sum(n)::bigint AS n FROM agg_seconds WHERE experiment_id = :e "
+        f"GROUP BY {cols}, bucket) x"
+    )  # fmt: skip
+    where = "experiment_id = :e AND n > 0" if per_bucket == "agg_seconds" else "n > 0"
     rows = session.execute(
         text(
-            f"SELECT {cols}, bucket, sum(n)::bigint FROM agg_seconds WHERE experiment_id = :e "
-            f"GROUP BY {cols}, bucket HAVING sum(n) > 0 ORDER BY {cols}, bucket"
+            f"SELECT {cols}, array_agg(bucket ORDER BY bucket), array_agg(n ORDER BY bucket) FROM {per_bucket} "
+            f"WHERE {where} GROUP BY {cols}"
         ),
         {"e": experiment_id},
     ).all()
-    out: dict[tuple[Any, ...], float | None] = {}
-    for key, histogram in _grouped(rows):
-        out[key] = quantile(histogram, 0.95)
-    return out
-
-
-def _grouped(rows: Iterable[Any]) -> Iterable[tuple[tuple[Any, ...], list[tuple[int, int]]]]:
-    key: tuple[Any, ...] | None = None
-    histogram: list[tuple[int, int]] = []
-    for r in rows:
-        k = tuple(r[:-2])
-        if k != key:
-            if key is not None:
-                yield key, histogram
-            key, histogram = k, []
-        histogram.append((int(r[-2]), int(r[-1])))
-    if key is not None:
-        yield key, histogram
+    return {tuple(r[:-2]): quantile(list(zip(r[-2], r[-1], strict=True)), q) for r in rows}
 
 
 def agent_type_cells(session: Session, experiment_id: int) -> list[tuple[str, int, int, str, int, int]]:
     """(condition, replicate, agent, task type, outcomes, successes) of every cell with an agent's outcomes."""
     rows = session.execute(
         text(
-            "SELECT condition, replicate, agent, task_type, sum(outcomes)::bigint, sum(successes)::bigint "
-            "FROM agg_cells WHERE experiment_id = :e AND agent >= 0 GROUP BY 1, 2, 3, 4 HAVING sum(outcomes) > 0 "
-            "ORDER BY 1, 2, 3, 4"
+            "SELECT condition, replicate, agent, task_type, outcomes, successes FROM agg_cells "
+            "WHERE experiment_id = :e AND agent >= 0 AND outcomes > 0 ORDER BY 1, 2, 3, 4"
         ),
         {"e": experiment_id},
     ).all()
