@@ -318,10 +318,10 @@ def test_redis_outage_longer_than_the_limit_ends_the_worker(
         server.kill()
     assert w.returncode == 3, out[-3000:]
     assert "unavailable" in out
-    # Nothing lost: every job is done, or queued/running to be taken up again when Redis is back.
+    # Nothing lost: every job is done, or pending/queued/running to be taken up again when Redis is back.
     with db(database_url) as conn:
         statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
-    assert sum(statuses.values()) == 6 and set(statuses) <= {"done", "queued", "running"}
+    assert sum(statuses.values()) == 6 and set(statuses) <= {"done", "pending", "queued", "running"}
 
 
 def test_generation_errors_and_bugs_fail_the_job_at_once(
