@@ -106,8 +106,10 @@ def test_enqueue_warns_when_slots_exceed_the_runnable_streams(tmp_path: Path) ->
     warning = slots_warning({"workers": [worker] * 3}, strict)
     assert warning is not None and "12 slots" in warning and "only 9 job(s) at once" in warning
     assert slots_warning({"workers": [{**worker, "state": "lost"}] * 3}, strict) is None
+    # An unlimited relaxed stream still runs at most max_spread positions (4 by default) at once.
     unlimited = load_config(write_config(tmp_path, name="u", conditions={"a": {}}))
-    assert runnable_streams(unlimited) is None and slots_warning({"workers": [worker] * 9}, unlimited) is None
+    assert runnable_streams(unlimited) == 4 and slots_warning({"workers": [worker]}, unlimited) is None
+    assert "only 4 job(s) at once" in str(slots_warning({"workers": [worker] * 2}, unlimited))
 
 
 def test_a_busy_slots_worker_answers_ping_and_inspect(

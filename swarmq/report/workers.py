@@ -42,15 +42,11 @@ def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, 
     return {"workers": workers}
 
 
-def runnable_streams(config: ExperimentConfig) -> int | None:
+def runnable_streams(config: ExperimentConfig) -> int:
     """How many jobs of the experiment can run at once: a strict stream runs one at a time, a relaxed one up to
-    ``max_in_flight``; None when some stream has no limit."""
-    total = 0
-    for limit in config.in_flight_limits().values():
-        if limit is None:
-            return None
-        total += limit * config.replicates
-    return total
+    ``max_in_flight`` and never more than ``max_spread`` (the position window, `queue.jobs.release`)."""
+    per_stream = [min(limit or config.max_spread, config.max_spread) for limit in config.in_flight_limits().values()]
+    return sum(per_stream) * config.replicates
 
 
 def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | None:
@@ -59,10 +55,11 @@ def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | No
     key = keys.model_key(config.model.path)
     live = [w for w in workers["workers"] if w["state"] == "live" and w.get("model_key") in (None, key)]
     slots, runnable = sum(w["slots"] for w in live), runnable_streams(config)
-    if runnable is None or slots <= runnable:
+    if slots <= runnable:
         return None
     return (f"warning: {len(live)} live worker(s) with {slots} slots in all serve this model, but {config.name} "
-            f"can run only {runnable} job(s) at once (its streams' ordering); {slots - runnable} slot(s) stay idle")  # fmt: skip
+            f"can run only {runnable} job(s) at once (its streams' ordering and max_spread); {slots - runnable} slot(s) "
+            "stay idle")  # fmt: skip
 
 
 def _text(value: bytes | str) -> str:
