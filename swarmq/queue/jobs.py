@@ -233,8 +233,9 @@ def release(session: Session, experiment_id: int, limits: Mapping[str, int | Non
     condition's in-flight limit (``limits``; None: unlimited). Rule 1 keeps every stream, relaxed ones
     included, within ``window`` positions of the slowest: a run stopped at any moment has compared the
     conditions on nearly the same issues. The lowest open position only rises, so a released job never falls
-    outside the window (until `lifecycle.retry_failed` reopens old positions). One statement after an advisory lock per experiment (two workers never release past
-    a limit); the index ``ix_jobs_open_position`` keeps it to short index ranges.
+    outside the window (until `lifecycle.retry_failed` reopens old positions). One statement after an
+    advisory lock per experiment (two workers never release past a limit); the index ``ix_jobs_open_position``
+    keeps it to short index ranges.
     """
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": keys.release_lock(experiment_id)})
     # FOR SHARE waits for a pause or cancel in progress (`lifecycle` holds the row), then sees its state.
