@@ -7,7 +7,12 @@ is left is swarmq's own per-job overhead. The model file need not exist when a g
 
 from __future__ import annotations
 
+import json
+import os
+import threading
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from swarmq.experiment.config import ModelConfig
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
@@ -16,13 +21,91 @@ NULL_TEXT = "    return None\n"
 """Non-empty, so ``success: non_empty`` counts it and accumulating swarms grow their buffers."""
 
 
-class NullGenerator:
+TRACE_ENV = "SWARMQ_BENCH_TRACE"
+"""A file path: the worker counts its SQL statements and Redis round trips, and appends one JSON line per job."""
+
+
+class Trace:
+    """Counts every SQL statement (SQLAlchemy's ``before_cursor_execute``, on all engines), every commit (a
+    transaction: psycopg sends its BEGIN and COMMIT as round trips of their own) and every Redis round
+    trip (``Redis.execute_command``, a pipeline as one; kombu's and swarmq's clients alike) in this process.
+    One line per generation holds the counts since the previous one: a whole job's cycle, from the previous
+    generation's outcome write to this one's prompt. Housekeeping (heartbeat, reaper: a few calls every 5 s)
+    lands in whichever job is running then."""
+
     def __init__(self, path: Path) -> None:
+        self.path, self.sql, self.commits, self.redis, self.lock = path, 0, 0, Counter[str](), threading.Lock()
+
+    def install(self) -> None:
+        import redis
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        event.listen(Engine, "before_cursor_execute", self._statement)
+        event.listen(Engine, "commit", self._commit)
+        command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
+        trace = self
+
+        def execute_command(client: Any, *args: Any, **kwargs: Any) -> Any:
+            trace._redis(str(args[0]).upper() if args else "?")
+            return command(client, *args, **kwargs)
+
+        def execute(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+            trace._redis("PIPELINE")
+            return pipeline(pipe, *args, **kwargs)
+
+        redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
+
+    def _statement(self, *_: Any) -> None:
+        with self.lock:
+            self.sql += 1
+
+    def _commit(self, *_: Any) -> None:
+        with self.lock:
+            self.commits += 1
+
+    def _redis(self, name: str) -> None:
+        with self.lock:
+            self.redis[name] += 1
+
+    def mark(self) -> None:
+        with self.lock:
+            line = {"sql": self.sql, "commits": self.commits, "redis": dict(self.redis)}
+            self.sql, self.commits, self.redis = 0, 0, Counter()
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
+class NullGenerator:
+    def __init__(self, path: Path, trace: Trace | None = None) -> None:
         self.info = ModelInfo("null", "0" * 64, 0.0, "null", 2048)
+        self.trace = trace
 
     def generate(self, request: GenerationRequest) -> Generation:
+        if self.trace is not None:
+            self.trace.mark()
         return Generation(NULL_TEXT, "stop", len(request.prompt) // 4, 4, 0.0, 0.0)
 
 
 def null_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> NullGenerator:
-    return NullGenerator(path)
+    trace = Trace(Path(os.environ[TRACE_ENV])) if os.environ.get(TRACE_ENV) else None
+    if trace is not None:
+        trace.install()
+    return NullGenerator(path, trace)
+
+
+def per_job(path: Path) -> dict[str, Any]:
+    """Mean SQL statements and Redis round trips per job from a trace file (each worker's first line, which
+    holds its start-up, is left out)."""
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    jobs = [x for i, x in enumerate(lines) if i > 0]
+    if not jobs:
+        return {"jobs": 0}
+    commands: Counter[str] = Counter()
+    for x in jobs:
+        commands.update(x["redis"])
+    return {"jobs": len(jobs), "sql": sum(x["sql"] for x in jobs) / len(jobs),
+            "commits": sum(x["commits"] for x in jobs) / len(jobs),
+            "redis": sum(commands.values()) / len(jobs),
+            "redis_commands": {k: v / len(jobs) for k, v in commands.most_common()}}  # fmt: skip
