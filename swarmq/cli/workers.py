@@ -35,8 +35,8 @@ def worker(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Serve only this GGUF file; default: follow the work (the model with unfinished jobs, "
-            "the oldest experiment's first; the next one when it drains; wait when there is none)."
+            help="Serve only this GGUF file; default: follow the work (the model with the most unfinished "
+            "jobs per worker on it; the next one when it drains; wait when there is none)."
         ),
     ] = None,
     burst: Annotated[

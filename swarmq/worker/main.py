@@ -65,9 +65,9 @@ Never an exit status: the process is replaced."""
 
 def run_worker(opts: WorkerOptions, settings: Settings) -> int:
     """Serve jobs until stopped (or, with ``burst``, until nothing is left); returns the exit code, or
-    `SWITCH_MODEL`. Without ``--model`` the worker follows the work: it serves the model with unfinished jobs
-    (the oldest experiment's first), moves to the next model when its own drains, and waits when there is
-    nothing (unless ``burst``)."""
+    `SWITCH_MODEL`. Without ``--model`` the worker follows the work: it serves a model with unfinished jobs
+    (`loading.pick_model`: the most per worker already on it; ties to the oldest experiment's), moves to the
+    next model when its own has nothing to run, and waits when there is nothing (unless ``burst``)."""
     gpu_uuid = None
     if opts.gpu is not None:  # before llama_cpp is imported anywhere; from here on the physical GPU index
         index, gpu_uuid = _select_gpu(opts.gpu)
