@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -11,17 +12,13 @@ from rich.table import Table
 
 from swarmq import keys
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.settings import DEFAULTS
+from swarmq.store import heartbeats
 
 
 def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     workers = []
-    for key in sorted(redis.scan_iter(match=f"{keys.WORKER_PREFIX}*")):
-        raw = {_text(k): _text(v) for k, v in redis.hgetall(key).items()}
-        if not raw:
-            continue
-        age = now - float(raw.get("last_seen", 0))
+    for raw in heartbeats.records(redis):
         started = float(raw["job_started"]) if raw.get("job_started") else None
         workers.append({
             "name": raw.get("name"), "host": raw.get("host"),
@@ -35,11 +32,14 @@ def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, 
             "busy_slots": int(raw["busy_slots"]) if raw.get("busy_slots") else int(bool(raw.get("current_job"))),
             "job_seconds": round(now - started, 1) if started else None,
             "jobs_done": int(raw.get("jobs_done", 0)), "tokens_per_second": float(raw.get("tokens_per_second", 0)),
-            "last_heartbeat_seconds_ago": round(age, 1),
-            "state": "stopped" if raw.get("stopped_at")
-            else "lost" if age > float(raw.get("lease_seconds", DEFAULTS.lease_seconds)) else "live",
+            "last_heartbeat_seconds_ago": _seconds(heartbeats.age(raw, now)),
+            "state": heartbeats.state(raw, now),
         })  # fmt: skip
     return {"workers": workers}
+
+
+def _seconds(age: float) -> float | None:
+    return round(age, 1) if math.isfinite(age) else None  # None: no beat recorded
 
 
 def runnable_streams(config: ExperimentConfig) -> int:
@@ -60,10 +60,6 @@ def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | No
     return (f"warning: {len(live)} live worker(s) with {slots} slots in all serve this model, but {config.name} "
             f"can run only {runnable} job(s) at once (its streams' ordering and max_spread); {slots - runnable} slot(s) "
             "stay idle")  # fmt: skip
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def render_workers(data: dict[str, Any], console: Console) -> None:
@@ -91,7 +87,7 @@ def render_workers(data: dict[str, Any], console: Console) -> None:
             ",".join(map(str, w["current_jobs"])) or "-", str(w["job_seconds"] or "-"),
             str(w["jobs_done"]), f"{w['tokens_per_second']:.1f}",
             "-" if w["vram_used_mb"] is None else f"{w['vram_used_mb']:.0f}",
-            f"{w['last_heartbeat_seconds_ago']:.0f} s ago", w["state"],
+            "-" if w["last_heartbeat_seconds_ago"] is None else f"{w['last_heartbeat_seconds_ago']:.0f} s ago", w["state"],
         )  # fmt: skip
     if not data["workers"]:
         console.print("no worker has published a heartbeat (start one with `swarmq worker --gpu 0` or `--cpu`)")

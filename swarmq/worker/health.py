@@ -1,9 +1,9 @@
 """`python -m swarmq.worker.health [NAME]`: the container (or systemd) healthcheck of a worker.
 
 Healthy means a worker on this host (named NAME, if given) published its heartbeat (`housekeeping`) within its
-lease: the same rule by which `swarmq workers list` shows it as live rather than lost. It reads only Redis (one
-scan of the heartbeat records), imports no model or Celery, and prints one line, so it is cheap enough to run
-every 30 s. Exit 0 healthy, 1 not, 3 when Redis cannot be reached.
+lease and has not stopped: the one rule (`store.heartbeats.state`) by which `swarmq workers list` shows it as
+live. It reads only Redis (one scan of the heartbeat records), imports no model or Celery, and prints one
+line, so it is cheap enough to run every 30 s. Exit 0 healthy, 1 not, 3 when Redis cannot be reached.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 
-from swarmq import keys
 from swarmq.errors import SwarmqError
-from swarmq.settings import DEFAULTS, get_settings
+from swarmq.settings import get_settings
+from swarmq.store import heartbeats
 
 
 def live_workers(records: Iterable[Mapping[str, str]], *, host: str, name: str | None, now: float) -> list[str]:
@@ -26,12 +26,7 @@ def live_workers(records: Iterable[Mapping[str, str]], *, host: str, name: str |
         full = rec.get("name", "")
         if rec.get("host") != host or (name is not None and name not in (full, full.split("@", 1)[0])):
             continue
-        try:
-            age = now - float(rec.get("last_seen", "nan"))
-            lease = float(rec.get("lease_seconds") or DEFAULTS.lease_seconds)
-        except ValueError:
-            continue
-        if age <= lease:  # NaN (no beat recorded) compares false
+        if heartbeats.state(rec, now) == "live":
             live.append(full)
     return live
 
@@ -43,10 +38,7 @@ def main(argv: list[str]) -> int:
     host = socket.gethostname()
     try:
         redis = make_redis(redis_url(get_settings()))
-        records = [
-            {_text(k): _text(v) for k, v in redis.hgetall(key).items()}
-            for key in redis.scan_iter(match=f"{keys.WORKER_PREFIX}*")
-        ]
+        records = heartbeats.records(redis)
     except SwarmqError as exc:
         print(f"swarmq health: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -57,10 +49,6 @@ def main(argv: list[str]) -> int:
         return 0
     print(f"unhealthy: no {who} on {host} beat within its lease (starting, loading a model, or stuck)")
     return 1
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 if __name__ == "__main__":

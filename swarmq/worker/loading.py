@@ -16,6 +16,7 @@ from swarmq.model.base import Generator, GeneratorFactory
 from swarmq.model.llama import LlamaGenerator, check_fits, check_model_file
 from swarmq.model.schedule import MAX_SLOTS, default_slots, kv_bytes_per_token
 from swarmq.queue import jobs
+from swarmq.store import heartbeats
 from swarmq.store.services import Services
 
 
@@ -53,17 +54,11 @@ def pick_model(pending: list[tuple[str, int]], serving: dict[str, int]) -> str:
 def live_workers_per_model(services: Services) -> dict[str, int]:
     """How many live workers serve each model, from their heartbeats."""
     now, out = time.time(), dict[str, int]()
-    for key in services.redis.scan_iter(match=f"{keys.WORKER_PREFIX}*"):
-        raw = {_text(k): _text(v) for k, v in services.redis.hgetall(key).items()}
-        model = raw.get("model_key")
-        lease = float(raw.get("lease_seconds") or services.settings.lease_seconds)
-        if model and not raw.get("stopped_at") and now - float(raw.get("last_seen") or 0) <= lease:
+    for record in heartbeats.records(services.redis):
+        model = record.get("model_key")
+        if model and heartbeats.state(record, now) == "live":
             out[model] = out.get(model, 0) + 1
     return out
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def choose_slots(path: Path, cfg: ModelConfig, gpu: int | None, asked: int | None) -> int:
