@@ -120,28 +120,31 @@ def check_enqueue(session: Session, name: str) -> str | None:
     return f"experiment {name} is paused: nothing runs until `swarmq resume {name}`" if state == PAUSED else None
 
 
-def pause(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str) -> Change:
-    """Queued jobs become paused (their messages are dropped on delivery); nothing is released until resume."""
+def _transition(sessions: sessionmaker[Session], name: str, action: str, state: str, to: str,
+                frm: tuple[str, ...]) -> tuple[_Locked, Publishable, int]:  # fmt: skip
+    """One experiment-wide move, in one transaction under the experiment's lock: the experiment takes
+    ``state``, its jobs in ``frm`` become ``to``. The moved jobs and the count still running."""
     with sessions() as session:
         exp = _lock(session, name)
-        _refuse_cancelled(name, exp, "pause")
-        _set_state(session, exp.id, PAUSED)
-        ids = _move(session, exp.id, "paused", ("queued",))
+        if state != CANCELLED:
+            _refuse_cancelled(name, exp, action)
+        _set_state(session, exp.id, state)
+        moved = _move(session, exp.id, to, frm)
         running = _running(session, exp.id)
         session.commit()
+    return exp, moved, running
+
+
+def pause(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str) -> Change:
+    """Queued jobs become paused (their messages are dropped on delivery); nothing is released until resume."""
+    _, ids, running = _transition(sessions, name, "pause", PAUSED, "paused", ("queued",))
     drop_tasks(redis, ids)
     return Change(name, "pause", PAUSED, len(ids), running)
 
 
 def resume(sessions: sessionmaker[Session], app: Celery, name: str) -> Change:
     """Paused jobs are queued and published again, then the experiment's next pending jobs are released."""
-    with sessions() as session:
-        exp = _lock(session, name)
-        _refuse_cancelled(name, exp, "resume")
-        _set_state(session, exp.id, ACTIVE)
-        ids = _move(session, exp.id, "queued", ("paused",))
-        running = _running(session, exp.id)
-        session.commit()
+    exp, ids, running = _transition(sessions, name, "resume", ACTIVE, "queued", ("paused",))
     published = broker.publish(app, ids)
     published += _release(sessions, app, exp)
     return Change(name, "resume", ACTIVE, len(ids), running, published)
@@ -149,12 +152,7 @@ def resume(sessions: sessionmaker[Session], app: Celery, name: str) -> Change:
 
 def cancel(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str) -> Change:
     """Every job that has not started is cancelled, for good; running jobs finish. Idempotent."""
-    with sessions() as session:
-        exp = _lock(session, name)
-        _set_state(session, exp.id, CANCELLED)
-        ids = _move(session, exp.id, "cancelled", HELD)
-        running = _running(session, exp.id)
-        session.commit()
+    _, ids, running = _transition(sessions, name, "cancel", CANCELLED, "cancelled", HELD)
     drop_tasks(redis, ids)
     return Change(name, "cancel", CANCELLED, len(ids), running)
 
