@@ -6,6 +6,7 @@ deserves a `DatasetError` that names the file (and the line), never a traceback 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,13 @@ def json_lines(text: str, label: str, expected: str = "an object with fields") -
             raise DatasetError(f"{label}:{number}: expected {expected}, got {kind(row)}")
         rows.append(row)
     return rows
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """The hex sha256 of a file, read in chunks (model files are gigabytes): what outcomes record of a model
+    and experiments of a local dataset file."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from swarmq.errors import ModelError, SwarmqError
-from swarmq.model.llama import file_sha256
+from swarmq.files import file_sha256
 from swarmq.report.replay import context, first_difference, replay, request_of
 from tests.conftest import swarmq
 from tests.fakes import hash_generator

@@ -20,7 +20,7 @@ from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.swebench import study_rows
 from swarmq.errors import DatasetError
 from swarmq.experiment.config import DatasetConfig
-from swarmq.files import Rows, json_lines, kind, read_text
+from swarmq.files import Rows, file_sha256, json_lines, kind, read_text
 
 HUB_PREFIX = "hub:"
 SHA = re.compile(r"[0-9a-f]{40}")
@@ -109,7 +109,7 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | No
         ds = _with_datasets(lambda d: d.load_from_disk(str(path)), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source), None
     suffix = path.suffix.lower()
-    revision = f"sha256:{_file_sha256(path)}"
+    revision = f"sha256:{file_sha256(path)}"
     if suffix == ".json":
         return _read_json(read_text(path, cfg.source), cfg.source), revision
     if suffix == ".jsonl":
@@ -138,14 +138,6 @@ def hub_commit(name: str, revision: str | None, label: str) -> str:
     if not sha:
         raise DatasetError(f"{label}: the hub returned no commit for revision {revision or '(default branch)'}")
     return str(sha)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _with_datasets(fetch: Callable[[Any], Any], label: str) -> Any:

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from swarmq.errors import GenerationError, GenerationTimedOut, ModelError
+from swarmq.files import file_sha256
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
-from swarmq.model.llama import check_model_file, check_trained_context, file_sha256
+from swarmq.model.llama import check_model_file, check_trained_context
 from swarmq.model.schedule import TextState, effective_max_tokens, plan_batch
 from swarmq.model.stops import eog_token_ids
 

@@ -6,13 +6,13 @@ are the pure functions of `stops.py`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from swarmq.errors import GenerationError, GenerationTimedOut, ModelError
+from swarmq.files import file_sha256
 from swarmq.model import hub
 from swarmq.model.base import Generation, GenerationRequest, ModelInfo
 from swarmq.model.gguf import MAGIC, trained_context
@@ -45,14 +45,6 @@ def check_trained_context(path: Path, n_ctx: int) -> None:
     if trained and n_ctx > trained:
         raise ModelError(f"model.n_ctx {n_ctx} is above the {trained} tokens {path.name} was trained on; "
                          "lower n_ctx in the experiment file")  # fmt: skip
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class LlamaGenerator:

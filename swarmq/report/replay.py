@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from swarmq.errors import ModelError, SwarmqError, UnknownExperiment
 from swarmq.experiment.config import ModelConfig
+from swarmq.files import file_sha256
 from swarmq.model.base import GenerationRequest, Generator, GeneratorFactory
-from swarmq.model.llama import LlamaGenerator, file_sha256, resolve_model_path
+from swarmq.model.llama import LlamaGenerator, resolve_model_path
 from swarmq.settings import Settings, get_settings
 
 CONTEXT_CHARS = 30
