@@ -26,15 +26,19 @@ TRACE_ENV = "SWARMQ_BENCH_TRACE"
 
 
 class Trace:
-    """Counts every SQL statement (SQLAlchemy's ``before_cursor_execute``, on all engines), every commit (a
-    transaction: psycopg sends its BEGIN and COMMIT as round trips of their own) and every Redis round
-    trip (``Redis.execute_command``, a pipeline as one; kombu's and swarmq's clients alike) in this process.
-    One line per generation holds the counts since the previous one: a whole job's cycle, from the previous
-    generation's outcome write to this one's prompt. Housekeeping (heartbeat, reaper: a few calls every 5 s)
-    lands in whichever job is running then."""
+    """Counts Postgres round trips and Redis round trips in this process.
+
+    Postgres (SQLAlchemy events, on all engines): every statement, plus the BEGIN psycopg sends before the
+    first statement of a transaction and the COMMIT or ROLLBACK that ends one; a connection in autocommit
+    mode sends neither, so they are counted only when psycopg reports a transaction open. Redis:
+    ``Redis.execute_command``, a pipeline as one, kombu's and swarmq's clients alike. One line per generation
+    holds the counts since the previous one: a whole job's cycle, from the previous generation's outcome write
+    to this one's prompt. Housekeeping (heartbeat, reaper: a few calls every 5 s) lands in whichever job is
+    running then."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.sql, self.commits, self.redis, self.lock = path, 0, 0, Counter[str](), threading.Lock()
+        self.path, self.lock = path, threading.Lock()
+        self.sql, self.transactions, self.redis = 0, 0, Counter[str]()
 
     def install(self) -> None:
         import redis
@@ -42,7 +46,8 @@ class Trace:
         from sqlalchemy.engine import Engine
 
         event.listen(Engine, "before_cursor_execute", self._statement)
-        event.listen(Engine, "commit", self._commit)
+        event.listen(Engine, "commit", self._end)
+        event.listen(Engine, "rollback", self._end)
         command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
         trace = self
 
@@ -57,13 +62,23 @@ class Trace:
         redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
         redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
 
-    def _statement(self, *_: Any) -> None:
+    @staticmethod
+    def _in_transaction(conn: Any) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(conn.connection.driver_connection.info.transaction_status != TransactionStatus.IDLE)
+
+    def _statement(self, conn: Any, *_: Any) -> None:
+        driver = conn.connection.driver_connection
+        begins = not driver.autocommit and not self._in_transaction(conn)  # psycopg sends BEGIN first
         with self.lock:
             self.sql += 1
+            self.transactions += begins
 
-    def _commit(self, *_: Any) -> None:
-        with self.lock:
-            self.commits += 1
+    def _end(self, conn: Any) -> None:
+        if self._in_transaction(conn):  # psycopg sends COMMIT or ROLLBACK only inside a transaction
+            with self.lock:
+                self.transactions += 1
 
     def _redis(self, name: str) -> None:
         with self.lock:
@@ -71,8 +86,8 @@ class Trace:
 
     def mark(self) -> None:
         with self.lock:
-            line = {"sql": self.sql, "commits": self.commits, "redis": dict(self.redis)}
-            self.sql, self.commits, self.redis = 0, 0, Counter()
+            line = {"sql": self.sql, "tx_commands": self.transactions, "redis": dict(self.redis)}
+            self.sql, self.transactions, self.redis = 0, 0, Counter()
         with self.path.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
 
@@ -96,7 +111,7 @@ def null_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> NullGenerat
 
 
 def per_job(path: Path) -> dict[str, Any]:
-    """Mean SQL statements and Redis round trips per job from a trace file (each worker's first line, which
+    """Mean SQL statements, BEGIN/COMMIT/ROLLBACKs, their sum (Postgres round trips) and Redis round trips per job from a trace file (each worker's first line, which
     holds its start-up, is left out)."""
     lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     jobs = [x for i, x in enumerate(lines) if i > 0]
@@ -106,6 +121,7 @@ def per_job(path: Path) -> dict[str, Any]:
     for x in jobs:
         commands.update(x["redis"])
     return {"jobs": len(jobs), "sql": sum(x["sql"] for x in jobs) / len(jobs),
-            "commits": sum(x["commits"] for x in jobs) / len(jobs),
+            "tx_commands": sum(x["tx_commands"] for x in jobs) / len(jobs),
+            "pg_round_trips": sum(x["sql"] + x["tx_commands"] for x in jobs) / len(jobs),
             "redis": sum(commands.values()) / len(jobs),
             "redis_commands": {k: v / len(jobs) for k, v in commands.most_common()}}  # fmt: skip

@@ -5,6 +5,9 @@ The raw loop replays exactly what swarmq recorded (prompt text, chat flag, sampl
 seed, in swarmq's processing order), so the comparison cannot drift from what the worker builds. Repeats
 alternate which side runs first, so a slow spell on a shared machine does not always hit the same side.
 Windows: (a) first call to last return; (b) first claim to last outcome write (both exclude model load).
+
+Two more sides answer why the eval-timer ratio moves between runs: the raw loop run twice (an A/A control:
+the machine's own run-to-run spread) and swarmq with its background threads quiet (`QUIET`).
 """
 
 from __future__ import annotations
@@ -116,31 +119,56 @@ def _measures(raw: dict[str, Any], sq: dict[str, Any]) -> dict[str, float]:
     }
 
 
+QUIET = {"SWARMQ_HEARTBEAT_SECONDS": "3600", "SWARMQ_LEASE_SECONDS": "7200", "SWARMQ_REAPER_SECONDS": "3600"}
+"""The worker's background threads made nearly silent (no lease renewal, heartbeat or reaper pass within a
+run; the burst check still polls every 0.5 s): the side that tells whether they slow llama.cpp."""
+
+
+def _eval_tps(jobs: list[dict[str, Any]]) -> float:
+    return sum(j["completion_tokens"] for j in jobs) / sum(j["generation_seconds"] for j in jobs)
+
+
 def run(ctx: Context) -> FigureResult:
+    """Per repeat, four sides in a rotating order: swarmq, the raw loop, swarmq with its threads quiet, and
+    the raw loop again (the A/A control: what the same loop gives twice on this machine)."""
     fig = FigureResult(KEY, TITLE)
     model = ensure_model(ctx.model)
     load = load_settings(ctx, model)
     reps: list[dict[str, Any]] = []
     with fresh_database(ctx.endpoints) as bench:
-        jobs: list[dict[str, Any]] | None = None
+        bench.reset()
+        ctx.say("  e2e: swarmq run that fixes the prompts the raw loop replays")
+        jobs = swarmq_side(bench, ctx, "e2e-prompts", load, ctx.n, [ctx.gpu])["jobs"]
         for r in range(ctx.repeats):
-            bench.reset()
-            raw = None
-            if r % 2 == 1 and jobs is not None:  # odd repeats: the raw loop goes first
-                ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: raw loop")
-                raw = raw_side(ctx, load, jobs, str(r))
-            ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: swarmq enqueue + worker")
-            sq = swarmq_side(bench, ctx, f"e2e-{r}", load, ctx.n, [ctx.gpu])
-            jobs = sq["jobs"]
-            if raw is None:
-                ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: raw loop")
-                raw = raw_side(ctx, load, jobs, str(r))
+            order = ["swarmq", "raw", "quiet", "raw2"]
+            order = order[r % 4 :] + order[: r % 4]  # a slow spell does not always hit the same side
+            sides: dict[str, Any] = {}
+            for side in order:
+                ctx.say(f"  e2e repeat {r + 1}/{ctx.repeats}: {side}")
+                if side.startswith("raw"):
+                    sides[side] = raw_side(ctx, load, jobs, f"{r}-{side}")
+                    continue
+                bench.reset()
+                env = dict(bench.env)
+                if side == "quiet":
+                    bench.env.update(QUIET)
+                try:
+                    sides[side] = swarmq_side(bench, ctx, f"e2e-{r}-{side}", load, ctx.n, [ctx.gpu])
+                finally:
+                    bench.env = env
+            raw, sq = sides["raw"], sides["swarmq"]
             m = _measures(raw, sq)
-            ctx.say(f"    raw {m['a_gen_tps']:.1f} tok/s, swarmq {m['b_gen_tps']:.1f} tok/s, "
-                    f"overhead {m['overhead_ms']:.1f} ms/job, identical {m['identical']}/{m['n']}")  # fmt: skip
-            gaps = [(b["started"] - a["finished"]) * 1000 for a, b in itertools.pairwise(jobs)]
-            inside = [(j["job_seconds"] - j["prompt_seconds"] - j["generation_seconds"]) * 1000 for j in jobs]
-            reps.append({"measures": m, "loadavg_after": os.getloadavg()[0], "swarmq_gap_between_jobs_ms": gaps, "swarmq_in_job_outside_llama_ms": inside, "raw_load_seconds": raw["load_seconds"], "raw_loop_seconds": raw["loop_seconds"],
+            m["raw2_gen_tps"] = _eval_tps(sides["raw2"]["calls"])
+            m["quiet_gen_tps"] = _eval_tps(sides["quiet"]["jobs"])
+            ctx.say(f"    raw {m['a_gen_tps']:.1f} / raw again {m['raw2_gen_tps']:.1f} tok/s, swarmq "
+                    f"{m['b_gen_tps']:.1f}, threads quiet {m['quiet_gen_tps']:.1f} tok/s, overhead "
+                    f"{m['overhead_ms']:.1f} ms/job, identical {m['identical']}/{m['n']}")  # fmt: skip
+            jobs_b = sq["jobs"]
+            gaps = [(b["started"] - a["finished"]) * 1000 for a, b in itertools.pairwise(jobs_b)]
+            inside = [(j["job_seconds"] - j["prompt_seconds"] - j["generation_seconds"]) * 1000 for j in jobs_b]
+            reps.append({"order": order, "measures": m, "loadavg_after": os.getloadavg()[0],
+                         "swarmq_gap_between_jobs_ms": gaps, "swarmq_in_job_outside_llama_ms": inside,
+                         "raw_load_seconds": raw["load_seconds"], "raw_loop_seconds": raw["loop_seconds"],
                          "swarmq_window": sq["window"], "swarmq_enqueue_cli_seconds": sq["enqueue_seconds"],
                          "swarmq_worker_process_seconds": sq["worker_process_seconds"],
                          "finish_reasons": [c["finish_reason"] for c in raw["calls"]]})  # fmt: skip
@@ -150,6 +178,10 @@ def run(ctx: Context) -> FigureResult:
     fig.rows = [
         Row("generated tok/s (completion tokens / llama eval time)", "tok/s", col["a_gen_tps"], col["b_gen_tps"],
             "ratio ≥ 0.98", check(ratios(col["a_gen_tps"], col["b_gen_tps"]), lambda x: x >= 0.98), base),
+        Row("A/A control: the raw loop run again (same prompts, same process settings)", "tok/s", col["a_gen_tps"],
+            col["raw2_gen_tps"], None, None, base),
+        Row("generated tok/s, swarmq with its threads quiet (no heartbeat, lease renewal, reaper)", "tok/s",
+            col["a_gen_tps"], col["quiet_gen_tps"], None, None, base),
         Row("end-to-end tok/s (completion tokens / wall)", "tok/s", col["a_wall_tps"], col["b_wall_tps"],
             "ratio ≥ 0.98", check(ratios(col["a_wall_tps"], col["b_wall_tps"]), lambda x: x >= 0.98), base),
         Row("jobs/s (wall)", "jobs/s", col["a_jobs_s"], col["b_jobs_s"], None, None, base),

@@ -11,11 +11,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker, jobs
+from swarmq.store.outcomes import AppliedMark
 
 
-def release_next(sessions: sessionmaker[Session], app: Celery, experiment_id: int, config: ExperimentConfig) -> int:
+def release_next(sessions: sessionmaker[Session], app: Celery, experiment_id: int, config: ExperimentConfig, *,
+                 relaxed: bool = False, applied: AppliedMark | None = None) -> int:  # fmt: skip
     """Queue the experiment's next pending jobs (in-flight limits, position window), then publish each to its
-    model's queue; returns how many were published."""
+    model's queue; returns how many were published. ``relaxed`` and ``applied``: see `jobs.release`."""
     with sessions() as session:
-        released = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread)
+        released = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread,
+                                relaxed=relaxed, applied=applied)  # fmt: skip
     return broker.publish(app, released) if released else 0

@@ -20,17 +20,47 @@ second delivery of a job that is leased or done does nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, case, func, not_, or_, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Float,
+    Integer,
+    Row,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from swarmq import keys
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.store.outcomes import failure_record, relaxed_commit
+from swarmq.store.frozen import frozen
+from swarmq.store.outcomes import (
+    AppliedMark,
+    applied_mark,
+    applied_params,
+    failure_record,
+    relaxed_commit,
+    unapplied_in_stream,
+)
 from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
 
@@ -40,10 +70,11 @@ OUTCOMES: Table = Outcome.__table__  # type: ignore[assignment]
 EXPERIMENTS: Table = Experiment.__table__  # type: ignore[assignment]
 ISSUES: Table = IssueRow.__table__  # type: ignore[assignment]
 Claimed = Row[Any]
-"""A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts."""
+"""A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts; whether its stream
+has ``unapplied`` swarm updates; its issue's instance_id, problem, task_type, category, repo and data."""
 
 
-def _out_of_attempts(max_attempts: int) -> ColumnElement[bool]:
+def _out_of_attempts(max_attempts: int | ColumnElement[int]) -> ColumnElement[bool]:
     """The one rule for a job whose workers keep dying: claimed ``max_attempts`` times, it is not run again."""
     return JOBS.c.attempts >= max_attempts
 
@@ -57,8 +88,34 @@ def _runs() -> ColumnElement[bool]:
     return JOBS.c.experiment_id.in_(select(EXPERIMENTS.c.id).where(EXPERIMENTS.c.state == "active"))
 
 
-def _lease(seconds: float) -> Any:
+def _lease(seconds: float | ColumnElement[float]) -> Any:
     return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+@frozen
+def _claim_statement() -> ClauseElement:
+    """The claim (`claim`), with parameters job_id, owner, lease_seconds and max_attempts."""
+    c, i = JOBS.c, ISSUES.c
+    owner = bindparam("owner", type_=Text)
+    mine = and_(c.status == "running", c.lease_owner == owner)
+    expired = and_(_expired(), not_(_out_of_attempts(bindparam("max_attempts", type_=Integer))), _runs())
+    claimed = (
+        update(JOBS)
+        .where(c.id == bindparam("job_id", type_=BigInteger))
+        .where(or_(c.status == "queued", mine, expired))
+        .values(
+            status="running",
+            lease_owner=owner,
+            attempts=c.attempts + 1,
+            lease_expires_at=_lease(bindparam("lease_seconds", type_=Float)),
+            started_at=func.now(),
+            error=None,
+        )
+        .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
+        .cte("claimed")
+    )
+    return select(claimed, unapplied_in_stream(claimed.c).label("unapplied"), i.instance_id, i.problem,
+                  i.task_type, i.category, i.repo, i.data).join(ISSUES, i.id == claimed.c.issue_id)  # fmt: skip
 
 
 def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_attempts: int) -> Claimed | None:
@@ -66,24 +123,14 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_a
     ``owner`` (our own retry after a connection dropped before the reply). None: someone else has it, or
     it is over, or it is out of attempts (the reaper fails it).
 
-    The claim is durable (a normal commit): a claim lost in a Postgres crash would put the job back in the
-    queue while its worker still runs it, and the work would run twice.
+    One statement, which also returns the job's issue and says whether the job's stream holds outcomes whose
+    swarm update is not applied yet (``unapplied``: a worker died between its outcome and its Redis update),
+    so the common case costs no second query. The claim is durable (a normal commit): a claim lost in a
+    Postgres crash would put the job back in the queue while its worker still runs it, and the work would run
+    twice.
     """
-    c = JOBS.c
-    mine = and_(c.status == "running", c.lease_owner == owner)
     row = session.execute(
-        update(JOBS)
-        .where(c.id == job_id)
-        .where(or_(c.status == "queued", mine, and_(_expired(), not_(_out_of_attempts(max_attempts)), _runs())))
-        .values(
-            status="running",
-            lease_owner=owner,
-            attempts=c.attempts + 1,
-            lease_expires_at=_lease(lease_seconds),
-            started_at=func.now(),
-            error=None,
-        )
-        .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
+        *_claim_statement().bind(job_id=job_id, owner=owner, lease_seconds=lease_seconds, max_attempts=max_attempts)
     ).first()
     session.commit()
     return row
@@ -109,7 +156,7 @@ def _close(status: str, error: Any) -> dict[str, Any]:
 
 
 def _held(job_id: int, owner: str) -> ColumnElement[bool]:
-    """Only the lease holder writes a job's end: a worker that lost its lease never overwrites another's work."""
+    """Only the lease holder gives a job back (the test of ``swarmq_close``, which closes one: migration 0009)."""
     return and_(JOBS.c.id == job_id, JOBS.c.status == "running", JOBS.c.lease_owner == owner)
 
 
@@ -125,30 +172,57 @@ def _finished_by(session: Session, job_id: int, owner: str) -> bool:
             and row.id is not None and row.agent_id is not None)  # fmt: skip
 
 
+def _close_held(job_id: Any, owner: Any, status: Any, error: Any) -> Any:
+    """True once the job is closed (``status``, ``error``) by ``owner``, who held its lease (migration 0009's
+    ``swarmq_close``, the lease-holder rule: a worker that lost its lease never overwrites another's work)."""
+    return func.swarmq_close(job_id, owner, status, error, type_=Boolean)
+
+
+@frozen
+def _finish_statement(columns: tuple[str, ...]) -> ClauseElement:
+    """The outcome INSERT that selects from the close (`finish`): parameters job, lease_owner, job_status,
+    job_error and the outcome's ``columns``."""
+    job_id = bindparam("job", type_=BigInteger)
+    closed = select(
+        _close_held(job_id, bindparam("lease_owner", type_=Text), bindparam("job_status", type_=Text),
+                    bindparam("job_error", type_=Text)).label("ok")
+    ).subquery("closed")  # fmt: skip
+    # The columns' own defaults (Python-side, which a frozen statement would not run) as literals.
+    defaults = {c.name: c.default.arg for c in OUTCOMES.c if c.name not in (*columns, "id", "job_id")
+                and isinstance(c.default, ScalarElementColumnDefault)}  # fmt: skip
+    outcome = [bindparam(k, type_=OUTCOMES.c[k].type) for k in columns]
+    literals = [literal(v, OUTCOMES.c[k].type) for k, v in defaults.items()]
+    values = select(job_id, *outcome, *literals).select_from(closed).where(closed.c.ok)
+    return (
+        insert(OUTCOMES)
+        .from_select(["job_id", *columns, *defaults], values, include_defaults=False)
+        .returning(OUTCOMES.c.job_id)
+    )
+
+
 def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
            error: str | None = None) -> bool:  # fmt: skip
     """Close the job (done, or failed with ``error``) and write its outcome, atomically, while ``owner``
     holds the lease. False when it does not (the lease expired or went to another worker: the caller drops
     its result), unless the job was already closed by ``owner`` itself (our retry after a dropped connection).
-    The unique constraint on outcomes.job_id keeps one outcome per job whatever this code does."""
-    closed = session.execute(update(JOBS).where(_held(job_id, owner)).values(**_close(status, error))).rowcount  # type: ignore[attr-defined]
-    if not closed:
-        session.rollback()
-        return _finished_by(session, job_id, owner)
-    session.execute(pg_insert(OUTCOMES).values(job_id=job_id, **outcome))
+
+    One statement: the outcome INSERT selects from the close, so both commit together or not at all (a
+    durable commit: outcomes are never relaxed). The unique constraint on outcomes.job_id keeps one outcome
+    per job whatever this code does."""
+    sql, params = _finish_statement(tuple(outcome)).bind(job=job_id, lease_owner=owner, job_status=status, job_error=error,
+                                                         **outcome)  # fmt: skip
+    written = session.execute(sql, params).first()
     session.commit()
-    return True
+    return written is not None or _finished_by(session, job_id, owner)
 
 
 def fail(session: Session, job_id: int, owner: str, reason: str) -> bool:
     """Fail a job that ended without an outcome of its own (an unexpected error while running it), while
     ``owner`` holds it; it gets a failure outcome in the same transaction."""
-    closed = session.execute(
-        update(JOBS).where(_held(job_id, owner)).values(**_close("failed", reason)).returning(JOBS.c.id)
-    ).all()
-    _record_failures(session, [int(r[0]) for r in closed])
+    closed = bool(session.execute(select(_close_held(job_id, owner, "failed", reason))).scalar())
+    _record_failures(session, [job_id] if closed else [])
     session.commit()
-    return bool(closed)
+    return closed
 
 
 def _record_failures(session: Session, job_ids: list[int]) -> None:
@@ -225,7 +299,8 @@ Publishable = list[tuple[int, str]]
 """(job id, model key) pairs, in publish order: what `broker.publish` sends."""
 
 
-def release(session: Session, experiment_id: int, limits: Mapping[str, int | None], window: int) -> Publishable:
+def release(session: Session, experiment_id: int, limits: Mapping[str, int | None], window: int, *,
+            relaxed: bool = False, applied: AppliedMark | None = None) -> Publishable:  # fmt: skip
     """Queue the experiment's next pending jobs; returns them to publish, in publish order.
 
     A pending job is released when (1) its position is below the lowest position still open in the
@@ -233,45 +308,37 @@ def release(session: Session, experiment_id: int, limits: Mapping[str, int | Non
     condition's in-flight limit (``limits``; None: unlimited). Rule 1 keeps every stream, relaxed ones
     included, within ``window`` positions of the slowest: a run stopped at any moment has compared the
     conditions on nearly the same issues. The lowest open position only rises, so a released job never falls
-    outside the window (until `lifecycle.retry_failed` reopens old positions). One statement after an
-    advisory lock per experiment (two workers never release past a limit); the index ``ix_jobs_open_position``
-    keeps it to short index ranges.
+    outside the window (until `lifecycle.retry_failed` reopens old positions). A paused or cancelled experiment
+    releases nothing.
+
+    The rule is migration 0009's ``swarmq_release``: one statement, whose own statements take the experiment's
+    advisory lock (two workers never release past a limit) and then read the jobs, so it sees every release
+    before it; the index ``ix_jobs_open_position`` keeps it to short index ranges. ``relaxed``: commit without
+    waiting for the WAL flush (a worker's release: the reaper redoes a lost one). ``applied``: a worker's
+    applied-mark of its last job's swarm update (`store.outcomes.applied_mark`), written in the same
+    statement, so a job's end costs one round trip after its outcome.
     """
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": keys.release_lock(experiment_id)})
-    # FOR SHARE waits for a pause or cancel in progress (`lifecycle` holds the row), then sees its state.
-    state = session.execute(
-        select(EXPERIMENTS.c.state).where(EXPERIMENTS.c.id == experiment_id).with_for_update(read=True)
-    ).scalar()
-    if state != "active":
-        session.commit()
-        return []
-    rows = session.execute(
-        text(
-            """
-            WITH floor AS (
-                SELECT min(position) AS p FROM jobs
-                WHERE experiment_id = :e AND status IN ('pending', 'queued', 'running')),
-            active AS (
-                SELECT condition, replicate, count(*) AS n FROM jobs
-                WHERE experiment_id = :e AND status IN ('queued', 'running') GROUP BY condition, replicate),
-            candidate AS (
-                SELECT j.id, j.seq, j.condition, j.replicate,
-                       row_number() OVER (PARTITION BY j.condition, j.replicate ORDER BY j.position) AS k
-                FROM jobs j, floor
-                WHERE j.experiment_id = :e AND j.status = 'pending' AND j.position < floor.p + :w),
-            chosen AS (
-                SELECT c.id, c.seq FROM candidate c
-                JOIN jsonb_each_text(CAST(:limits AS jsonb)) lim ON lim.key = c.condition
-                LEFT JOIN active a ON a.condition = c.condition AND a.replicate = c.replicate
-                WHERE lim.value IS NULL OR c.k + coalesce(a.n, 0) <= CAST(lim.value AS int))
-            UPDATE jobs SET status = 'queued', published_at = now() FROM chosen
-            WHERE jobs.id = chosen.id RETURNING jobs.id, jobs.model_key, chosen.seq
-            """
-        ),
-        {"e": experiment_id, "w": window, "limits": json.dumps(dict(limits))},
-    ).all()
+    sql, params = _release_statement(applied is not None).bind(
+        experiment_id=experiment_id, lock_key=keys.release_lock(experiment_id), limits=dict(limits), window=window,
+        relaxed=relaxed, **(applied_params(applied) if applied is not None else {}),
+    )  # fmt: skip
+    rows = session.execute(sql, params).all()
     session.commit()
     return [(int(job_id), str(key)) for job_id, key, _ in sorted(rows, key=lambda r: r[2])]
+
+
+@frozen
+def _release_statement(with_mark: bool) -> ClauseElement:
+    """``swarmq_release`` (`release`), and ``with_mark``: the applied-mark's UPDATE as a CTE of the same
+    statement (its parameters: `store.outcomes.applied_params`)."""
+    released = func.swarmq_release(
+        bindparam("experiment_id", type_=Integer), bindparam("lock_key", type_=Text),
+        bindparam("limits", type_=JSONB), bindparam("window", type_=Integer), bindparam("relaxed", type_=Boolean),
+    ).table_valued("job_id", "model_key", "seq")  # fmt: skip
+    query = select(released.c.job_id, released.c.model_key, released.c.seq)
+    if with_mark:
+        query = query.add_cte(applied_mark().cte("mark"))
+    return query
 
 
 def mark_published(session: Session, job_ids: list[int]) -> None:

@@ -62,6 +62,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def autocommit_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on the same pool whose statements each commit on their own: no BEGIN and COMMIT round trips
+    around them. Only for statements that are a whole transaction by themselves (a worker's job path,
+    `queue.jobs`: claim, finish, release)."""
+    engine: Engine = sessions.kw["bind"]
+    return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 

@@ -7,9 +7,25 @@ in Redis. These are the reads and the one write that keep the two in step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Exists,
+    Integer,
+    Table,
+    Update,
+    any_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    not_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from swarmq.store.schema import Job, Outcome
@@ -132,16 +148,57 @@ def unapplied_streams(
     return [(int(e), str(c), int(r)) for e, c, r in session.execute(text(sql), params).all()]
 
 
-def mark_applied(session: Session, job_id: int, staleness: int | None = None, version: int | None = None) -> None:
-    """Record in Postgres that the job's swarm update is in Redis (and, when it was applied now, how stale
-    the job's view was and which state version it produced). Lost in a crash, the mark is redone: the update
-    itself is idempotent in Redis."""
-    relaxed_commit(session)
-    session.execute(
-        text(
-            "UPDATE outcomes SET update_applied = true, staleness = coalesce(:s, staleness), "
-            "applied_version = coalesce(:v, applied_version) WHERE job_id = :j"
-        ),
-        {"j": job_id, "s": staleness, "v": version},
+@dataclass(frozen=True)
+class AppliedMark:
+    """A job's swarm update is in Redis: when it was applied now, how stale the job's view was and which state
+    version it produced (None when it was already there: a duplicate)."""
+
+    job_id: int
+    staleness: int | None = None
+    version: int | None = None
+
+
+def applied_mark() -> Update:
+    """The UPDATE that records an `AppliedMark` (bound by `applied_params`; the outcome columns it sets are
+    outside the aggregates' trigger)."""
+    table: Table = Outcome.__table__  # type: ignore[assignment]
+    o = table.c
+    staleness, version = bindparam("mark_staleness", type_=Integer), bindparam("mark_version", type_=Integer)
+    return (
+        update(table)
+        .where(o.job_id == bindparam("mark_job", type_=BigInteger))
+        .values(
+            update_applied=True,
+            staleness=func.coalesce(staleness, o.staleness),
+            applied_version=func.coalesce(version, o.applied_version),
+        )
     )
+
+
+def applied_params(mark: AppliedMark) -> dict[str, Any]:
+    """`applied_mark`'s parameters."""
+    return {"mark_job": mark.job_id, "mark_staleness": mark.staleness, "mark_version": mark.version}
+
+
+def mark_applied(session: Session, mark: AppliedMark) -> None:
+    """Record in Postgres that the job's swarm update is in Redis. Lost in a crash, the mark is redone: the
+    update itself is idempotent in Redis. (A worker's own job marks it with the release that follows:
+    `queue.jobs.release`.)"""
+    relaxed_commit(session)
+    session.execute(applied_mark(), applied_params(mark))
     session.commit()
+
+
+def unapplied_in_stream(job: Any) -> Exists:
+    """Whether the stream of ``job`` (columns experiment_id, condition, replicate) holds outcomes whose swarm
+    update is not applied: the claim's cheap check. The unapplied outcomes (few: a dead worker's, and those
+    in flight) are read first, from their partial index; the stream's jobs are never scanned."""
+    o, j = Outcome.__table__.c, Job.__table__.alias("uj")
+    pending = select(func.array_agg(o.job_id)).where(not_(o.update_applied)).scalar_subquery()
+    none: Any = literal_column("'{}'::bigint[]")
+    return exists().where(
+        j.c.id == any_(func.coalesce(pending, none)),  # an array, read once: not a subquery per job
+        j.c.experiment_id == job.experiment_id,
+        j.c.condition == job.condition,
+        j.c.replicate == job.replicate,
+    )

@@ -16,6 +16,7 @@ from swarmq.benchmarks.base import Issue, judged
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.experiment.config import ConditionConfig, ExperimentConfig
 from swarmq.store import outcomes
+from swarmq.store.outcomes import AppliedMark
 from swarmq.store.schema import Experiment, Outcome
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.swarm.redis import SwarmStore
@@ -93,10 +94,12 @@ class StreamSync:
             self._experiments[experiment_id] = ExperimentInfo(exp.id, exp.name, config, exp.model_key)
         return self._experiments[experiment_id]
 
-    def state(self, stream: Stream, config: ExperimentConfig, job_id: int) -> StreamState:
-        """Finish updates a dead worker left half-done, then read-and-reserve; rebuild if Redis lost it."""
+    def state(self, stream: Stream, config: ExperimentConfig, job_id: int, *, unapplied: bool = True) -> StreamState:
+        """Finish updates a dead worker left half-done (when the claim said the stream has some:
+        ``unapplied``), then read-and-reserve; rebuild if Redis lost it."""
         cond = config.conditions[stream.condition]
-        self.complete_pending(stream, config)
+        if unapplied:
+            self.complete_pending(stream, config)
         for _ in range(3):
             state = self.swarm.snapshot(stream, cond.agents, job_id)
             if state is not None:
@@ -119,16 +122,20 @@ class StreamSync:
         for job, outcome in pending:
             self.apply(stream, config, update_of(job.id, outcome, issues[job.issue_id], config, stream.condition))
 
-    def apply(self, stream: Stream, config: ExperimentConfig, update: Update) -> None:
+    def apply(self, stream: Stream, config: ExperimentConfig, update: Update, *, mark: bool = True) -> AppliedMark:
+        """Apply the update in Redis; record it in Postgres unless the caller writes the returned mark itself
+        (``mark`` False: a worker's own job, whose mark rides with its release, `queue.jobs.release`)."""
         capacity = config.conditions[stream.condition].max_examples
         result = self.swarm.apply(stream, update, capacity)
         if result.status == "missing":
             self.rebuild(stream, config)  # the rebuild replays this outcome too: it is in Postgres
             result = self.swarm.apply(stream, update, capacity)
-        with self.sessions() as session:
-            applied = result.status == "applied"
-            outcomes.mark_applied(session, update.job_id, result.staleness if applied else None,
-                                  result.version if applied else None)  # fmt: skip
+        applied = result.status == "applied"
+        done = AppliedMark(update.job_id, result.staleness if applied else None, result.version if applied else None)
+        if mark:
+            with self.sessions() as session:
+                outcomes.mark_applied(session, done)
+        return done
 
     def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
         """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""

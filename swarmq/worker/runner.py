@@ -26,9 +26,10 @@ from swarmq.queue import jobs
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
-from swarmq.store.schema import Issue as IssueRow
+from swarmq.store.db import autocommit_sessions
+from swarmq.store.outcomes import AppliedMark
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.sync import ExperimentInfo, StreamSync, issue_of, update_for
+from swarmq.swarm.sync import ExperimentInfo, StreamSync, update_for
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
 from swarmq.worker.shutdown import WorkerExit, hard_exit
 from swarmq.worker.watch import JobTimedOut, JobWatch
@@ -95,6 +96,8 @@ class JobRunner:
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.sessions, self.generator, self.app = sessions, generator, app
+        self._direct = autocommit_sessions(sessions)
+        """For the job path's statements, each a transaction by itself (`queue.jobs`): claim, finish, release."""
         self.say = say
         """Where one line per finished job goes (the worker prints them unless ``-q``)."""
         self.sync = StreamSync(sessions, swarm)
@@ -102,7 +105,6 @@ class JobRunner:
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
         self.outage_seconds, self.max_attempts, self.stuck_seconds = outage_seconds, max_attempts, stuck_seconds
         self.jobs_done = 0
-        self._issues: dict[int, Issue] = {}
         self._lock = threading.Lock()
         self._runs: dict[int, _Run] = {}
         self._tokens = 0
@@ -132,7 +134,7 @@ class JobRunner:
         owner = self.identity.owner
 
         def claim() -> jobs.Claimed | None:
-            with self.sessions() as session:
+            with self._direct() as session:
                 return jobs.claim(session, job_id, owner, self.lease_seconds, self.max_attempts)
 
         job = self._retry(claim, "claim")
@@ -191,21 +193,18 @@ class JobRunner:
         with self.sessions() as session:
             return jobs.renew(session, run.job_id, self.identity.owner, self.lease_seconds)
 
-    def _load(self, job: jobs.Claimed) -> tuple[ExperimentInfo, Issue]:
+    def _experiment(self, job: jobs.Claimed) -> ExperimentInfo:
+        """The job's experiment (a query only the first time: `StreamSync.experiment` caches it)."""
         with self.sessions() as session:
-            info = self.sync.experiment(session, job.experiment_id)
-            if job.issue_id not in self._issues:  # immutable, and shared by every condition and replicate
-                row = session.get(IssueRow, job.issue_id)
-                assert row is not None
-                self._issues[job.issue_id] = issue_of(row)
-            return info, self._issues[job.issue_id]
+            return self.sync.experiment(session, job.experiment_id)
 
     def _run_claimed(self, job: jobs.Claimed, run: _Run) -> str:
         started = time.perf_counter()
-        info, issue = self._retry(lambda: self._load(job), "load job")
+        info = self._retry(lambda: self._experiment(job), "load experiment")
+        issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
         config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
         stream = info.stream(job.condition, job.replicate)
-        state = self._retry(lambda: self.sync.state(stream, config, job.id), "swarm state")
+        state = self._retry(lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied), "swarm state")
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
         self._check_lease(run, "generation")
@@ -217,7 +216,7 @@ class JobRunner:
         status = "failed" if verdict.error else "done"
 
         def finish() -> bool:
-            with self.sessions() as session:
+            with self._direct() as session:
                 return jobs.finish(session, job.id, self.identity.owner, record, status=status, error=verdict.error)
 
         if not self._retry(finish, "write outcome"):
@@ -226,8 +225,8 @@ class JobRunner:
         update = update_for(job.id, plan.decision.agent_id, issue, verdict.gen.text, config, job.condition,
                             success=verdict.success, judged=judged(record["score_status"]),
                             chat=plan.prompt.messages is not None)  # fmt: skip
-        self._retry(lambda: self.sync.apply(stream, config, update), "swarm update")
-        self._release_next(info)
+        applied = self._retry(lambda: self.sync.apply(stream, config, update, mark=False), "swarm update")
+        self._release_next(info, applied)
         with self._lock:
             self.jobs_done += 1
             self._tokens += verdict.gen.completion_tokens
@@ -262,5 +261,7 @@ class JobRunner:
             return Verdict(gen, None, False, unjudged, unjudged.seconds)
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
-    def _release_next(self, info: ExperimentInfo) -> None:
-        self._retry(lambda: release_next(self.sessions, self.app, info.id, info.config), "release")
+    def _release_next(self, info: ExperimentInfo, applied: AppliedMark | None = None) -> None:
+        """The experiment's next jobs, with the applied-mark of this job's swarm update when there is one."""
+        self._retry(lambda: release_next(self._direct, self.app, info.id, info.config, relaxed=True, applied=applied),
+                    "release")  # fmt: skip
