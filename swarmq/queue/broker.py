@@ -52,13 +52,19 @@ def make_app(redis_url: str) -> Celery:
 def publish(app: Celery, jobs: Iterable[tuple[int, str]]) -> int:
     """Publish ``(job_id, model_key)`` pairs on one broker connection; returns how many were sent."""
     n = 0
+    declared: set[str] = set()
     with app.producer_or_acquire() as producer:
         # kombu >= 5.7 pipelines the sends (one Redis round trip per batch instead of per message).
         batch = producer.batch(500) if hasattr(producer, "batch") else contextlib.nullcontext()
         with batch:
             for job_id, key in jobs:
-                app.send_task(keys.TASK_NAME, args=[job_id], queue=keys.queue_name(key), producer=producer,
-                              task_id=keys.task_id(job_id))  # fmt: skip
+                queue = keys.queue_name(key)
+                # Celery declares the queue again with every message (declare=None) unless given a list: the
+                # first message of each queue declares it, the rest skip what was about a fifth of a send's cost.
+                declare: list[Any] | None = [] if queue in declared else None
+                declared.add(queue)
+                app.send_task(keys.TASK_NAME, args=[job_id], queue=queue, producer=producer,
+                              task_id=keys.task_id(job_id), declare=declare)  # fmt: skip
                 n += 1
     return n
 
