@@ -28,28 +28,48 @@ TRACE_ENV = "SWARMQ_BENCH_TRACE"
 class Trace:
     """Counts Postgres round trips and Redis round trips in this process.
 
-    Postgres (SQLAlchemy events, on all engines): every statement, plus the BEGIN psycopg sends before the
-    first statement of a transaction and the COMMIT or ROLLBACK that ends one; a connection in autocommit
-    mode sends neither, so they are counted only when psycopg reports a transaction open. Redis:
-    ``Redis.execute_command``, a pipeline as one, kombu's and swarmq's clients alike. One line per generation
-    holds the counts since the previous one: a whole job's cycle, from the previous generation's outcome write
-    to this one's prompt. Housekeeping (heartbeat, reaper: a few calls every 5 s) lands in whichever job is
-    running then."""
+    Postgres, at psycopg (below SQLAlchemy, which the job path bypasses: `store.frozen`): every statement
+    (``Cursor.execute``/``executemany``), plus the BEGIN psycopg sends before the first statement of a
+    transaction and the COMMIT or ROLLBACK it sends to end one; a connection in autocommit mode sends
+    neither, so they are counted only when psycopg has a transaction open. Redis: ``Redis.execute_command``,
+    a pipeline as one, kombu's and swarmq's clients alike. One line per generation holds the counts since the
+    previous one: a whole job's cycle, from the previous generation's outcome write to this one's prompt.
+    Housekeeping (heartbeat, reaper: a few calls every 5 s) lands in whichever job is running then."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.lock = path, threading.Lock()
         self.sql, self.transactions, self.redis = 0, 0, Counter[str]()
 
     def install(self) -> None:
+        import psycopg
         import redis
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
+        from psycopg.pq import TransactionStatus
 
-        event.listen(Engine, "before_cursor_execute", self._statement)
-        event.listen(Engine, "commit", self._end)
-        event.listen(Engine, "rollback", self._end)
-        command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
         trace = self
+
+        def idle(conn: Any) -> bool:
+            return bool(conn.info.transaction_status == TransactionStatus.IDLE)
+
+        def statement(method: Any) -> Any:
+            def traced(cursor: Any, *args: Any, **kwargs: Any) -> Any:
+                begins = not cursor.connection.autocommit and idle(cursor.connection)  # psycopg sends BEGIN first
+                trace._count(1, int(begins))
+                return method(cursor, *args, **kwargs)
+
+            return traced
+
+        def ending(method: Any) -> Any:
+            def traced(conn: Any, *args: Any, **kwargs: Any) -> Any:
+                trace._count(0, int(not idle(conn)))  # COMMIT or ROLLBACK is sent only inside a transaction
+                return method(conn, *args, **kwargs)
+
+            return traced
+
+        psycopg.Cursor.execute = statement(psycopg.Cursor.execute)  # type: ignore[method-assign]
+        psycopg.Cursor.executemany = statement(psycopg.Cursor.executemany)  # type: ignore[method-assign]
+        psycopg.Connection.commit = ending(psycopg.Connection.commit)  # type: ignore[method-assign]
+        psycopg.Connection.rollback = ending(psycopg.Connection.rollback)  # type: ignore[method-assign]
+        command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
 
         def execute_command(client: Any, *args: Any, **kwargs: Any) -> Any:
             trace._redis(str(args[0]).upper() if args else "?")
@@ -62,23 +82,10 @@ class Trace:
         redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
         redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
 
-    @staticmethod
-    def _in_transaction(conn: Any) -> bool:
-        from psycopg.pq import TransactionStatus
-
-        return bool(conn.connection.driver_connection.info.transaction_status != TransactionStatus.IDLE)
-
-    def _statement(self, conn: Any, *_: Any) -> None:
-        driver = conn.connection.driver_connection
-        begins = not driver.autocommit and not self._in_transaction(conn)  # psycopg sends BEGIN first
+    def _count(self, statements: int, transaction_commands: int) -> None:
         with self.lock:
-            self.sql += 1
-            self.transactions += begins
-
-    def _end(self, conn: Any) -> None:
-        if self._in_transaction(conn):  # psycopg sends COMMIT or ROLLBACK only inside a transaction
-            with self.lock:
-                self.transactions += 1
+            self.sql += statements
+            self.transactions += transaction_commands
 
     def _redis(self, name: str) -> None:
         with self.lock:

@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from sqlalchemy import Integer, bindparam, event, literal, select, text
+from sqlalchemy import Integer, bindparam, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 
 from swarmq.experiment.dataset import load_issues
 from swarmq.experiment.file import load_config
 from swarmq.queue import jobs
 from swarmq.queue.broker import make_app
 from swarmq.queue.producer import enqueue
-from swarmq.store.db import autocommit_sessions
+from swarmq.store.db import autocommit_connections
 from swarmq.store.frozen import freeze
 from swarmq.store.outcomes import AppliedMark
 from tests.helpers import write_config
@@ -28,11 +30,13 @@ OUTCOME = {"completion": "x", "finish_reason": "stop", "worker": "w", "model_nam
 
 
 def test_a_frozen_statement_keeps_its_literals_and_asks_for_its_parameters(svc: Any) -> None:
-    stmt = freeze(select(literal("kept"), bindparam("n", type_=Integer) + 1))
+    stmt = freeze(select(literal("kept").label("word"), (bindparam("n", type_=Integer) + 1).label("n"),
+                         bindparam("doc", type_=JSONB).label("doc")))  # fmt: skip
     with svc.sessions() as session:
-        assert tuple(session.execute(*stmt.bind(n=41)).one()) == ("kept", 42)
-    with pytest.raises(TypeError, match=r"needs parameters \['n'\]"):
-        stmt.bind()
+        (row,) = stmt.run(session, n=41, doc={"a": [1, 2]})  # a JSONB value goes through its type's processor
+    assert (row.word, row.n, row.doc) == ("kept", 42, {"a": [1, 2]})
+    with pytest.raises(TypeError, match=r"needs parameters \['doc', 'n'\]"):
+        stmt.params({})
 
 
 def _jobs(svc: Any, tmp_path: Path) -> dict[tuple[str, int], int]:
@@ -43,29 +47,29 @@ def _jobs(svc: Any, tmp_path: Path) -> dict[tuple[str, int], int]:
     return {(c, p): i for c, p, i in rows}
 
 
-def test_each_step_is_one_statement_without_begin_or_commit(svc: Any, tmp_path: Path) -> None:
+def test_each_step_is_one_statement_without_begin_or_commit(svc: Any, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     ids = _jobs(svc, tmp_path)
     sent: list[str] = []
     autocommit: list[bool] = []
+    execute = psycopg.Cursor.execute
 
-    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-        autocommit.append(bool(conn.connection.driver_connection.autocommit))
+    def seen(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:  # below SQLAlchemy: what psycopg sends
+        sent.append(str(query))
+        autocommit.append(bool(cursor.connection.autocommit))
+        return execute(cursor, query, *args, **kwargs)
 
-    direct = autocommit_sessions(svc.sessions)
-    event.listen(svc.engine, "before_cursor_execute", seen)
-    try:
-        steps = []
-        with direct() as session:
-            claimed = jobs.claim(session, ids[("a", 0)], "w/1", 60, 3)
-            steps.append(len(sent))
-            assert jobs.finish(session, ids[("a", 0)], "w/1", OUTCOME)
-            steps.append(len(sent))
-            jobs.release(session, claimed.experiment_id, {"a": None, "b": None}, 4, relaxed=True,
-                         applied=AppliedMark(ids[("a", 0)], 0, 1))  # fmt: skip
-            steps.append(len(sent))
-    finally:
-        event.remove(svc.engine, "before_cursor_execute", seen)
+    monkeypatch.setattr(psycopg.Cursor, "execute", seen)
+    steps = []
+    with autocommit_connections(svc.sessions)() as conn:
+        claimed = jobs.claim(conn, ids[("a", 0)], "w/1", 60, 3)
+        steps.append(len(sent))
+        assert jobs.finish(conn, ids[("a", 0)], "w/1", OUTCOME)
+        steps.append(len(sent))
+        jobs.release(conn, claimed.experiment_id, {"a": None, "b": None}, 4, relaxed=True,
+                     applied=AppliedMark(ids[("a", 0)], 0, 1))  # fmt: skip
+        steps.append(len(sent))
+    monkeypatch.undo()
     assert steps == [1, 2, 3], sent
     assert all(autocommit)  # psycopg sends no BEGIN, so no COMMIT either: each statement is its transaction
     with svc.sessions() as session:
@@ -77,8 +81,7 @@ def test_each_step_is_one_statement_without_begin_or_commit(svc: Any, tmp_path: 
 
 def test_the_claim_says_whether_its_own_stream_has_unapplied_updates(svc: Any, tmp_path: Path) -> None:
     ids = _jobs(svc, tmp_path)
-    direct = autocommit_sessions(svc.sessions)
-    with direct() as session:
+    with autocommit_connections(svc.sessions)() as session:
         first = jobs.claim(session, ids[("a", 0)], "w/1", 60, 3)
         assert first is not None and not first.unapplied
         assert jobs.finish(session, ids[("a", 0)], "w/1", OUTCOME)  # its swarm update is not applied yet

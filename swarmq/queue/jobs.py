@@ -27,9 +27,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Connection,
     Float,
     Integer,
-    Row,
     Table,
     Text,
     and_,
@@ -69,7 +69,9 @@ JOBS: Table = Job.__table__  # type: ignore[assignment]
 OUTCOMES: Table = Outcome.__table__  # type: ignore[assignment]
 EXPERIMENTS: Table = Experiment.__table__  # type: ignore[assignment]
 ISSUES: Table = IssueRow.__table__  # type: ignore[assignment]
-Claimed = Row[Any]
+Executor = Session | Connection
+"""What the job path's statements run in: a Session, or a Core connection (a worker's, in autocommit)."""
+Claimed = Any
 """A claimed job's id, experiment_id, issue_id, condition, replicate, position and attempts; whether its stream
 has ``unapplied`` swarm updates; its issue's instance_id, problem, task_type, category, repo and data."""
 
@@ -118,7 +120,7 @@ def _claim_statement() -> ClauseElement:
                   i.task_type, i.category, i.repo, i.data).join(ISSUES, i.id == claimed.c.issue_id)  # fmt: skip
 
 
-def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_attempts: int) -> Claimed | None:
+def claim(session: Executor, job_id: int, owner: str, lease_seconds: float, max_attempts: int) -> Claimed | None:
     """Take the job if it is queued, or its lease expired with attempts to spare, or it is already leased to
     ``owner`` (our own retry after a connection dropped before the reply). None: someone else has it, or
     it is over, or it is out of attempts (the reaper fails it).
@@ -129,11 +131,10 @@ def claim(session: Session, job_id: int, owner: str, lease_seconds: float, max_a
     Postgres crash would put the job back in the queue while its worker still runs it, and the work would run
     twice.
     """
-    row = session.execute(
-        *_claim_statement().bind(job_id=job_id, owner=owner, lease_seconds=lease_seconds, max_attempts=max_attempts)
-    ).first()
+    rows = _claim_statement().run(session, job_id=job_id, owner=owner, lease_seconds=lease_seconds,
+                                  max_attempts=max_attempts)  # fmt: skip
     session.commit()
-    return row
+    return rows[0] if rows else None
 
 
 def renew(session: Session, job_id: int, owner: str, lease_seconds: float) -> bool:
@@ -160,7 +161,7 @@ def _held(job_id: int, owner: str) -> ColumnElement[bool]:
     return and_(JOBS.c.id == job_id, JOBS.c.status == "running", JOBS.c.lease_owner == owner)
 
 
-def _finished_by(session: Session, job_id: int, owner: str) -> bool:
+def _finished_by(session: Executor, job_id: int, owner: str) -> bool:
     """The job was closed by ``owner`` with an outcome of its own (`finish`; not `fail`, whose failure outcome
     has no agent): our own commit, retried."""
     row = session.execute(
@@ -200,7 +201,7 @@ def _finish_statement(columns: tuple[str, ...]) -> ClauseElement:
     )
 
 
-def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
+def finish(session: Executor, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
            error: str | None = None) -> bool:  # fmt: skip
     """Close the job (done, or failed with ``error``) and write its outcome, atomically, while ``owner``
     holds the lease. False when it does not (the lease expired or went to another worker: the caller drops
@@ -209,11 +210,10 @@ def finish(session: Session, job_id: int, owner: str, outcome: dict[str, Any], *
     One statement: the outcome INSERT selects from the close, so both commit together or not at all (a
     durable commit: outcomes are never relaxed). The unique constraint on outcomes.job_id keeps one outcome
     per job whatever this code does."""
-    sql, params = _finish_statement(tuple(outcome)).bind(job=job_id, lease_owner=owner, job_status=status, job_error=error,
-                                                         **outcome)  # fmt: skip
-    written = session.execute(sql, params).first()
+    written = _finish_statement(tuple(outcome)).run(session, job=job_id, lease_owner=owner, job_status=status,
+                                                    job_error=error, **outcome)  # fmt: skip
     session.commit()
-    return written is not None or _finished_by(session, job_id, owner)
+    return bool(written) or _finished_by(session, job_id, owner)
 
 
 def fail(session: Session, job_id: int, owner: str, reason: str) -> bool:
@@ -299,7 +299,7 @@ Publishable = list[tuple[int, str]]
 """(job id, model key) pairs, in publish order: what `broker.publish` sends."""
 
 
-def release(session: Session, experiment_id: int, limits: Mapping[str, int | None], window: int, *,
+def release(session: Executor, experiment_id: int, limits: Mapping[str, int | None], window: int, *,
             relaxed: bool = False, applied: AppliedMark | None = None) -> Publishable:  # fmt: skip
     """Queue the experiment's next pending jobs; returns them to publish, in publish order.
 
@@ -318,11 +318,10 @@ def release(session: Session, experiment_id: int, limits: Mapping[str, int | Non
     applied-mark of its last job's swarm update (`store.outcomes.applied_mark`), written in the same
     statement, so a job's end costs one round trip after its outcome.
     """
-    sql, params = _release_statement(applied is not None).bind(
-        experiment_id=experiment_id, lock_key=keys.release_lock(experiment_id), limits=dict(limits), window=window,
-        relaxed=relaxed, **(applied_params(applied) if applied is not None else {}),
+    rows = _release_statement(applied is not None).run(
+        session, experiment_id=experiment_id, lock_key=keys.release_lock(experiment_id), limits=dict(limits),
+        window=window, relaxed=relaxed, **(applied_params(applied) if applied is not None else {}),
     )  # fmt: skip
-    rows = session.execute(sql, params).all()
     session.commit()
     return [(int(job_id), str(key)) for job_id, key, _ in sorted(rows, key=lambda r: r[2])]
 

@@ -6,6 +6,7 @@ Clients are created here once and injected into whatever needs them (producer, w
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,12 +70,12 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def autocommit_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
-    """Sessions on the same pool whose statements each commit on their own: no BEGIN and COMMIT round trips
-    around them. Only for statements that are a whole transaction by themselves (a worker's job path,
-    `queue.jobs`: claim, finish, release)."""
+def autocommit_connections(sessions: sessionmaker[Session]) -> Callable[[], Connection]:
+    """Core connections from the same pool whose statements each commit on their own: no BEGIN and COMMIT
+    round trips around them, and none of a Session's bookkeeping. Only for statements that are a whole
+    transaction by themselves (a worker's job path, `queue.jobs`: claim, finish, release)."""
     engine: Engine = sessions.kw["bind"]
-    return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    return engine.execution_options(isolation_level="AUTOCOMMIT").connect
 
 
 def _redact(url: str) -> str:

@@ -26,7 +26,7 @@ from swarmq.queue import jobs
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
-from swarmq.store.db import autocommit_sessions
+from swarmq.store.db import autocommit_connections
 from swarmq.store.outcomes import AppliedMark
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.sync import ExperimentInfo, StreamSync, update_for
@@ -96,7 +96,7 @@ class JobRunner:
         say: Callable[[str], None] | None = None,
     ) -> None:
         self.sessions, self.generator, self.app = sessions, generator, app
-        self._direct = autocommit_sessions(sessions)
+        self._direct = autocommit_connections(sessions)
         """For the job path's statements, each a transaction by itself (`queue.jobs`): claim, finish, release."""
         self.say = say
         """Where one line per finished job goes (the worker prints them unless ``-q``)."""
