@@ -266,3 +266,97 @@ def test_specialization_from_counts_matches_exact_and_large_sample() -> None:
     _, p, _, _ = sps.chi2_contingency(table, correction=False, lambda_="log-likelihood")
     assert big.p == pytest.approx(p)
     assert specialization_from_counts({(0, "a"): 50_000, (1, "a"): 50_000}) == (0.0, 1.0, 0.0)
+
+
+# --- Many at once: the vectorized forms results uses -----------------------------------------------
+
+
+def test_wilson_intervals_are_wilson_interval_float_for_float() -> None:
+    from swarmq.report.stats import wilson_intervals
+
+    rng = np.random.default_rng(11)
+    n = np.concatenate([[0, 1, 1, 7, 10, 1000], rng.integers(0, 5_000_000, size=500)])
+    s = np.concatenate([[0, 0, 1, 7, 3, 1], [int(rng.integers(0, k + 1)) for k in n[6:]]])
+    lo, hi = wilson_intervals(s, n)
+    assert [(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)] == [
+        wilson_interval(int(x), int(k)) for x, k in zip(s, n, strict=True)
+    ]
+    with pytest.raises(ValueError):
+        wilson_intervals(np.array([3]), np.array([2]))
+
+
+def _random_counts(rng: np.random.Generator, agents: int, types: int, scale: int) -> dict[tuple[int, str], int]:
+    """An (agent, task type) → jobs table in sorted key order, some cells missing."""
+    counts = {}
+    for a in sorted(int(x) for x in rng.choice(10_000, size=agents, replace=False)):
+        for t in sorted(f"type-{j}" for j in range(types)):
+            if rng.random() < 0.8:
+                counts[(a, t)] = int(rng.integers(1, scale))
+    return counts
+
+
+def _matrix(counts: dict[tuple[int, str], int]) -> np.ndarray:
+    agents, types = sorted({a for a, _ in counts}), sorted({t for _, t in counts})
+    return np.array([[counts.get((a, t), 0) for t in types] for a in agents])
+
+
+def test_specialization_from_matrix_is_specialization_from_counts_in_sorted_order() -> None:
+    from swarmq.report.stats import specialization_from_counts, specialization_from_matrix
+
+    rng = np.random.default_rng(12)
+    for agents, types, scale in ((4, 3, 20), (9, 5, 40), (30, 4, 60)):
+        counts = _random_counts(rng, agents, types, scale)
+        # The permutation test takes the same cells in the same order: the same draws, the same numbers.
+        assert specialization_from_matrix(_matrix(counts), permutations=200, seed=3) == specialization_from_counts(
+            counts, permutations=200, seed=3
+        )
+        big, want = (
+            specialization_from_matrix(_matrix(counts), exact_limit=10),
+            specialization_from_counts(counts, exact_limit=10),
+        )
+        assert big == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_g_test_specialization_by_hand() -> None:
+    """The vectorized G-test path against its formula written out cell by cell."""
+    from swarmq.report.stats import specialization_from_matrix
+
+    m = np.array([[30, 5, 0], [4, 25, 1], [0, 2, 12], [0, 0, 0]])
+    n = m.sum()
+    col = m.sum(axis=0) / n
+    h_type = -sum(p * math.log2(p) for p in col if p > 0)
+    h_cond = sum(row.sum() / n * -sum(x / row.sum() * math.log2(x / row.sum()) for x in row if x > 0)
+                 for row in m if row.sum() > 0)  # fmt: skip
+    got = specialization_from_matrix(m, exact_limit=10)
+    assert got.value == pytest.approx(1 - h_cond / h_type, rel=1e-12)
+    g = 2 * n * math.log(2) * (h_type - h_cond)
+    assert got.p == pytest.approx(float(sps.chi2.sf(g, (3 - 1) * (3 - 1))), rel=1e-9)
+    assert specialization_from_matrix(np.zeros((0, 0), dtype=int)) == (0.0, 1.0, 0.0)
+    assert specialization_from_matrix(np.array([[50_000], [50_000]])) == (0.0, 1.0, 0.0)
+
+
+def test_differentiation_from_matrix_is_functional_differentiation() -> None:
+    from swarmq.report.stats import differentiation_from_matrix
+
+    rng = np.random.default_rng(13)
+    for _ in range(20):
+        m = rng.integers(0, 8, size=(int(rng.integers(1, 6)), int(rng.integers(1, 5))))
+        table = {a: {f"t{j}": int(m[a, j]) for j in range(m.shape[1])} for a in range(m.shape[0])}
+        assert differentiation_from_matrix(m) == functional_differentiation(table)
+
+
+def test_agent_type_tables_do_not_depend_on_the_order_cells_arrive_in() -> None:
+    """results' S and F tables: rows by (replicate, agent), columns by task type in code-point order (the
+    permutation test of S takes the cells in that order), whatever order SQL returned them in."""
+    from swarmq.report.queries import AgentTypeCells
+    from swarmq.report.results import agent_type_tables
+
+    cells = [(r, a, t, 3 * r + a + len(t), r + a) for r in (1, 0) for a in (2, 0, 1) for t in ("math", "Zeta", "list")]
+    tables = [agent_type_tables(AgentTypeCells(*(list(c) for c in zip(*order, strict=True))))
+              for order in (cells, cells[::-1], sorted(cells, key=lambda c: c[2]))]  # fmt: skip
+    jobs, successes = tables[0]
+    for j, s in tables[1:]:
+        assert (j == jobs).all() and (s == successes).all()
+    # Row 0 is replicate 0 agent 0, column 0 is "Zeta" (upper case sorts first by code point).
+    assert jobs[0].tolist() == [0 + len("Zeta"), 0 + len("list"), 0 + len("math")]
+    assert jobs[5].tolist() == [3 + 2 + 4, 3 + 2 + 4, 3 + 2 + 4] and successes[5].tolist() == [3, 3, 3]

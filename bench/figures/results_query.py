@@ -146,6 +146,7 @@ def sample(fn: Callable[[], Any], repeats: int, budget: float = BUDGET_S) -> lis
 
 def run(ctx: Context) -> FigureResult:
     from swarmq.report import results as res
+    from swarmq.report.queries import group_rows
 
     fig = FigureResult(KEY, TITLE)
     with fresh_database(ctx.endpoints) as bench:
@@ -181,8 +182,8 @@ def run(ctx: Context) -> FigureResult:
                 "v_condition_summary": summary_view,
                 "v_agent_summary": agent_view,
                 "v_outcomes": outcomes_view,
-                "group_rows": call(lambda s: res.group_rows(s, exp_id, "condition", cfg)),
-                "group_rows_recount": call(lambda s: res.group_rows(s, exp_id, "condition", cfg, recount=True)),
+                "group_rows": call(lambda s: group_rows(s, exp_id, "condition", cfg)),
+                "group_rows_recount": call(lambda s: group_rows(s, exp_id, "condition", cfg, recount=True)),
                 "specialization_metrics": call(lambda s: res.specialization_metrics(s, exp_id, cfg)),
                 "divergence": call(lambda s: res.divergence(s, exp_id, cfg)),
                 "results": call(lambda s: res.results(s, NAME)),

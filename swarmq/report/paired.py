@@ -1,8 +1,8 @@
 """Statistics for outcomes that are not independent: replicates share issues, conditions share issues and
 seeds. Following Miller (2024), "Adding Error Bars to Evals" (arXiv:2411.00640), rates get intervals clustered
 by issue, and conditions are compared on matched (issue, replicate) pairs: the mean paired difference with a
-clustered standard error, an exact sign-flip test at the issue level, Holm-adjusted p across pairs, and the
-difference the design could detect at 80% power. Pure functions on plain tuples; numpy for the flips.
+clustered standard error, an exact sign-flip test at the issue level (`signflip`), Holm-adjusted p across
+pairs, and the difference the design could detect at 80% power. Pure functions on plain tuples.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import product
 
-import numpy as np
+from swarmq.report.signflip import sign_flip_p
 
 Z95 = 1.959963984540054
 Z80 = 0.8416212335729143
 """One-sided normal quantile for 80% power."""
-EXACT_ISSUES = 12
-"""Up to this many issues with a non-zero difference, every sign flip is enumerated (2^12 = 4,096)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +76,8 @@ def paired_compare(
     """Compare A and B on matched pairs ``(issue, a_success, b_success)`` (one per issue and replicate).
 
     The test statistic is the summed difference; under no effect each issue's pairs may swap A and B
-    together, so the null distribution flips the sign of each issue's sum. Exact up to `EXACT_ISSUES`
-    issues with a non-zero sum, else ``permutations`` seeded draws (p = (1 + hits) / (1 + draws))."""
+    together, so the null distribution flips the sign of each issue's sum (`signflip.sign_flip_p`: exact; past
+    its budget the normal approximation, or ``permutations`` seeded draws)."""
     by_issue: dict[str, list[int]] = defaultdict(list)
     for issue, a, b in pairs:
         by_issue[issue].append(int(a) - int(b))
@@ -96,21 +93,8 @@ def paired_from_sums(per_issue: Sequence[tuple[int, int]], *, permutations: int 
     diff = sum(d for _, d in per_issue) / n
     se = _cluster_se([d - diff * k for k, d in per_issue], n)
     ci = (-1.0, 1.0) if math.isnan(se) else (max(-1.0, diff - Z95 * se), min(1.0, diff + Z95 * se))
-    p = _sign_flip_p(np.array([d for _, d in per_issue if d != 0], dtype=float), permutations, seed)
+    p = sign_flip_p([d for _, d in per_issue], permutations=permutations, seed=seed)
     return PairedComparison(n, len(per_issue), diff, se, ci, p, (Z95 + Z80) * se)
-
-
-def _sign_flip_p(sums: np.ndarray, permutations: int, seed: int) -> float:
-    if sums.size == 0:
-        return 1.0
-    observed = abs(sums.sum()) - 1e-9  # ties count as at least as extreme
-    if sums.size <= EXACT_ISSUES:
-        signs = np.array(list(product((1.0, -1.0), repeat=sums.size)))
-        return float(np.mean(np.abs(signs @ sums) >= observed))
-    rng = np.random.default_rng(seed)
-    signs = rng.choice((1.0, -1.0), size=(permutations, sums.size))
-    hits = int(np.sum(np.abs(signs @ sums) >= observed))
-    return (1 + hits) / (1 + permutations)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

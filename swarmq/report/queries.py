@@ -9,13 +9,17 @@ key, repo and model)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.benchmarks.base import UNJUDGED
 from swarmq.store import aggregates
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `swarmq status` reads through this module without it
+    import numpy as np
 
 GROUPINGS = {
     "condition": ("j.condition",),
@@ -51,56 +55,120 @@ def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, 
     matched set (`MATCHED`), and ``outside`` counts the judged outcomes left out of it. From the aggregates
     unless ``recount`` (or the grouping is not one they keep); there, without ``p95``, p95_seconds is None
     (a caller that only wants rates skips the histogram)."""
-    if recount or by not in AGGREGATED:
-        return [_rates(g) for g in _recounted_rows(session, experiment_id, by, config, matched=matched)]
-    return [_rates(g) for g in _aggregated_rows(session, experiment_id, by, matched=matched, p95=p95)]
+    return group_levels(session, experiment_id, [by], config, matched=matched, recount=recount,
+                        p95=[by] if p95 else [])[by]  # fmt: skip
+
+
+def group_levels(session: Session, experiment_id: int, levels: Sequence[str], config: dict[str, Any], *,
+                 matched: bool = True, recount: bool = False, p95: Collection[str] = (),
+                 brief: Collection[str] = ()) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """`group_rows` for several groupings at once (results wants its grouping, the conditions, and the
+    replicates' rates). From the aggregates, each of their tables is read once, at the finest grouping asked
+    (`_aggregated_levels`); p95_seconds is computed for the groupings in ``p95`` only, and the groupings in
+    ``brief`` may have only their key, judged, successes and success_rate."""
+    wanted = list(dict.fromkeys(levels))
+    kept = [by for by in wanted if by in AGGREGATED and not recount]
+    out = _aggregated_levels(session, experiment_id, kept, matched=matched, p95=p95, brief=brief) if kept else {}
+    for by in wanted:
+        if by not in out:
+            out[by] = _with_rates(_recounted_rows(session, experiment_id, by, config, matched=matched))
+    return {by: out[by] for by in wanted}
 
 
 AGGREGATED = ("condition", "replicate", "agent")
-"""Groupings `group_rows` reads from the aggregates (the ones `results` and its default tables use)."""
+"""Groupings `group_rows` reads from the aggregates (the ones `results` and its default tables use). Each key
+extends the one before, so the coarser groupings are sums of the finer ones."""
 FLOATS = ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens", "share_errors")
 
 
-def _rates(g: dict[str, Any]) -> dict[str, Any]:
-    """The rate and its Wilson interval. Every job with a judged outcome counts, failures included (a prompt
-    longer than n_ctx, a job that failed as a whole): leaving them out would flatter the conditions whose
-    prompts grow. Outcomes the scorer could not judge do not (stated in scoring_errors), nor, by default,
-    those outside the matched set."""
+def _with_rates(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each group's rate and its Wilson interval (`_rates`)."""
+    lo, hi = _rates([int(g["successes"]) for g in groups], [int(g["judged"]) for g in groups])
+    for g, low, high in zip(groups, lo.tolist(), hi.tolist(), strict=True):
+        g["success_rate"] = g["successes"] / g["judged"] if g["judged"] else None
+        g["ci95"] = [low, high]
+    return groups
+
+
+def _rates(successes: Sequence[int] | np.ndarray, judged: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson intervals of the rates, in one pass over thousands of groups. Every job with a judged outcome
+    counts, failures included (a prompt longer than n_ctx, a job that failed as a whole): leaving them out would
+    flatter the conditions whose prompts grow. Outcomes the scorer could not judge do not (stated in
+    scoring_errors), nor, by default, those outside the matched set."""
+    import numpy as np
+
     from swarmq.report import stats  # scipy: only the commands that compute rates pay for it (not `status`)
 
-    n = int(g["judged"])
-    g["success_rate"] = g["successes"] / n if n else None
-    g["ci95"] = list(stats.wilson_interval(int(g["successes"]), n))
-    return g
+    return stats.wilson_intervals(np.asarray(successes, dtype=np.int64), np.asarray(judged, dtype=np.int64))
 
 
-def _aggregated_rows(session: Session, experiment_id: int, by: str, *, matched: bool,
-                     p95: bool = True) -> list[dict[str, Any]]:  # fmt: skip
-    """`group_rows` from the aggregates: summed cells, running jobs read live, p95 from the histogram."""
-    running = aggregates.running(session, experiment_id, by)
-    times = aggregates.p95_seconds(session, experiment_id, by) if p95 else {}
-    out = []
-    for c in aggregates.cell_groups(session, experiment_id, by):
-        key = tuple(c[k] for k in aggregates.GROUP_COLUMNS[by])
-        if by == "agent" and c["agent"] < 0:
-            continue  # jobs not yet routed, and failure outcomes, have no agent
-        judged = int(c["matched"] if matched else c["judged"])
-        g = {k: c[k] for k in aggregates.GROUP_COLUMNS[by]}
-        g.update(
-            jobs=int(c["jobs"]), done=int(c["done"]), failed=int(c["failed"]), running=running.get(key, 0),
-            outcomes=int(c["outcomes"]), scoring_errors=int(c["scoring_errors"]), judged=judged,
-            outside=int(c["judged"]) - judged if matched else 0,
-            successes=int(c["matched_successes"] if matched else c["successes"]),
-            resolved=int(c["resolved"]), imported=int(c["imported"]),
-            mean_seconds=float(c["seconds_sum"] / c["seconds_n"]) if c["seconds_n"] else None,
-            p95_seconds=times.get(key),
-            tokens_per_second=float(c["tokens_sum"] / c["generation_sum"])
-            if c["generation_n"] and c["generation_sum"] else None,
-            share_max_tokens=c["length_n"] / c["finish_n"] if c["finish_n"] else None,
-            share_errors=c["errors_n"] / c["outcomes"] if c["outcomes"] else None,
-        )  # fmt: skip
-        out.append(g)
-    return out
+def _aggregated_levels(session: Session, experiment_id: int, levels: Sequence[str], *, matched: bool,
+                       p95: Collection[str], brief: Collection[str]) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """`group_rows` of nested groupings from the aggregates: the cells and the histogram each summed by SQL to the
+    finest grouping and from there to each coarser one in turn (`aggregates.sum_cells`,
+    `aggregates.sum_histograms`), running jobs read live."""
+    columns = aggregates.GROUP_COLUMNS
+    order = sorted(levels, key=lambda by: -len(columns[by]))  # finest first: each is summed from the one before
+    cells = aggregates.cell_sums(session, experiment_id, order[0])
+    running = aggregates.running(session, experiment_id, order[0])
+    timed = [by for by in order if by in p95]
+    hist = aggregates.histograms(session, experiment_id, timed[0]) if timed else None
+    out = {}
+    for by in order:
+        width = len(columns[by])
+        cells = aggregates.sum_cells(cells, width) if width < len(cells.columns) else cells
+        times = {}
+        if hist is not None and by in timed:
+            hist = aggregates.sum_histograms(hist, width)
+            times = aggregates.quantiles(hist, 0.95)
+        out[by] = _groups(cells, aggregates.sum_counts(running, width), times, matched=matched, brief=by in brief)
+    return {by: out[by] for by in levels}
+
+
+def _groups(cells: aggregates.CellSums, running: dict[tuple[Any, ...], int], times: dict[tuple[Any, ...], float | None],
+            *, matched: bool, brief: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Group rows from summed cell counters, a column at a time (thousands of agents); ``brief``: only the key,
+    judged, successes and the rate. Means and token rates divide the exact sums converted to float (within an
+    ulp of dividing the decimals; the recount divides float sums). An agent group -1 (jobs not yet routed,
+    failure outcomes) has no agent and no row."""
+    import numpy as np
+
+    n = {name: cells.count(name) for name in aggregates.INT_COUNTERS}
+    judged = n["matched"] if matched else n["judged"]
+    successes = n["matched_successes"] if matched else n["successes"]
+    rate = _ratio(successes, judged, judged > 0)
+    if brief:
+        columns: dict[str, Any] = {"judged": judged, "successes": successes, "success_rate": rate}
+    else:
+        seconds = np.array([float(x) for x in cells.sums["seconds_sum"]])
+        generation = np.array([float(x) for x in cells.sums["generation_sum"]])
+        lo, hi = _rates(successes, judged)
+        columns = {
+            "jobs": n["jobs"], "done": n["done"], "failed": n["failed"],
+            "running": [running.get(k, 0) for k in cells.keys], "outcomes": n["outcomes"],
+            "scoring_errors": n["scoring_errors"], "judged": judged,
+            "outside": n["judged"] - judged if matched else 0 * judged,
+            "successes": successes, "resolved": n["resolved"], "imported": n["imported"],
+            "mean_seconds": _ratio(seconds, n["seconds_n"], n["seconds_n"] > 0),
+            "p95_seconds": [times.get(k) for k in cells.keys],
+            "tokens_per_second": _ratio(n["tokens_sum"], generation, (n["generation_n"] > 0) & (generation != 0)),
+            "share_max_tokens": _ratio(n["length_n"], n["finish_n"], n["finish_n"] > 0),
+            "share_errors": _ratio(n["errors_n"], n["outcomes"], n["outcomes"] > 0),
+            "success_rate": rate,
+            "ci95": [[a, b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)],
+        }  # fmt: skip
+    names = (*cells.columns, *columns)
+    values = [c.tolist() if isinstance(c, np.ndarray) else c for c in columns.values()]
+    rows = [dict(zip(names, r, strict=True)) for r in zip(*zip(*cells.keys, strict=True), *values, strict=True)]
+    return [g for g in rows if g["agent"] >= 0] if cells.columns[-1] == "agent" else rows
+
+
+def _ratio(a: np.ndarray, b: np.ndarray, defined: np.ndarray) -> list[float | None]:
+    """a / b where ``defined``, None elsewhere (as floats: an int ratio rounds as Python's ``/`` does)."""
+    import numpy as np
+
+    out = np.divide(a, b, out=np.zeros(len(defined)), where=defined)
+    return [x if ok else None for x, ok in zip(out.tolist(), defined.tolist(), strict=True)]
 
 
 def _recounted_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any], *,
@@ -145,23 +213,35 @@ def _recounted_rows(session: Session, experiment_id: int, by: str, config: dict[
     return out
 
 
-def agent_type_cells(session: Session, experiment_id: int, config: dict[str, Any], *,
-                     recount: bool = False) -> list[Any]:  # fmt: skip
-    """(condition, replicate, agent, task type, jobs, successes) for every cell that has outcomes. The
+class AgentTypeCells(NamedTuple):
+    """One condition's (replicate, agent, task type) cells that have outcomes, as columns."""
+
+    replicate: list[int]
+    agent: list[int]
+    task_type: list[str]
+    outcomes: list[int]
+    successes: list[int]
+
+
+def agent_type_cells(session: Session, experiment_id: int, *, recount: bool = False) -> dict[str, AgentTypeCells]:
+    """Per condition, its cells' (replicate, agent, task type, jobs, successes), in no particular order. The
     aggregates key the cell by its issue's task type: an outcome records its issue's (`worker.planning`,
     `store.outcomes.failure_record`)."""
     if not recount:
-        return list(aggregates.agent_type_cells(session, experiment_id))
+        return {c: AgentTypeCells(*cols) for c, cols in aggregates.agent_type_columns(session, experiment_id).items()}
     rows = session.execute(
         text(
             f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
             f"count(*) FILTER (WHERE {SUCCESS}) AS s "
             "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e AND o.agent_id IS NOT NULL "
-            "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type ORDER BY 1, 2, 3, 4"
+            "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
         ),
         {"e": experiment_id},
     ).all()
-    return [(str(c), int(r), int(a), str(t), int(n), int(x)) for c, r, a, t, n, x in rows]
+    per: dict[str, list[tuple[int, int, str, int, int]]] = {}
+    for c, r, a, t, n, x in rows:
+        per.setdefault(str(c), []).append((int(r), int(a), str(t), int(n), int(x)))
+    return {c: AgentTypeCells(*(list(col) for col in zip(*cells, strict=True))) for c, cells in per.items()}
 
 
 JUDGED_OUTCOMES = f"""
@@ -191,6 +271,15 @@ def issue_counts(session: Session, experiment_id: int, conditions: int | None, *
     for condition, _issue, n, successes in rows:
         out.setdefault(str(condition), []).append((int(n), int(successes)))
     return out
+
+
+def paired_sums_of(session: Session, experiment_id: int, pairs: Sequence[tuple[str, str]], *,
+                   recount: bool = False) -> list[list[tuple[int, int]]]:  # fmt: skip
+    """`paired_sums` of each pair (a, b) of ``pairs``; from the aggregates in one read."""
+    if recount:
+        return [paired_sums(session, experiment_id, a, b, recount=True) for a, b in pairs]
+    stored = aggregates.all_paired_sums(session, experiment_id)
+    return [[(n, d) for _issue, n, d in aggregates.oriented(stored, a, b)] for a, b in pairs]
 
 
 def paired_sums(session: Session, experiment_id: int, a: str, b: str, *,

@@ -6,21 +6,28 @@ and D per replicate, replayed from Postgres, beside its null reference). Rates a
 default: a partial run compares conditions on the same (replicate, issue) pairs.
 
 Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP BY
-over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`.
+over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`. Over a
+million outcomes the report reads each aggregate table once (`queries.group_levels`) and computes on columns
+(numpy) rather than a Python row per agent or cell; most of what is left is Postgres reading ~20,000 cells and,
+for ``by="agent"``, ~150,000 histogram rows (bench figure 5).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import combinations
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.report import paired, queries, stats
-from swarmq.report.queries import GROUPINGS, group_rows
+from swarmq.report.queries import GROUPINGS
 from swarmq.store.experiments import experiment_row, latest_name
 from swarmq.swarm.sync import final_buffers
 
@@ -32,12 +39,13 @@ def comparisons(session: Session, experiment_id: int, groups: list[dict[str, Any
                 recount: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted across
     pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were independent."""
+    pairs = list(combinations(groups, 2))
+    sums = queries.paired_sums_of(session, experiment_id, [(a["condition"], b["condition"]) for a, b in pairs],
+                                  recount=recount)  # fmt: skip
     out = []
-    for a, b in combinations(groups, 2):
+    for (a, b), per_issue in zip(pairs, sums, strict=True):
         c = stats.fisher_compare(int(a["successes"]), int(a["judged"]), int(b["successes"]), int(b["judged"]))
-        p = paired.paired_from_sums(
-            queries.paired_sums(session, experiment_id, a["condition"], b["condition"], recount=recount)
-        )
+        p = paired.paired_from_sums(per_issue)
         out.append({"a": a["condition"], "b": b["condition"], "pairs": p.pairs, "issues": p.issues,
                     "paired_diff": p.diff, "paired_ci95": list(p.ci95), "p_paired": p.p, "mdd80": _num(p.mdd80),
                     "p_fisher": c.p_fisher, "diff": c.diff, "diff_ci95": list(c.diff_ci95)})  # fmt: skip
@@ -60,11 +68,11 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
-def replicate_spread(session: Session, experiment_id: int, config: dict[str, Any], *,
-                     matched: bool, recount: bool = False) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Per condition: mean and standard deviation of the success rate over replicates."""
+def replicate_spread(replicates: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per condition: mean and standard deviation of the success rate over replicates (``replicates``: the
+    groups by replicate)."""
     rates: dict[str, list[float]] = defaultdict(list)
-    for g in group_rows(session, experiment_id, "replicate", config, matched=matched, recount=recount, p95=False):
+    for g in replicates:
         if g["success_rate"] is not None:
             rates[g["condition"]].append(g["success_rate"])
     out = {}
@@ -108,21 +116,31 @@ def specialization_metrics(session: Session, experiment_id: int, config: dict[st
     Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents (independent swarms), so the
     agent in these tables is the pair (replicate, agent): pooling replicates never merges unrelated agents.
     """
-    rows = queries.agent_type_cells(session, experiment_id, config, recount=recount)
-    per: dict[str, list[tuple[int, str, int, int]]] = defaultdict(list)
-    for cond, replicate, agent, ttype, n, s in rows:
-        per[cond].append((int(replicate) * AGENT_STRIDE + int(agent), str(ttype), int(n), int(s)))
+    cells = queries.agent_type_cells(session, experiment_id, recount=recount)
     d_values = divergence(session, experiment_id, config) if divergence_too else {}
     out: dict[str, dict[str, Any]] = {}
-    for cond, cells in sorted(per.items()):
-        s_val = stats.specialization_from_counts({(a, t): n for a, t, n, _ in cells}, permutations=1000, seed=0)
-        table: dict[int, dict[str, int]] = defaultdict(dict)
-        for a, t, _, s in cells:
-            table[a][t] = s
-        f_val = stats.functional_differentiation(table)
+    for cond, c in sorted(cells.items()):
+        jobs, successes = agent_type_tables(c)
+        s_val = stats.specialization_from_matrix(jobs, permutations=1000, seed=0)
+        f_val = stats.differentiation_from_matrix(successes)
         out[cond] = {"S": s_val.value, "S_p": s_val.p, "S_random": s_val.expected, "F_cramers_v": f_val.value,
                      "F_p": f_val.p, **d_values.get(cond, {})}  # fmt: skip
     return out
+
+
+def agent_type_tables(cells: queries.AgentTypeCells) -> tuple[np.ndarray, np.ndarray]:
+    """One condition's agents × task types tables of jobs and of successes, rows by (replicate, agent) and columns
+    by task type, both in sorted order (task types by code point): the order the permutation test of S takes
+    the cells in, whatever order they were read in or the database's collation."""
+    agents = np.asarray(cells.replicate, dtype=np.int64) * AGENT_STRIDE + np.asarray(cells.agent, dtype=np.int64)
+    _, row = np.unique(agents, return_inverse=True)
+    types = {t: i for i, t in enumerate(sorted(set(cells.task_type)))}  # a handful: no string sort per cell
+    col = np.fromiter((types[t] for t in cells.task_type), dtype=np.int64, count=len(cells.task_type))
+    shape = (int(row.max(initial=-1)) + 1, len(types))
+    jobs, successes = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+    np.add.at(jobs, (row.ravel(), col), np.asarray(cells.outcomes, dtype=np.int64))
+    np.add.at(successes, (row.ravel(), col), np.asarray(cells.successes, dtype=np.int64))
+    return jobs, successes
 
 
 def results(session: Session, name: str | None, by: str = "condition", *, matched: bool = True,
@@ -134,11 +152,36 @@ def results(session: Session, name: str | None, by: str = "condition", *, matche
     computed when ``divergence_too`` says so, by default up to `DIVERGENCE_AUTO` outcomes."""
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}")
+    with collection_paused():
+        return _results(session, name, by, matched=matched, recount=recount, divergence_too=divergence_too)
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while a report is built, then resumed as it was.
+
+    Why: a million outcomes make ~60,000 container objects (fetched rows, group keys, the report's own rows);
+    every 700 allocations start a collection and every few of those walk all of the process's objects (~140,000
+    with SQLAlchemy, numpy and scipy loaded): a quarter to a third of `results(by="agent")` at that size,
+    measured. Reference counting still frees everything the report drops; only objects in reference cycles wait,
+    until the collector resumes."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _results(session: Session, name: str | None, by: str, *, matched: bool, recount: bool,
+             divergence_too: bool | None) -> dict[str, Any]:  # fmt: skip
     name = name or latest_name(session)
     exp_id, config = experiment_row(session, name)
-    groups = group_rows(session, exp_id, by, config, matched=matched, recount=recount)
-    by_condition = (groups if by == "condition" else
-                    group_rows(session, exp_id, "condition", config, matched=matched, recount=recount))  # fmt: skip
+    brief = () if by == "replicate" else ("replicate",)  # the spread over replicates needs only their rates
+    levels = queries.group_levels(session, exp_id, [by, "condition", "replicate"], config, matched=matched,
+                                  recount=recount, p95=(by, "condition"), brief=brief)  # fmt: skip
+    groups, by_condition = levels[by], levels["condition"]
     clustered_intervals(session, exp_id, by_condition, len(config["conditions"]) if matched else None, recount=recount)
     return {
         "experiment": name,
@@ -147,7 +190,7 @@ def results(session: Session, name: str | None, by: str = "condition", *, matche
         "matched": matched,
         "groups": groups,
         "comparisons": comparisons(session, exp_id, by_condition, recount=recount),
-        "replicates": replicate_spread(session, exp_id, config, matched=matched, recount=recount),
+        "replicates": replicate_spread(levels["replicate"]),
         "specialization": specialization_metrics(
             session,
             exp_id,

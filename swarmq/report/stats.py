@@ -65,6 +65,25 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return (lo, hi)
 
 
+def wilson_intervals(successes: np.ndarray, n: np.ndarray, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """`wilson_interval` of many proportions at once (a results table of thousands of agents): the same
+    operations in the same order, so each bound is the float `wilson_interval` returns."""
+    s, k = np.asarray(successes, dtype=np.int64), np.asarray(n, dtype=np.int64)
+    if np.any((s < 0) | (s > k)):
+        raise ValueError("need 0 <= successes <= n for every proportion")
+    lo, hi = np.zeros(k.shape), np.ones(k.shape)
+    ok = k > 0
+    s, k = s[ok], k[ok]
+    p = s / k
+    z2 = z * z
+    denom = 1 + z2 / k
+    centre = (p + z2 / (2 * k)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / k + z2 / (4 * k * k))
+    lo[ok] = np.where(s == 0, 0.0, np.maximum(0.0, centre - half))
+    hi[ok] = np.where(s == k, 1.0, np.minimum(1.0, centre + half))
+    return lo, hi
+
+
 def fisher_compare(a_successes: int, a_n: int, b_successes: int, b_n: int) -> Comparison:
     """Compare two pass rates: two-sided Fisher exact p and Newcombe's hybrid score CI of the difference.
 
@@ -103,7 +122,11 @@ def _specialization(agent_codes: np.ndarray, type_codes: np.ndarray, n_types: in
 
 
 def specialization(
-    agent_ids: Sequence[int], task_types: Sequence[str], *, permutations: int = 1000, seed: int = 0
+    agent_ids: Sequence[int] | np.ndarray,
+    task_types: Sequence[str] | np.ndarray,
+    *,
+    permutations: int = 1000,
+    seed: int = 0,
 ) -> Specialization:
     """How much knowing the agent tells about the task type: S = 1 - H(type | agent) / H(type).
 
@@ -152,13 +175,42 @@ def specialization_from_counts(
         return specialization(agents, types, permutations=permutations, seed=seed)
     agent_ids = sorted({a for a, _ in counts})
     type_ids = sorted({t for _, t in counts})
-    m = np.array([[counts.get((a, t), 0) for t in type_ids] for a in agent_ids], dtype=float)
+    return _specialization_g_test(np.array([[counts.get((a, t), 0) for t in type_ids] for a in agent_ids]))
+
+
+def specialization_from_matrix(
+    m: np.ndarray, *, permutations: int = 1000, seed: int = 0, exact_limit: int = EXACT_LIMIT
+) -> Specialization:
+    """`specialization_from_counts` of an agents × task types table of jobs whose rows and columns are in
+    sorted order, taking its cells in that (row-major) order: the same S, p and expected S, without a Python
+    loop over thousands of cells."""
+    m = np.asarray(m, dtype=np.int64)
+    if int(m.sum()) <= exact_limit:
+        rows, cols = np.nonzero(m)
+        k = m[rows, cols]
+        # Row and column indices relabel agents and types in their sorted order, as `specialization` codes them.
+        return specialization(np.repeat(rows, k), np.repeat(cols, k), permutations=permutations, seed=seed)
+    return _specialization_g_test(m)
+
+
+def _row_entropies(m: np.ndarray) -> np.ndarray:
+    """`_entropy` of every row of ``m`` (0 for an empty row)."""
+    totals = m.sum(axis=1, keepdims=True)
+    p = np.divide(m, totals, out=np.zeros(m.shape), where=totals > 0)
+    return -(p * np.log2(p, out=np.zeros(m.shape), where=p > 0)).sum(axis=1)
+
+
+def _specialization_g_test(counts: np.ndarray) -> Specialization:
+    """The large-sample S of `specialization_from_counts` from its agents × task types matrix."""
+    m = np.asarray(counts, dtype=float)
+    n = float(m.sum())
     h_type = _entropy(m.sum(axis=0))
     if h_type == 0.0:
         return Specialization(0.0, 1.0, 0.0)
-    h_cond = sum(row.sum() / n * _entropy(row) for row in m if row.sum() > 0)
+    totals = m.sum(axis=1)
+    h_cond = float((totals / n * _row_entropies(m)).sum())
     s = 1.0 - h_cond / h_type
-    r, c = int((m.sum(axis=1) > 0).sum()), int((m.sum(axis=0) > 0).sum())
+    r, c = int((totals > 0).sum()), int((m.sum(axis=0) > 0).sum())
     if r < 2 or c < 2:
         return Specialization(s, 1.0, 0.0)
     g = 2.0 * n * math.log(2.0) * (h_type - h_cond)
@@ -174,7 +226,12 @@ def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measur
     a table smaller than 2x2 after that has nothing to test and gives V = 0.0, p = 1.0.
     """
     types = sorted({tt for row in table.values() for tt in row})
-    m = np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)], dtype=float)
+    return differentiation_from_matrix(np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)]))
+
+
+def differentiation_from_matrix(successes: np.ndarray) -> Measure:
+    """`functional_differentiation` of an agents × task types matrix of successes."""
+    m = np.asarray(successes, dtype=float)
     if m.size:
         m = m[m.sum(axis=1) > 0][:, m.sum(axis=0) > 0]
     if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 2:
