@@ -119,7 +119,7 @@ def _measures(raw: dict[str, Any], sq: dict[str, Any]) -> dict[str, float]:
     }
 
 
-QUIET = {"SWARMQ_HEARTBEAT_SECONDS": "3600", "SWARMQ_LEASE_SECONDS": "7200", "SWARMQ_REAPER_SECONDS": "3600"}
+QUIET = {"SWARMQ_HEARTBEAT_SECONDS": "3600", "SWARMQ_LEASE_SECONDS": "7300", "SWARMQ_REAPER_SECONDS": "3600"}
 """The worker's background threads made nearly silent (no lease renewal, heartbeat or reaper pass within a
 run; the burst check still polls every 0.5 s): the side that tells whether they slow llama.cpp."""
 
