@@ -124,26 +124,21 @@ def latest_successes(session: Session, experiment_id: int, per_agent: int) -> li
 
 
 def unapplied_streams(
-    session: Session, *, stream: StreamId | None = None, older_than_seconds: float | None = None,
-    model_key: str | None = None,
-) -> list[tuple[int, str, int]]:  # fmt: skip
+    session: Session, *, older_than_seconds: float | None = None, model_key: str | None = None
+) -> list[tuple[int, str, int]]:
     """Streams (experiment id, condition, replicate) holding outcomes whose swarm update is not applied:
-    of one ``stream`` (the hot path's cheap check: at most one row, on a partial index), written more than
-    ``older_than_seconds`` ago, of one model's experiments."""
+    written more than ``older_than_seconds`` ago, of one model's experiments (the reaper's and a stopping
+    worker's sweep; a worker learns it of its own job's stream from the claim, `unapplied_in_stream`)."""
     where, params = ["NOT o.update_applied"], dict[str, Any]()
-    if stream is not None:
-        where.append("j.experiment_id = :e AND j.condition = :c AND j.replicate = :r")
-        params.update(e=stream.experiment_id, c=stream.condition, r=stream.replicate)
     if older_than_seconds is not None:
         where.append("o.created_at < now() - make_interval(secs => :g)")
         params["g"] = older_than_seconds
     if model_key is not None:
         where.append("j.model_key = :k")
         params["k"] = model_key
-    limit = " LIMIT 1" if stream is not None else ""
     sql = (
         "SELECT DISTINCT j.experiment_id, j.condition, j.replicate FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-        f"WHERE {' AND '.join(where)}{limit}"
+        f"WHERE {' AND '.join(where)}"
     )
     return [(int(e), str(c), int(r)) for e, c, r in session.execute(text(sql), params).all()]
 

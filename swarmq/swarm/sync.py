@@ -114,9 +114,9 @@ class StreamSync:
         self.complete_pending(info.stream(condition, replicate), info.config)
 
     def complete_pending(self, stream: Stream, config: ExperimentConfig) -> None:
+        """Apply a stream's unapplied updates, in order. Called only for a stream known to hold some (the claim
+        said so, or the reaper's sweep found it): no probe first."""
         with self.sessions() as session:
-            if not outcomes.unapplied_streams(session, stream=stream):
-                return
             pending = outcomes.stream_outcomes(session, stream, unapplied_only=True)
             issues = self._issues(session, [j.issue_id for j, _ in pending])
         for job, outcome in pending:
