@@ -19,6 +19,8 @@ from swarmq.queue import broker
 QUEUE = "bench.noop"
 TASK = "bench.noop"
 COUNT, FIRST, LAST = "bench:noop:count", "bench:noop:t0", "bench:noop:t1"
+FIRST_CPU, LAST_CPU = "bench:noop:cpu0", "bench:noop:cpu1"
+"""The process CPU time of the worker that ran the first and the last task (one worker: its CPU per task)."""
 
 app: Celery = broker.make_app(os.environ.get("SWARMQ_REDIS_URL", "redis://127.0.0.1:6379/14"))
 _client: redis_lib.Redis | None = None
@@ -36,9 +38,9 @@ def noop(total: int) -> None:
     r = _redis()
     n = r.incr(COUNT)
     if n == 1:
-        r.set(FIRST, repr(time.time()))
+        r.mset({FIRST: repr(time.time()), FIRST_CPU: repr(time.process_time())})
     if n == total:
-        r.set(LAST, repr(time.time()))
+        r.mset({LAST: repr(time.time()), LAST_CPU: repr(time.process_time())})
 
 
 def publish(total: int, celery_app: Celery = app) -> None:
@@ -54,7 +56,13 @@ def window(client: redis_lib.Redis) -> float | None:
     return None if first is None or last is None else float(last) - float(first)
 
 
-def reset(client: redis_lib.Redis, keys: Iterable[str] = (COUNT, FIRST, LAST)) -> None:
+def cpu_ms_per_task(client: redis_lib.Redis, total: int) -> float | None:
+    """With one worker: its CPU milliseconds per task between the first task and the last."""
+    first, last = client.mget([FIRST_CPU, LAST_CPU])
+    return None if first is None or last is None or total < 2 else (float(last) - float(first)) * 1000 / (total - 1)
+
+
+def reset(client: redis_lib.Redis, keys: Iterable[str] = (COUNT, FIRST, LAST, FIRST_CPU, LAST_CPU)) -> None:
     client.delete(*keys)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,16 @@ class Trace:
     (``Cursor.execute``/``executemany``), plus the BEGIN psycopg sends before the first statement of a
     transaction and the COMMIT or ROLLBACK it sends to end one; a connection in autocommit mode sends
     neither, so they are counted only when psycopg has a transaction open. Redis: ``Redis.execute_command``,
-    a pipeline as one, kombu's and swarmq's clients alike. One line per generation holds the counts since the
+    a pipeline as one, kombu's and swarmq's clients alike. CPU: the worker process's CPU time (every thread:
+    Celery's, the job watch's, housekeeping's), which bounds its jobs per second whatever the services do.
+    One line per generation holds the counts since the
     previous one: a whole job's cycle, from the previous generation's outcome write to this one's prompt.
     Housekeeping (heartbeat, reaper: a few calls every 5 s) lands in whichever job is running then."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.lock = path, threading.Lock()
         self.sql, self.transactions, self.redis = 0, 0, Counter[str]()
+        self.cpu = time.process_time()
 
     def install(self) -> None:
         import psycopg
@@ -92,9 +96,11 @@ class Trace:
             self.redis[name] += 1
 
     def mark(self) -> None:
+        cpu = time.process_time()
         with self.lock:
-            line = {"sql": self.sql, "tx_commands": self.transactions, "redis": dict(self.redis)}
-            self.sql, self.transactions, self.redis = 0, 0, Counter()
+            line = {"sql": self.sql, "tx_commands": self.transactions, "redis": dict(self.redis),
+                    "cpu_ms": (cpu - self.cpu) * 1000}  # fmt: skip
+            self.sql, self.transactions, self.redis, self.cpu = 0, 0, Counter(), cpu
         with self.path.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
 
@@ -118,8 +124,9 @@ def null_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> NullGenerat
 
 
 def per_job(path: Path) -> dict[str, Any]:
-    """Mean SQL statements, BEGIN/COMMIT/ROLLBACKs, their sum (Postgres round trips) and Redis round trips per job from a trace file (each worker's first line, which
-    holds its start-up, is left out)."""
+    """Mean SQL statements, BEGIN/COMMIT/ROLLBACKs, their sum (Postgres round trips), Redis round trips and the
+    worker's CPU milliseconds per job from a trace file (each worker's first line, which holds its start-up, is
+    left out)."""
     lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
     jobs = [x for i, x in enumerate(lines) if i > 0]
     if not jobs:
@@ -131,4 +138,5 @@ def per_job(path: Path) -> dict[str, Any]:
             "tx_commands": sum(x["tx_commands"] for x in jobs) / len(jobs),
             "pg_round_trips": sum(x["sql"] + x["tx_commands"] for x in jobs) / len(jobs),
             "redis": sum(commands.values()) / len(jobs),
+            "cpu_ms": sum(x.get("cpu_ms", 0.0) for x in jobs) / len(jobs),
             "redis_commands": {k: v / len(jobs) for k, v in commands.most_common()}}  # fmt: skip

@@ -61,10 +61,11 @@ def celery_noop_run(bench: BenchDB, workers: int, total: int, timeout: float = 3
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-    return {"tasks": total, "seconds": seconds, "jobs_per_s": total / seconds}
+    cpu = celery_noop.cpu_ms_per_task(client, total) if workers == 1 else None
+    return {"tasks": total, "seconds": seconds, "jobs_per_s": total / seconds, "cpu_ms": cpu}
 
 
-def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str) -> dict[str, Any]:
+def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str, slots: int | None = None) -> dict[str, Any]:
     bench.reset()
     per_replicate = 2 * 164  # two conditions over all HumanEval issues
     replicates = max(1, math.ceil(total / per_replicate))
@@ -76,7 +77,7 @@ def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str) -> dict
         if workers == 1:  # one worker: one line per job, in order
             bench.env[TRACE_ENV] = str(trace)
         try:
-            process_s = run_workers(bench, workers, model=NULL_MODEL, generator=NULL_GENERATOR)
+            process_s = run_workers(bench, workers, model=NULL_MODEL, generator=NULL_GENERATOR, slots=slots)
         finally:
             bench.env.pop(TRACE_ENV, None)
         traced = per_job(trace)
@@ -130,6 +131,11 @@ def run(ctx: Context) -> list[FigureResult]:
                              "≤ 2", check(lua, lambda x: round(x, 1) <= 2)))  # fmt: skip
         fig2.rows.append(Row("per job (trace): Redis round trips in all, Celery's and housekeeping's included", "",
                              None, per_job_mean("redis")))  # fmt: skip
+        # The worker is one Python process: its CPU time per job bounds its rate, whatever the services do.
+        noop_cpu = [x["cpu_ms"] for x in runs["celery"][1] if x.get("cpu_ms") is not None]
+        fig2.rows.append(Row("per job (trace): the worker process's CPU time (all its threads)", "ms",
+                             noop_cpu if len(noop_cpu) == len(traces) else None, per_job_mean("cpu_ms"),
+                             baseline_label="the Celery no-op worker's CPU time per task"))  # fmt: skip
     fig2.details = {"runs": runs, "jobs": ctx.null_jobs, "conditions": SWARM_RELAXED}
 
     def efficiency(side: str) -> list[float]:

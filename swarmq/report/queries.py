@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from swarmq.benchmarks.base import UNJUDGED
@@ -65,9 +65,16 @@ def group_levels(session: Session, experiment_id: int, levels: Sequence[str], co
     """`group_rows` for several groupings at once (results wants its grouping, the conditions, and the
     replicates' rates). From the aggregates, each of their tables is read once, at the finest grouping asked
     (`_aggregated_levels`); p95_seconds is computed for the groupings in ``p95`` only, and the groupings in
-    ``brief`` may have only their key, judged, successes and success_rate."""
+    ``brief`` may have only their key, judged, successes and success_rate.
+
+    From the aggregates, the experiment's unfolded outcomes are folded first (`aggregates.fold`, waiting for
+    folds in progress): this call and the aggregate reads after it (`issue_counts`, `paired_sums_of`,
+    `agent_type_cells`) count every outcome committed before it."""
     wanted = list(dict.fromkeys(levels))
     kept = [by for by in wanted if by in AGGREGATED and not recount]
+    if not recount:  # every report starts here: the outcomes committed since the last fold are counted first
+        bind = session.get_bind()
+        aggregates.fold(bind.engine if isinstance(bind, Connection) else bind, experiment_id)
     out = _aggregated_levels(session, experiment_id, kept, matched=matched, p95=p95, brief=brief) if kept else {}
     for by in wanted:
         if by not in out:

@@ -1,9 +1,10 @@
-"""The results aggregates: counters that triggers on ``jobs`` and ``outcomes`` keep in the writing transaction
-(migration 0008 holds the SQL and says what each table counts), read here in place of a scan of every
-outcome, and recounted by `rebuild`.
+"""The results aggregates: counters kept by triggers on ``jobs`` and ``outcomes`` (migration 0008 holds the SQL
+and says what each table counts) and by `fold`, which counts new outcomes in batches after their commit
+(migration 0010), read here in place of a scan of every outcome, and recounted by `rebuild`.
 
-Exactness: every count equals the GROUP BY of `report.queries` over the same rows (tests/test_aggregates.py
-checks it on random data, and after kill -9s of real workers); means and token rates equal it up to float
+Exactness: once folded (a report folds before it reads: `report.queries.group_levels`), every count equals the
+GROUP BY of `report.queries` over the same rows (tests/test_aggregates.py checks it on random data, and after
+kill -9s of real workers); means and token rates equal it up to float
 rounding (sums are kept as ``numeric`` of each value rounded to 15 digits); p95 comes from a histogram of
 `BUCKETS_PER_OCTAVE` buckets per doubling, so it is within a factor 2^(1/16) (4.4%) of ``percentile_cont``.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -326,6 +327,25 @@ def oriented(sums: Mapping[tuple[str, str], list[tuple[str, int, int]]], a: str,
     if a.encode() < b.encode():
         return list(sums.get((a, b), []))
     return [(i, n, -d) for i, n, d in sums.get((b, a), [])]
+
+
+FOLD_BATCH = 5000
+"""Outcomes a worker's housekeeping folds per pass at most (`fold`): one short transaction, whatever the backlog."""
+
+
+def fold(engine: Engine, experiment_id: int | None = None, *, batch: int | None = None, wait: bool = True) -> int:
+    """Count outcomes written since the last fold into the aggregates (migration 0010: the job path writes them
+    unfolded, so that the counting is not in a worker's outcome statement); returns how many. Of
+    ``experiment_id`` (None: every experiment), at most ``batch`` (None: all). ``wait``: wait for folds in
+    progress, so that every outcome committed before this call is counted when it returns (what a report
+    reads); without it, outcomes another fold holds are left to it (housekeeping).
+
+    Its own connection and transaction, committed here: a reader's session may be rolled back, and holds no
+    aggregate row locks while it reads."""
+    with engine.begin() as conn:
+        n = conn.execute(text("SELECT swarmq_agg_fold(:e, :batch, :wait)"),
+                         {"e": experiment_id, "batch": batch, "wait": wait}).scalar_one()  # fmt: skip
+    return int(n)
 
 
 def rebuild(session: Session, experiment_id: int) -> None:

@@ -130,7 +130,8 @@ class Job(Base):
 
 class Outcome(Base):
     __tablename__ = "outcomes"
-    __table_args__ = (Index("ix_outcomes_unapplied", "job_id", postgresql_where=text("NOT update_applied")),)
+    __table_args__ = (Index("ix_outcomes_unapplied", "job_id", postgresql_where=text("NOT update_applied")),
+                      Index("ix_outcomes_unfolded", "id", postgresql_where=text("NOT folded")))  # fmt: skip
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
@@ -175,6 +176,9 @@ class Outcome(Base):
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     """What the router chose from: per-agent probabilities (random, affinity) or scores (greedy, ucb)."""
     update_applied: Mapped[bool] = mapped_column(default=False)
+    folded: Mapped[bool] = mapped_column(server_default=text("false"))
+    """Counted into the results aggregates (`store.aggregates.fold`, migration 0010); written false, by the
+    database's default, so that the job path's outcome INSERT never names it."""
     applied_version: Mapped[int | None] = mapped_column(Integer)
     """The stream's state version this outcome's update produced in Redis: the order a rebuild replays, so a
     rebuilt relaxed stream equals the live one (commit order can differ from the order Redis applied)."""

@@ -1,4 +1,5 @@
-"""The worker's housekeeping thread: its heartbeat for `swarmq workers list`, the reaper, and the end of a
+"""The worker's housekeeping thread: its heartbeat for `swarmq workers list`, the reaper, the folding of new
+outcomes into the results aggregates (`store.aggregates.fold`), and the end of a
 `--burst` run. Failing for longer than the outage limit (Postgres or Redis gone) ends the worker (exit 3)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from swarmq import keys
 from swarmq.errors import first_line
 from swarmq.queue import jobs
 from swarmq.queue.reaper import complete_unapplied, reap
+from swarmq.store import aggregates
 from swarmq.store.services import Services
 from swarmq.worker.runner import JobRunner
 from swarmq.worker.shutdown import exit_worker
@@ -54,6 +56,8 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
                 last_reap = time.monotonic()
                 reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
                      grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
+                # Outcomes are counted into the results aggregates off the job path, a batch per pass.
+                aggregates.fold(services.engine, batch=aggregates.FOLD_BATCH, wait=False)
             step = _next_step(services, info, burst) if (burst or info.follow) and not runner.running() else None
             if step is not None:
                 with services.sessions() as session:  # leave no half-applied swarm update behind
