@@ -74,11 +74,9 @@ def enqueue(bench: BenchDB, cfg: dict[str, Any]) -> Any:
 
 
 def start_worker(bench: BenchDB, log: Path, *, model: str, generator: str | None = None, gpu: int | None = None,
-                 name: str | None = None, slots: int | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+                 name: str | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
     cmd = [sys.executable, "-m", "swarmq", "worker", "--burst", "--model", model]
     cmd += ["--gpu", str(gpu)] if gpu is not None else ["--cpu"]
-    if slots is not None:
-        cmd += ["--slots", str(slots)]
     if generator:
         cmd += ["--generator", generator]
     if name:
@@ -88,14 +86,13 @@ def start_worker(bench: BenchDB, log: Path, *, model: str, generator: str | None
 
 
 def run_workers(bench: BenchDB, count: int, *, model: str, generator: str | None = None,
-                gpus: list[int | None] | None = None, slots: int | None = None, timeout: float = 600) -> float:  # fmt: skip
+                gpus: list[int | None] | None = None, timeout: float = 600) -> float:  # fmt: skip
     """Start ``count`` burst workers, wait for all to exit; returns their wall time (start to last exit)."""
     gpus = gpus or [None] * count
     with tempfile.TemporaryDirectory(prefix="swarmq-bench-") as tmp:
         logs = [Path(tmp) / f"worker{i}.log" for i in range(count)]
         start = time.perf_counter()
-        procs = [start_worker(bench, logs[i], model=model, generator=generator, gpu=gpus[i], name=f"bench{i}",
-                              slots=slots)
+        procs = [start_worker(bench, logs[i], model=model, generator=generator, gpu=gpus[i], name=f"bench{i}")
                  for i in range(count)]  # fmt: skip
         try:
             for p in procs:

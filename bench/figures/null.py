@@ -65,7 +65,7 @@ def celery_noop_run(bench: BenchDB, workers: int, total: int, timeout: float = 3
     return {"tasks": total, "seconds": seconds, "jobs_per_s": total / seconds, "cpu_ms": cpu}
 
 
-def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str, slots: int | None = None) -> dict[str, Any]:
+def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str) -> dict[str, Any]:
     bench.reset()
     per_replicate = 2 * 164  # two conditions over all HumanEval issues
     replicates = max(1, math.ceil(total / per_replicate))
@@ -77,7 +77,7 @@ def swarmq_null_run(bench: BenchDB, workers: int, total: int, name: str, slots: 
         if workers == 1:  # one worker: one line per job, in order
             bench.env[TRACE_ENV] = str(trace)
         try:
-            process_s = run_workers(bench, workers, model=NULL_MODEL, generator=NULL_GENERATOR, slots=slots)
+            process_s = run_workers(bench, workers, model=NULL_MODEL, generator=NULL_GENERATOR)
         finally:
             bench.env.pop(TRACE_ENV, None)
         traced = per_job(trace)
