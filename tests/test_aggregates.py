@@ -193,26 +193,29 @@ def test_results_from_aggregates_equal_the_direct_queries(svc: Any, tmp_path: Pa
 
 def test_outcomes_are_counted_when_folded(svc: Any, tmp_path: Path) -> None:
     """The job path writes outcomes unfolded (migration 0010): the tables hold none of them, the views add them
-    as they read, and a fold counts each once, as it is then (updated or deleted since its commit)."""
-    exp_id, _ = _setup(svc, tmp_path, limit=6, replicates=2)
+    as they read, and a fold counts each once, as it is then (updated or deleted since its commit).
+    Housekeeping's fold takes only outcomes whose swarm update is marked applied; a report's takes all."""
+    exp_id, _ = _setup(svc, tmp_path, limit=12, replicates=3)
     rng = random.Random(11)
-    _random_writes(svc, rng, fraction=0.9)
+    _random_writes(svc, rng, fraction=0.7)
     query = ("SELECT (SELECT count(*) FROM outcomes WHERE NOT folded), "
              "(SELECT coalesce(sum(outcomes), 0) FROM agg_cells WHERE experiment_id = :e), "
-             "(SELECT sum(outcomes) FROM v_condition_summary), (SELECT count(*) FROM outcomes)")  # fmt: skip
+             "(SELECT sum(outcomes) FROM v_condition_summary), (SELECT count(*) FROM outcomes), "
+             "(SELECT count(*) FROM outcomes WHERE update_applied)")  # fmt: skip
     with svc.sessions() as session:
-        unfolded, counted, in_view, written = session.execute(text(query), {"e": exp_id}).one()
-    assert unfolded == written > 10 and counted == 0
-    assert in_view == written
-    _later_writes(svc, rng)  # verdicts, rescoring and retries of outcomes not folded yet: nothing to undo
+        unfolded, counted, in_view, written, applied = session.execute(text(query), {"e": exp_id}).one()
+    assert unfolded == written == in_view > 10 and counted == 0 and applied == 0
+    _later_writes(svc, rng)  # verdicts, rescoring, applied marks, retries: on outcomes not folded yet
+    _random_writes(svc, rng, fraction=0.9)  # new outcomes, their updates not marked applied
     with svc.sessions() as session:
-        unfolded, counted, in_view, written = session.execute(text(query), {"e": exp_id}).one()
-    assert unfolded == written == in_view and counted == 0
+        unfolded, counted, in_view, written, applied = session.execute(text(query), {"e": exp_id}).one()
+    assert unfolded == written == in_view and counted == 0 and 5 < applied < written
     assert aggregates.fold(svc.engine, exp_id, batch=5, wait=False) == 5
-    assert aggregates.fold(svc.engine, exp_id) == written - 5
+    assert aggregates.fold(svc.engine, exp_id, wait=False) == applied - 5
+    assert aggregates.fold(svc.engine, exp_id) == written - applied
     assert aggregates.fold(svc.engine, exp_id) == 0
     with svc.sessions() as session:
-        assert session.execute(text(query), {"e": exp_id}).one() == (0, written, written, written)
+        assert session.execute(text(query), {"e": exp_id}).one()[:4] == (0, written, written, written)
     _later_writes(svc, rng)  # the same kinds of writes to folded outcomes: the triggers apply them
     assert_equal_to_recount(svc, exp_id)
 

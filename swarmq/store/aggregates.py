@@ -338,7 +338,9 @@ def fold(engine: Engine, experiment_id: int | None = None, *, batch: int | None 
     unfolded, so that the counting is not in a worker's outcome statement); returns how many. Of
     ``experiment_id`` (None: every experiment), at most ``batch`` (None: all). ``wait``: wait for folds in
     progress, so that every outcome committed before this call is counted when it returns (what a report
-    reads); without it, outcomes another fold holds are left to it (housekeeping).
+    reads); without it (housekeeping), only outcomes whose swarm update is marked applied are taken (their
+    worker is done with them: its applied mark never waits for a fold), and those another fold holds are left
+    to it.
 
     Its own connection and transaction, committed here: a reader's session may be rolled back, and holds no
     aggregate row locks while it reads."""

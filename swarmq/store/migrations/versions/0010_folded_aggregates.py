@@ -6,11 +6,12 @@ largest part of that statement (bench figure 2): 23 ms per null job with it, 17 
 
 * An outcome is inserted *unfolded* (``outcomes.folded`` false; a partial index lists them). No trigger runs.
 * ``swarmq_agg_fold(e, batch, wait)`` folds unfolded outcomes (of experiment ``e``, or of all when NULL; at
-  most ``batch``, or all when NULL): it locks them (``wait``: waiting for a fold in progress, else skipping
-  what another holds), then their jobs (FOR SHARE: a job's status cannot change under the fold), marks them
-  folded and applies them with 0008's ``swarmq_agg_outcomes``, in one transaction. Outcomes, then jobs: the
-  order lifecycle's retry takes them in. Each worker's housekeeping folds every reaper pass; `results` folds
-  the experiment's backlog (waiting) before it reads.
+  most ``batch``, or all when NULL): it locks them, then their jobs (FOR SHARE: a job's status cannot change
+  under the fold), marks them folded and applies them with 0008's ``swarmq_agg_outcomes``, in one
+  transaction. Outcomes, then jobs: the order lifecycle's retry takes them in. With ``wait`` (a report, before
+  it reads) it folds every one, waiting for a fold in progress; without (each worker's housekeeping, every
+  reaper pass) it takes only outcomes whose swarm update is marked applied and skips what another fold holds,
+  so a worker's applied mark, right after its outcome, never waits for a fold.
 * Until its outcome is folded, a job's counters stay in cell -1: the job-status trigger counts only folded
   outcomes, and the pairs, issue and histogram tables hold only folded outcomes. Updates and deletes of an
   unfolded outcome change nothing; the fold counts the row as it is then. So the tables always equal a recount
@@ -76,7 +77,7 @@ BEGIN
     ELSE
         SELECT coalesce(array_agg(ROW(x.*)::outcomes ORDER BY x.id), '{}') INTO picked FROM (
             SELECT o.* FROM outcomes o JOIN jobs j ON j.id = o.job_id
-            WHERE NOT o.folded AND (e IS NULL OR j.experiment_id = e)
+            WHERE NOT o.folded AND o.update_applied AND (e IS NULL OR j.experiment_id = e)
             ORDER BY o.id LIMIT batch FOR UPDATE OF o SKIP LOCKED) x;
     END IF;
     IF cardinality(picked) = 0 THEN
