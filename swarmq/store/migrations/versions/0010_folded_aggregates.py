@@ -106,22 +106,34 @@ END
 $fn$"""
 
 
-def _unfolded(m: ModuleType, key: str) -> str:
-    """The counters of each unfolded outcome as one cell row (``key`` columns first): what the fold will add
-    to the cells. The job's own counters are not among them: they are in cell -1 until then."""
-    outcome = ", ".join(f"({expr})::{'numeric' if name in m.NUMERIC else 'bigint'} AS {name}"
-                        for name, expr in m.OUTCOME_COUNTERS.items())  # fmt: skip
-    jobs = ", ".join(f"0::bigint AS {name}" for name in m.JOB_COUNTERS)
-    return f"SELECT {key}, {jobs}, {outcome} FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE NOT o.folded"
+def _cells_and_unfolded(m: ModuleType, key: tuple[str, ...]) -> str:
+    """The cells, and each unfolded outcome's counters as a cell row (what the fold will add to the cells; the
+    job's own counters are not among them: they are in cell -1 until then), each summed to ``key`` before the
+    union: the planner cannot estimate a union's rows per experiment, and summed first the view keeps the plan
+    it had over the cells alone (a hash aggregate, not a sort of every cell)."""
+    where = {"experiment_id": "j.experiment_id", "condition": "j.condition", "replicate": "j.replicate",
+             "agent": "coalesce(o.agent_id, -1)"}  # fmt: skip
+    counters = {**{name: "0" for name in m.JOB_COUNTERS}, **m.OUTCOME_COUNTERS}
+    sums = ", ".join(f"sum({c}){'' if c in m.NUMERIC else '::bigint'} AS {c}" for c in counters)
+    columns = ", ".join(key)
+    unfolded = ", ".join(f"({expr})::{'numeric' if name in m.NUMERIC else 'bigint'} AS {name}"
+                         for name, expr in counters.items())  # fmt: skip
+    return (f"(SELECT {columns}, {sums} FROM agg_cells GROUP BY {columns} "
+            f"UNION ALL SELECT {columns}, {sums} FROM (SELECT {', '.join(f'{where[k]} AS {k}' for k in key)}, "
+            f"{unfolded} FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE NOT o.folded) u "
+            f"GROUP BY {columns}) c")  # fmt: skip
 
 
 def _views(m: ModuleType) -> list[str]:
     """0008's views over the cells and the unfolded outcomes' counters alike."""
-    counters = [*m.JOB_COUNTERS, *m.OUTCOME_COUNTERS]
-    cells = (f"(SELECT experiment_id, condition, replicate, agent, {', '.join(counters)} FROM agg_cells "
-             f"UNION ALL {_unfolded(m, 'j.experiment_id, j.condition, j.replicate, coalesce(o.agent_id, -1)')}) c")  # fmt: skip
-    return [_edit(_edit(view, "CREATE VIEW", "CREATE OR REPLACE VIEW"), "FROM agg_cells c", f"FROM {cells}")
-            for view in (m.V_CONDITION_SUMMARY, m.V_AGENT_SUMMARY)]  # fmt: skip
+    keys = {"v_condition_summary": ("experiment_id", "condition"),
+            "v_agent_summary": ("experiment_id", "condition", "replicate", "agent")}  # fmt: skip
+    out = []
+    for view in (m.V_CONDITION_SUMMARY, m.V_AGENT_SUMMARY):
+        name = view.split("CREATE VIEW ")[1].split()[0]
+        out.append(_edit(_edit(view, "CREATE VIEW", "CREATE OR REPLACE VIEW"), "FROM agg_cells c",
+                         f"FROM {_cells_and_unfolded(m, keys[name])}"))  # fmt: skip
+    return out
 
 
 def upgrade() -> None:
