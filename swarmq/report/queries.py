@@ -294,7 +294,7 @@ def paired_sums(session: Session, experiment_id: int, a: str, b: str, *,
     """Conditions ``a`` and ``b`` matched on (issue, replicate): each issue's (pairs, summed a − b success), in
     issue order (the sign-flip test draws its signs per issue in this order)."""
     if not recount:
-        return [(n, d) for _issue, n, d in aggregates.paired_sums(session, experiment_id, a, b)]
+        return paired_sums_of(session, experiment_id, [(a, b)])[0]
     rows = session.execute(
         text(
             f"WITH x AS ({JUDGED_OUTCOMES}) SELECT count(*), sum(xa.s - xb.s) FROM x xa JOIN x xb "

@@ -292,23 +292,10 @@ def issue_counts(session: Session, experiment_id: int, *, matched: bool) -> list
     return [(str(c), str(i), int(k), int(x)) for c, i, k, x in rows]
 
 
-def paired_sums(session: Session, experiment_id: int, a: str, b: str) -> list[tuple[str, int, int]]:
-    """(issue, pairs judged in both a and b, summed a − b success), by issue. Stored once per unordered pair of
-    conditions, as (a, b) with a before b in byte order."""
-    first, second, sign = (a, b, 1) if a.encode() < b.encode() else (b, a, -1)
-    rows = session.execute(
-        text(
-            "SELECT instance_id, pairs, diff FROM agg_issue_pairs WHERE experiment_id = :e AND a = :a AND b = :b "
-            "AND pairs > 0 ORDER BY instance_id"
-        ),
-        {"e": experiment_id, "a": first, "b": second},
-    ).all()
-    return [(str(i), int(n), sign * int(d)) for i, n, d in rows]
-
-
 def all_paired_sums(session: Session, experiment_id: int) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
-    """`paired_sums` of every pair of conditions from one read, keyed (a, b) as stored (a before b in byte order;
-    `oriented` turns one the other way)."""
+    """Every pair of conditions' (issue, pairs judged in both a and b, summed a − b success), by issue, from one
+    read: stored once per unordered pair, keyed (a, b) with a before b in byte order (`oriented` turns one the
+    other way)."""
     rows = session.execute(
         text(
             "SELECT a, b, instance_id, pairs, diff FROM agg_issue_pairs WHERE experiment_id = :e AND pairs > 0 "
