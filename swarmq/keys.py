@@ -50,9 +50,19 @@ def queue_name(model_key: str) -> str:
     return f"{QUEUE_PREFIX}{model_key}"
 
 
+TASK_ID_PREFIX = "job-"
+
+
 def task_id(job_id: int) -> str:
-    """Celery task id of a job's message; the reaper looks for it in the queues."""
-    return f"job-{job_id}"
+    """Celery task id of a job's message, or of a batch message whose first job it is (`broker.publish`): one
+    id per message. The reaper reads a message's job ids from its body, and from this id when it cannot."""
+    return f"{TASK_ID_PREFIX}{job_id}"
+
+
+def task_job_id(task_id_: str) -> int | None:
+    """The job id a `task_id` names (a batch message's first job); None for a task id that is not swarmq's."""
+    digits = task_id_.removeprefix(TASK_ID_PREFIX)
+    return int(digits) if digits != task_id_ and digits.isascii() and digits.isdigit() else None
 
 
 def release_lock(experiment_id: int) -> str:

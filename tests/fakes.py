@@ -59,7 +59,7 @@ def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGener
         if at == point and rng.random() < prob:
             os.kill(os.getpid(), 9)
 
-    finish, apply = jobs.finish, SwarmStore.apply
+    finish, apply = jobs.finish_many, SwarmStore.apply
 
     def finish_then(*a, **kw):  # type: ignore[no-untyped-def]
         ok = finish(*a, **kw)
@@ -72,7 +72,7 @@ def killer_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGener
         maybe_die("after_update")
         return result
 
-    jobs.finish = finish_then
+    jobs.finish_many = finish_then
     SwarmStore.apply = apply_around  # type: ignore[method-assign]
 
     class Killer(HashGenerator):

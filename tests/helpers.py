@@ -8,7 +8,7 @@ import yaml
 def write_config(tmp_path: Path, *, name: str = "t", limit: int = 2, conditions: dict | None = None,
                  replicates: int = 1, model: str = "models/stand-in.gguf", success: str = "non_empty",
                  max_tokens: int = 32, instance_ids: list[str] | None = None,
-                 timeout_seconds: float | None = None) -> Path:  # fmt: skip
+                 timeout_seconds: float | None = None, extra: dict | None = None) -> Path:  # fmt: skip
     cfg = {
         "name": name,
         "seed": 11,
@@ -24,6 +24,7 @@ def write_config(tmp_path: Path, *, name: str = "t", limit: int = 2, conditions:
         cfg["dataset"]["instance_ids"] = instance_ids
     if timeout_seconds is not None:
         cfg["generation"]["timeout_seconds"] = timeout_seconds
+    cfg.update(extra or {})  # other top-level keys (jobs_per_message, max_spread, ...)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

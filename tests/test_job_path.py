@@ -67,7 +67,7 @@ def test_each_step_is_one_statement_without_begin_or_commit(svc: Any, tmp_path: 
         assert jobs.finish(conn, ids[("a", 0)], "w/1", OUTCOME)
         steps.append(len(sent))
         jobs.release(conn, claimed.experiment_id, {"a": None, "b": None}, 4, relaxed=True,
-                     applied=AppliedMark(ids[("a", 0)], 0, 1))  # fmt: skip
+                     applied=[AppliedMark(ids[("a", 0)], 0, 1)])  # fmt: skip
         steps.append(len(sent))
     monkeypatch.undo()
     assert steps == [1, 2, 3], sent

@@ -1,6 +1,7 @@
 """The broker: a Celery app on Redis. It is only a transport; job ownership lives in Postgres.
 
-JSON only (never pickle), late acks, prefetch 1: a worker holds at most one job it has not finished.
+JSON only (never pickle), late acks, prefetch 1: a worker holds at most one message it has not finished (one
+job, or a batch of them: `publish`).
 The visibility timeout is long on purpose: redelivery of abandoned jobs is the reaper's business (it reads
 leases in Postgres), so a long generation is never delivered twice by the broker (celery #5935, #5306).
 `celery -A swarmq.queue.broker inspect active` and Flower see swarmq workers like any other.
@@ -9,7 +10,7 @@ leases in Postgres), so a long generation is never delivered twice by the broker
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from celery import Celery
@@ -49,24 +50,55 @@ def make_app(redis_url: str) -> Celery:
     return app
 
 
-def publish(app: Celery, jobs: Iterable[tuple[int, str]]) -> int:
-    """Publish ``(job_id, model_key)`` pairs on one broker connection; returns how many were sent."""
+def publish(app: Celery, jobs: Iterable[tuple[int, str]], *, per_message: int = 1) -> int:
+    """Publish ``(job_id, model_key)`` pairs on one broker connection; returns how many JOBS were sent.
+
+    A message's cost (its delivery, its ack, Celery's tracer around the task) is paid per message, whatever it
+    carries: jobs that take milliseconds share it by travelling ``per_message`` to a message (`messages`). A
+    message of one job has ``args=[job_id]``; a batch has ``args=[[job_id, ...]]``; either's task id is its
+    first job's (`keys.task_id`). A message only ever carries jobs that one release of one experiment queued:
+    the callers that batch pass one experiment's released jobs (`queue.dispatch.release_next`, the producer),
+    the others keep one job a message. `reaper.drop_tasks`, which takes a whole message out of its queue for
+    any of its jobs, relies on it."""
     n = 0
     declared: set[str] = set()
     with app.producer_or_acquire() as producer:
         # kombu >= 5.7 pipelines the sends (one Redis round trip per batch instead of per message).
         batch = producer.batch(500) if hasattr(producer, "batch") else contextlib.nullcontext()
         with batch:
-            for job_id, key in jobs:
+            for key, ids in messages(jobs, per_message):
                 queue = keys.queue_name(key)
                 # Celery declares the queue again with every message (declare=None) unless given a list: the
                 # first message of each queue declares it, the rest skip what was about a fifth of a send's cost.
                 declare: list[Any] | None = [] if queue in declared else None
                 declared.add(queue)
-                app.send_task(keys.TASK_NAME, args=[job_id], queue=queue, producer=producer,
-                              task_id=keys.task_id(job_id), declare=declare)  # fmt: skip
-                n += 1
+                app.send_task(keys.TASK_NAME, args=message_args(ids), queue=queue, producer=producer,
+                              task_id=keys.task_id(ids[0]), declare=declare)  # fmt: skip
+                n += len(ids)
     return n
+
+
+def messages(jobs: Iterable[tuple[int, str]], per_message: int) -> Iterator[tuple[str, list[int]]]:
+    """``(model_key, job_ids)`` of each message, in publish order: runs of consecutive pairs of one model key,
+    cut every ``per_message`` jobs. Only consecutive pairs are grouped, so jobs leave in the order given."""
+    if per_message < 1:
+        raise ValueError(f"per_message must be at least 1, not {per_message}")
+    key = ""
+    ids: list[int] = []
+    for job_id, job_key in jobs:
+        if ids and (job_key != key or len(ids) == per_message):
+            yield key, ids
+            ids = []
+        key = job_key
+        ids.append(job_id)
+    if ids:
+        yield key, ids
+
+
+def message_args(job_ids: list[int]) -> list[Any]:
+    """A message's positional arguments: ``[job_id]`` for one job (the form from before batches, which
+    workers and the reaper still read), ``[[job_id, ...]]`` for a batch."""
+    return [job_ids[0]] if len(job_ids) == 1 else [list(job_ids)]
 
 
 _app: Celery | None = None

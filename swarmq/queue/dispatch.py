@@ -6,7 +6,7 @@ resume) all call `release_next`; the jobs-table rule is `jobs.release`, the tran
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from celery import Celery
@@ -17,11 +17,11 @@ from swarmq.store.outcomes import AppliedMark
 
 
 def release_next(sessions: Callable[[], AbstractContextManager[jobs.Executor]], app: Celery, experiment_id: int, config: ExperimentConfig, *,
-                 relaxed: bool = False, applied: AppliedMark | None = None) -> int:  # fmt: skip
+                 relaxed: bool = False, applied: Sequence[AppliedMark] = ()) -> int:  # fmt: skip
     """Queue the experiment's next pending jobs (in-flight limits, position window), then publish each to its
     model's queue; returns how many were published. ``sessions``: a sessionmaker, or a worker's autocommit
     connections (`store.db.autocommit_connections`). ``relaxed`` and ``applied``: see `jobs.release`."""
     with sessions() as session:
         released = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread,
                                 relaxed=relaxed, applied=applied)  # fmt: skip
-    return broker.publish(app, released) if released else 0
+    return broker.publish(app, released, per_message=config.jobs_per_message) if released else 0

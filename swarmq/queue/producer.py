@@ -105,7 +105,7 @@ def enqueue(
         queued = jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
     names = ", ".join(keys.queue_name(k) for k in sorted({k for _, k in queued}))
     say(f"publishing {len(queued)} jobs to {names or 'no queue'}")
-    published = broker.publish(app, queued)
+    published = broker.publish(app, queued, per_message=config.jobs_per_message)
     return EnqueueResult(config.name, total, published, resumed=False)
 
 
@@ -185,5 +185,5 @@ def _resume(
         queued = jobs.queued(session, exp.id)
     total = sum(counts.values())
     say(f"resuming {exp.name}: {counts.get('done', 0)} of {total} jobs done; publishing {len(queued)}")
-    published = broker.publish(app, queued)
+    published = broker.publish(app, queued, per_message=config.jobs_per_message)
     return EnqueueResult(exp.name, total, published, resumed=True, done=int(counts.get("done", 0)))

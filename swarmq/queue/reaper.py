@@ -11,10 +11,12 @@ A second delivery of a job is harmless: claiming is atomic in Postgres. Paused a
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis as redis_lib
 from celery import Celery
@@ -99,8 +101,10 @@ def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Cel
 def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
     """Queued jobs (published more than ``grace_seconds`` ago) that are not in their model's queue.
 
-    A queue at least as long as its old queued jobs is taken as complete without reading it (the common case
-    of a long, healthy queue); once it drains below that, it is read and the missing jobs found."""
+    A queue with at least as many messages as its old queued jobs is taken as complete without reading it (the
+    common case of a long, healthy queue of one job a message); once it drains below that (as a queue of
+    batches soon does), it is read and the missing jobs found (`broker_job_ids`). Jobs are published again one
+    to a message."""
     rows = session.execute(
         text(
             "SELECT j.id, j.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
@@ -116,8 +120,8 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     suspect = {k for k, n in per_key.items() if redis.llen(keys.queue_name(k)) < n}
     if not suspect:
         return 0
-    in_broker = broker_task_ids(redis, suspect)
-    missing = [(int(j), str(k)) for j, k in rows if str(k) in suspect and keys.task_id(j) not in in_broker]
+    in_broker = broker_job_ids(redis, suspect)
+    missing = [(int(j), str(k)) for j, k in rows if str(k) in suspect and int(j) not in in_broker]
     if missing:  # a job delivered (and claimed) between the two reads is not missing
         still = set(
             session.execute(
@@ -131,36 +135,79 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     return broker.publish(app, missing)
 
 
-def broker_task_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[str]:
-    """Task ids waiting in the models' queues (kombu's Redis layout: one list per queue).
+def broker_job_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[int]:
+    """Job ids carried by the messages waiting in the models' queues (kombu's Redis layout: one list per queue),
+    batches included (`message_job_ids`).
 
     Delivered-but-unacked messages do not count: a job that is still ``queued`` in Postgres well after its
     delivery was never claimed (its worker died or released it), so its message is an orphan.
     """
-    ids: set[str] = set()
+    ids: set[int] = set()
     for key in model_keys:
         for raw in redis.lrange(keys.queue_name(key), 0, -1):
-            ids.add(_task_id(raw))
+            ids.update(message_job_ids(raw))
     return ids
 
 
 def drop_tasks(redis: redis_lib.Redis, jobs_: list[tuple[int, str]]) -> int:
     """Take these (job id, model key) jobs' messages out of their models' queues (a paused, cancelled or
-    deleted experiment's); returns how many were removed. Delivered messages are beyond reach, and dropped by
-    the claim."""
+    deleted experiment's). A message goes when any of its jobs is among them: a batch carries one release of
+    one experiment (`broker.publish`), whose jobs a pause, cancel or delete moves together. Should a batch ever
+    carry another job, that job, still ``queued``, is published again by the reaper (`_republish_missing`).
+
+    Returns how many jobs the removed messages carried; callers (`lifecycle`) do not use it. Delivered
+    messages are beyond reach, and dropped by the claim."""
     n = 0
     for model_key in sorted({k for _, k in jobs_}):
-        wanted = {keys.task_id(j) for j, k in jobs_ if k == model_key}
+        wanted = {j for j, k in jobs_ if k == model_key}
         queue = keys.queue_name(model_key)
         for raw in redis.lrange(queue, 0, -1):
-            if _task_id(raw) in wanted:
-                n += int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes: redis-py sends them as is
+            carried = message_job_ids(raw)
+            if not wanted.isdisjoint(carried):
+                removed = int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes: redis-py sends them as is
+                n += removed * len(carried)
     return n
 
 
-def _task_id(raw: bytes | str) -> str:
+def message_job_ids(raw: bytes | str) -> list[int]:
+    """The job ids one raw queue entry carries; [] for anything that is not a swarmq job message.
+
+    kombu's Redis transport stores a message as JSON whose ``body`` (base64 when ``properties.body_encoding``
+    says so) is Celery's protocol-2 body ``[args, kwargs, embed]``; ``args[0]`` is a job id (one job, the form
+    from before batches) or a list of them (a batch, `broker.publish`). A body that cannot be read falls back
+    to the task id, which names the message's first job (`keys.task_id`)."""
     try:
         msg = json.loads(raw)
-        return str(msg.get("headers", {}).get("id") or msg.get("properties", {}).get("correlation_id", ""))
-    except (ValueError, AttributeError):
-        return ""
+    except ValueError:  # includes a UnicodeDecodeError
+        return []
+    headers = msg.get("headers") if isinstance(msg, dict) else None
+    if not isinstance(headers, dict) or headers.get("task") != keys.TASK_NAME:
+        return []
+    from_body = _body_job_ids(msg)
+    if from_body is not None:
+        return from_body
+    props = msg.get("properties")
+    tid = headers.get("id") or (props.get("correlation_id") if isinstance(props, dict) else None)
+    first = keys.task_job_id(tid) if isinstance(tid, str) else None
+    return [] if first is None else [first]
+
+
+def _body_job_ids(msg: dict[str, Any]) -> list[int] | None:
+    """``args[0]`` of a message's body as job ids; None when the body cannot be read as one or several."""
+    props = msg.get("properties")
+    try:
+        body = msg["body"]
+        if isinstance(props, dict) and props.get("body_encoding") == "base64":
+            body = base64.b64decode(body, validate=True)
+        first = json.loads(body)[0][0]
+    except (ValueError, TypeError, LookupError):  # binascii.Error is a ValueError
+        return None
+    if _is_job_id(first):
+        return [first]
+    if isinstance(first, list) and first and all(_is_job_id(j) for j in first):
+        return list(first)
+    return None
+
+
+def _is_job_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

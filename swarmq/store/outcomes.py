@@ -7,10 +7,12 @@ in Redis. These are the reads and the one write that keep the two in step.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Exists,
     Integer,
@@ -154,25 +156,34 @@ class AppliedMark:
 
 
 def applied_mark() -> Update:
-    """The UPDATE that records an `AppliedMark` (bound by `applied_params`; the outcome columns it sets are
-    outside the aggregates' trigger)."""
+    """The UPDATE that records `AppliedMark`s, one or several (a batch's: `queue.jobs.release`), bound by
+    `applied_params` as three parallel arrays; the outcome columns it sets are outside the aggregates' trigger."""
     table: Table = Outcome.__table__  # type: ignore[assignment]
     o = table.c
-    staleness, version = bindparam("mark_staleness", type_=Integer), bindparam("mark_version", type_=Integer)
+    marks = (
+        func.unnest(
+            bindparam("mark_jobs", type_=ARRAY(BigInteger, dimensions=1)),
+            bindparam("mark_staleness", type_=ARRAY(Integer, dimensions=1)),
+            bindparam("mark_versions", type_=ARRAY(Integer, dimensions=1)),
+        )
+        .table_valued("job", "staleness", "version")
+        .render_derived(name="marks")
+    )
     return (
         update(table)
-        .where(o.job_id == bindparam("mark_job", type_=BigInteger))
+        .where(o.job_id == marks.c.job)
         .values(
             update_applied=True,
-            staleness=func.coalesce(staleness, o.staleness),
-            applied_version=func.coalesce(version, o.applied_version),
+            staleness=func.coalesce(marks.c.staleness, o.staleness),
+            applied_version=func.coalesce(marks.c.version, o.applied_version),
         )
     )
 
 
-def applied_params(mark: AppliedMark) -> dict[str, Any]:
+def applied_params(marks: Sequence[AppliedMark]) -> dict[str, Any]:
     """`applied_mark`'s parameters."""
-    return {"mark_job": mark.job_id, "mark_staleness": mark.staleness, "mark_version": mark.version}
+    return {"mark_jobs": [m.job_id for m in marks], "mark_staleness": [m.staleness for m in marks],
+            "mark_versions": [m.version for m in marks]}  # fmt: skip
 
 
 def mark_applied(session: Session, mark: AppliedMark) -> None:
@@ -180,7 +191,7 @@ def mark_applied(session: Session, mark: AppliedMark) -> None:
     update itself is idempotent in Redis. (A worker's own job marks it with the release that follows:
     `queue.jobs.release`.)"""
     relaxed_commit(session)
-    session.execute(applied_mark(), applied_params(mark))
+    session.execute(applied_mark(), applied_params([mark]))
     session.commit()
 
 

@@ -114,7 +114,7 @@ def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_sec
     redis.hset(key, mapping={
         "name": info.name, "host": info.host, "gpu": "" if info.gpu is None else str(info.gpu), "model": info.model,
         "current_job": oldest or "", "job_started": running[oldest] if oldest else "", "jobs_done": runner.jobs_done,
-        "model_key": info.model_key, "slots": info.slots, "busy_slots": len(running), "current_jobs": ",".join(map(str, sorted(running))),
+        "model_key": info.model_key, "slots": info.slots, "busy_slots": runner.busy(), "current_jobs": ",".join(map(str, sorted(running))),
         "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
         "lease_seconds": lease_seconds, "pid": os.getpid(), "stopped_at": "", **_gpu_stats(info.gpu),
     })  # fmt: skip

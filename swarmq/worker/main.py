@@ -1,7 +1,7 @@
 """The worker: one per GPU. Loads the GGUF once, keeps it resident, and consumes its model's queue.
 
-It is an ordinary Celery worker (late acks, prefetch 1 per slot) plus a job watch per running job (lease
-renewal and deadline, in `watch.py`) and housekeeping (heartbeat record, reaper, `--burst` exit). With one
+It is an ordinary Celery worker (late acks, prefetch 1 per slot: one message, of one job or several) plus a
+job watch per running message (lease renewal and deadline, in `watch.py`) and housekeeping (heartbeat record, reaper, `--burst` exit). With one
 slot it uses the solo pool: one job at a time, on the main thread. With ``--slots K`` it uses a threads pool
 of K: each thread claims its job, does routing and state, and hands its generation to the batching engine
 (`model/batched.py`), which decodes the K sequences together; a busy worker still answers `inspect ping`.
@@ -135,9 +135,10 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, pa
                        say=None if opts.quiet else lambda line: print(line, flush=True))  # fmt: skip
 
     @app.task(name=keys.TASK_NAME, acks_late=True, ignore_result=True)
-    def run_job(job_id: int) -> str:
+    def run_job(job: int | list[int]) -> str:
+        """One message: a job id, or a list of them (`broker.publish` with ``jobs_per_message``)."""
         try:
-            return runner.run(int(job_id))
+            return ",".join(runner.run_many([int(j) for j in job] if isinstance(job, list) else [int(job)]))
         except ServiceUnavailable as exc:
             # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
             exit_worker(3, f"swarmq: error: worker {identity.worker}: {exc}")

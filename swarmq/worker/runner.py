@@ -1,4 +1,7 @@
-"""One job, start to end: claim → swarm state → plan → generate → judge → outcome → update → release next.
+"""One message, start to end: claim → (per job: swarm state → plan → generate → judge) → outcomes → updates →
+release next. A message carries one job, or several (`queue.broker.publish`, ``jobs_per_message``): its
+claim, outcome INSERT and release are one statement each whatever the count, and each job keeps its own
+lease, deadline, verdict and error.
 
 The runner holds the injected clients (Postgres sessions, swarm store, generator, broker app) and does the
 I/O; every decision (route, prompt, stops, seeds, success, the outcome row) is a pure function of
@@ -11,9 +14,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,13 +62,32 @@ class RunnerIdentity:
 
 @dataclass
 class _Run:
-    """One job in flight on this worker: its watch, and whether its outcome is written. Kept per job, since a
-    worker with ``--slots K`` runs K jobs at once, one per Celery thread."""
+    """One message's jobs in flight on this worker: their watch, and which of them have their outcome written or
+    lost their lease. Kept per message: a worker with ``--slots K`` runs K messages at once, one per Celery
+    thread, and a message carries one job or several (`queue.broker.publish`)."""
 
-    job_id: int
+    claimed: list[jobs.Claimed]
     started: float
     watch: JobWatch | None = None
-    finished: bool = False
+    finished: set[int] = field(default_factory=set)
+    lost: set[int] = field(default_factory=set)
+
+    def open(self) -> list[jobs.Claimed]:
+        """The jobs whose outcome is not written and whose lease is not lost: what a renewal or a failure covers."""
+        return [j for j in self.claimed if j.id not in self.finished and j.id not in self.lost]
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A job that ran to its verdict, waiting for its message's outcomes to be written together."""
+
+    job: jobs.Claimed
+    info: ExperimentInfo
+    issue: Issue
+    plan: JobPlan
+    verdict: Verdict
+    record: dict[str, Any]
+    started: float
 
 
 def job_line(job_id: int, status: str, condition: str, replicate: int, instance: str, agent: int, verdict: Verdict,
@@ -106,7 +129,7 @@ class JobRunner:
         self.outage_seconds, self.max_attempts, self.stuck_seconds = outage_seconds, max_attempts, stuck_seconds
         self.jobs_done = 0
         self._lock = threading.Lock()
-        self._runs: dict[int, _Run] = {}
+        self._runs: list[_Run] = []
         self._tokens = 0
         self._gen_seconds = 0.0
 
@@ -114,15 +137,21 @@ class JobRunner:
         return self._tokens / self._gen_seconds if self._gen_seconds > 0 else 0.0
 
     def running(self) -> dict[int, float]:
-        """Job id → start time (epoch seconds) of every job this worker runs now."""
+        """Job id → start time (epoch seconds) of every job this worker holds now (a message's jobs are held
+        from their claim until its release)."""
         with self._lock:
-            return {r.job_id: r.started for r in self._runs.values()}
+            return {j.id: r.started for r in self._runs for j in r.claimed}
+
+    def busy(self) -> int:
+        """Messages in progress: the slots in use."""
+        with self._lock:
+            return len(self._runs)
 
     @property
     def current_job(self) -> int | None:
-        """The oldest running job (the only one with one slot)."""
+        """The oldest running job (the only one with one slot and one job per message)."""
         jobs = self.running()
-        return min(jobs, key=lambda j: jobs[j]) if jobs else None
+        return min(jobs, key=lambda j: (jobs[j], j)) if jobs else None
 
     @property
     def job_started(self) -> float | None:
@@ -131,52 +160,70 @@ class JobRunner:
 
     def run(self, job_id: int) -> str:
         """Process one delivery of a job. Returns done, failed or dropped (someone else has or had it)."""
+        return self.run_many([job_id])[0]
+
+    def run_many(self, job_ids: Sequence[int]) -> list[str]:
+        """Process one delivery of a message's jobs: claim them in one statement, run each to its verdict in
+        turn, write their outcomes in one statement, apply their swarm updates, and release the next jobs with
+        their applied-marks in one statement. Per job, in order: done, failed or dropped (someone else has or
+        had it). A message of several jobs pays the per-message costs (Celery's delivery and ack, the claim,
+        the outcome INSERT, the release) once."""
         owner = self.identity.owner
 
-        def claim() -> jobs.Claimed | None:
+        def claim() -> list[jobs.Claimed]:
             with self._direct() as session:
-                return jobs.claim(session, job_id, owner, self.lease_seconds, self.max_attempts)
+                return jobs.claim_many(session, job_ids, owner, self.lease_seconds, self.max_attempts)
 
-        job = self._retry(claim, "claim")
-        if job is None:
+        claimed = self._retry(claim, "claim")
+        status = dict.fromkeys(job_ids, "dropped")
+        for job_id in sorted(set(job_ids) - {j.id for j in claimed}):
             log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
-            return "dropped"
-        run = _Run(job_id, time.time())
+        if not claimed:
+            return [status[j] for j in job_ids]
+        run = _Run(list(claimed), time.time())
         with self._lock:
-            self._runs[job_id] = run
+            self._runs.append(run)
         try:
-            with JobWatch(lambda: self._renew(run), self.heartbeat_seconds, lambda why: self._stuck(job, why),
+            with JobWatch(lambda: self._renew(run), self.heartbeat_seconds, lambda why: self._stuck(run, why),
                           stuck_seconds=self.stuck_seconds) as w:  # fmt: skip
                 run.watch = w
-                return self._run_claimed(job, run)
+                self._run_claimed(run, status)
         except (ServiceUnavailable, WorkerExit):
-            raise  # the worker exits; the lease expires (or was given back) and another worker takes the job
-        except LeaseLost as exc:
-            log.warning("job=%s lease lost (%s): this run's result is dropped", job_id, exc)
-            return "dropped"
+            raise  # the worker exits; the leases expire (or were given back) and another worker takes the jobs
         except (Exception, SystemExit, KeyboardInterrupt, JobTimedOut) as exc:  # JobTimedOut: one landing late
-            # A bug, an unexpected library error, or code that tried to end the process (SystemExit from a
-            # generator or scorer): fail the job now, with the reason, rather than let its lease expire and
-            # re-run it until max_attempts reports a misleading "worker died". Only a real shutdown stops us.
-            log.exception("job=%s failed", job_id)
-            reason = f"{type(exc).__name__}: {first_line(exc)}"
-            self._retry(lambda: self._fail(job, reason), "fail job")
-            return "failed"
+            # A bug or an unexpected library error while writing the message's outcomes or releasing: its jobs
+            # not yet closed fail now, with the reason, rather than let their leases expire and re-run them
+            # until max_attempts reports a misleading "worker died". Only a real shutdown stops us.
+            log.exception("job(s)=%s failed", ",".join(str(j.id) for j in run.open()))
+            for job in run.open():
+                status[job.id] = self._fail_job(job, exc)
+            for job in {j.experiment_id: j for j in run.claimed}.values():  # the streams go on, whatever failed
+                self._release_next(self._retry(partial(self._experiment, job), "load experiment"))
         finally:
             with self._lock:
-                self._runs.pop(job_id, None)
+                self._runs.remove(run)
+        return [status[j] for j in job_ids]
 
-    def _check_lease(self, run: _Run, step: str) -> None:
-        if run.watch is not None and run.watch.lost:
+    def _check_lease(self, run: _Run, job: jobs.Claimed, step: str) -> None:
+        if job.id in run.lost:
             raise LeaseLost(f"noticed before {step}")
 
-    def _stuck(self, job: jobs.Claimed, why: str) -> None:
-        """Called by the job watch when the main thread cannot be interrupted (stuck in native code): the job
-        fails with the reason, its stream moves on, and the worker ends so that its supervisor restarts it."""
+    def _stuck(self, run: _Run, why: str) -> None:
+        """Called by the job watch when the job thread cannot be interrupted (stuck in native code): the
+        message's open jobs fail with the reason, their streams move on, and the worker ends so that its
+        supervisor restarts it."""
         try:
-            self._fail(job, why)
+            for job in run.open():
+                self._fail(job, why)
         finally:
-            hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {job.id}: {why}; exiting")
+            ids = ",".join(str(j.id) for j in run.claimed)
+            hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {ids}: {why}; exiting")
+
+    def _fail_job(self, job: jobs.Claimed, exc: BaseException) -> str:
+        """Fail a job on an unexpected error (its reason: the error's type and first line)."""
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        self._retry(lambda: self._fail(job, reason), "fail job")
+        return "failed"
 
     def _fail(self, job: jobs.Claimed, reason: str) -> None:
         with self.sessions() as session:
@@ -188,17 +235,43 @@ class JobRunner:
         return with_retry(fn, what=what, deadline_seconds=self.outage_seconds)
 
     def _renew(self, run: _Run) -> bool:
-        if run.finished:  # the outcome is written: there is no lease left to renew
+        """Extend the leases of the message's open jobs; a job found no longer ours is marked lost (its result
+        is dropped). False only when every open job was lost."""
+        open_ = [j.id for j in run.open()]
+        if not open_:  # every outcome is written: there is no lease left to renew
             return True
         with self.sessions() as session:
-            return jobs.renew(session, run.job_id, self.identity.owner, self.lease_seconds)
+            held = jobs.renew(session, open_, self.identity.owner, self.lease_seconds)
+        run.lost.update(set(open_) - held)
+        return bool(held)
 
     def _experiment(self, job: jobs.Claimed) -> ExperimentInfo:
         """The job's experiment (a query only the first time: `StreamSync.experiment` caches it)."""
         with self.sessions() as session:
             return self.sync.experiment(session, job.experiment_id)
 
-    def _run_claimed(self, job: jobs.Claimed, run: _Run) -> str:
+    def _run_claimed(self, run: _Run, status: dict[int, str]) -> None:
+        """Each job to its verdict in turn (a job's error fails that job only), then the message's end."""
+        ended: list[_Ended] = []
+        for job in run.claimed:
+            try:
+                ended.append(self._run_job(run, job))
+            except (ServiceUnavailable, WorkerExit):
+                raise
+            except LeaseLost as exc:
+                log.warning("job=%s lease lost (%s): this run's result is dropped", job.id, exc)
+                run.lost.add(job.id)
+                status[job.id] = "dropped"
+            except (Exception, SystemExit, KeyboardInterrupt, JobTimedOut) as exc:
+                # A bug, an unexpected library error, or code that tried to end the process (SystemExit from a
+                # generator or scorer): this job fails now, with the reason; the message's other jobs go on.
+                log.exception("job=%s failed", job.id)
+                status[job.id] = self._fail_job(job, exc)
+                run.finished.add(job.id)
+        self._end(run, ended, status)
+
+    def _run_job(self, run: _Run, job: jobs.Claimed) -> _Ended:
+        """One claimed job, from its swarm state to its outcome row (not written yet)."""
         started = time.perf_counter()
         info = self._retry(lambda: self._experiment(job), "load experiment")
         issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
@@ -207,36 +280,59 @@ class JobRunner:
         state = self._retry(lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied), "swarm state")
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
-        self._check_lease(run, "generation")
+        self._check_lease(run, job, "generation")
         verdict = self._generate_and_judge(run, bench, plan, issue, info)
-        self._check_lease(run, "writing the outcome")
+        self._check_lease(run, job, "writing the outcome")
         record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
                                 gpu_index=self.identity.gpu_index, gpu_uuid=self.identity.gpu_uuid,
                                 job_seconds=time.perf_counter() - started)  # fmt: skip
-        status = "failed" if verdict.error else "done"
+        return _Ended(job, info, issue, plan, verdict, record, started)
 
-        def finish() -> bool:
+    def _end(self, run: _Run, ended: list[_Ended], status: dict[int, str]) -> None:
+        """The message's end: its outcomes in one statement, each job's swarm update, and one release per
+        experiment carrying the applied-marks."""
+        if not ended:
+            return
+        finished = [jobs.Finished(e.job.id, e.record, "failed" if e.verdict.error else "done", e.verdict.error)
+                    for e in ended]  # fmt: skip
+
+        def finish() -> set[int]:
             with self._direct() as session:
-                return jobs.finish(session, job.id, self.identity.owner, record, status=status, error=verdict.error)
+                return jobs.finish_many(session, self.identity.owner, finished)
 
-        if not self._retry(finish, "write outcome"):
-            raise LeaseLost("the job was no longer ours when its outcome was written")
-        run.finished = True
-        update = update_for(job.id, plan.decision.agent_id, issue, verdict.gen.text, config, job.condition,
-                            success=verdict.success, judged=judged(record["score_status"]),
-                            chat=plan.prompt.messages is not None)  # fmt: skip
-        applied = self._retry(lambda: self.sync.apply(stream, config, update, mark=False), "swarm update")
-        self._release_next(info, applied)
+        closed = self._retry(finish, "write outcome")
+        run.finished.update(closed)
+        status.update({f.job_id: f.status if f.job_id in closed else "dropped" for f in finished})
+        marks: dict[int, list[AppliedMark]] = {}
+        infos: dict[int, ExperimentInfo] = {}
+        for e in ended:
+            if e.job.id not in closed:
+                log.warning("job=%s lease lost (the job was no longer ours when its outcome was written): this "
+                            "run's result is dropped", e.job.id)  # fmt: skip
+                continue
+            config, stream = e.info.config, e.info.stream(e.job.condition, e.job.replicate)
+            update = update_for(e.job.id, e.plan.decision.agent_id, e.issue, e.verdict.gen.text, config,
+                                e.job.condition, success=e.verdict.success, judged=judged(e.record["score_status"]),
+                                chat=e.plan.prompt.messages is not None)  # fmt: skip
+            mark = self._retry(partial(self.sync.apply, stream, config, update, mark=False), "swarm update")
+            marks.setdefault(e.info.id, []).append(mark)
+            infos[e.info.id] = e.info
+        for experiment_id, applied in marks.items():
+            self._release_next(infos[experiment_id], applied)
+        for e in ended:
+            if status[e.job.id] != "dropped":
+                self._report(e, status[e.job.id])
+
+    def _report(self, e: _Ended, status: str) -> None:
         with self._lock:
             self.jobs_done += 1
-            self._tokens += verdict.gen.completion_tokens
-            self._gen_seconds += verdict.gen.generation_seconds
-        line = job_line(job.id, status, job.condition, job.replicate, issue.instance_id, plan.decision.agent_id,
-                        verdict, time.perf_counter() - started)  # fmt: skip
+            self._tokens += e.verdict.gen.completion_tokens
+            self._gen_seconds += e.verdict.gen.generation_seconds
+        line = job_line(e.job.id, status, e.job.condition, e.job.replicate, e.issue.instance_id,
+                        e.plan.decision.agent_id, e.verdict, time.perf_counter() - e.started)  # fmt: skip
         if self.say is not None:
             self.say(line)
         log.info(line)
-        return status
 
     def _generate_and_judge(self, run: _Run, bench: Benchmark, plan: JobPlan, issue: Issue,
                             info: ExperimentInfo) -> Verdict:  # fmt: skip
@@ -261,7 +357,7 @@ class JobRunner:
             return Verdict(gen, None, False, unjudged, unjudged.seconds)
         return Verdict(gen, None, success, scored, time.perf_counter() - t_score)
 
-    def _release_next(self, info: ExperimentInfo, applied: AppliedMark | None = None) -> None:
-        """The experiment's next jobs, with the applied-mark of this job's swarm update when there is one."""
+    def _release_next(self, info: ExperimentInfo, applied: Sequence[AppliedMark] = ()) -> None:
+        """The experiment's next jobs, with the applied-marks of this message's swarm updates."""
         self._retry(lambda: release_next(self._direct, self.app, info.id, info.config, relaxed=True, applied=applied),
                     "release")  # fmt: skip
