@@ -101,27 +101,30 @@ def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Cel
 def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
     """Queued jobs (published more than ``grace_seconds`` ago) that are not in their model's queue.
 
-    A queue with at least as many messages as its old queued jobs is taken as complete without reading it (the
-    common case of a long, healthy queue of one job a message); once it drains below that (as a queue of
-    batches soon does), it is read and the missing jobs found (`broker_job_ids`). Jobs are published again one
-    to a message."""
+    A queue whose messages could carry its old queued jobs (as many messages, or fewer of several jobs each:
+    ``jobs_per_message``) is taken as complete without reading it (the common case of a long, healthy queue);
+    once it drains below that, it is read and the missing jobs found (`broker_job_ids`). Jobs are published
+    again one to a message."""
     rows = session.execute(
         text(
-            "SELECT j.id, j.model_key FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
-            "WHERE j.status = 'queued' AND e.state = 'active' AND j.published_at < now() - make_interval(secs => :g)"
+            "SELECT j.id, j.model_key, coalesce((e.config->>'jobs_per_message')::int, 1) FROM jobs j "
+            "JOIN experiments e ON e.id = j.experiment_id WHERE j.status = 'queued' AND e.state = 'active' "
+            "AND j.published_at < now() - make_interval(secs => :g)"
         ),
         {"g": grace_seconds},
     ).all()
     if not rows:
         return 0
     per_key: dict[str, int] = {}
-    for _, k in rows:
+    per_message: dict[str, int] = {}
+    for _, k, size in rows:
         per_key[str(k)] = per_key.get(str(k), 0) + 1
-    suspect = {k for k, n in per_key.items() if redis.llen(keys.queue_name(k)) < n}
+        per_message[str(k)] = max(per_message.get(str(k), 1), int(size))
+    suspect = {k for k, n in per_key.items() if redis.llen(keys.queue_name(k)) * per_message[k] < n}
     if not suspect:
         return 0
     in_broker = broker_job_ids(redis, suspect)
-    missing = [(int(j), str(k)) for j, k in rows if str(k) in suspect and int(j) not in in_broker]
+    missing = [(int(j), str(k)) for j, k, _ in rows if str(k) in suspect and int(j) not in in_broker]
     if missing:  # a job delivered (and claimed) between the two reads is not missing
         still = set(
             session.execute(
