@@ -5,7 +5,6 @@ on its own; with real worker processes, kill -9 in the middle of a message still
 from __future__ import annotations
 
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from swarmq.queue.broker import make_app
 from swarmq.queue.producer import enqueue
 from swarmq.store.db import autocommit_connections
 from tests.helpers import write_config
-from tests.test_reliability import CONDS, FAST, assert_exactly_once, scalar, start_worker
+from tests.test_reliability import CONDS, FAST, assert_exactly_once, killer_run, scalar, start_worker
 from tests.test_reliability import enqueue as enqueue_cli
 from tests.test_runner import SWARM, rows, runner
 
@@ -139,18 +138,12 @@ def test_kill9_in_the_middle_of_a_message(
     them and the Redis updates, after those): every job still ends done exactly once."""
     env = {**services_env, **FAST, "SWARMQ_MAX_ATTEMPTS": "1000", "SWARMQ_TEST_KILL_PROB": "0.3"}
     rng = random.Random(7)
-    kills, points = 0, set()
+    kills = 0
     enqueue_cli(tmp_path, env, name="batches", limit=6, conditions=CONDS,
                 extra={"jobs_per_message": 4, "max_spread": 3})  # fmt: skip
     deadline = time.monotonic() + 240
     while scalar(database_url, "SELECT count(*) FROM jobs WHERE status <> 'done'") and time.monotonic() < deadline:
-        point = rng.choice(["generate", "after_outcome", "before_update", "after_update"])
-        w = start_worker({**env, "SWARMQ_TEST_KILL_AT": point}, generator="killer_generator")
-        out, _ = w.communicate(timeout=120)
-        assert w.returncode in (0, -signal.SIGKILL), out[-3000:]
-        if w.returncode == -signal.SIGKILL:
-            kills += 1
-            points.add(point)
+        kills += killer_run(env, rng) is not None
     w = start_worker(env)
     out, _ = w.communicate(timeout=120)
     assert w.returncode == 0, out[-3000:]

@@ -115,6 +115,19 @@ def test_duplicate_deliveries_are_dropped(
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") == 1
 
 
+KILL_POINTS = ("generate", "after_outcome", "before_update", "after_update")
+
+
+def killer_run(env: dict[str, str], rng: random.Random) -> str | None:
+    """One burst worker that may kill -9 itself at a point chosen at random (`tests.fakes.killer_generator`):
+    the point when it did, None when it finished."""
+    point = rng.choice(KILL_POINTS)
+    w = start_worker({**env, "SWARMQ_TEST_KILL_AT": point}, generator="killer_generator")
+    out, _ = w.communicate(timeout=120)
+    assert w.returncode in (0, -signal.SIGKILL), out[-3000:]
+    return point if w.returncode == -signal.SIGKILL else None
+
+
 def test_kill9_at_random_points(
     tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
 ) -> None:
@@ -128,18 +141,14 @@ def test_kill9_at_random_points(
         experiments += 1
         enqueue(tmp_path, env, name=f"kill{experiments}", limit=4, conditions=CONDS)
         while scalar(database_url, "SELECT count(*) FROM jobs WHERE status <> 'done'") and kills < 40:
-            point = rng.choice(["generate", "after_outcome", "before_update", "after_update"])
-            w = start_worker({**env, "SWARMQ_TEST_KILL_AT": point}, generator="killer_generator")
-            out, _ = w.communicate(timeout=120)
-            assert w.returncode in (0, -signal.SIGKILL), out[-3000:]
-            if w.returncode == -signal.SIGKILL:
+            if (point := killer_run(env, rng)) is not None:
                 kills += 1
                 points.add(point)
     w = start_worker(env)  # finish what is left, without faults
     out, _ = w.communicate(timeout=120)
     assert w.returncode == 0, out[-3000:]
     assert kills >= 20, f"only {kills} kills"
-    assert points == {"generate", "after_outcome", "before_update", "after_update"}
+    assert points == set(KILL_POINTS)
     assert_exactly_once(database_url, redis_url, 12 * experiments)
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over
 
