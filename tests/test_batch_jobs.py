@@ -138,15 +138,17 @@ def test_kill9_in_the_middle_of_a_message(
     them and the Redis updates, after those): every job still ends done exactly once."""
     env = {**services_env, **FAST, "SWARMQ_MAX_ATTEMPTS": "1000", "SWARMQ_TEST_KILL_PROB": "0.3"}
     rng = random.Random(7)
-    kills = 0
-    enqueue_cli(tmp_path, env, name="batches", limit=6, conditions=CONDS,
-                extra={"jobs_per_message": 4, "max_spread": 3})  # fmt: skip
+    kills, experiments = 0, 0
     deadline = time.monotonic() + 240
-    while scalar(database_url, "SELECT count(*) FROM jobs WHERE status <> 'done'") and time.monotonic() < deadline:
-        kills += killer_run(env, rng) is not None
+    while kills < 8 and time.monotonic() < deadline:  # a new experiment while too few workers died
+        experiments += 1
+        enqueue_cli(tmp_path, env, name=f"batches{experiments}", limit=6, conditions=CONDS,
+                    extra={"jobs_per_message": 4, "max_spread": 3})  # fmt: skip
+        while scalar(database_url, "SELECT count(*) FROM jobs WHERE status <> 'done'") and kills < 16:
+            kills += killer_run(env, rng) is not None
     w = start_worker(env)
     out, _ = w.communicate(timeout=120)
     assert w.returncode == 0, out[-3000:]
-    assert kills >= 4, f"only {kills} kills"
-    assert_exactly_once(database_url, redis_url, 18)
+    assert kills >= 8, f"only {kills} kills"
+    assert_exactly_once(database_url, redis_url, 18 * experiments)
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over

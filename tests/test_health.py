@@ -49,6 +49,9 @@ class _IdleRunner:
     def running(self) -> dict[int, float]:
         return {}
 
+    def busy(self) -> int:
+        return 0
+
     def mean_tokens_per_second(self) -> float:
         return 0.0
 
