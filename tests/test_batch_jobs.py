@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,54 @@ def test_each_job_of_a_message_ends_on_its_own(svc: Any, tmp_path: Path) -> None
     assert sorted(int(r[0]) for r in rows(svc, "SELECT job_id FROM outcomes")) == sorted([ids[0], ids[2], ids[3]])
 
 
+def test_an_outcome_postgres_refuses_fails_its_own_job_only(svc: Any, tmp_path: Path) -> None:
+    """A completion Postgres cannot store (a NUL character) makes the message's one INSERT fail: each outcome is
+    then written alone, and only that job fails, with the reason."""
+    cfg = load_config(write_config(tmp_path, limit=3, conditions={"a": {}},
+                                   extra={"jobs_per_message": 3, "max_spread": 100}))  # fmt: skip
+    enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
+    ids = queued(svc)
+    nul_prompt = rows(svc, f"SELECT i.problem FROM jobs j JOIN issues i ON i.id = j.issue_id WHERE j.id = {ids[1]}")
+
+    class Nul(ScriptedGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            gen = super().generate(request)
+            return replace(gen, text="return 1\x00") if nul_prompt[0][0] in request.prompt else gen
+
+    assert runner(svc, Nul()).run_many(ids) == ["done", "failed", "done"]
+    got = {int(j): (s, e) for j, s, e in rows(svc, "SELECT id, status, error FROM jobs")}
+    assert got[ids[1]][0] == "failed" and "DataError" in got[ids[1]][1], got
+    assert got[ids[0]][0] == got[ids[2]][0] == "done"
+    assert rows(svc, "SELECT count(*), count(agent_id) FROM outcomes") == [(3, 2)]  # the failure has no agent
+
+
+def test_a_stuck_job_fails_alone_and_its_message_goes_back(svc: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A job stuck in native code past its deadline fails with the reason and ends the worker; the other jobs
+    of its message did nothing wrong: they are queued and published again, not failed."""
+    from swarmq.queue.reaper import broker_job_ids
+    from swarmq.worker import runner as runner_module
+
+    cfg = load_config(write_config(tmp_path, limit=3, conditions={"a": {}},
+                                   extra={"jobs_per_message": 3, "max_spread": 100}))  # fmt: skip
+    enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
+    ids = queued(svc)
+    run = runner(svc, ScriptedGenerator())
+    with autocommit_connections(svc.sessions)() as conn:
+        claimed = jobs.claim_many(conn, ids, run.identity.owner, 60, 3)
+    svc.redis.flushdb()  # the messages were delivered: only what is published again will be there
+    exits: list[str] = []
+    monkeypatch.setattr(runner_module, "hard_exit", lambda code, line: exits.append(line))
+    stuck = runner_module._Run(claimed, 0.0, current=claimed[1])
+    run._stuck(stuck, "generation timed out after 1 s and did not stop")
+    got = {int(j): (s, e) for j, s, e in rows(svc, "SELECT id, status, error FROM jobs")}
+    assert got[ids[1]] == ("failed", "generation timed out after 1 s and did not stop")
+    assert got[ids[0]] == got[ids[2]] == ("queued", None)
+    (key,) = {str(r[0]) for r in rows(svc, "SELECT model_key FROM jobs")}
+    assert broker_job_ids(svc.redis, {key}) == {ids[0], ids[2]}
+    assert len(exits) == 1 and f"job {ids[1]}:" in exits[0]
+
+
 @pytest.mark.faults
 def test_kill9_in_the_middle_of_a_message(
     tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
@@ -150,5 +199,8 @@ def test_kill9_in_the_middle_of_a_message(
     out, _ = w.communicate(timeout=120)
     assert w.returncode == 0, out[-3000:]
     assert kills >= 8, f"only {kills} kills"
+    # Jobs claimed by one statement share its start time: messages of several jobs really ran.
+    shared = scalar(database_url, "SELECT count(*) FROM (SELECT started_at FROM jobs GROUP BY 1 HAVING count(*) > 1) x")
+    assert shared > 0
     assert_exactly_once(database_url, redis_url, 18 * experiments)
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over

@@ -359,8 +359,9 @@ class ExperimentConfig(_Strict):
     """Jobs one broker message carries (`queue.broker.publish`): a worker claims them in one statement, runs them
     in turn and writes their outcomes in one statement. Delivery, ack, claim, outcome INSERT and release are paid
     once per message, so jobs of a few milliseconds (a tiny model, replayed scoring) run about three times
-    faster at 16 than at 1 (bench figure 2: 1.5 against 4.6 ms per job). Keep 1 for jobs of seconds: a message's jobs wait for one worker even while
-    another is idle, and a crash re-runs all of them."""
+    faster at 16 than at 1 (bench figure 2: 1.5 against 4.6 ms per job, messages of up to 8 there: a message
+    holds at most what one release frees). Keep 1 for jobs of seconds: a message's jobs wait for one worker,
+    in turn, even while another is idle (each holds its stream meanwhile), and a crash re-runs all of them."""
 
     @model_validator(mode="before")
     @classmethod

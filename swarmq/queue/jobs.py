@@ -256,7 +256,13 @@ def finish_many(session: Executor, owner: str, finished: Sequence[Finished]) -> 
         raise ValueError("finish_many: every outcome must name the same columns, in the same order")
     rows = [{"job": f.job_id, "job_status": f.status, "job_error": f.error, **f.outcome} for f in finished]
     many = len(rows) > 1
-    params = {k: [r[k] for r in rows] for k in rows[0]} if many else rows[0]
+    # psycopg refuses a list mixing ints and floats (a generator's 0 beside a 0.0): float columns get floats.
+    floats = {k for k in columns if isinstance(OUTCOMES.c[k].type, Float)}
+    params = (
+        {k: [float(r[k]) if k in floats and r[k] is not None else r[k] for r in rows] for k in rows[0]}
+        if many
+        else rows[0]
+    )
     written = _finish_statement(columns, many).run(session, lease_owner=owner, **params)
     session.commit()
     closed = {int(r[0]) for r in written}

@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from celery import Celery
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq.benchmarks.base import UNJUDGED, Benchmark, Issue, Score, judged
@@ -27,6 +28,7 @@ from swarmq.benchmarks.registry import get_benchmark
 from swarmq.errors import GenerationError, ServiceUnavailable, first_line
 from swarmq.model.base import Generation, Generator
 from swarmq.queue import jobs
+from swarmq.queue.broker import publish
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
@@ -71,6 +73,8 @@ class _Run:
     watch: JobWatch | None = None
     finished: set[int] = field(default_factory=set)
     lost: set[int] = field(default_factory=set)
+    current: jobs.Claimed | None = None
+    """The job whose steps run now (what a stuck step is blamed on)."""
 
     def open(self) -> list[jobs.Claimed]:
         """The jobs whose outcome is not written and whose lease is not lost: what a renewal or a failure covers."""
@@ -209,15 +213,24 @@ class JobRunner:
             raise LeaseLost(f"noticed before {step}")
 
     def _stuck(self, run: _Run, why: str) -> None:
-        """Called by the job watch when the job thread cannot be interrupted (stuck in native code): the
-        message's open jobs fail with the reason, their streams move on, and the worker ends so that its
-        supervisor restarts it."""
+        """Called by the job watch when the job thread cannot be interrupted (stuck in native code): the job
+        that is stuck fails with the reason, its message's other open jobs are queued again (they did nothing
+        wrong), and the worker ends so that its supervisor restarts it."""
         try:
             for job in run.open():
-                self._fail(job, why)
+                if run.current is not None and job.id == run.current.id:
+                    self._fail(job, why)
+                else:
+                    self._give_back(job)
         finally:
-            ids = ",".join(str(j.id) for j in run.claimed)
-            hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {ids}: {why}; exiting")
+            job_id = run.current.id if run.current is not None else ",".join(str(j.id) for j in run.claimed)
+            hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {job_id}: {why}; exiting")
+
+    def _give_back(self, job: jobs.Claimed) -> None:
+        with self.sessions() as session:
+            key = jobs.give_back(session, job.id, self.identity.owner)
+        if key is not None:
+            publish(self.app, [(job.id, key)])
 
     def _fail_job(self, job: jobs.Claimed, exc: BaseException) -> str:
         """Fail a job on an unexpected error (its reason: the error's type and first line)."""
@@ -254,6 +267,7 @@ class JobRunner:
         """Each job to its verdict in turn (a job's error fails that job only), then the message's end."""
         ended: list[_Ended] = []
         for job in run.claimed:
+            run.current = job
             try:
                 ended.append(self._run_job(run, job))
             except (ServiceUnavailable, WorkerExit):
@@ -268,6 +282,7 @@ class JobRunner:
                 log.exception("job=%s failed", job.id)
                 status[job.id] = self._fail_job(job, exc)
                 run.finished.add(job.id)
+        run.current = None
         self._end(run, ended, status)
 
     def _run_job(self, run: _Run, job: jobs.Claimed) -> _Ended:
@@ -296,19 +311,18 @@ class JobRunner:
         finished = [jobs.Finished(e.job.id, e.record, "failed" if e.verdict.error else "done", e.verdict.error)
                     for e in ended]  # fmt: skip
 
-        def finish() -> set[int]:
-            with self._direct() as session:
-                return jobs.finish_many(session, self.identity.owner, finished)
-
-        closed = self._retry(finish, "write outcome")
+        closed = self._finish(run, ended, finished, status)
         run.finished.update(closed)
-        status.update({f.job_id: f.status if f.job_id in closed else "dropped" for f in finished})
+        run.lost.update(f.job_id for f in finished if f.job_id not in closed and status.get(f.job_id) != "failed")
+        status.update({f.job_id: f.status if f.job_id in closed else status.get(f.job_id, "dropped")
+                       for f in finished})  # fmt: skip
         marks: dict[int, list[AppliedMark]] = {}
         infos: dict[int, ExperimentInfo] = {}
         for e in ended:
             if e.job.id not in closed:
-                log.warning("job=%s lease lost (the job was no longer ours when its outcome was written): this "
-                            "run's result is dropped", e.job.id)  # fmt: skip
+                if e.job.id in run.lost:
+                    log.warning("job=%s lease lost (the job was no longer ours when its outcome was written): "
+                                "this run's result is dropped", e.job.id)  # fmt: skip
                 continue
             config, stream = e.info.config, e.info.stream(e.job.condition, e.job.replicate)
             update = update_for(e.job.id, e.plan.decision.agent_id, e.issue, e.verdict.gen.text, config,
@@ -320,8 +334,35 @@ class JobRunner:
         for experiment_id, applied in marks.items():
             self._release_next(infos[experiment_id], applied)
         for e in ended:
-            if status[e.job.id] != "dropped":
+            if e.job.id in closed:
                 self._report(e, status[e.job.id])
+
+    def _finish(self, run: _Run, ended: list[_Ended], finished: list[jobs.Finished],
+                status: dict[int, str]) -> set[int]:  # fmt: skip
+        """Write the outcomes in one statement; the jobs closed. Should that statement fail for good (not an
+        outage: a value Postgres refuses, say a NUL in a completion), each job is written alone, and a job whose
+        own outcome cannot be written fails with the reason: one job's bad row does not fail its message."""
+
+        def finish(rows: list[jobs.Finished]) -> set[int]:
+            with self._direct() as session:
+                return jobs.finish_many(session, self.identity.owner, rows)
+
+        try:
+            return self._retry(partial(finish, finished), "write outcome")
+        except DBAPIError:
+            if len(finished) == 1:
+                raise
+            log.warning("job(s)=%s: the message's outcomes could not be written together; writing each alone",
+                        ",".join(str(f.job_id) for f in finished), exc_info=True)  # fmt: skip
+        closed: set[int] = set()
+        for e, f in zip(ended, finished, strict=True):
+            try:
+                closed |= self._retry(partial(finish, [f]), "write outcome")
+            except DBAPIError as exc:
+                log.exception("job=%s: its outcome could not be written", f.job_id)
+                status[f.job_id] = self._fail_job(e.job, exc)
+                run.finished.add(f.job_id)
+        return closed
 
     def _report(self, e: _Ended, status: str) -> None:
         with self._lock:

@@ -6,7 +6,8 @@ runner turns into the job's failure outcome: the main thread by a signal (solo p
 pool thread (``--slots K``) by an asynchronous exception at its next bytecode (the batching engine's waits
 are sliced for this). A job thread stuck in native code cannot take that exception:
 ``stuck_seconds`` later, ``on_stuck`` fails the job and ends the worker. A hung job never holds its stream
-for longer than its deadline plus those two margins.
+for longer than its deadline plus those two margins (and the jobs before it in its message, with
+``jobs_per_message`` above 1: each has its own deadline).
 
 Every watch of the process is looked at by one thread (`_Ticker`), started once: a thread started and joined
 per job cost the null-model job path ~0.3 ms of its ~4 (2,000-job runs: 3.56–3.79 against 3.88–4.17 ms
@@ -44,8 +45,8 @@ class JobTimedOut(BaseException):
 class _Ticker:
     """The one thread that ticks every open watch of the process, every `TICK_SECONDS`. A watch's tick (a lease
     renewal, an interrupt) runs under the watch's own lock, so that closing a watch waits for a tick in
-    progress, and no tick runs after it is closed. One renewal that hangs on a Postgres outage delays the
-    others' ticks by as long (``--slots K``): their leases are far longer than a tick."""
+    progress, and no tick runs after it is closed. Renewals run on threads of their own (`JobWatch.tick`): one
+    hung on a Postgres outage does not hold the other watches' deadlines."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -90,6 +91,8 @@ class JobWatch:
         """Held by a tick; `__exit__` takes it to wait for one in progress."""
         self._closed = False
         self._next_beat = 0.0
+        self._beating = threading.Lock()
+        """Held while a renewal runs: never two at once for one watch."""
         self._interrupted: int | None = None
         self.lost = False
         """The lease was found taken (expired and claimed, or lost): the runner drops the job's result."""
@@ -102,8 +105,8 @@ class JobWatch:
 
     def __exit__(self, *exc: object) -> None:
         _TICKER.remove(self)
-        # Wait for a tick in progress (a renewal), as long as a thread per job was once joined: 5 s at most, so
-        # that a renewal hung on an outage does not hold the job's end; no tick starts once closed.
+        # Wait for a tick in progress (an interrupt being sent; renewals run on their own threads), 5 s at most
+        # as a thread per job was once joined; no tick starts once closed.
         waited = self._ticking.acquire(timeout=5)
         self._closed = True
         if waited:
@@ -147,11 +150,14 @@ class JobWatch:
                     self._closed = True
                     self._on_stuck(f"{what} timed out after {budget:g} s and did not stop")
                     return
-            if now >= self._next_beat:
+            if now >= self._next_beat and not self._beating.locked():
                 # Renewed until the job is declared stuck: a timed-out job keeps its lease while it records its
-                # failure, so that it is not delivered again meanwhile.
+                # failure, so that it is not delivered again meanwhile. A renewal is a Postgres statement that an
+                # outage can hold for long: it runs on a thread of its own (one per heartbeat interval, not per
+                # tick), so that the ticker keeps every other watch's deadlines meanwhile.
                 self._next_beat = now + self._interval
-                self._beat()
+                self._beating.acquire()
+                threading.Thread(target=self._beat, name="swarmq-lease-renewal", daemon=True).start()
 
     def _interrupt(self, message: str, still_wanted: Callable[[], bool]) -> None:
         if self._job_thread == threading.main_thread().ident:
@@ -160,9 +166,13 @@ class JobWatch:
             interrupt_thread(self._job_thread, type("JobTimedOut", (JobTimedOut,), {"reason": message}), still_wanted)
 
     def _beat(self) -> None:
+        """One renewal (`tick` holds ``_beating`` for it). One that lands after the watch closed changes
+        nothing: a lease is renewed only on a running job of this owner."""
         try:
             if not self._renew():
                 self.lost = True
                 log.warning("lost the lease on the running job")
         except Exception as exc:  # a blip: the next beat retries; the lease is long enough
             log.warning("heartbeat failed: %s", exc)
+        finally:
+            self._beating.release()
