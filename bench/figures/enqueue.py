@@ -15,6 +15,8 @@ kombu has it (resume: select the unfinished ids and send them).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -151,7 +153,7 @@ def stand_in_model(directory: Path) -> str:
 
 
 def run(ctx: Context) -> FigureResult:
-    keys = ("cli", "api", "floor", "cli_resume", "api_resume", "floor_resume", "cli_all", "floor_all")
+    keys = ("cli", "api", "floor", "cli_resume", "api_resume", "floor_resume", "cli_all", "floor_all", "help", "python")
     col: dict[str, list[float]] = {k: [] for k in keys}
     info: list[dict[str, Any]] = []
     model = stand_in_model(ctx.workdir)
@@ -200,6 +202,9 @@ def run(ctx: Context) -> FigureResult:
             rep["cli_all_published"] = _published(out.stdout)
             _clear_queues(bench)
             col["floor_all"].append(floor_enqueue(bench, every["name"]))
+            # What every command pays before its own work: the CLI's start (`--help` imports no heavy library).
+            col["help"].append(timed(lambda: bench.swarmq("--help"))[0])
+            col["python"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))[0])
             info.append(rep)
             ctx.say(f"    CLI {col['cli'][-1]:.2f} s, in-process {col['api'][-1]:.2f} s, floor {col['floor'][-1]:.2f} s; "
                     f"resume CLI {col['cli_resume'][-1]:.2f} s, in-process {col['api_resume'][-1]:.2f} s; "
@@ -217,6 +222,8 @@ def run(ctx: Context) -> FigureResult:
         Row(f"resume, {done:,} done: in process", "s", col["floor_resume"], col["api_resume"], None, None, base),
         Row(f"enqueue {jobs:,} jobs, all {sent_all:,} published (max_spread {issues}): CLI wall",
             "s", col["floor_all"], col["cli_all"], None, None, base),
+        Row("`swarmq --help` wall", "s", col["python"], col["help"], "≤ 0.3 s", check(col["help"], lambda x: x <= 0.3),
+            "`python -c pass`: the interpreter's own start"),
     ]  # fmt: skip
     fig.details = {"conditions": CONDITIONS, "replicates": ctx.enqueue_replicates, "repeats": info, "seconds": col}
     return fig
