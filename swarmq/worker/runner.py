@@ -28,7 +28,6 @@ from swarmq.benchmarks.registry import get_benchmark
 from swarmq.errors import GenerationError, ServiceUnavailable, first_line
 from swarmq.model.base import Generation, Generator
 from swarmq.queue import jobs
-from swarmq.queue.broker import publish
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
@@ -37,7 +36,7 @@ from swarmq.store.outcomes import AppliedMark
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.sync import ExperimentInfo, StreamSync, update_for
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
-from swarmq.worker.shutdown import WorkerExit, hard_exit
+from swarmq.worker.shutdown import WorkerExit, give_back, hard_exit
 from swarmq.worker.watch import JobTimedOut, JobWatch
 
 log = logging.getLogger(__name__)
@@ -199,10 +198,12 @@ class JobRunner:
             # not yet closed fail now, with the reason, rather than let their leases expire and re-run them
             # until max_attempts reports a misleading "worker died". Only a real shutdown stops us.
             log.exception("job(s)=%s failed", ",".join(str(j.id) for j in run.open()))
-            for job in run.open():
-                status[job.id] = self._fail_job(job, exc)
-            for job in {j.experiment_id: j for j in run.claimed}.values():  # the streams go on, whatever failed
-                self._release_next(self._retry(partial(self._experiment, job), "load experiment"))
+            failing = run.open()
+            for job in failing:
+                status[job.id] = self._fail_job(job, exc)  # each failure releases its stream's next jobs
+            if not failing:  # every outcome was written before the error: the streams go on all the same
+                for job in {j.experiment_id: j for j in run.claimed}.values():
+                    self._release_next(self._retry(partial(self._experiment, job), "load experiment"))
         finally:
             with self._lock:
                 self._runs.remove(run)
@@ -221,16 +222,10 @@ class JobRunner:
                 if run.current is not None and job.id == run.current.id:
                     self._fail(job, why)
                 else:
-                    self._give_back(job)
+                    give_back(self.sessions, self.app, job.id, self.identity.owner, self.outage_seconds)
         finally:
             job_id = run.current.id if run.current is not None else ",".join(str(j.id) for j in run.claimed)
             hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {job_id}: {why}; exiting")
-
-    def _give_back(self, job: jobs.Claimed) -> None:
-        with self.sessions() as session:
-            key = jobs.give_back(session, job.id, self.identity.owner)
-        if key is not None:
-            publish(self.app, [(job.id, key)])
 
     def _fail_job(self, job: jobs.Claimed, exc: BaseException) -> str:
         """Fail a job on an unexpected error (its reason: the error's type and first line)."""

@@ -152,11 +152,18 @@ class GracefulShutdown:
         hard_exit(0, "swarmq: worker: a job thread did not stop after its job was released; exiting")
 
     def _give_back(self, job_id: int) -> bool:
-        def give_back() -> str | None:
-            with self.sessions() as session:
-                return jobs.give_back(session, job_id, self.runner.identity.owner)
+        return give_back(self.sessions, self.app, job_id, self.runner.identity.owner, self.runner.outage_seconds)
 
-        key = with_retry(give_back, what="give back the job", deadline_seconds=self.runner.outage_seconds)
-        if key is not None:
-            broker.publish(self.app, [(job_id, key)])
-        return key is not None
+
+def give_back(sessions: Any, app: Any, job_id: int, owner: str, outage_seconds: float) -> bool:
+    """Queue a running job of ``owner``'s again and publish it (a shutdown past its grace period; the other jobs
+    of a stuck job's message); whether it was still ours."""
+
+    def requeue() -> str | None:
+        with sessions() as session:
+            return jobs.give_back(session, job_id, owner)
+
+    key = with_retry(requeue, what="give back the job", deadline_seconds=outage_seconds)
+    if key is not None:
+        broker.publish(app, [(job_id, key)])
+    return key is not None

@@ -43,8 +43,8 @@ class JobTimedOut(BaseException):
 
 
 class _Ticker:
-    """The one thread that ticks every open watch of the process, every `TICK_SECONDS`. A watch's tick (a lease
-    renewal, an interrupt) runs under the watch's own lock, so that closing a watch waits for a tick in
+    """The one thread that ticks every open watch of the process, every `TICK_SECONDS`. A watch's tick (its
+    deadline check, an interrupt) runs under the watch's own lock, so that closing a watch waits for a tick in
     progress, and no tick runs after it is closed. Renewals run on threads of their own (`JobWatch.tick`): one
     hung on a Postgres outage does not hold the other watches' deadlines."""
 
