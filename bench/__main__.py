@@ -22,26 +22,47 @@ from bench.figures import Context
 from bench.measure import FigureResult
 from bench.table import render
 
-FIGURES = {"e2e": "e2e", "null": "null", "enqueue": "enqueue", "swarm": "swarm_state", "results": "results_query",
-           "gpuscale": "gpuscale", "slots": "slots"}  # fmt: skip
+FIGURES = {
+    "e2e": "e2e",
+    "null": "null",
+    "enqueue": "enqueue",
+    "swarm": "swarm_state",
+    "results": "results_query",
+    "gpuscale": "gpuscale",
+    "slots": "slots",
+}
 """--only key → module in bench/figures. `null` also yields figure 6 (scaling); `gpuscale` runs only on request."""
 DEFAULT = ("e2e", "null", "enqueue", "swarm", "results", "slots")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--only", default=",".join(DEFAULT), help=f"comma-separated figures ({', '.join(FIGURES)})")
-    p.add_argument("--model", type=Path, default=Path("models/gemma-3-270m-q4_k_m.gguf"), help="GGUF for figure 1")
+    p.add_argument(
+        "--only", default=",".join(DEFAULT), help=f"comma-separated figures ({', '.join(FIGURES)})"
+    )
+    p.add_argument(
+        "--model", type=Path, default=Path("models/gemma-3-270m-q4_k_m.gguf"), help="GGUF for figure 1"
+    )
     p.add_argument("--gpu", type=int, default=None, help="figure 1 on this GPU (worker --gpu N, all layers)")
     p.add_argument("--gpus", default="", help="gpuscale: 'all' or e.g. 0,1 (one worker per GPU)")
     p.add_argument("--n", type=int, default=8, help="figure 1: HumanEval prompts per repeat")
     p.add_argument("--repeats", type=int, default=3, help="repeats per measurement (min/median/max)")
     p.add_argument("--max-tokens", type=int, default=64, help="figure 1: max_tokens")
-    p.add_argument("--threads", type=int, default=None, help="figure 1: llama.cpp threads (default: half the cores)")
-    p.add_argument("--slots", default="", help="figure slots: the K to sweep, e.g. 1,2,4,8,16,32 (default 1,2,4,8)")
-    p.add_argument("--null-jobs", type=int, default=328, help="figure 2: null-model jobs per run (2 per issue)")
-    p.add_argument("--enqueue-replicates", type=int, default=15, help="figure 3: 164 issues x 4 conditions x this")
-    p.add_argument("--swarm-ops", type=int, default=2000, help="figure 4: route+update operations per process")
+    p.add_argument(
+        "--threads", type=int, default=None, help="figure 1: llama.cpp threads (default: half the cores)"
+    )
+    p.add_argument(
+        "--slots", default="", help="figure slots: the K to sweep, e.g. 1,2,4,8,16,32 (default 1,2,4,8)"
+    )
+    p.add_argument(
+        "--null-jobs", type=int, default=328, help="figure 2: null-model jobs per run (2 per issue)"
+    )
+    p.add_argument(
+        "--enqueue-replicates", type=int, default=15, help="figure 3: 164 issues x 4 conditions x this"
+    )
+    p.add_argument(
+        "--swarm-ops", type=int, default=2000, help="figure 4: route+update operations per process"
+    )
     p.add_argument("--outcomes", type=int, default=1_000_000, help="figure 5: synthetic outcomes")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where the JSON goes")
     p.add_argument("--no-save", action="store_true", help="print only")
@@ -64,10 +85,17 @@ def run_figure(key: str, ctx: Context) -> list[FigureResult]:
         figs = out if isinstance(out, list) else [out]
     except Exception as exc:  # a benchmark never fails the run: report it and go on
         ctx.say(traceback.format_exc())
-        figs = [FigureResult(module.KEY, module.TITLE, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")]
+        figs = [
+            FigureResult(
+                module.KEY, module.TITLE, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            )
+        ]
     for f in figs:
         f.seconds = time.perf_counter() - start
-        f.details["loadavg_1min"] = {"before": load_before, "after": os.getloadavg()[0]}  # a noisy machine shows here
+        f.details["loadavg_1min"] = {
+            "before": load_before,
+            "after": os.getloadavg()[0],
+        }  # a noisy machine shows here
     return figs
 
 
@@ -97,23 +125,44 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     endpoints = discover()
     say(f"bench: services {endpoints.source}")
-    payload: dict[str, Any] = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "argv": argv,
-                               "machine": machine(), "versions": versions(endpoints), "services": endpoints.source}  # fmt: skip
+    payload: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": argv,
+        "machine": machine(),
+        "versions": versions(endpoints),
+        "services": endpoints.source,
+    }
     figures: list[FigureResult] = []
     with tempfile.TemporaryDirectory(prefix="swarmq-bench-") as tmp:
-        ctx = Context(endpoints, Path(tmp), repeats=args.repeats, n=args.n, max_tokens=args.max_tokens,
-                      model=args.model, gpu=args.gpu, gpus=_gpus(args.gpus), threads=args.threads,
-                      slots=tuple(int(k) for k in args.slots.split(",") if k.strip()),
-                      null_jobs=args.null_jobs, enqueue_replicates=args.enqueue_replicates,
-                      swarm_ops=args.swarm_ops, outcomes=args.outcomes, say=say)  # fmt: skip
+        ctx = Context(
+            endpoints,
+            Path(tmp),
+            repeats=args.repeats,
+            n=args.n,
+            max_tokens=args.max_tokens,
+            model=args.model,
+            gpu=args.gpu,
+            gpus=_gpus(args.gpus),
+            threads=args.threads,
+            slots=tuple(int(k) for k in args.slots.split(",") if k.strip()),
+            null_jobs=args.null_jobs,
+            enqueue_replicates=args.enqueue_replicates,
+            swarm_ops=args.swarm_ops,
+            outcomes=args.outcomes,
+            say=say,
+        )
         for key in keys:
             say(f"bench: {key} ...")
             figs = run_figure(key, ctx)
             figures.extend(figs)
             say(f"bench: {key} done in {figs[0].seconds:.0f} s")
     table = render(figures)
-    payload.update(seconds=time.perf_counter() - started, loadavg_at_end=list(os.getloadavg()), table=table,
-                   figures=[f.to_json() for f in figures])  # fmt: skip
+    payload.update(
+        seconds=time.perf_counter() - started,
+        loadavg_at_end=list(os.getloadavg()),
+        table=table,
+        figures=[f.to_json() for f in figures],
+    )
     print(table)
     if not args.no_save:
         say(f"bench: saved {save(args.out, payload)}")

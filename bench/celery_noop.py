@@ -59,7 +59,11 @@ def window(client: redis_lib.Redis) -> float | None:
 def cpu_ms_per_task(client: redis_lib.Redis, total: int) -> float | None:
     """With one worker: its CPU milliseconds per task between the first task and the last."""
     first, last = client.mget([FIRST_CPU, LAST_CPU])
-    return None if first is None or last is None or total < 2 else (float(last) - float(first)) * 1000 / (total - 1)
+    return (
+        None
+        if first is None or last is None or total < 2
+        else (float(last) - float(first)) * 1000 / (total - 1)
+    )
 
 
 def reset(client: redis_lib.Redis, keys: Iterable[str] = (COUNT, FIRST, LAST, FIRST_CPU, LAST_CPU)) -> None:
@@ -69,8 +73,16 @@ def reset(client: redis_lib.Redis, keys: Iterable[str] = (COUNT, FIRST, LAST, FI
 def main() -> None:
     import logging
 
-    worker = app.Worker(queues=[QUEUE], pool_cls="solo", concurrency=1, without_mingle=True, without_gossip=True,
-                        quiet=True, loglevel=logging.WARNING, hostname=f"bench-noop-{os.getpid()}@localhost")  # fmt: skip
+    worker = app.Worker(
+        queues=[QUEUE],
+        pool_cls="solo",
+        concurrency=1,
+        without_mingle=True,
+        without_gossip=True,
+        quiet=True,
+        loglevel=logging.WARNING,
+        hostname=f"bench-noop-{os.getpid()}@localhost",
+    )
     worker.start()
 
 

@@ -151,8 +151,14 @@ class BenchDB:
 
     def swarmq(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Run the real CLI as a user would; raises with its stderr on failure."""
-        r = subprocess.run([sys.executable, "-m", "swarmq", *args], cwd=ROOT, env=self.env, capture_output=True,
-                           text=True, timeout=timeout)  # fmt: skip
+        r = subprocess.run(
+            [sys.executable, "-m", "swarmq", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if r.returncode != 0:
             raise RuntimeError(f"swarmq {' '.join(args)} exited {r.returncode}: {r.stderr[-2000:]}")
         return r
@@ -206,8 +212,10 @@ def machine() -> dict[str, Any]:
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     from swarmq.worker.gpus import list_gpus
 
-    info["gpus"] = [{"index": g.index, "name": g.name, "memory_gib": round(g.memory_total / 2**30, 1)}
-                    for g in list_gpus()]  # fmt: skip
+    info["gpus"] = [
+        {"index": g.index, "name": g.name, "memory_gib": round(g.memory_total / 2**30, 1)}
+        for g in list_gpus()
+    ]
     return info
 
 
@@ -219,8 +227,10 @@ def _pkg(name: str) -> str | None:
 
 
 def versions(endpoints: Endpoints) -> dict[str, Any]:
-    out: dict[str, Any] = {p: _pkg(p) for p in ("swarmq", "llama_cpp_python", "celery", "kombu", "redis",
-                                                 "psycopg", "sqlalchemy")}  # fmt: skip
+    out: dict[str, Any] = {
+        p: _pkg(p)
+        for p in ("swarmq", "llama_cpp_python", "celery", "kombu", "redis", "psycopg", "sqlalchemy")
+    }
     try:
         import llama_cpp
 

@@ -51,13 +51,26 @@ SHAPES = {
 }
 
 # Bytes per block and the byte offsets of the f16 scale fields, per ggml type (ggml-common.h).
-_BLOCKS = {"Q8_0": (32, 34, (0,)), "Q5_0": (32, 22, (0,)), "Q4_K": (256, 144, (0, 2)), "Q6_K": (256, 210, (208,))}
+_BLOCKS = {
+    "Q8_0": (32, 34, (0,)),
+    "Q5_0": (32, 22, (0,)),
+    "Q4_K": (256, 144, (0, 2)),
+    "Q6_K": (256, 210, (208,)),
+}
 # Scale values that keep a weight's magnitude near 0.02 for uniformly random quants (Q4_K: d, dmin).
 _SCALES = {"Q8_0": (2.5e-4,), "Q5_0": (2e-3,), "Q4_K": (1e-4, 1e-4), "Q6_K": (2e-5,)}
 # The demo GGUF's (llama.cpp Q4_K_M for gemma-3) type per tensor kind; llama.cpp's fallback when a row is not a
 # multiple of 256 (Q4_K -> Q5_0, Q6_K -> Q8_0) applies to the new shape.
-_KIND_TYPES = {"token_embd": "Q8_0", "attn_q": "Q4_K", "attn_k": "Q4_K", "attn_v": "Q6_K", "attn_output": "Q4_K",
-               "ffn_gate": "Q4_K", "ffn_up": "Q4_K", "ffn_down": "Q6_K"}  # fmt: skip
+_KIND_TYPES = {
+    "token_embd": "Q8_0",
+    "attn_q": "Q4_K",
+    "attn_k": "Q4_K",
+    "attn_v": "Q6_K",
+    "attn_output": "Q4_K",
+    "ffn_gate": "Q4_K",
+    "ffn_up": "Q4_K",
+    "ffn_down": "Q6_K",
+}
 _FALLBACK = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}
 NORMAL_TOKEN = 1
 
@@ -173,8 +186,14 @@ def make_model(tokenizer: Path, out: Path, shape_name: str, seed: int = 0) -> di
     params = n_vocab * shape.n_embd + shape.n_layer * (
         shape.n_embd * (2 * q_dim + 2 * kv_dim) + 3 * shape.n_embd * shape.n_ff
     )
-    return {"shape": shape_name, **shape.__dict__, "n_vocab": n_vocab, "masked_tokens": int(mask.sum()),
-            "params": params, "bytes": out.stat().st_size}  # fmt: skip
+    return {
+        "shape": shape_name,
+        **shape.__dict__,
+        "n_vocab": n_vocab,
+        "masked_tokens": int(mask.sum()),
+        "params": params,
+        "bytes": out.stat().st_size,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -195,9 +214,12 @@ def main(argv: list[str]) -> int:
         print(f"make_gguf: {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
         return 0
     info = make_model(args.tokenizer, args.out, args.shape, args.seed)
-    print(f"make_gguf: {args.out}: {info['shape']}, {info['params'] / 1e9:.2f} B parameters, "
-          f"{info['bytes'] / 2**20:.0f} MiB, {info['masked_tokens']} of {info['n_vocab']} tokens never picked, "
-          f"{time.perf_counter() - start:.1f} s", file=sys.stderr)  # fmt: skip
+    print(
+        f"make_gguf: {args.out}: {info['shape']}, {info['params'] / 1e9:.2f} B parameters, "
+        f"{info['bytes'] / 2**20:.0f} MiB, {info['masked_tokens']} of {info['n_vocab']} tokens never picked, "
+        f"{time.perf_counter() - start:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -12,8 +12,13 @@ from typing import Any
 def summary(values: Sequence[float] | None) -> dict[str, Any] | None:
     if not values:
         return None
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values),
-            "values": list(values)}  # fmt: skip
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+        "values": list(values),
+    }
 
 
 def ratios(baseline: Sequence[float] | None, swarmq: Sequence[float] | None) -> list[float] | None:
@@ -44,7 +49,11 @@ class Row:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["baseline"], d["swarmq"], d["ratio"] = summary(self.baseline), summary(self.swarmq), summary(self.ratio)
+        d["baseline"], d["swarmq"], d["ratio"] = (
+            summary(self.baseline),
+            summary(self.swarmq),
+            summary(self.ratio),
+        )
         return d
 
 
@@ -68,8 +77,14 @@ class FigureResult:
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "title": self.title, "seconds": self.seconds, "error": self.error,
-                "rows": [r.to_json() for r in self.rows], "details": self.details}  # fmt: skip
+        return {
+            "key": self.key,
+            "title": self.title,
+            "seconds": self.seconds,
+            "error": self.error,
+            "rows": [r.to_json() for r in self.rows],
+            "details": self.details,
+        }
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

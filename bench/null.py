@@ -56,7 +56,9 @@ class Trace:
 
         def statement(method: Any) -> Any:
             def traced(cursor: Any, *args: Any, **kwargs: Any) -> Any:
-                begins = not cursor.connection.autocommit and idle(cursor.connection)  # psycopg sends BEGIN first
+                begins = not cursor.connection.autocommit and idle(
+                    cursor.connection
+                )  # psycopg sends BEGIN first
                 trace._count(1, int(begins))
                 return method(cursor, *args, **kwargs)
 
@@ -98,8 +100,12 @@ class Trace:
     def mark(self) -> None:
         cpu = time.process_time()
         with self.lock:
-            line = {"sql": self.sql, "tx_commands": self.transactions, "redis": dict(self.redis),
-                    "cpu_ms": (cpu - self.cpu) * 1000}  # fmt: skip
+            line = {
+                "sql": self.sql,
+                "tx_commands": self.transactions,
+                "redis": dict(self.redis),
+                "cpu_ms": (cpu - self.cpu) * 1000,
+            }
             self.sql, self.transactions, self.redis, self.cpu = 0, 0, Counter(), cpu
         with self.path.open("a") as fh:
             fh.write(json.dumps(line) + "\n")
@@ -134,9 +140,12 @@ def per_job(path: Path) -> dict[str, Any]:
     commands: Counter[str] = Counter()
     for x in jobs:
         commands.update(x["redis"])
-    return {"jobs": len(jobs), "sql": sum(x["sql"] for x in jobs) / len(jobs),
-            "tx_commands": sum(x["tx_commands"] for x in jobs) / len(jobs),
-            "pg_round_trips": sum(x["sql"] + x["tx_commands"] for x in jobs) / len(jobs),
-            "redis": sum(commands.values()) / len(jobs),
-            "cpu_ms": sum(x.get("cpu_ms", 0.0) for x in jobs) / len(jobs),
-            "redis_commands": {k: v / len(jobs) for k, v in commands.most_common()}}  # fmt: skip
+    return {
+        "jobs": len(jobs),
+        "sql": sum(x["sql"] for x in jobs) / len(jobs),
+        "tx_commands": sum(x["tx_commands"] for x in jobs) / len(jobs),
+        "pg_round_trips": sum(x["sql"] + x["tx_commands"] for x in jobs) / len(jobs),
+        "redis": sum(commands.values()) / len(jobs),
+        "cpu_ms": sum(x.get("cpu_ms", 0.0) for x in jobs) / len(jobs),
+        "redis_commands": {k: v / len(jobs) for k, v in commands.most_common()},
+    }

@@ -25,16 +25,24 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     slots, n_ctx = int(spec["slots"]), int(spec["n_ctx"])
-    llm = lc.Llama(model_path=spec["model"], n_ctx=256, n_gpu_layers=spec["n_gpu_layers"],
-                   n_threads=spec["threads"], verbose=False)  # fmt: skip
+    llm = lc.Llama(
+        model_path=spec["model"],
+        n_ctx=256,
+        n_gpu_layers=spec["n_gpu_layers"],
+        n_threads=spec["threads"],
+        verbose=False,
+    )
     params = lc.llama_context_params()
     ctypes.pointer(params)[0] = llm.context_params
     params.n_ctx, params.n_batch, params.n_seq_max = n_ctx * slots, min(spec["n_batch"], n_ctx), slots
     params.n_ubatch = min(params.n_batch, 512)
     ctx = lc.llama_init_from_model(llm._model.model, params)
     meta = llm.metadata
-    fmt = Jinja2ChatFormatter(meta.get("tokenizer.chat_template", ""), llm._model.token_get_text(llm.token_eos()),
-                              llm._model.token_get_text(llm.token_bos()))  # fmt: skip
+    fmt = Jinja2ChatFormatter(
+        meta.get("tokenizer.chat_template", ""),
+        llm._model.token_get_text(llm.token_eos()),
+        llm._model.token_get_text(llm.token_bos()),
+    )
 
     def tokens(job: dict[str, Any]) -> list[int]:
         if job["chat"]:

@@ -35,8 +35,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     loop_start = time.perf_counter()
     for job in spec["jobs"]:
         s = job["sampling"]
-        kw = {"max_tokens": s["max_tokens"], "temperature": s["temperature"], "top_p": s["top_p"],
-              "seed": s["seed"], "stop": s["stop"]}  # fmt: skip
+        kw = {
+            "max_tokens": s["max_tokens"],
+            "temperature": s["temperature"],
+            "top_p": s["top_p"],
+            "seed": s["seed"],
+            "stop": s["stop"],
+        }
         llama_cpp.llama_perf_context_reset(ctx)
         start = time.perf_counter()
         if job["chat"]:
@@ -60,8 +65,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         )
     loop_seconds = time.perf_counter() - loop_start
     llm.close()
-    return {"load_seconds": load_seconds, "loop_seconds": loop_seconds, "calls": calls,
-            "llama_cpp_version": llama_cpp.__version__}  # fmt: skip
+    return {
+        "load_seconds": load_seconds,
+        "loop_seconds": loop_seconds,
+        "calls": calls,
+        "llama_cpp_version": llama_cpp.__version__,
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -49,8 +49,15 @@ def render(figures: Sequence[FigureResult]) -> str:
             lines.append(f"| {label} | error: {fig.error.replace('|', '/')} | | | | | |")
             continue
         for row in fig.rows:
-            cells = (label, f"{row.metric}", fmt_values(row.baseline, row.unit), fmt_values(row.swarmq, row.unit),
-                     fmt_values(row.ratio), row.target or "", _met(row))  # fmt: skip
+            cells = (
+                label,
+                f"{row.metric}",
+                fmt_values(row.baseline, row.unit),
+                fmt_values(row.swarmq, row.unit),
+                fmt_values(row.ratio),
+                row.target or "",
+                _met(row),
+            )
             lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
             label = ""
     return "\n".join(lines)

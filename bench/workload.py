@@ -25,9 +25,19 @@ SWARM_RELAXED = {
 """The null-model mix: a plain stream and an accumulating 3-agent swarm, both with no in-flight limit."""
 
 
-def experiment(name: str, *, model: str, conditions: dict[str, Any], limit: int | None = None, replicates: int = 1,
-               max_tokens: int = 64, threads: int | None = None, n_ctx: int = 2048, success: str = "non_empty",
-               n_gpu_layers: int = -1) -> dict[str, Any]:  # fmt: skip
+def experiment(
+    name: str,
+    *,
+    model: str,
+    conditions: dict[str, Any],
+    limit: int | None = None,
+    replicates: int = 1,
+    max_tokens: int = 64,
+    threads: int | None = None,
+    n_ctx: int = 2048,
+    success: str = "non_empty",
+    n_gpu_layers: int = -1,
+) -> dict[str, Any]:
     model_cfg: dict[str, Any] = {"path": model, "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers}
     if threads is not None:
         model_cfg["threads"] = threads
@@ -73,8 +83,15 @@ def enqueue(bench: BenchDB, cfg: dict[str, Any]) -> Any:
     return do_enqueue(svc.sessions, make_app(svc.redis_url), config, issues)
 
 
-def start_worker(bench: BenchDB, log: Path, *, model: str, generator: str | None = None, gpu: int | None = None,
-                 name: str | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+def start_worker(
+    bench: BenchDB,
+    log: Path,
+    *,
+    model: str,
+    generator: str | None = None,
+    gpu: int | None = None,
+    name: str | None = None,
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "swarmq", "worker", "--burst", "--model", model]
     cmd += ["--gpu", str(gpu)] if gpu is not None else ["--cpu"]
     if generator:
@@ -85,15 +102,24 @@ def start_worker(bench: BenchDB, log: Path, *, model: str, generator: str | None
         return subprocess.Popen(cmd, cwd=ROOT, env=bench.env, stdout=fh, stderr=subprocess.STDOUT)
 
 
-def run_workers(bench: BenchDB, count: int, *, model: str, generator: str | None = None,
-                gpus: list[int | None] | None = None, timeout: float = 600) -> float:  # fmt: skip
+def run_workers(
+    bench: BenchDB,
+    count: int,
+    *,
+    model: str,
+    generator: str | None = None,
+    gpus: list[int | None] | None = None,
+    timeout: float = 600,
+) -> float:
     """Start ``count`` burst workers, wait for all to exit; returns their wall time (start to last exit)."""
     gpus = gpus or [None] * count
     with tempfile.TemporaryDirectory(prefix="swarmq-bench-") as tmp:
         logs = [Path(tmp) / f"worker{i}.log" for i in range(count)]
         start = time.perf_counter()
-        procs = [start_worker(bench, logs[i], model=model, generator=generator, gpu=gpus[i], name=f"bench{i}")
-                 for i in range(count)]  # fmt: skip
+        procs = [
+            start_worker(bench, logs[i], model=model, generator=generator, gpu=gpus[i], name=f"bench{i}")
+            for i in range(count)
+        ]
         try:
             for p in procs:
                 p.wait(timeout=max(1.0, timeout - (time.perf_counter() - start)))
@@ -103,8 +129,11 @@ def run_workers(bench: BenchDB, count: int, *, model: str, generator: str | None
                     p.kill()
                     p.wait()
         wall = time.perf_counter() - start
-        bad = [(p.returncode, log.read_text(errors="replace")[-2000:]) for p, log in zip(procs, logs, strict=True)
-               if p.returncode]  # fmt: skip
+        bad = [
+            (p.returncode, log.read_text(errors="replace")[-2000:])
+            for p, log in zip(procs, logs, strict=True)
+            if p.returncode
+        ]
     if bad:
         raise RuntimeError(f"worker exited {bad[0][0]}: {bad[0][1]}")
     return wall

@@ -74,7 +74,10 @@ def rebuild_aggregates(experiment: str | None = None) -> list[str]:
 
     with connect(check_schema=True).sessions() as session:
         if experiment is None:
-            rows = [(int(i), str(n)) for i, n in session.execute(text("SELECT id, name FROM experiments ORDER BY id"))]
+            rows = [
+                (int(i), str(n))
+                for i, n in session.execute(text("SELECT id, name FROM experiments ORDER BY id"))
+            ]
         else:
             rows = [(experiment_row(session, experiment)[0], experiment)]
         for exp_id, _ in rows:
@@ -95,7 +98,9 @@ def load_experiment(path: Path, *, name: str | None = None, limit: int | None = 
     return cfg
 
 
-def enqueue(cfg: ExperimentConfig, progress: Say | None = None, *, model_on_workers: bool = False) -> EnqueueResult:
+def enqueue(
+    cfg: ExperimentConfig, progress: Say | None = None, *, model_on_workers: bool = False
+) -> EnqueueResult:
     """Create the experiment and publish its jobs, or resume it (same name, same configuration). Each local
     model file must be here (or in SWARMQ_MODELS_DIR) unless ``model_on_workers`` says it lives only on the
     worker machines: a typo is refused now, not found by every worker later."""
@@ -106,9 +111,13 @@ def enqueue(cfg: ExperimentConfig, progress: Say | None = None, *, model_on_work
     from swarmq.queue.producer import enqueue as produce
 
     issues, record = load_dataset(cfg.dataset, cfg.seed, progress=progress)
-    if not model_on_workers and (missing := missing_models([m.path for m in cfg.models().values()], get_settings())):
-        raise ModelError(f"{cfg.name}: model file not found: {', '.join(missing)} (looked in the current directory "
-                         f"and SWARMQ_MODELS_DIR); pass --model-on-workers if it exists only where workers run")  # fmt: skip
+    if not model_on_workers and (
+        missing := missing_models([m.path for m in cfg.models().values()], get_settings())
+    ):
+        raise ModelError(
+            f"{cfg.name}: model file not found: {', '.join(missing)} (looked in the current directory "
+            f"and SWARMQ_MODELS_DIR); pass --model-on-workers if it exists only where workers run"
+        )
     svc = connect()
     with svc.sessions() as session:
         note = check_enqueue(session, cfg.name)
@@ -208,7 +217,9 @@ def progress(experiment: str) -> dict[str, Any]:
         return compute(session, experiment)
 
 
-def export(experiment: str, fmt: str, output: Path, condition: str | None = None, replicate: int | None = None) -> int:
+def export(
+    experiment: str, fmt: str, output: Path, condition: str | None = None, replicate: int | None = None
+) -> int:
     """Write one row per outcome (atomically); returns the number of rows."""
     from swarmq.benchmarks.registry import BENCHMARKS
     from swarmq.report.export import FORMATS, write

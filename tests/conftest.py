@@ -81,7 +81,9 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh database for this test session, migrated to head with `swarmq db upgrade`."""
     with fresh_database(pg_admin_url, "swarmq_test") as url:
         env = {**os.environ, "SWARMQ_DATABASE_URL": url, "SWARMQ_REDIS_URL": "redis://127.0.0.1:1/0"}
-        subprocess.run([sys.executable, "-m", "swarmq", "db", "upgrade"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "swarmq", "db", "upgrade"], env=env, check=True, capture_output=True
+        )
         yield url
 
 
@@ -98,10 +100,22 @@ def redis_url(embedded_home: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(embedded_home)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            _redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(embedded_home),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not _port_open(port):
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -113,7 +127,9 @@ def redis_url(embedded_home: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def services_env(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def services_env(
+    database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
     """Clean tables and Redis; SWARMQ_* set for in-process code and for subprocesses."""
     with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute("TRUNCATE experiments, issues, jobs, outcomes RESTART IDENTITY CASCADE")
@@ -163,7 +179,9 @@ def demo_model() -> Path:
     return DEMO_MODEL
 
 
-def swarmq(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def swarmq(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "swarmq", *args],

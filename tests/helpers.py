@@ -5,10 +5,20 @@ from pathlib import Path
 import yaml
 
 
-def write_config(tmp_path: Path, *, name: str = "t", limit: int = 2, conditions: dict | None = None,
-                 replicates: int = 1, model: str = "models/stand-in.gguf", success: str = "non_empty",
-                 max_tokens: int = 32, instance_ids: list[str] | None = None,
-                 timeout_seconds: float | None = None, extra: dict | None = None) -> Path:  # fmt: skip
+def write_config(
+    tmp_path: Path,
+    *,
+    name: str = "t",
+    limit: int = 2,
+    conditions: dict | None = None,
+    replicates: int = 1,
+    model: str = "models/stand-in.gguf",
+    success: str = "non_empty",
+    max_tokens: int = 32,
+    instance_ids: list[str] | None = None,
+    timeout_seconds: float | None = None,
+    extra: dict | None = None,
+) -> Path:
     cfg = {
         "name": name,
         "seed": 11,

@@ -32,8 +32,9 @@ def _random_rows(
     return keys, np.array(group)[order], np.array(bucket)[order], np.array(n)[order]
 
 
-def _by_group(keys: list[tuple[Any, ...]], group: np.ndarray, bucket: np.ndarray, n: np.ndarray,
-              width: int) -> dict[tuple[Any, ...], dict[int, int]]:  # fmt: skip
+def _by_group(
+    keys: list[tuple[Any, ...]], group: np.ndarray, bucket: np.ndarray, n: np.ndarray, width: int
+) -> dict[tuple[Any, ...], dict[int, int]]:
     out: dict[tuple[Any, ...], dict[int, int]] = {k[:width]: {} for k in keys}  # in the keys' order
     for g, b, k in zip(group.tolist(), bucket.tolist(), n.tolist(), strict=True):
         cell = out.setdefault(keys[g][:width], {})
@@ -42,7 +43,9 @@ def _by_group(keys: list[tuple[Any, ...]], group: np.ndarray, bucket: np.ndarray
 
 
 @pytest.mark.parametrize("dense", [True, False])
-def test_quantiles_of_many_groups_are_quantile_group_by_group(dense: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quantiles_of_many_groups_are_quantile_group_by_group(
+    dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not dense:
         monkeypatch.setattr(aggregates, "DENSE_CELLS", 0)  # sort and sum with np.unique instead of counting
     rng = np.random.default_rng(21)
@@ -68,9 +71,13 @@ def test_quantiles_of_nothing() -> None:
 def _cells(rows: list[tuple[Any, ...]]) -> CellSums:
     """CellSums of (condition, replicate, agent) groups with random counters, as `cell_sums` reads them."""
     rng = random.Random(5)
-    counts = np.array([[rng.randrange(0, 1000) for _ in aggregates.INT_COUNTERS] for _ in rows], dtype=np.int64)
-    sums = {"seconds_sum": [Decimal(f"{rng.randrange(1, 10**15)}E-{rng.randrange(0, 25)}") for _ in rows],
-            "generation_sum": [Decimal(rng.randrange(0, 10**6)) / 7 for _ in rows]}  # fmt: skip
+    counts = np.array(
+        [[rng.randrange(0, 1000) for _ in aggregates.INT_COUNTERS] for _ in rows], dtype=np.int64
+    )
+    sums = {
+        "seconds_sum": [Decimal(f"{rng.randrange(1, 10**15)}E-{rng.randrange(0, 25)}") for _ in rows],
+        "generation_sum": [Decimal(rng.randrange(0, 10**6)) / 7 for _ in rows],
+    }
     return CellSums(("condition", "replicate", "agent"), rows, counts, sums)
 
 

@@ -26,7 +26,11 @@ from swarmq.store import aggregates
 from tests.helpers import write_config
 
 pytestmark = pytest.mark.services
-CONDITIONS = {"baseline": {}, "swarm": {"agents": 3, "router": "random"}, "solo": {"agents": 2, "router": "random"}}
+CONDITIONS = {
+    "baseline": {},
+    "swarm": {"agents": 3, "router": "random"},
+    "solo": {"agents": 2, "router": "random"},
+}
 TABLES = {
     "agg_cells": "condition, replicate, task_type, agent",
     "agg_seconds": "condition, replicate, agent, bucket",
@@ -42,17 +46,28 @@ def _outcome(rng: random.Random, task_type: str, agents: int) -> dict[str, Any]:
     scored = rng.random()
     tokens = rng.randint(0, 64)
     return {
-        "completion": "x", "finish_reason": rng.choice(["stop", "length", None]), "worker": "w",
-        "model_name": "m", "model_sha256": "", "llama_cpp_version": "", "prompt": "", "prompt_sha256": "",
-        "sampling": {}, "agent_id": rng.randrange(agents), "task_type": task_type, "example_ids": [],
+        "completion": "x",
+        "finish_reason": rng.choice(["stop", "length", None]),
+        "worker": "w",
+        "model_name": "m",
+        "model_sha256": "",
+        "llama_cpp_version": "",
+        "prompt": "",
+        "prompt_sha256": "",
+        "sampling": {},
+        "agent_id": rng.randrange(agents),
+        "task_type": task_type,
+        "example_ids": [],
         "error": "boom" if rng.random() < 0.1 else None,
-        "success": scored >= 0.15 and rng.random() < 0.5, "success_rule": "scorer",  # an unjudged one failed
+        "success": scored >= 0.15 and rng.random() < 0.5,
+        "success_rule": "scorer",  # an unjudged one failed
         "score_status": "error" if scored < 0.15 else ("passed" if scored < 0.6 else "failed"),
-        "score_detail": {}, "completion_tokens": tokens,
+        "score_detail": {},
+        "completion_tokens": tokens,
         "generation_seconds": None if rng.random() < 0.1 else rng.uniform(0.0, 3.0),
         "job_seconds": None if rng.random() < 0.1 else rng.lognormvariate(0, 1.5),
         "resolved": rng.choice([None, None, True, False]),
-    }  # fmt: skip
+    }
 
 
 def _setup(svc: Any, tmp_path: Path, *, limit: int, replicates: int) -> tuple[int, str]:
@@ -69,9 +84,11 @@ def _random_writes(svc: Any, rng: random.Random, fraction: float) -> None:
     """Run part of the experiment through the real transitions, with every kind of ending."""
     with svc.sessions() as session:
         queued = session.execute(
-            text("SELECT j.id, j.condition, i.task_type FROM jobs j JOIN issues i ON i.id = j.issue_id "
-                 "WHERE j.status = 'queued' ORDER BY j.id")
-        ).all()  # fmt: skip
+            text(
+                "SELECT j.id, j.condition, i.task_type FROM jobs j JOIN issues i ON i.id = j.issue_id "
+                "WHERE j.status = 'queued' ORDER BY j.id"
+            )
+        ).all()
     agents = {c: int(v.get("agents", 1)) for c, v in CONDITIONS.items()}
     for job_id, condition, task_type in queued:
         if rng.random() > fraction:
@@ -80,13 +97,23 @@ def _random_writes(svc: Any, rng: random.Random, fraction: float) -> None:
             assert jobs.claim(session, job_id, "w/1", 60, 3) is not None
             end = rng.random()
             if end < 0.7:
-                jobs.finish(session, job_id, "w/1", _outcome(rng, task_type, agents[condition]),
-                            status=rng.choice(["done", "done", "failed"]))  # fmt: skip
+                jobs.finish(
+                    session,
+                    job_id,
+                    "w/1",
+                    _outcome(rng, task_type, agents[condition]),
+                    status=rng.choice(["done", "done", "failed"]),
+                )
             elif end < 0.8:
                 jobs.fail(session, job_id, "w/1", "unexpected")  # a failure outcome, no agent
             elif end < 0.9:  # the worker died out of attempts: the reaper fails it
-                session.execute(text("UPDATE jobs SET lease_expires_at = now() - interval '1 s', attempts = 3 "
-                                     "WHERE id = :j"), {"j": job_id})  # fmt: skip
+                session.execute(
+                    text(
+                        "UPDATE jobs SET lease_expires_at = now() - interval '1 s', attempts = 3 "
+                        "WHERE id = :j"
+                    ),
+                    {"j": job_id},
+                )
                 jobs.fail_exhausted(session, 3)
                 session.commit()
             # else: still running
@@ -106,12 +133,18 @@ def _later_writes(svc: Any, rng: random.Random) -> None:
                 text("UPDATE outcomes SET score_status = :s, success = :v WHERE id = :o"),
                 {"s": "error" if error else "passed", "v": not error and rng.random() < 0.5, "o": oid},
             )
-        session.execute(text("UPDATE outcomes SET update_applied = true"))  # mark_applied: no aggregate change
+        session.execute(
+            text("UPDATE outcomes SET update_applied = true")
+        )  # mark_applied: no aggregate change
         session.commit()
         # `lifecycle.retry_failed`'s writes: failure outcomes removed, their jobs pending again.
-        retry = list(session.execute(text(
-            "SELECT j.id FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.status = 'failed' AND o.agent_id IS NULL"
-        )).scalars())  # fmt: skip
+        retry = list(
+            session.execute(
+                text(
+                    "SELECT j.id FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.status = 'failed' AND o.agent_id IS NULL"
+                )
+            ).scalars()
+        )
         session.execute(text("DELETE FROM outcomes WHERE job_id = ANY(:ids)"), {"ids": retry})
         session.execute(text("UPDATE jobs SET status = 'pending' WHERE id = ANY(:ids)"), {"ids": retry})
         session.commit()
@@ -121,10 +154,15 @@ def _snapshot(svc: Any, exp_id: int) -> dict[str, list[Any]]:
     out = {}
     with svc.sessions() as session:
         for t, key in TABLES.items():
-            rows = session.execute(text(f"SELECT * FROM {t} WHERE experiment_id = :e ORDER BY {key}"), {"e": exp_id})
+            rows = session.execute(
+                text(f"SELECT * FROM {t} WHERE experiment_id = :e ORDER BY {key}"), {"e": exp_id}
+            )
             width = len(key.split(", ")) + 1
-            out[t] = [r for r in map(tuple, rows.all()) if (t == "agg_pairs" and (r[4] or r[5])) or
-                      (t != "agg_pairs" and any(r[width:]))]  # fmt: skip
+            out[t] = [
+                r
+                for r in map(tuple, rows.all())
+                if (t == "agg_pairs" and (r[4] or r[5])) or (t != "agg_pairs" and any(r[width:]))
+            ]
     return out
 
 
@@ -168,9 +206,12 @@ def test_results_from_aggregates_equal_the_direct_queries(svc: Any, tmp_path: Pa
     _random_writes(svc, rng, fraction=0.5)  # the retried jobs run again, among others
     with svc.sessions() as session:
         assert session.execute(text("SELECT count(*) FROM jobs WHERE status = 'running'")).scalar_one() > 0
-        outcome_kinds = session.execute(text(
-            "SELECT count(*) FILTER (WHERE score_status = 'error'), count(*) FILTER (WHERE agent_id IS NULL), "
-            "count(*) FILTER (WHERE resolved IS NOT NULL) FROM outcomes")).one()  # fmt: skip
+        outcome_kinds = session.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE score_status = 'error'), count(*) FILTER (WHERE agent_id IS NULL), "
+                "count(*) FILTER (WHERE resolved IS NOT NULL) FROM outcomes"
+            )
+        ).one()
         assert all(k > 0 for k in outcome_kinds), outcome_kinds
         for by in ("condition", "replicate", "agent", "task_type"):
             for matched in (True, False):
@@ -198,10 +239,12 @@ def test_outcomes_are_counted_when_folded(svc: Any, tmp_path: Path) -> None:
     exp_id, _ = _setup(svc, tmp_path, limit=12, replicates=3)
     rng = random.Random(11)
     _random_writes(svc, rng, fraction=0.7)
-    query = ("SELECT (SELECT count(*) FROM outcomes WHERE NOT folded), "
-             "(SELECT coalesce(sum(outcomes), 0) FROM agg_cells WHERE experiment_id = :e), "
-             "(SELECT sum(outcomes) FROM v_condition_summary), (SELECT count(*) FROM outcomes), "
-             "(SELECT count(*) FROM outcomes WHERE update_applied)")  # fmt: skip
+    query = (
+        "SELECT (SELECT count(*) FROM outcomes WHERE NOT folded), "
+        "(SELECT coalesce(sum(outcomes), 0) FROM agg_cells WHERE experiment_id = :e), "
+        "(SELECT sum(outcomes) FROM v_condition_summary), (SELECT count(*) FROM outcomes), "
+        "(SELECT count(*) FROM outcomes WHERE update_applied)"
+    )
     with svc.sessions() as session:
         unfolded, counted, in_view, written, applied = session.execute(text(query), {"e": exp_id}).one()
     assert unfolded == written == in_view > 10 and counted == 0 and applied == 0
@@ -234,9 +277,16 @@ def test_the_condition_summary_view_reads_the_aggregates(svc: Any, tmp_path: Pat
     with svc.sessions() as session:
         view = session.execute(text("SELECT * FROM v_condition_summary ORDER BY 1, 2")).all()
         ref = session.execute(text(reference)).all()
-    _same([tuple(float(x) if hasattr(x, "as_integer_ratio") and not isinstance(x, int) else x for x in r)
-           for r in view], [tuple(float(x) if hasattr(x, "as_integer_ratio") and not isinstance(x, int) else x
-                                  for x in r) for r in ref])  # fmt: skip
+    _same(
+        [
+            tuple(float(x) if hasattr(x, "as_integer_ratio") and not isinstance(x, int) else x for x in r)
+            for r in view
+        ],
+        [
+            tuple(float(x) if hasattr(x, "as_integer_ratio") and not isinstance(x, int) else x for x in r)
+            for r in ref
+        ],
+    )
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1e-9, 0.001, 0.3, 1.0, 1.7, 2.0, 59.9, 3600.0, 86400.0 * 30])
@@ -275,7 +325,9 @@ def test_single_jobs_are_deleted_only_with_their_experiment(svc: Any, tmp_path: 
 
 
 @pytest.mark.faults
-def test_aggregates_equal_a_recount_after_kill9s(tmp_path: Path, services_env: dict[str, str], svc: Any) -> None:
+def test_aggregates_equal_a_recount_after_kill9s(
+    tmp_path: Path, services_env: dict[str, str], svc: Any
+) -> None:
     """Real workers killed with kill -9 at random points (mid-generation, right after the outcome commit, around
     the swarm update), the reaper failing jobs out of attempts: whatever committed is counted once, whatever
     did not is not counted. Checked after every worker, against a recount of every experiment."""
@@ -288,7 +340,9 @@ def test_aggregates_equal_a_recount_after_kill9s(tmp_path: Path, services_env: d
     deadline = time.monotonic() + 240
     while kills < 8 and time.monotonic() < deadline:
         with svc.sessions() as session:
-            left = session.execute(text("SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'failed')")).scalar()
+            left = session.execute(
+                text("SELECT count(*) FROM jobs WHERE status NOT IN ('done', 'failed')")
+            ).scalar()
         if not left:
             experiments += 1
             enqueue_cli(tmp_path, env, name=f"aggkill{experiments}", limit=4, conditions=CONDS)

@@ -46,24 +46,49 @@ def source(path: str) -> str:
     return cfg("limit: 2", f"source: '{{tmp}}/{path}'")
 
 
-def case(id: str, args: list[str], code: int, fragment: str, *, files: dict[str, str | bytes | None] | None = None,
-         env: dict[str, str] | None = None, marks: Any = ()) -> Any:  # fmt: skip
+def case(
+    id: str,
+    args: list[str],
+    code: int,
+    fragment: str,
+    *,
+    files: dict[str, str | bytes | None] | None = None,
+    env: dict[str, str] | None = None,
+    marks: Any = (),
+) -> Any:
     """One catalogue entry. ``{tmp}`` in args and text files is the case's own folder; a file whose content is
     None is created as an empty folder."""
     return pytest.param(args, code, fragment, files or {}, env or {}, id=id, marks=marks)
 
 
-def enqueue(text: str | bytes, fragment: str, id: str, *, code: int = 2, files: dict[str, Any] | None = None,
-            marks: Any = ()) -> Any:  # fmt: skip
-    return case(id, ["enqueue", "{tmp}/exp.yaml"], code, fragment, files={"exp.yaml": text, **(files or {})},
-                marks=marks)  # fmt: skip
+def enqueue(
+    text: str | bytes,
+    fragment: str,
+    id: str,
+    *,
+    code: int = 2,
+    files: dict[str, Any] | None = None,
+    marks: Any = (),
+) -> Any:
+    return case(
+        id,
+        ["enqueue", "{tmp}/exp.yaml"],
+        code,
+        fragment,
+        files={"exp.yaml": text, **(files or {})},
+        marks=marks,
+    )
 
 
 def score(content: str | bytes | None, fragment: str, id: str) -> Any:
-    return case(id, ["score", "humaneval", "{tmp}/samples.jsonl"], 2, fragment, files={"samples.jsonl": content})
+    return case(
+        id, ["score", "humaneval", "{tmp}/samples.jsonl"], 2, fragment, files={"samples.jsonl": content}
+    )
 
 
-def import_eval(content: str | bytes | None, fragment: str, id: str, *, code: int = 2, condition: str = "a") -> Any:
+def import_eval(
+    content: str | bytes | None, fragment: str, id: str, *, code: int = 2, condition: str = "a"
+) -> Any:
     args = ["import-eval", "shared", "{tmp}/report.json", "--condition", condition, "--replicate", "0"]
     return case(id, args, code, fragment, files={"report.json": content})
 
@@ -198,7 +223,9 @@ def tree(folder: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def shared_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def shared_env(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """Services with one finished experiment, `shared` (humaneval, condition a, 2 jobs), for the whole module.
 
     Not `services_env`: it empties the tables before every test, and the catalogue is one test per case."""
@@ -207,7 +234,12 @@ def shared_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempP
     r = redis_lib.Redis.from_url(redis_url)
     r.flushdb()
     keep = {k: v for k, v in os.environ.items() if not k.startswith("SWARMQ_")}
-    env = {**keep, "SWARMQ_DATABASE_URL": database_url, "SWARMQ_REDIS_URL": redis_url, "SWARMQ_REAPER_SECONDS": "1"}
+    env = {
+        **keep,
+        "SWARMQ_DATABASE_URL": database_url,
+        "SWARMQ_REDIS_URL": redis_url,
+        "SWARMQ_REAPER_SECONDS": "1",
+    }
     config = write_config(tmp_path_factory.mktemp("shared"), name="shared", limit=2, conditions={"a": {}})
     e = swarmq("enqueue", str(config), env=env)
     assert e.returncode == 0, e.stderr
@@ -220,9 +252,15 @@ def shared_env(database_url: str, redis_url: str, tmp_path_factory: pytest.TempP
 
 @pytest.mark.parametrize(("args", "code", "fragment", "files", "env"), CATALOGUE)
 def test_bad_input_is_one_line_and_writes_nothing(
-    tmp_path: Path, shared_env: dict[str, str], database_url: str,
-    args: list[str], code: int, fragment: str, files: dict[str, str | bytes | None], env: dict[str, str],
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    shared_env: dict[str, str],
+    database_url: str,
+    args: list[str],
+    code: int,
+    fragment: str,
+    files: dict[str, str | bytes | None],
+    env: dict[str, str],
+) -> None:
     for name, content in files.items():
         if content is None:
             (tmp_path / name).mkdir()

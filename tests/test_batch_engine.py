@@ -13,7 +13,13 @@ import pytest
 
 from swarmq.errors import GenerationError, GenerationTimedOut
 from swarmq.model.base import Generation, GenerationRequest
-from swarmq.model.schedule import TextState, default_slots, effective_max_tokens, kv_bytes_per_token, plan_batch
+from swarmq.model.schedule import (
+    TextState,
+    default_slots,
+    effective_max_tokens,
+    kv_bytes_per_token,
+    plan_batch,
+)
 
 
 @pytest.mark.parametrize(
@@ -61,8 +67,13 @@ def test_effective_max_tokens() -> None:
 
 
 def test_default_slots_from_free_vram() -> None:
-    meta = {"general.architecture": "qwen2", "qwen2.block_count": 28, "qwen2.attention.head_count": 12,
-            "qwen2.attention.head_count_kv": 2, "qwen2.embedding_length": 1536}  # fmt: skip
+    meta = {
+        "general.architecture": "qwen2",
+        "qwen2.block_count": 28,
+        "qwen2.attention.head_count": 12,
+        "qwen2.attention.head_count_kv": 2,
+        "qwen2.embedding_length": 1536,
+    }
     per_token = kv_bytes_per_token(meta)
     assert per_token == 28 * 2 * (128 + 128) * 2  # 28 KiB: Qwen2.5-1.5B's f16 KV cache per token
     gib = 1 << 30
@@ -74,7 +85,13 @@ def test_default_slots_from_free_vram() -> None:
 
 
 REQ = {"max_tokens": 24, "temperature": 0.0, "top_p": 1.0, "seed": 3}
-PROMPTS = ["def add(a, b):\n", "def fib(n):\n", "Once upon a time", "import os\n\ndef walk(path):\n", "# sort\n"]
+PROMPTS = [
+    "def add(a, b):\n",
+    "def fib(n):\n",
+    "Once upon a time",
+    "import os\n\ndef walk(path):\n",
+    "# sort\n",
+]
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +143,9 @@ def test_a_prompt_too_long_fails_that_job_only(engine: object) -> None:
 
 @pytest.mark.model
 def test_a_deadline_ends_that_generation(engine: object) -> None:
-    slow = GenerationRequest(prompt=PROMPTS[2], max_tokens=400, temperature=0.0, top_p=1.0, seed=0,
-                             deadline_seconds=0.3)  # fmt: skip
+    slow = GenerationRequest(
+        prompt=PROMPTS[2], max_tokens=400, temperature=0.0, top_p=1.0, seed=0, deadline_seconds=0.3
+    )
     ok = GenerationRequest(prompt=PROMPTS[0], **REQ)  # type: ignore[arg-type]
     started = time.monotonic()
     out = run_all(engine, [slow, ok])
@@ -143,8 +161,12 @@ def test_prompts_are_rendered_as_the_one_at_a_time_path_does(engine: object, dem
     from swarmq.model.llama import LlamaGenerator
 
     one = LlamaGenerator(demo_model, n_ctx=512, threads=1)
-    chat = GenerationRequest(prompt="", messages=({"role": "user", "content": "Add two numbers in Python."},),
-                             stop=("\ndef ",), **REQ)  # type: ignore[arg-type]  # fmt: skip
+    chat = GenerationRequest(
+        prompt="",
+        messages=({"role": "user", "content": "Add two numbers in Python."},),
+        stop=("\ndef ",),
+        **REQ,
+    )  # type: ignore[arg-type]
     plain = GenerationRequest(prompt=PROMPTS[1], stop=("\ndef ",), **REQ)  # type: ignore[arg-type]
     got = {}
     for request in (chat, plain):

@@ -41,10 +41,15 @@ def queued(svc: Any) -> list[int]:
 
 def outcomes(svc: Any) -> list[tuple[Any, ...]]:
     """What a run decided, per job, in a form two runs of the same experiment can be compared on."""
-    return [tuple(r) for r in rows(
-        svc, "SELECT j.condition, j.replicate, j.position, o.agent_id, o.state_version, o.staleness, o.success, "
-             "o.completion, o.update_applied FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-             "ORDER BY j.condition, j.replicate, j.position")]  # fmt: skip
+    return [
+        tuple(r)
+        for r in rows(
+            svc,
+            "SELECT j.condition, j.replicate, j.position, o.agent_id, o.state_version, o.staleness, o.success, "
+            "o.completion, o.update_applied FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+            "ORDER BY j.condition, j.replicate, j.position",
+        )
+    ]
 
 
 def test_a_message_gives_the_outcomes_of_one_job_per_message(svc: Any, tmp_path: Path) -> None:
@@ -75,11 +80,13 @@ def test_a_message_gives_the_outcomes_of_one_job_per_message(svc: Any, tmp_path:
     assert len(one) == 16 and all(r[-1] for r in many)  # every swarm update applied and marked
 
 
-def test_a_message_costs_one_claim_one_insert_and_one_release(svc: Any, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_message_costs_one_claim_one_insert_and_one_release(
+    svc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     relaxed = {"a": {"agents": 2, "router": "round_robin", "accumulate": True, "ordering": "relaxed"}}
-    cfg = load_config(write_config(tmp_path, limit=6, conditions=relaxed,
-                                   extra={"jobs_per_message": 6, "max_spread": 100}))  # fmt: skip
+    cfg = load_config(
+        write_config(tmp_path, limit=6, conditions=relaxed, extra={"jobs_per_message": 6, "max_spread": 100})
+    )
     enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
     ids = queued(svc)
     assert len(ids) == 6
@@ -102,20 +109,29 @@ def test_a_message_costs_one_claim_one_insert_and_one_release(svc: Any, tmp_path
     assert len(sent) == 3, [q[:80] for q in sent]  # nothing else: no BEGIN/COMMIT, no per-job statement
     assert rows(svc, "SELECT count(*), bool_and(update_applied) FROM outcomes") == [(6, True)]
     # Relaxed: the later jobs of the message saw the state before the earlier ones' updates, and say so.
-    assert [r[0] for r in rows(svc, "SELECT o.staleness FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-                                    "ORDER BY j.position")] == [0, 0, 1, 2, 3, 4]  # fmt: skip
+    assert [
+        r[0]
+        for r in rows(
+            svc, "SELECT o.staleness FROM outcomes o JOIN jobs j ON j.id = o.job_id ORDER BY j.position"
+        )
+    ] == [0, 0, 1, 2, 3, 4]
 
 
 def test_each_job_of_a_message_ends_on_its_own(svc: Any, tmp_path: Path) -> None:
     """One job taken by another worker is dropped, one whose generation raises a bug fails with the reason, the
     rest are done; every failed or done job has its outcome."""
-    cfg = load_config(write_config(tmp_path, limit=4, conditions={"a": {}},
-                                   extra={"jobs_per_message": 4, "max_spread": 100}))  # fmt: skip
+    cfg = load_config(
+        write_config(
+            tmp_path, limit=4, conditions={"a": {}}, extra={"jobs_per_message": 4, "max_spread": 100}
+        )
+    )
     enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
     ids = queued(svc)
     with autocommit_connections(svc.sessions)() as conn:
         assert jobs.claim(conn, ids[1], "someone/else", 60, 3) is not None
-    bug_prompt = rows(svc, f"SELECT i.problem FROM jobs j JOIN issues i ON i.id = j.issue_id WHERE j.id = {ids[2]}")
+    bug_prompt = rows(
+        svc, f"SELECT i.problem FROM jobs j JOIN issues i ON i.id = j.issue_id WHERE j.id = {ids[2]}"
+    )
 
     class Buggy(ScriptedGenerator):
         def generate(self, request: GenerationRequest) -> Generation:
@@ -128,17 +144,24 @@ def test_each_job_of_a_message_ends_on_its_own(svc: Any, tmp_path: Path) -> None
     assert got[ids[1]] == ("running", None)  # still the other worker's
     assert got[ids[2]][0] == "failed" and "RuntimeError: llama_decode returned -3" in got[ids[2]][1]
     assert {got[ids[0]][0], got[ids[3]][0]} == {"done"}
-    assert sorted(int(r[0]) for r in rows(svc, "SELECT job_id FROM outcomes")) == sorted([ids[0], ids[2], ids[3]])
+    assert sorted(int(r[0]) for r in rows(svc, "SELECT job_id FROM outcomes")) == sorted(
+        [ids[0], ids[2], ids[3]]
+    )
 
 
 def test_an_outcome_postgres_refuses_fails_its_own_job_only(svc: Any, tmp_path: Path) -> None:
     """A completion Postgres cannot store (a NUL character) makes the message's one INSERT fail: each outcome is
     then written alone, and only that job fails, with the reason."""
-    cfg = load_config(write_config(tmp_path, limit=3, conditions={"a": {}},
-                                   extra={"jobs_per_message": 3, "max_spread": 100}))  # fmt: skip
+    cfg = load_config(
+        write_config(
+            tmp_path, limit=3, conditions={"a": {}}, extra={"jobs_per_message": 3, "max_spread": 100}
+        )
+    )
     enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
     ids = queued(svc)
-    nul_prompt = rows(svc, f"SELECT i.problem FROM jobs j JOIN issues i ON i.id = j.issue_id WHERE j.id = {ids[1]}")
+    nul_prompt = rows(
+        svc, f"SELECT i.problem FROM jobs j JOIN issues i ON i.id = j.issue_id WHERE j.id = {ids[1]}"
+    )
 
     class Nul(ScriptedGenerator):
         def generate(self, request: GenerationRequest) -> Generation:
@@ -152,15 +175,19 @@ def test_an_outcome_postgres_refuses_fails_its_own_job_only(svc: Any, tmp_path: 
     assert rows(svc, "SELECT count(*), count(agent_id) FROM outcomes") == [(3, 2)]  # the failure has no agent
 
 
-def test_a_stuck_job_fails_alone_and_its_message_goes_back(svc: Any, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_stuck_job_fails_alone_and_its_message_goes_back(
+    svc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A job stuck in native code past its deadline fails with the reason and ends the worker; the other jobs
     of its message did nothing wrong: they are queued and published again, not failed."""
     from swarmq.queue.reaper import broker_job_ids
     from swarmq.worker import runner as runner_module
 
-    cfg = load_config(write_config(tmp_path, limit=3, conditions={"a": {}},
-                                   extra={"jobs_per_message": 3, "max_spread": 100}))  # fmt: skip
+    cfg = load_config(
+        write_config(
+            tmp_path, limit=3, conditions={"a": {}}, extra={"jobs_per_message": 3, "max_spread": 100}
+        )
+    )
     enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
     ids = queued(svc)
     run = runner(svc, ScriptedGenerator())
@@ -191,8 +218,14 @@ def test_kill9_in_the_middle_of_a_message(
     deadline = time.monotonic() + 240
     while kills < 8 and time.monotonic() < deadline:  # a new experiment while too few workers died
         experiments += 1
-        enqueue_cli(tmp_path, env, name=f"batches{experiments}", limit=6, conditions=CONDS,
-                    extra={"jobs_per_message": 4, "max_spread": 3})  # fmt: skip
+        enqueue_cli(
+            tmp_path,
+            env,
+            name=f"batches{experiments}",
+            limit=6,
+            conditions=CONDS,
+            extra={"jobs_per_message": 4, "max_spread": 3},
+        )
         while scalar(database_url, "SELECT count(*) FROM jobs WHERE status <> 'done'") and kills < 16:
             kills += killer_run(env, rng) is not None
     w = start_worker(env)
@@ -200,7 +233,9 @@ def test_kill9_in_the_middle_of_a_message(
     assert w.returncode == 0, out[-3000:]
     assert kills >= 8, f"only {kills} kills"
     # Jobs claimed by one statement share its start time: messages of several jobs really ran.
-    shared = scalar(database_url, "SELECT count(*) FROM (SELECT started_at FROM jobs GROUP BY 1 HAVING count(*) > 1) x")
+    shared = scalar(
+        database_url, "SELECT count(*) FROM (SELECT started_at FROM jobs GROUP BY 1 HAVING count(*) > 1) x"
+    )
     assert shared > 0
     assert_exactly_once(database_url, redis_url, 18 * experiments)
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over

@@ -66,8 +66,13 @@ def test_one_job_a_message_is_the_message_sent_before_batches(svc: Any) -> None:
     assert publish(app, [(1, "a.gguf"), (2, "a.gguf")]) == 2
     assert publish(app, [(3, "a.gguf")], per_message=5) == 1
     with app.producer_or_acquire() as producer:  # what publish sent before batches, for job 4
-        app.send_task(keys.TASK_NAME, args=[4], queue=keys.queue_name("a.gguf"), producer=producer,
-                      task_id=keys.task_id(4))  # fmt: skip
+        app.send_task(
+            keys.TASK_NAME,
+            args=[4],
+            queue=keys.queue_name("a.gguf"),
+            producer=producer,
+            task_id=keys.task_id(4),
+        )
     got = entries(svc, "a.gguf")
     assert [decoded(m) for m in got] == [("job-1", [1]), ("job-2", [2]), ("job-3", [3]), ("job-4", [4])]
 
@@ -128,7 +133,10 @@ def test_drop_tasks_takes_out_a_batch_for_any_of_its_jobs(svc: Any) -> None:
     svc.redis.lpush(keys.queue_name("a.gguf"), b"not json")
 
     assert drop_tasks(svc.redis, [(2, "a.gguf")]) == 3
-    assert [m if m == b"not json" else decoded(m) for m in entries(svc, "a.gguf")] == [("job-4", [[4, 5]]), b"not json"]
+    assert [m if m == b"not json" else decoded(m) for m in entries(svc, "a.gguf")] == [
+        ("job-4", [[4, 5]]),
+        b"not json",
+    ]
     assert drop_tasks(svc.redis, [(6, "a.gguf")]) == 0  # a job is looked for in its own model's queue only
     assert drop_tasks(svc.redis, [(5, "a.gguf"), (6, "b.gguf")]) == 3
     assert entries(svc, "a.gguf") == [b"not json"]
@@ -140,8 +148,12 @@ def test_the_reaper_republishes_only_jobs_in_no_message(svc: Any, tmp_path: Path
     app = make_app(svc.redis_url)
     enqueue(svc.sessions, app, cfg, load_issues(cfg.dataset, cfg.seed))
     with svc.sessions() as session:
-        rows = session.execute(text("SELECT id, model_key FROM jobs WHERE status = 'queued' ORDER BY id")).all()
-        session.execute(text("UPDATE jobs SET published_at = now() - interval '1 hour' WHERE status = 'queued'"))
+        rows = session.execute(
+            text("SELECT id, model_key FROM jobs WHERE status = 'queued' ORDER BY id")
+        ).all()
+        session.execute(
+            text("UPDATE jobs SET published_at = now() - interval '1 hour' WHERE status = 'queued'")
+        )
         session.commit()
     queued = [(int(j), str(k)) for j, k in rows]
     assert len(queued) >= 3, queued
@@ -158,5 +170,7 @@ def test_the_reaper_republishes_only_jobs_in_no_message(svc: Any, tmp_path: Path
     assert decoded(after[-1]) == (keys.task_id(queued[-1][0]), [queued[-1][0]])
     assert broker_job_ids(svc.redis, {key}) == {j for j, _ in queued}
     with svc.sessions() as session:
-        fresh = session.execute(text("SELECT id FROM jobs WHERE published_at > now() - interval '1 minute'")).all()
+        fresh = session.execute(
+            text("SELECT id FROM jobs WHERE published_at > now() - interval '1 minute'")
+        ).all()
     assert [int(r[0]) for r in fresh] == [queued[-1][0]]

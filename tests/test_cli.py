@@ -37,7 +37,9 @@ def bad_yaml(tmp_path: Path, text: str) -> Path:
     return p
 
 
-GOOD = "name: x\ndataset: {benchmark: humaneval, limit: 2}\nmodel: {path: models/m.gguf}\nconditions: {a: {}}\n"
+GOOD = (
+    "name: x\ndataset: {benchmark: humaneval, limit: 2}\nmodel: {path: models/m.gguf}\nconditions: {a: {}}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +47,10 @@ GOOD = "name: x\ndataset: {benchmark: humaneval, limit: 2}\nmodel: {path: models
     [
         ("name: [oops\n", "bad.yaml:2: malformed YAML"),
         (GOOD + "colour: blue\n", "bad.yaml:5: colour: unknown field"),
-        (GOOD.replace("a: {}", "a: {router: best}"), "bad.yaml:4: conditions.a.router: unknown router 'best'"),
+        (
+            GOOD.replace("a: {}", "a: {router: best}"),
+            "bad.yaml:4: conditions.a.router: unknown router 'best'",
+        ),
         (GOOD + "replicates: 0\n", "bad.yaml:5: replicates: Input should be greater than or equal to 1"),
         (GOOD.replace("limit: 2", "source: nowhere.jsonl"), "dataset file not found: nowhere.jsonl"),
         (GOOD.replace("limit: 2", "categories: [astrology]"), "dataset is empty after filters"),
@@ -80,15 +85,24 @@ def test_unreachable_services(tmp_path: Path, services_env: dict[str, str], data
     r = swarmq("enqueue", str(cfg), env={**services_env, "SWARMQ_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert r.returncode == 3
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in one_error_line(r.stderr)
-    r = swarmq("results", "x", env={**services_env, "SWARMQ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"})
+    r = swarmq(
+        "results", "x", env={**services_env, "SWARMQ_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    )
     assert r.returncode == 3
-    assert "cannot reach Postgres at postgresql+psycopg://postgres@127.0.0.1:1/none" in one_error_line(r.stderr)
+    assert "cannot reach Postgres at postgresql+psycopg://postgres@127.0.0.1:1/none" in one_error_line(
+        r.stderr
+    )
     assert counts(database_url) == (0, 0, 0)
 
 
 def test_unknown_experiment(services_env: dict[str, str], tmp_path: Path) -> None:
-    for args in (["results", "ghost"], ["status", "ghost"], ["export", "ghost", "-o", str(tmp_path / "x.jsonl")],
-                 ["state", "show", "ghost"], ["plot", "ghost", "-o", str(tmp_path)]):  # fmt: skip
+    for args in (
+        ["results", "ghost"],
+        ["status", "ghost"],
+        ["export", "ghost", "-o", str(tmp_path / "x.jsonl")],
+        ["state", "show", "ghost"],
+        ["plot", "ghost", "-o", str(tmp_path)],
+    ):
         r = swarmq(*args, env=services_env)
         assert r.returncode == 4, (args, r.stderr)
         assert "unknown experiment 'ghost'" in one_error_line(r.stderr)
@@ -137,7 +151,9 @@ def test_resume_publishes_only_jobs_without_outcome(
 def test_worker_refuses_bad_models_before_touching_jobs(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
-    cfg = write_config(tmp_path, name="m", limit=1, conditions={"a": {}}, model=str(tmp_path / "missing.gguf"))
+    cfg = write_config(
+        tmp_path, name="m", limit=1, conditions={"a": {}}, model=str(tmp_path / "missing.gguf")
+    )
     r = swarmq("enqueue", str(cfg), env=services_env)  # a typo is refused before anything is written
     assert r.returncode == 5 and counts(database_url) == (0, 0, 0)
     assert f"m: model file not found: {tmp_path / 'missing.gguf'}" in one_error_line(r.stderr)
@@ -166,9 +182,12 @@ def test_worker_needs_exactly_one_device(services_env: dict[str, str]) -> None:
 
 def test_import_eval_round_trip(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
     cfg = {
-        "name": "swe", "dataset": {"benchmark": "swebench", "limit": 2}, "model": {"path": "models/stand-in.gguf"},
-        "conditions": {"a": {}}, "success": {"rule": "valid_diff"},
-    }  # fmt: skip
+        "name": "swe",
+        "dataset": {"benchmark": "swebench", "limit": 2},
+        "model": {"path": "models/stand-in.gguf"},
+        "conditions": {"a": {}},
+        "success": {"rule": "valid_diff"},
+    }
     (tmp_path / "swe.yaml").write_text(json.dumps(cfg))
     assert swarmq("enqueue", str(tmp_path / "swe.yaml"), env=services_env).returncode == 0
     w = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", env=services_env)
@@ -217,11 +236,28 @@ def test_status_json_during_a_live_run(tmp_path: Path, services_env: dict[str, s
 
     env = {**services_env, "SWARMQ_TEST_GEN_DELAY": "0.4"}
     cfg = write_config(
-        tmp_path, name="live", limit=6, conditions={"a": {}, "b": {"agents": 2, "router": "random", "accumulate": True}}
+        tmp_path,
+        name="live",
+        limit=6,
+        conditions={"a": {}, "b": {"agents": 2, "router": "random", "accumulate": True}},
     )
     assert swarmq("enqueue", str(cfg), env=env).returncode == 0
-    w = subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator"],
-                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    w = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swarmq",
+            "worker",
+            "--cpu",
+            "--burst",
+            "--generator",
+            "tests.fakes:hash_generator",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seen_partial = False
     try:
         deadline = time.monotonic() + 60
@@ -276,7 +312,9 @@ def test_workers_without_gpus_suggest_cpu(services_env: dict[str, str]) -> None:
     assert "no GPU found on this machine" in one_error_line(r.stderr) and "--cpus N" in r.stderr
 
 
-def test_usage_errors_and_stream_bound_exports_are_one_line(tmp_path: Path, services_env: dict[str, str]) -> None:
+def test_usage_errors_and_stream_bound_exports_are_one_line(
+    tmp_path: Path, services_env: dict[str, str]
+) -> None:
     r = swarmq("import-eval", "x", "report.json", env=services_env)
     assert r.returncode == 2
     assert "Missing option '--condition'" in one_error_line(r.stderr)
@@ -287,7 +325,9 @@ def test_usage_errors_and_stream_bound_exports_are_one_line(tmp_path: Path, serv
     cfg.write_text(GOOD.replace("limit: 2", "category_map: {bug: 'py:logic'}"))
     r = swarmq("enqueue", str(cfg), env=services_env)
     assert r.returncode == 2
-    assert "dataset.category_map: task type 'py:logic' must be non-empty and hold no ':'" in one_error_line(r.stderr)
+    assert "dataset.category_map: task type 'py:logic' must be non-empty and hold no ':'" in one_error_line(
+        r.stderr
+    )
 
 
 def test_version_verbose_and_completion() -> None:
@@ -335,10 +375,30 @@ def test_enqueue_json_and_status_watch_json_lines(tmp_path: Path, services_env: 
     cfg = write_config(tmp_path, name="jl", limit=3, conditions={"a": {}})
     r = swarmq("enqueue", str(cfg), "--format", "json", env=services_env)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"experiment": "jl", "jobs": 3, "published": 3, "resumed": False, "done": 0}
+    assert json.loads(r.stdout) == {
+        "experiment": "jl",
+        "jobs": 3,
+        "published": 3,
+        "resumed": False,
+        "done": 0,
+    }
     env = {**services_env, "SWARMQ_TEST_GEN_DELAY": "0.3"}
-    w = subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator"],
-                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    w = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swarmq",
+            "worker",
+            "--cpu",
+            "--burst",
+            "--generator",
+            "tests.fakes:hash_generator",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         r = swarmq("status", "jl", "--watch", "--format", "json", env=env, timeout=120)
     finally:
@@ -356,11 +416,15 @@ def test_replay_json_and_its_own_exit_code_when_the_text_differs(
     """Replay's "not identical" is a finding with its own exit code (7), distinct from errors (1-6)."""
     from swarmq.errors import REPLAY_DIFFERS
 
-    cfg = write_config(tmp_path, name="rp", limit=1, conditions={"a": {}}, model=str(demo_model), max_tokens=8)
+    cfg = write_config(
+        tmp_path, name="rp", limit=1, conditions={"a": {}}, model=str(demo_model), max_tokens=8
+    )
     assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
     w = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", env=services_env)
     assert w.returncode == 0, w.stderr
-    with psycopg.connect(services_env["SWARMQ_DATABASE_URL"].replace("+psycopg", ""), autocommit=True) as conn:
+    with psycopg.connect(
+        services_env["SWARMQ_DATABASE_URL"].replace("+psycopg", ""), autocommit=True
+    ) as conn:
         row = conn.execute("SELECT id FROM jobs").fetchone()
         assert row is not None
         conn.execute("UPDATE outcomes SET completion = 'recorded text'")

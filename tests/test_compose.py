@@ -54,7 +54,9 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
 
 
 def env_file(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
     return {k.strip(): v.strip() for k, v in pairs}
 
 
@@ -101,7 +103,15 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_required_services(services: dict[str, dict[str, Any]]) -> None:
-    assert {"postgres", "redis", "migrate", "worker-gpu0", "worker-gpu1", "worker-gpu2", "worker-gpu3"} <= set(services)
+    assert {
+        "postgres",
+        "redis",
+        "migrate",
+        "worker-gpu0",
+        "worker-gpu1",
+        "worker-gpu2",
+        "worker-gpu3",
+    } <= set(services)
 
 
 def test_compose_file_matches_the_compose_spec_schema(raw: dict[str, Any], compose: dict[str, Any]) -> None:
@@ -121,7 +131,9 @@ def test_passwords_come_from_the_env_file(raw: dict[str, Any], services: dict[st
     example = env_file(ENV_EXAMPLE)
     assert set(example) == set(PASSWORDS) and not any(example.values()), ".env.example ships no password"
     # As shipped, Compose refuses to start and names the missing password.
-    with pytest.raises(ValueError, match="required variable POSTGRES_PASSWORD is missing a value: set POSTGRES"):
+    with pytest.raises(
+        ValueError, match="required variable POSTGRES_PASSWORD is missing a value: set POSTGRES"
+    ):
         interpolate(raw, example)
     with pytest.raises(ValueError, match="REDIS_PASSWORD is missing"):
         interpolate(raw, {**example, "POSTGRES_PASSWORD": "x"})
@@ -132,9 +144,13 @@ def test_passwords_come_from_the_env_file(raw: dict[str, Any], services: dict[st
     assert services["redis"]["environment"]["REDISCLI_AUTH"] == PASSWORDS["REDIS_PASSWORD"]  # its healthcheck
     assert f"--broker={REDIS_URL}" in _command(services["flower"])
     text = COMPOSE.read_text()
-    assert "postgres:postgres@" not in text and not re.search(r"PASSWORD:\s*[\"']?\w", text), "a literal password"
+    assert "postgres:postgres@" not in text and not re.search(r"PASSWORD:\s*[\"']?\w", text), (
+        "a literal password"
+    )
     for ignore in (".gitignore", ".dockerignore"):
-        assert ".env" in (ROOT / ignore).read_text().splitlines(), f"{ignore} must keep .env (the secrets) out"
+        assert ".env" in (ROOT / ignore).read_text().splitlines(), (
+            f"{ignore} must keep .env (the secrets) out"
+        )
 
 
 def test_no_embedded_fallback_in_containers(services: dict[str, dict[str, Any]]) -> None:
@@ -231,7 +247,10 @@ def test_dockerfile_builds_cuda_llama_and_installs_the_repo() -> None:
     text = DOCKERFILE.read_text()
     joined = re.sub(r"\\\n", " ", text)  # continuation lines, as Docker joins them
     froms = re.findall(r"^FROM\s+(\S+)", joined, re.M)
-    assert froms == ["nvidia/cuda:${CUDA_VERSION}-devel-ubuntu22.04", "nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04"]
+    assert froms == [
+        "nvidia/cuda:${CUDA_VERSION}-devel-ubuntu22.04",
+        "nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu22.04",
+    ]
     assert re.search(r"^ARG CUDA_VERSION=\d+\.\d+\.\d+$", text, re.M)
     # The image builds the llama-cpp-python version that `make` builds (scripts/llama-wheel.sh), whatever it is.
     wanted = re.search(

@@ -60,7 +60,10 @@ def test_relaxed_with_limit() -> None:
             MINIMAL.replace("benchmark: humaneval", "benchmark: mbpp"),
             "<t>:3: dataset.benchmark: unknown benchmark 'mbpp' (choose from humaneval, swebench)",
         ),
-        (MINIMAL + "success: {rule: resolved}\n", "<t>:8: success.rule: 'resolved' cannot decide what the swarm"),
+        (
+            MINIMAL + "success: {rule: resolved}\n",
+            "<t>:8: success.rule: 'resolved' cannot decide what the swarm",
+        ),
         (
             MINIMAL + "success: {rule: applies}\n",
             "<t>:8: success: rule 'applies' is not a rule of humaneval (choose from scorer, non_empty)",
@@ -95,11 +98,18 @@ def test_stored_configurations_stay_readable_after_new_refusals() -> None:
 
     from swarmq.experiment.config import ExperimentConfig
 
-    old = {"name": "old", "dataset": {"benchmark": "swebench"}, "model": {"path": "m.gguf"},
-           "conditions": {"a": {"agents": 1000}}, "success": {"rule": "resolved"}}  # fmt: skip
+    old = {
+        "name": "old",
+        "dataset": {"benchmark": "swebench"},
+        "model": {"path": "m.gguf"},
+        "conditions": {"a": {"agents": 1000}},
+        "success": {"rule": "resolved"},
+    }
     stored = ExperimentConfig.stored(old)
     assert stored.conditions["a"].agents == 1000
-    assert stored.effective_rule() == "applies"  # `resolved` learned from the scorer; the scorer is `applies` now
+    assert (
+        stored.effective_rule() == "applies"
+    )  # `resolved` learned from the scorer; the scorer is `applies` now
     with pytest.raises(ValidationError):
         ExperimentConfig.model_validate(old)
 

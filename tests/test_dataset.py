@@ -204,7 +204,10 @@ def test_hub_revision_is_pinned_and_recorded_with_a_fingerprint(
     assert (record.source, record.revision, record.issues) == ("hub:org/set", pinned, 4)
     assert record.fingerprint == fingerprint(issues)
     _, tagged = load_dataset(swe("hub:org/set", revision="v1.0", limit=2), seed=0)
-    assert calls[-2:] == [("info", "org/set", "v1.0"), ("load", "org/set", "test", SHA1)] and tagged.revision == SHA1
+    assert (
+        calls[-2:] == [("info", "org/set", "v1.0"), ("load", "org/set", "test", SHA1)]
+        and tagged.revision == SHA1
+    )
     assert tagged.fingerprint != record.fingerprint  # other rows used, another fingerprint
     with pytest.raises(ValueError, match="revision applies to hub: sources only"):
         swe(tmp_path / "x.json", revision=pinned)
@@ -222,17 +225,24 @@ def test_hub_errors_become_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError("offline mode is enabled\nmore")
 
     monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
-    with pytest.raises(DatasetError, match=r"^hub:org/set: cannot resolve revision main: offline mode is enabled "):
+    with pytest.raises(
+        DatasetError, match=r"^hub:org/set: cannot resolve revision main: offline mode is enabled "
+    ):
         load_issues(swe("hub:org/set", revision="main"), seed=0)
 
 
-def test_swebench_task_types_come_from_a_declared_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_swebench_task_types_come_from_a_declared_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Hub SWE-bench rows carry no category: the curated issues keep the study's, a user file declares the
     rest, or the repository is the task type; without any, every issue would be one type."""
     curated = "django__django-11179"  # one of the study's 50 issues
     shipped = {i.instance_id: i.category for i in load_issues(DatasetConfig(benchmark="swebench"), seed=0)}
-    rows = [swe_row(curated, "django/django", None), swe_row("new-1", "sympy/sympy", None),
-            swe_row("new-2", "pytest-dev/pytest", None)]  # fmt: skip
+    rows = [
+        swe_row(curated, "django/django", None),
+        swe_row("new-1", "sympy/sympy", None),
+        swe_row("new-2", "pytest-dev/pytest", None),
+    ]
     path = write_jsonl(tmp_path / "hub.jsonl", rows)
     plain = load_issues(swe(path), seed=0)
     assert [i.category for i in plain] == [shipped[curated], "other", "other"]
@@ -252,7 +262,12 @@ def test_swebench_task_types_come_from_a_declared_source(tmp_path: Path, monkeyp
 def test_new_dataset_fields_keep_old_experiments_identity() -> None:
     from swarmq.experiment.config import ExperimentConfig
 
-    base = {"name": "x", "dataset": {"benchmark": "swebench"}, "model": {"path": "m.gguf"}, "conditions": {"a": {}}}
+    base = {
+        "name": "x",
+        "dataset": {"benchmark": "swebench"},
+        "model": {"path": "m.gguf"},
+        "conditions": {"a": {}},
+    }
     explicit = {**base, "dataset": {"benchmark": "swebench", "task_types": "category", "revision": None}}
     by_repo = {**base, "dataset": {"benchmark": "swebench", "task_types": "repo"}}
     h = ExperimentConfig.model_validate(base).config_hash()
@@ -315,7 +330,9 @@ def test_missing_file(tmp_path: Path) -> None:
         ({"category": "chore"}, "category 'chore' is not in dataset.category_map"),
     ],
 )
-def test_bad_row_names_file_row_instance_and_field(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+def test_bad_row_names_file_row_instance_and_field(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
     rows = [swe_row(f"r-{i}") for i in range(8)]
     rows[7] = {**rows[7], **change}
     path = tmp_path / "data.json"

@@ -37,7 +37,9 @@ def run_sbatch(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     executable(tmp_path / "venv" / "bin" / "swarmq", f'echo "$SWARMQ_EMBEDDED $*" > {tmp_path}/called\n')
     base = {k: v for k, v in os.environ.items() if not k.startswith("SWARMQ_")}
     full_env = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "SWARMQ_VENV": str(tmp_path / "venv"), **env}
-    return subprocess.run(["bash", str(SBATCH), *args], env=full_env, cwd=tmp_path, capture_output=True, text=True)
+    return subprocess.run(
+        ["bash", str(SBATCH), *args], env=full_env, cwd=tmp_path, capture_output=True, text=True
+    )
 
 
 def directives(text: str) -> dict[str, str]:
@@ -53,7 +55,14 @@ def test_sbatch_starts_one_supervised_worker_set_per_node_on_the_shared_servers(
     urls = {"SWARMQ_DATABASE_URL": "postgresql://u:p@db/swarmq", "SWARMQ_REDIS_URL": "redis://:p@r:6379/0"}
     r = run_sbatch(tmp_path, "--model", "models/x.gguf", **urls)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "called").read_text().split() == ["0", "workers", "--gpus", "all", "--model", "models/x.gguf"]
+    assert (tmp_path / "called").read_text().split() == [
+        "0",
+        "workers",
+        "--gpus",
+        "all",
+        "--model",
+        "models/x.gguf",
+    ]
 
 
 @pytest.mark.parametrize("missing", ["SWARMQ_DATABASE_URL", "SWARMQ_REDIS_URL"])

@@ -63,7 +63,9 @@ def test_choose_and_select_count_visible_gpus() -> None:
     assert choose("all", shown, "2,3") == [0, 1]
     assert choose("1", shown, "2,3") == [1]
     assert select(1, shown, "2,3").index == 3
-    with pytest.raises(ConfigError, match=r"--gpus: no GPU 2 on this machine \(visible: 0 \(GPU 2\), 1 \(GPU 3\);"):
+    with pytest.raises(
+        ConfigError, match=r"--gpus: no GPU 2 on this machine \(visible: 0 \(GPU 2\), 1 \(GPU 3\);"
+    ):
         choose("0,2", shown, "2,3")
     with pytest.raises(ModelError, match=r"--gpu 2: no such GPU on this machine .*CUDA_VISIBLE_DEVICES=2,3"):
         select(2, shown, "2,3")
@@ -72,7 +74,10 @@ def test_choose_and_select_count_visible_gpus() -> None:
 
 
 def test_pinned_environment_names_the_gpu_by_uuid() -> None:
-    assert pinned_environment(GPUS[2]) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "GPU-222a-2"}
+    assert pinned_environment(GPUS[2]) == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": "GPU-222a-2",
+    }
     # An old nvidia-smi without UUIDs: the index, in the PCI bus order NVML numbers by.
     no_uuid = Gpu(2, "old", GIB, GIB)
     assert pinned_environment(no_uuid) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "2"}
@@ -89,7 +94,10 @@ def test_pin_gpu_respects_and_narrows_the_existing_setting(
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", setting)
     gpu = devices.pin_gpu(position)
     assert (gpu.index, gpu.uuid) == (physical, GPUS[physical].uuid)
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == GPUS[physical].uuid and os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert (
+        os.environ["CUDA_VISIBLE_DEVICES"] == GPUS[physical].uuid
+        and os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    )
     # A worker that re-executes itself (to load the next model) keeps its pinned environment and its --gpu N:
     # it must land on the same GPU, not look for position N among the one GPU it pinned.
     assert devices.pin_gpu(position) == gpu
@@ -121,12 +129,27 @@ def test_worker_records_the_physical_gpu_under_cuda_visible_devices(
     assert swarmq("enqueue", str(config), env=services_env).returncode == 0
     bin_dir = fake_nvidia_smi(tmp_path)
     env = {**services_env, "PATH": f"{bin_dir}:{services_env['PATH']}", "CUDA_VISIBLE_DEVICES": "2,3"}
-    w = swarmq("worker", "--gpu", "1", "--burst", "--slots", "1", "--generator", "tests.fakes:hash_generator", env=env)
+    w = swarmq(
+        "worker",
+        "--gpu",
+        "1",
+        "--burst",
+        "--slots",
+        "1",
+        "--generator",
+        "tests.fakes:hash_generator",
+        env=env,
+    )
     assert w.returncode == 0, w.stderr[-2000:]
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        [(gpu_index, gpu_uuid, worker)] = conn.execute("SELECT gpu_index, gpu_uuid, worker FROM outcomes").fetchall()
+        [(gpu_index, gpu_uuid, worker)] = conn.execute(
+            "SELECT gpu_index, gpu_uuid, worker FROM outcomes"
+        ).fetchall()
     assert (gpu_index, gpu_uuid) == (3, GPUS[3].uuid)
     assert worker.startswith("swarmq-gpu3-"), "the default name carries the physical index"
     w = swarmq("worker", "--gpu", "2", "--burst", env=env)
     assert w.returncode == 5
-    assert "--gpu 2: no such GPU on this machine (visible: 0 (GPU 2), 1 (GPU 3); CUDA_VISIBLE_DEVICES=2,3)" in w.stderr
+    assert (
+        "--gpu 2: no such GPU on this machine (visible: 0 (GPU 2), 1 (GPU 3); CUDA_VISIBLE_DEVICES=2,3)"
+        in w.stderr
+    )

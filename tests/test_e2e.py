@@ -22,18 +22,32 @@ def test_enqueue_worker_results(
     tmp_path: Path, services_env: dict[str, str], database_url: str, demo_model: Path
 ) -> None:
     conditions = {"baseline": {}, "swarm": {"agents": 2, "router": "round_robin", "accumulate": True}}
-    cfg = write_config(tmp_path, name="e2e", limit=2, replicates=2, conditions=conditions,
-                       model=str(demo_model), success="scorer", max_tokens=48)  # fmt: skip
+    cfg = write_config(
+        tmp_path,
+        name="e2e",
+        limit=2,
+        replicates=2,
+        conditions=conditions,
+        model=str(demo_model),
+        success="scorer",
+        max_tokens=48,
+    )
     r = swarmq("enqueue", str(cfg), env=services_env)
     assert r.returncode == 0, r.stderr
     assert "enqueued experiment e2e: 8 jobs" in r.stdout
 
     # Two real workers at once, each serving the model the oldest unfinished experiment needs.
     procs = [
-        subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--name", f"cpu{i}"],
-                         cwd=ROOT, env=services_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--name", f"cpu{i}"],
+            cwd=ROOT,
+            env=services_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(2)
-    ]  # fmt: skip
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=600)
         assert p.returncode == 0, out[-3000:]

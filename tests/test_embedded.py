@@ -81,7 +81,9 @@ def test_cli_embedded_forbidden_exits_3_and_starts_nothing(tmp_path: Path) -> No
     r = swarmq("db", "upgrade", env=no_urls(SWARMQ_EMBEDDED="0", SWARMQ_HOME=str(home)), timeout=60)
     assert r.returncode == 3, r.stderr
     [line] = r.stderr.strip().splitlines()
-    assert line.startswith("swarmq: error: SWARMQ_DATABASE_URL and SWARMQ_REDIS_URL are unset and SWARMQ_EMBEDDED=0")
+    assert line.startswith(
+        "swarmq: error: SWARMQ_DATABASE_URL and SWARMQ_REDIS_URL are unset and SWARMQ_EMBEDDED=0"
+    )
     assert not home.exists(), "nothing may be started (or created) when embedded servers are forbidden"
 
 
@@ -105,7 +107,10 @@ def test_embedded_servers_run_an_experiment_and_say_so_once_per_command() -> Non
             r = swarmq(*args, env=env, timeout=240)
             assert r.returncode == 0, (args, r.stderr[-2000:])
             said = [line for line in r.stderr.splitlines() if line.startswith(ANNOUNCE)]
-            assert said == [f"{ANNOUNCE}{home} (SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL unset)"], (args, r.stderr)
+            assert said == [f"{ANNOUNCE}{home} (SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL unset)"], (
+                args,
+                r.stderr,
+            )
             assert ANNOUNCE not in r.stdout
             outputs.append(r.stdout)
         results = json.loads(outputs[-1])

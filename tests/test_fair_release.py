@@ -39,7 +39,9 @@ def test_release_holds_relaxed_streams_inside_the_window(
     cfg = write_config(tmp_path, name="win", limit=10, replicates=2, conditions=MIXED)
     assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
     window = 4  # ExperimentConfig.max_spread's default
-    expected = {("baseline", r, p) for r in (0, 1) for p in range(window)} | {("control", r, 0) for r in (0, 1)}
+    expected = {("baseline", r, p) for r in (0, 1) for p in range(window)} | {
+        ("control", r, 0) for r in (0, 1)
+    }
     assert _queued(database_url) == expected
 
     # Every baseline job in the window finishes; control's first jobs are still open: baseline waits for them.
@@ -61,7 +63,12 @@ def test_release_holds_relaxed_streams_inside_the_window(
     with svc.sessions() as session:
         released = jobs.release(session, 1, config.in_flight_limits(), config.max_spread)
     assert len(released) == 4
-    assert _queued(database_url) == {("baseline", 0, 4), ("baseline", 1, 4), ("control", 0, 1), ("control", 1, 1)}
+    assert _queued(database_url) == {
+        ("baseline", 0, 4),
+        ("baseline", 1, 4),
+        ("control", 0, 1),
+        ("control", 1, 1),
+    }
     svc.engine.dispose()
 
 
@@ -92,17 +99,35 @@ def test_spread_bound_holds_at_every_moment_with_several_workers(
                     "GROUP BY condition, replicate"
                 ).fetchall()
                 if row is not None and row[0] is not None:
-                    samples.append((int(row[0]), int(row[1]), max(d for (d,) in done) - min(d for (d,) in done)))
+                    samples.append(
+                        (int(row[0]), int(row[1]), max(d for (d,) in done) - min(d for (d,) in done))
+                    )
                 time.sleep(0.02)
 
     watcher = threading.Thread(target=sample, daemon=True)
     watcher.start()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator",
-                          "tests.fakes:hash_generator", "--name", f"fair{i}"],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swarmq",
+                "worker",
+                "--cpu",
+                "--burst",
+                "--generator",
+                "tests.fakes:hash_generator",
+                "--name",
+                f"fair{i}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=240)
         assert p.returncode == 0, out[-3000:]

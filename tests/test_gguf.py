@@ -24,13 +24,16 @@ def write_gguf(path: Path, kvs: list[bytes]) -> Path:
 def test_trained_context_after_arrays_of_strings_and_numbers(tmp_path: Path) -> None:
     tokens = struct.pack("<IQ", 8, 3) + _s("<bos>") + _s("a") + _s("<eos>")  # array of strings
     scores = struct.pack("<IQ", 6, 3) + struct.pack("<fff", 0.0, -1.0, -2.0)  # array of f32
-    path = write_gguf(tmp_path / "m.gguf", [
-        _s("general.architecture") + struct.pack("<I", 8) + _s("llama"),
-        _s("tokenizer.ggml.tokens") + struct.pack("<I", 9) + tokens,
-        _s("tokenizer.ggml.scores") + struct.pack("<I", 9) + scores,
-        _s("llama.context_length") + struct.pack("<II", 4, 4096),
-        _s("tokenizer.ggml.eos_token_id") + struct.pack("<II", 4, 2),
-    ])  # fmt: skip
+    path = write_gguf(
+        tmp_path / "m.gguf",
+        [
+            _s("general.architecture") + struct.pack("<I", 8) + _s("llama"),
+            _s("tokenizer.ggml.tokens") + struct.pack("<I", 9) + tokens,
+            _s("tokenizer.ggml.scores") + struct.pack("<I", 9) + scores,
+            _s("llama.context_length") + struct.pack("<II", 4, 4096),
+            _s("tokenizer.ggml.eos_token_id") + struct.pack("<II", 4, 2),
+        ],
+    )
     assert trained_context(path) == 4096
     meta = metadata(path)
     assert meta["tokenizer.ggml.tokens"] is None and meta["tokenizer.ggml.eos_token_id"] == 2

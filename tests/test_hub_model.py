@@ -42,8 +42,11 @@ def test_a_cached_hub_model_resolves_without_network(offline_cache: Path) -> Non
 
 
 def test_a_missing_hub_model_is_one_line_naming_the_file(offline_cache: Path) -> None:
-    with pytest.raises(ModelError, match=r"^model hf:org/tiny/other\.gguf: other\.gguf is not in the local Hugging "
-                                         r"Face cache and could not be downloaded: "):  # fmt: skip
+    with pytest.raises(
+        ModelError,
+        match=r"^model hf:org/tiny/other\.gguf: other\.gguf is not in the local Hugging "
+        r"Face cache and could not be downloaded: ",
+    ):
         resolve_model_path("hf:org/tiny/other.gguf", Settings())
 
 

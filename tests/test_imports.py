@@ -58,7 +58,13 @@ MIDDLE_ALLOWED: dict[str, tuple[str, ...]] = {
     "swarmq.experiment.dataset": ("swarmq.benchmarks",),
     "swarmq.experiment.plan": ("swarmq.swarm.routing", "swarmq.benchmarks.base"),
     "swarmq.queue": ("swarmq.swarm.state", "swarmq.experiment", "swarmq.benchmarks.base"),
-    "swarmq.worker": ("swarmq.queue", "swarmq.swarm", "swarmq.model", "swarmq.benchmarks", "swarmq.experiment"),
+    "swarmq.worker": (
+        "swarmq.queue",
+        "swarmq.swarm",
+        "swarmq.model",
+        "swarmq.benchmarks",
+        "swarmq.experiment",
+    ),
     "swarmq.report": (
         "swarmq.experiment",
         "swarmq.benchmarks",
@@ -98,7 +104,11 @@ def walk_modules() -> list[str]:
             if info.ispkg:
                 yield from walk(path / info.name.rsplit(".", 1)[1], info.name + ".")
 
-    found = (name for name in walk(PACKAGE, "swarmq.") if name not in NOT_IMPORTABLE and not under(name, MIGRATIONS))
+    found = (
+        name
+        for name in walk(PACKAGE, "swarmq.")
+        if name not in NOT_IMPORTABLE and not under(name, MIGRATIONS)
+    )
     return ["swarmq", *sorted(found)]
 
 
@@ -130,7 +140,9 @@ def test_module_walk_finds_the_package() -> None:
 
 
 @pytest.fixture(scope="module")
-def fresh_imports(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+def fresh_imports(
+    request: pytest.FixtureRequest,
+) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
     """Start the selected modules' imports two at a time (the machine has two cores) as soon as the first
     one is needed, so the whole check costs about half the sum of the imports."""
     wanted: list[str] = [
@@ -152,7 +164,9 @@ def test_imports_in_a_fresh_interpreter(
     module: str, fresh_imports: dict[str, Future[subprocess.CompletedProcess[str]]]
 ) -> None:
     result = fresh_imports[module].result()
-    assert result.returncode == 0, f"`import {module}` in a fresh interpreter failed:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"`import {module}` in a fresh interpreter failed:\n{result.stderr[-3000:]}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -373,7 +387,9 @@ def test_every_swarmq_import_resolves() -> None:
 def test_no_import_cycles() -> None:
     cycles = find_cycles(EDGES)
     where = {(e.importer, e.imported): e.where() for e in EDGES}
-    report = [" → ".join(c) + "  (" + ", ".join(where[edge] for edge in itertools.pairwise(c)) + ")" for c in cycles]
+    report = [
+        " → ".join(c) + "  (" + ", ".join(where[edge] for edge in itertools.pairwise(c)) + ")" for c in cycles
+    ]
     assert report == [], "import cycles:\n" + "\n".join(report)
 
 
@@ -396,10 +412,14 @@ def layer_violation(edge: Edge) -> str | None:
     if LAYERS[src_layer] in SAME_LAYER_OK:
         return None
     if LAYERS[src_layer] == MIDDLE:
-        allowed = [p for importer, prefixes in MIDDLE_ALLOWED.items() if under(src, importer) for p in prefixes]
+        allowed = [
+            p for importer, prefixes in MIDDLE_ALLOWED.items() if under(src, importer) for p in prefixes
+        ]
         if any(under(dst, p) for p in allowed):
             return None
-        return f"{subpackage(src)} may not import {subpackage(dst)} (allowed: {', '.join(allowed) or 'nothing'})"
+        return (
+            f"{subpackage(src)} may not import {subpackage(dst)} (allowed: {', '.join(allowed) or 'nothing'})"
+        )
     return f"{src} and {dst} are in the same layer"
 
 
@@ -440,14 +460,27 @@ def test_imports_respect_the_layers() -> None:
 # (c) what starting a command costs: the heavy libraries only where a command needs them
 
 HELP = "import sys\nsys.argv = ['swarmq', '--help']\ntry:\n    from swarmq.cli import main\n    main()\nexcept SystemExit:\n    pass"
-HEAVY = ("numpy", "scipy", "celery", "datasets", "matplotlib", "llama_cpp", "pandas", "pydantic_settings", "alembic")
+HEAVY = (
+    "numpy",
+    "scipy",
+    "celery",
+    "datasets",
+    "matplotlib",
+    "llama_cpp",
+    "pandas",
+    "pydantic_settings",
+    "alembic",
+)
 
 
 @pytest.mark.parametrize(
     ("code", "allowed"),
     [
         (HELP, ()),
-        ("import swarmq.report.progress", ("pydantic_settings",)),  # what `swarmq status` loads besides the CLI
+        (
+            "import swarmq.report.progress",
+            ("pydantic_settings",),
+        ),  # what `swarmq status` loads besides the CLI
         ("import swarmq.store.services", ("pydantic_settings",)),
     ],
 )
@@ -460,8 +493,9 @@ def test_a_command_start_imports_no_heavy_library(code: str, allowed: tuple[str,
 def run_probe(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter, then print which of the heavy libraries it left loaded."""
     probe = f"{code}\nimport sys\nprint('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                            env=env)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -472,15 +506,19 @@ def heavy_loaded(result: subprocess.CompletedProcess[str]) -> set[str]:
 
 
 @pytest.mark.services
-def test_enqueue_of_bundled_humaneval_imports_only_what_it_uses(tmp_path: Path, services_env: dict[str, str]) -> None:
+def test_enqueue_of_bundled_humaneval_imports_only_what_it_uses(
+    tmp_path: Path, services_env: dict[str, str]
+) -> None:
     """A whole `swarmq enqueue` of the bundled HumanEval (file, dataset, model-file and schema checks, rows,
     publish) needs Celery and the settings, and no ``datasets`` (the rows are parsed directly), no Alembic (the
     schema check reads the version table) and nothing numeric."""
     from tests.helpers import write_config
 
     config = write_config(tmp_path, name="light", limit=3)
-    code = (f"import sys\nsys.argv = ['swarmq', 'enqueue', {str(config)!r}]\nfrom swarmq.cli import main\n"
-            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code")  # fmt: skip
+    code = (
+        f"import sys\nsys.argv = ['swarmq', 'enqueue', {str(config)!r}]\nfrom swarmq.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code"
+    )
     result = run_probe(code, env=services_env)
     assert "enqueued experiment light: 6 jobs" in result.stdout
     assert heavy_loaded(result) <= {"celery", "pydantic_settings"}

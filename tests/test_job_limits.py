@@ -57,8 +57,14 @@ def test_a_job_stuck_in_native_code_fails_and_its_worker_exits(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
     calls = tmp_path / "calls"
-    env = {**services_env, **FAST, "SWARMQ_STUCK_SECONDS": "1", "SWARMQ_TEST_HANG": "def truncate_number",
-           "SWARMQ_TEST_STUCK": "1", "SWARMQ_TEST_CALLS": str(calls)}  # fmt: skip
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_STUCK_SECONDS": "1",
+        "SWARMQ_TEST_HANG": "def truncate_number",
+        "SWARMQ_TEST_STUCK": "1",
+        "SWARMQ_TEST_CALLS": str(calls),
+    }
     enqueue(tmp_path, env, name="stuck", limit=4, conditions=STRICT, timeout_seconds=1)
     w = start_worker(env, generator="hanging_generator")
     out, _ = w.communicate(timeout=60)
@@ -70,8 +76,11 @@ def test_a_job_stuck_in_native_code_fails_and_its_worker_exits(
     out, _ = w.communicate(timeout=60)
     assert w.returncode == 0, out[-3000:]
     assert {k: v[0] for k, v in jobs(database_url).items()} == {
-        "HumanEval/0": "done", "HumanEval/1": "done", "HumanEval/2": "failed", "HumanEval/3": "done"
-    }  # fmt: skip
+        "HumanEval/0": "done",
+        "HumanEval/1": "done",
+        "HumanEval/2": "failed",
+        "HumanEval/3": "done",
+    }
 
 
 def test_system_exit_inside_a_job_fails_that_job_only(
@@ -93,8 +102,13 @@ def test_a_worker_that_lost_its_lease_drops_its_result(
     """What a lost claim looks like to a worker: its job goes back to the queue and another worker takes it.
     The first worker's heartbeat finds the lease gone, and its result is never written."""
     calls = tmp_path / "calls"
-    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "3", "SWARMQ_TEST_CALLS": str(calls),
-           "SWARMQ_TEST_HANG": "no prompt holds this"}  # fmt: skip
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_TEST_GEN_DELAY": "3",
+        "SWARMQ_TEST_CALLS": str(calls),
+        "SWARMQ_TEST_HANG": "no prompt holds this",
+    }
     enqueue(tmp_path, env, name="lost", limit=1, conditions={"baseline": {}})
     first = start_worker(env, generator="hanging_generator", burst=True, name="first")
     wait_for(lambda: calls.exists(), 30, "the first generation to start")
@@ -105,7 +119,10 @@ def test_a_worker_that_lost_its_lease_drops_its_result(
     out2, _ = second.communicate(timeout=60)
     assert first.returncode == second.returncode == 0, out1[-2000:] + out2[-2000:]
     with db(database_url) as conn:
-        assert conn.execute("SELECT count(*), min(worker) FROM outcomes").fetchone() == (1, f"second@{_host()}")
+        assert conn.execute("SELECT count(*), min(worker) FROM outcomes").fetchone() == (
+            1,
+            f"second@{_host()}",
+        )
     assert "lease lost" in out1
 
 
@@ -117,11 +134,15 @@ def test_a_worker_name_in_use_is_refused(
     first = start_worker(env, burst=False, name="twin")
     client = redis_lib.Redis.from_url(redis_url)
     try:
-        wait_for(lambda: client.exists(keys.worker_key(f"twin@{_host()}")), 30, "the first worker's heartbeat")
+        wait_for(
+            lambda: client.exists(keys.worker_key(f"twin@{_host()}")), 30, "the first worker's heartbeat"
+        )
         r = swarmq("worker", "--cpu", "--generator", "tests.fakes:hash_generator", "--name", "twin", env=env)
         assert r.returncode == 2, r.stderr
         errors = [ln for ln in r.stderr.splitlines() if ln.startswith("swarmq: error: ")]
-        assert len(errors) == 1 and f"worker name 'twin@{_host()}' is in use by pid {first.pid}" in errors[0], r.stderr
+        assert (
+            len(errors) == 1 and f"worker name 'twin@{_host()}' is in use by pid {first.pid}" in errors[0]
+        ), r.stderr
     finally:
         first.terminate()
         first.communicate(timeout=30)
@@ -159,9 +180,16 @@ def test_postgres_killed_mid_job_runs_no_job_twice(
         conn.execute('CREATE DATABASE "crash"')
     url = server.get_uri("crash").replace("postgresql://", "postgresql+psycopg://", 1)
     calls = tmp_path / "calls"
-    env = {**services_env, "SWARMQ_DATABASE_URL": url, "SWARMQ_LEASE_SECONDS": "20", "SWARMQ_HEARTBEAT_SECONDS": "1",
-           "SWARMQ_REAPER_SECONDS": "0.5", "SWARMQ_TEST_GEN_DELAY": "0.5", "SWARMQ_TEST_CALLS": str(calls),
-           "SWARMQ_TEST_HANG": "no prompt holds this"}  # fmt: skip
+    env = {
+        **services_env,
+        "SWARMQ_DATABASE_URL": url,
+        "SWARMQ_LEASE_SECONDS": "20",
+        "SWARMQ_HEARTBEAT_SECONDS": "1",
+        "SWARMQ_REAPER_SECONDS": "0.5",
+        "SWARMQ_TEST_GEN_DELAY": "0.5",
+        "SWARMQ_TEST_CALLS": str(calls),
+        "SWARMQ_TEST_HANG": "no prompt holds this",
+    }
     assert swarmq("db", "upgrade", env=env).returncode == 0
     enqueue(tmp_path, env, name="crash", limit=8, conditions={"a": {}, "b": {}})
     workers = [start_worker(env, generator="hanging_generator", name=f"crash{i}") for i in range(2)]

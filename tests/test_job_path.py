@@ -23,15 +23,35 @@ from tests.helpers import write_config
 
 pytestmark = pytest.mark.services
 
-OUTCOME = {"completion": "x", "finish_reason": "stop", "worker": "w", "model_name": "m", "model_sha256": "",
-           "llama_cpp_version": "", "prompt": "p", "prompt_sha256": "", "sampling": {"seed": 1}, "agent_id": 0,
-           "task_type": "string", "example_ids": [], "success": True, "success_rule": "non_empty",
-           "score_status": "ok", "score_detail": {}, "job_seconds": 0.01}  # fmt: skip
+OUTCOME = {
+    "completion": "x",
+    "finish_reason": "stop",
+    "worker": "w",
+    "model_name": "m",
+    "model_sha256": "",
+    "llama_cpp_version": "",
+    "prompt": "p",
+    "prompt_sha256": "",
+    "sampling": {"seed": 1},
+    "agent_id": 0,
+    "task_type": "string",
+    "example_ids": [],
+    "success": True,
+    "success_rule": "non_empty",
+    "score_status": "ok",
+    "score_detail": {},
+    "job_seconds": 0.01,
+}
 
 
 def test_a_frozen_statement_keeps_its_literals_and_asks_for_its_parameters(svc: Any) -> None:
-    stmt = freeze(select(literal("kept").label("word"), (bindparam("n", type_=Integer) + 1).label("n"),
-                         bindparam("doc", type_=JSONB).label("doc")))  # fmt: skip
+    stmt = freeze(
+        select(
+            literal("kept").label("word"),
+            (bindparam("n", type_=Integer) + 1).label("n"),
+            bindparam("doc", type_=JSONB).label("doc"),
+        )
+    )
     with svc.sessions() as session:
         (row,) = stmt.run(session, n=41, doc={"a": [1, 2]})  # a JSONB value goes through its type's processor
     assert (row.word, row.n, row.doc) == ("kept", 42, {"a": [1, 2]})
@@ -47,14 +67,17 @@ def _jobs(svc: Any, tmp_path: Path) -> dict[tuple[str, int], int]:
     return {(c, p): i for c, p, i in rows}
 
 
-def test_each_step_is_one_statement_without_begin_or_commit(svc: Any, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_each_step_is_one_statement_without_begin_or_commit(
+    svc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = _jobs(svc, tmp_path)
     sent: list[str] = []
     autocommit: list[bool] = []
     execute = psycopg.Cursor.execute
 
-    def seen(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:  # below SQLAlchemy: what psycopg sends
+    def seen(
+        cursor: Any, query: Any, *args: Any, **kwargs: Any
+    ) -> Any:  # below SQLAlchemy: what psycopg sends
         sent.append(str(query))
         autocommit.append(bool(cursor.connection.autocommit))
         return execute(cursor, query, *args, **kwargs)
@@ -66,15 +89,23 @@ def test_each_step_is_one_statement_without_begin_or_commit(svc: Any, tmp_path: 
         steps.append(len(sent))
         assert jobs.finish(conn, ids[("a", 0)], "w/1", OUTCOME)
         steps.append(len(sent))
-        jobs.release(conn, claimed.experiment_id, {"a": None, "b": None}, 4, relaxed=True,
-                     applied=[AppliedMark(ids[("a", 0)], 0, 1)])  # fmt: skip
+        jobs.release(
+            conn,
+            claimed.experiment_id,
+            {"a": None, "b": None},
+            4,
+            relaxed=True,
+            applied=[AppliedMark(ids[("a", 0)], 0, 1)],
+        )
         steps.append(len(sent))
     monkeypatch.undo()
     assert steps == [1, 2, 3], sent
     assert all(autocommit)  # psycopg sends no BEGIN, so no COMMIT either: each statement is its transaction
     with svc.sessions() as session:
         status, applied, version = session.execute(
-            text("SELECT j.status, o.update_applied, o.applied_version FROM jobs j JOIN outcomes o ON o.job_id = j.id")
+            text(
+                "SELECT j.status, o.update_applied, o.applied_version FROM jobs j JOIN outcomes o ON o.job_id = j.id"
+            )
         ).one()
     assert (status, applied, version) == ("done", True, 1)
 

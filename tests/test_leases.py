@@ -42,12 +42,14 @@ def test_resume_refuses_outcomes_judged_by_another_rule(svc: Any, tmp_path: Path
     issues = load_issues(cfg.dataset, cfg.seed)
     enqueue(svc.sessions, app, cfg, issues)
     with svc.sessions() as session:  # an outcome recorded under an older meaning of the rule
-        session.execute(text(
-            "INSERT INTO outcomes (job_id, completion, prompt_tokens, completion_tokens, worker, model_name, "
-            "model_sha256, llama_cpp_version, prompt, prompt_sha256, chat, sampling, agent_id, task_type, state_version, "
-            "staleness, example_ids, update_applied, success, success_rule, score_detail) SELECT id, '', 0, 0, 'w', "
-            "'m', '', '', '', '', false, '{}', 0, 'math', 0, 0, '[]', true, false, 'scorer', '{}' FROM jobs"
-        ))  # fmt: skip
+        session.execute(
+            text(
+                "INSERT INTO outcomes (job_id, completion, prompt_tokens, completion_tokens, worker, model_name, "
+                "model_sha256, llama_cpp_version, prompt, prompt_sha256, chat, sampling, agent_id, task_type, state_version, "
+                "staleness, example_ids, update_applied, success, success_rule, score_detail) SELECT id, '', 0, 0, 'w', "
+                "'m', '', '', '', '', false, '{}', 0, 'math', 0, 0, '[]', true, false, 'scorer', '{}' FROM jobs"
+            )
+        )
         session.commit()
     with pytest.raises(
         ExperimentConflict, match=r"judged by success rule scorer, and would now be judged by non_empty"

@@ -49,9 +49,20 @@ def ok(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def model_worker(env: dict[str, str]) -> subprocess.Popen[str]:
     """A worker that names its model: with no active experiment there is none to take it from."""
-    cmd = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--model", "stand-in.gguf", "--generator",
-           "tests.fakes:hash_generator"]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "swarmq",
+        "worker",
+        "--cpu",
+        "--model",
+        "stand-in.gguf",
+        "--generator",
+        "tests.fakes:hash_generator",
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_cancel_mid_run_with_two_workers(
@@ -82,10 +93,18 @@ def test_cancel_mid_run_with_two_workers(
     assert after["cancelled"] == change["jobs"]
     with db(database_url) as conn:
         # Cancelled jobs were never claimed; every done job has exactly one outcome, cancelled ones none.
-        assert conn.execute("SELECT count(*) FROM jobs WHERE status = 'cancelled' AND started_at IS NOT NULL"
-                            ).fetchone()[0] == 0  # fmt: skip
-        assert conn.execute("SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-                            "WHERE j.status = 'cancelled'").fetchone()[0] == 0  # fmt: skip
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM jobs WHERE status = 'cancelled' AND started_at IS NOT NULL"
+            ).fetchone()[0]
+            == 0
+        )
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE j.status = 'cancelled'"
+            ).fetchone()[0]
+            == 0
+        )
         assert conn.execute("SELECT count(*), count(DISTINCT job_id) FROM outcomes").fetchone() == (
             after["done"],
             after["done"],
@@ -100,7 +119,10 @@ def test_cancel_mid_run_with_two_workers(
     for args in (("resume", "cx"), ("retry", "cx", "--failed"), ("enqueue", str(tmp_path / "cx.yaml"))):
         r = swarmq(*args, env=env)
         last = r.stderr.splitlines()[-1]  # enqueue notes its dataset first
-        assert r.returncode == 4 and last.startswith("swarmq: error: ") and "cancelled" in last, (args, r.stderr)
+        assert r.returncode == 4 and last.startswith("swarmq: error: ") and "cancelled" in last, (
+            args,
+            r.stderr,
+        )
 
 
 def test_a_running_job_whose_worker_dies_after_cancel_is_not_run_again(
@@ -111,8 +133,13 @@ def test_a_running_job_whose_worker_dies_after_cancel_is_not_run_again(
     enqueue(tmp_path, env, name="die", limit=4, conditions={"s": {"agents": 1, "accumulate": True}})
     w = start_worker(env, generator="hanging_generator", burst=False)
     try:
-        wait_for(lambda: scalar(database_url, "SELECT instance_id FROM jobs WHERE status = 'running'")
-                 == "HumanEval/2", 60, "the hanging job to run")  # fmt: skip
+        wait_for(
+            lambda: (
+                scalar(database_url, "SELECT instance_id FROM jobs WHERE status = 'running'") == "HumanEval/2"
+            ),
+            60,
+            "the hanging job to run",
+        )
         ok("cancel", "die", env=env)
         assert statuses(database_url) == {"done": 2, "running": 1, "cancelled": 1}
     finally:
@@ -121,7 +148,9 @@ def test_a_running_job_whose_worker_dies_after_cancel_is_not_run_again(
     other = model_worker(env)  # any live worker reaps
     try:
         # Its reaper finds the expired lease: the job goes to its experiment's state, not back to the queue.
-        wait_for(lambda: statuses(database_url) == {"done": 2, "cancelled": 2}, 30, "the dead job to be cancelled")
+        wait_for(
+            lambda: statuses(database_url) == {"done": 2, "cancelled": 2}, 30, "the dead job to be cancelled"
+        )
         time.sleep(1.5)
     finally:
         other.send_signal(signal.SIGTERM)
@@ -146,10 +175,12 @@ def test_pause_and_resume_lose_nothing(
     assert "queued" not in held and "running" not in held and held.get("paused", 0) > 0, held
     assert queue_length(redis_url) == 0
     # Stale copies of the paused jobs' messages (a broker redelivery): a worker drops them and runs nothing.
-    code = ("from swarmq.queue.broker import make_app, publish\nimport os, psycopg\n"
-            "c = psycopg.connect(os.environ['SWARMQ_DATABASE_URL'].replace('+psycopg', ''))\n"
-            "ids = [r[0] for r in c.execute(\"SELECT id FROM jobs WHERE status = 'paused'\")]\n"
-            "publish(make_app(os.environ['SWARMQ_REDIS_URL']), [(i, 'stand-in.gguf') for i in ids])\n")  # fmt: skip
+    code = (
+        "from swarmq.queue.broker import make_app, publish\nimport os, psycopg\n"
+        "c = psycopg.connect(os.environ['SWARMQ_DATABASE_URL'].replace('+psycopg', ''))\n"
+        "ids = [r[0] for r in c.execute(\"SELECT id FROM jobs WHERE status = 'paused'\")]\n"
+        "publish(make_app(os.environ['SWARMQ_REDIS_URL']), [(i, 'stand-in.gguf') for i in ids])\n"
+    )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
     stale = model_worker(env)
     try:
@@ -208,8 +239,10 @@ def test_delete_removes_rows_keys_and_messages(
     refused = swarmq("delete", "gone", env=env)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     with db(database_url) as conn:  # a job still running blocks a delete
-        conn.execute("UPDATE jobs SET status = 'running' WHERE id = (SELECT min(id) FROM jobs j "
-                     "WHERE j.experiment_id = (SELECT id FROM experiments WHERE name = 'gone'))")  # fmt: skip
+        conn.execute(
+            "UPDATE jobs SET status = 'running' WHERE id = (SELECT min(id) FROM jobs j "
+            "WHERE j.experiment_id = (SELECT id FROM experiments WHERE name = 'gone'))"
+        )
     refused = swarmq("delete", "gone", "--yes", env=env)
     assert refused.returncode == 4 and "1 running job" in refused.stderr and "--force" in refused.stderr
     ok("delete", "gone", "--yes", "--force", env=env)
@@ -220,9 +253,12 @@ def test_delete_removes_rows_keys_and_messages(
     with db(database_url) as conn:
         assert [row[0] for row in conn.execute("SELECT name FROM experiments")] == ["keep"]
         for table in ("issues", "jobs", "outcomes"):
-            left = conn.execute(f"SELECT count(DISTINCT experiment_id) FROM {table}" if table != "outcomes" else
-                                "SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-                                "WHERE j.experiment_id <> (SELECT id FROM experiments)").fetchone()[0]  # fmt: skip
+            left = conn.execute(
+                f"SELECT count(DISTINCT experiment_id) FROM {table}"
+                if table != "outcomes"
+                else "SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+                "WHERE j.experiment_id <> (SELECT id FROM experiments)"
+            ).fetchone()[0]
             assert left == (1 if table != "outcomes" else 0), table
     gone = swarmq("delete", "gone", "--yes", env=env)
     assert gone.returncode == 4 and "unknown experiment 'gone'" in gone.stderr

@@ -16,18 +16,33 @@ import yaml
 from swarmq.experiment.config import ExperimentConfig
 from tests.conftest import ROOT, swarmq
 
-BASE = {"name": "mm", "seed": 3, "dataset": {"benchmark": "humaneval", "source": "bundled", "limit": 3},
-        "generation": {"max_tokens": 16, "temperature": 0.0}, "success": {"rule": "non_empty"}}  # fmt: skip
-TWO = [{"path": "models/first.gguf", "name": "first", "n_ctx": 1024}, {"path": "models/second.gguf", "n_ctx": 1024}]
+BASE = {
+    "name": "mm",
+    "seed": 3,
+    "dataset": {"benchmark": "humaneval", "source": "bundled", "limit": 3},
+    "generation": {"max_tokens": 16, "temperature": 0.0},
+    "success": {"rule": "non_empty"},
+}
+TWO = [
+    {"path": "models/first.gguf", "name": "first", "n_ctx": 1024},
+    {"path": "models/second.gguf", "n_ctx": 1024},
+]
 
 
 def test_models_expand_every_condition_once_per_model() -> None:
-    cfg = ExperimentConfig.model_validate({**BASE, "models": TWO, "conditions": {"base": {}, "hot": {
-        "generation": {"temperature": 0.7}}}})  # fmt: skip
+    cfg = ExperimentConfig.model_validate(
+        {**BASE, "models": TWO, "conditions": {"base": {}, "hot": {"generation": {"temperature": 0.7}}}}
+    )
     assert list(cfg.conditions) == ["base@first", "base@second.gguf", "hot@first", "hot@second.gguf"]
-    assert cfg.model_for("hot@second.gguf").path == "models/second.gguf" and cfg.model.path == "models/first.gguf"
+    assert (
+        cfg.model_for("hot@second.gguf").path == "models/second.gguf"
+        and cfg.model.path == "models/first.gguf"
+    )
     assert list(cfg.models()) == ["first.gguf", "second.gguf"]
-    assert cfg.generation_for("hot@first").temperature == 0.7 and cfg.generation_for("hot@first").max_tokens == 16
+    assert (
+        cfg.generation_for("hot@first").temperature == 0.7
+        and cfg.generation_for("hot@first").max_tokens == 16
+    )
     assert cfg.generation_for("base@first").temperature == 0.0
     # Stored and read back, the expanded form is what it is: no second expansion, the same identity.
     again = ExperimentConfig.stored(cfg.canonical_json())
@@ -41,10 +56,15 @@ def test_models_expand_every_condition_once_per_model() -> None:
         ({"models": [TWO[0], TWO[0]]}, "models need distinct names"),
         ({"models": []}, "models must be a non-empty list"),
         ({"models": TWO, "conditions": {"a": {"model": TWO[1]}}}, "condition 'a' sets model: with models:"),
-        ({"model": TWO[0], "conditions": {"a": {"model": {**TWO[1], "n_ctx": 256},
-                                                "generation": {"max_tokens": 300}}}}, "condition 'a': max_tokens (300)"),
+        (
+            {
+                "model": TWO[0],
+                "conditions": {"a": {"model": {**TWO[1], "n_ctx": 256}, "generation": {"max_tokens": 300}}},
+            },
+            "condition 'a': max_tokens (300)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_model_settings_mistakes_are_refused(extra: dict, message: str) -> None:
     data = {**BASE, "conditions": {"a": {}}, **extra}
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -61,9 +81,25 @@ def test_a_two_model_experiment_runs_with_a_worker_that_follows_the_work(
     assert e.returncode == 0, e.stderr
     assert "publishing 6 jobs to swarmq.first.gguf, swarmq.second.gguf" in e.stderr  # each model's own queue
     # One worker, no --model: it serves the first model, then starts afresh on the second, then stops.
-    w = subprocess.run([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator",
-                        "tests.fakes:hash_generator", "--name", "follower"],
-                       cwd=ROOT, env=services_env, capture_output=True, text=True, timeout=240)  # fmt: skip
+    w = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swarmq",
+            "worker",
+            "--cpu",
+            "--burst",
+            "--generator",
+            "tests.fakes:hash_generator",
+            "--name",
+            "follower",
+        ],
+        cwd=ROOT,
+        env=services_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert w.returncode == 0, w.stderr[-3000:]
     assert "restarting on the next model with jobs" in w.stderr
     # One line per finished job, by default (`-q` silences them).
@@ -82,7 +118,10 @@ def test_a_two_model_experiment_runs_with_a_worker_that_follows_the_work(
         ("base@second.gguf", "second.gguf", "done", "second.gguf")
     ] * 3
     res = json.loads(swarmq("results", "mm", "--by", "model", "--format", "json", env=services_env).stdout)
-    assert [(g["model"], g["jobs"], g["done"]) for g in res["groups"]] == [("first.gguf", 3, 3), ("second.gguf", 3, 3)]
+    assert [(g["model"], g["jobs"], g["done"]) for g in res["groups"]] == [
+        ("first.gguf", 3, 3),
+        ("second.gguf", 3, 3),
+    ]
     (comparison,) = res["comparisons"]  # the two models, matched on the same issues
     assert (comparison["a"], comparison["b"], comparison["pairs"]) == ("base@first", "base@second.gguf", 3)
 
@@ -102,8 +141,14 @@ def test_celery_cli_knows_the_model_queues(tmp_path: Path, services_env: dict[st
     path = tmp_path / "mm.yaml"
     path.write_text(yaml.safe_dump({**BASE, "name": "purge", "models": TWO, "conditions": {"base": {}}}))
     assert swarmq("enqueue", str(path), "--model-on-workers", env=services_env).returncode == 0
-    purge = subprocess.run([sys.executable, "-m", "celery", "-A", "swarmq.queue.broker", "purge", "-f"], cwd=ROOT,
-                           env=services_env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    purge = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "swarmq.queue.broker", "purge", "-f"],
+        cwd=ROOT,
+        env=services_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert purge.returncode == 0, purge.stderr[-2000:]
     assert "Purged 6 messages from 3 known task queues" in purge.stdout, purge.stdout
 
@@ -114,17 +159,42 @@ def test_a_model_that_cannot_load_is_named_and_other_work_goes_on(
 ) -> None:
     from tests.helpers import write_config
 
-    bad = write_config(tmp_path, name="bad", limit=3, conditions={"a": {}}, model=str(tmp_path / "missing.gguf"))
+    bad = write_config(
+        tmp_path, name="bad", limit=3, conditions={"a": {}}, model=str(tmp_path / "missing.gguf")
+    )
     assert swarmq("enqueue", str(bad), "--model-on-workers", env=services_env).returncode == 0
-    good = write_config(tmp_path, name="good", limit=2, conditions={"a": {}})  # fewer jobs: bad is tried first
+    good = write_config(
+        tmp_path, name="good", limit=2, conditions={"a": {}}
+    )  # fewer jobs: bad is tried first
     assert swarmq("enqueue", str(good), env=services_env).returncode == 0
-    w = subprocess.run([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--generator",
-                        "tests.fakes:checking_generator"], cwd=ROOT, env=services_env, capture_output=True, text=True,
-                       timeout=240)  # fmt: skip
-    assert f"experiment bad: model file not found: {tmp_path / 'missing.gguf'}; serving other work instead" in w.stderr
+    w = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swarmq",
+            "worker",
+            "--cpu",
+            "--burst",
+            "--generator",
+            "tests.fakes:checking_generator",
+        ],
+        cwd=ROOT,
+        env=services_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert (
+        f"experiment bad: model file not found: {tmp_path / 'missing.gguf'}; serving other work instead"
+        in w.stderr
+    )
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        statuses = dict(conn.execute("SELECT e.name, string_agg(j.status, ',') FROM jobs j JOIN experiments e "
-                                     "ON e.id = j.experiment_id GROUP BY e.name").fetchall())  # fmt: skip
+        statuses = dict(
+            conn.execute(
+                "SELECT e.name, string_agg(j.status, ',') FROM jobs j JOIN experiments e "
+                "ON e.id = j.experiment_id GROUP BY e.name"
+            ).fetchall()
+        )
     assert statuses == {"bad": "queued,queued,queued", "good": "done,done"}
     # With nothing else left, the bad model ends the worker: exit 5, naming the experiment.
     assert w.returncode == 5, w.stderr[-2000:]

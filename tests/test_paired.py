@@ -14,7 +14,9 @@ from swarmq.report.signflip import sign_flip_p
 from swarmq.report.stats import fisher_compare
 
 
-def simulate(rng: np.random.Generator, issues: int = 40, replicates: int = 3, repeat: float = 0.9) -> np.ndarray:
+def simulate(
+    rng: np.random.Generator, issues: int = 40, replicates: int = 3, repeat: float = 0.9
+) -> np.ndarray:
     """Outcomes [condition, replicate, issue] with no true effect: both conditions draw from each issue's own
     difficulty, and each replicate repeats its condition's first outcome with probability ``repeat``."""
     difficulty = rng.uniform(0.0, 1.0, size=issues)
@@ -32,19 +34,29 @@ def test_no_effect_false_positive_rate_with_correlated_replicates() -> None:
     for sim in range(sims):
         out = simulate(rng)
         pairs = [
-            (str(i), bool(out[0, r, i]), bool(out[1, r, i])) for r in range(out.shape[1]) for i in range(out.shape[2])
+            (str(i), bool(out[0, r, i]), bool(out[1, r, i]))
+            for r in range(out.shape[1])
+            for i in range(out.shape[2])
         ]
         paired_hits += paired_compare(pairs, permutations=400, seed=sim).p < 0.05
         a, b, n = int(out[0].sum()), int(out[1].sum()), out[0].size
         fisher_hits += fisher_compare(a, n, b, n).p_fisher < 0.05
     assert paired_hits / sims <= 0.07, paired_hits / sims
-    assert fisher_hits / sims > 0.08  # the independent-outcomes test it replaces is visibly miscalibrated here
+    assert (
+        fisher_hits / sims > 0.08
+    )  # the independent-outcomes test it replaces is visibly miscalibrated here
 
 
 def test_paired_comparison_numbers() -> None:
     # Three issues, two replicates: A wins issue x twice, B wins issue y once, issue z ties.
-    pairs = [("x", True, False), ("x", True, False), ("y", False, True), ("y", True, True), ("z", False, False),
-             ("z", True, True)]  # fmt: skip
+    pairs = [
+        ("x", True, False),
+        ("x", True, False),
+        ("y", False, True),
+        ("y", True, True),
+        ("z", False, False),
+        ("z", True, True),
+    ]
     c = paired_compare(pairs)
     assert (c.pairs, c.issues) == (6, 3)
     assert c.diff == pytest.approx(1 / 6)
@@ -53,7 +65,9 @@ def test_paired_comparison_numbers() -> None:
     residuals = [2 - 2 / 6, -1 - 2 / 6, 0 - 2 / 6]
     assert c.se == pytest.approx((3 / 2 * sum(r * r for r in residuals)) ** 0.5 / 6)
     assert c.mdd80 == pytest.approx(2.8016 * c.se, rel=1e-3)
-    assert paired_compare([("x", True, False)] * 3 + [(f"i{k}", True, False) for k in range(7)]).p == pytest.approx(
+    assert paired_compare(
+        [("x", True, False)] * 3 + [(f"i{k}", True, False) for k in range(7)]
+    ).p == pytest.approx(
         2 / 2**8
     )  # eight issues all favour A: only the two all-same-sign flips are as extreme
 
@@ -92,7 +106,11 @@ def test_exact_null_agrees_with_sign_flip_draws() -> None:
         d = np.round(rng.normal(shift, 3.0, size=120)).astype(int)
         exact = sign_flip_p(d)
         drawn = signflip.monte_carlo_p(d[d != 0], 200_000, 0)
-        assert abs(exact - drawn) <= 4 * math.sqrt(exact * (1 - exact) / 200_000) + 1e-5, (shift, exact, drawn)
+        assert abs(exact - drawn) <= 4 * math.sqrt(exact * (1 - exact) / 200_000) + 1e-5, (
+            shift,
+            exact,
+            drawn,
+        )
 
 
 def _moderate(rng: np.random.Generator, kind: int) -> np.ndarray:
@@ -102,7 +120,9 @@ def _moderate(rng: np.random.Generator, kind: int) -> np.ndarray:
     if kind == 1:
         return rng.choice([-4, -2, 2, 4, 6], size=int(rng.integers(300, 600)))  # all even: lattice step 4
     if kind == 2:
-        return np.round(rng.normal(rng.uniform(-0.3, 0.3), 3.0, size=int(rng.integers(1200, 2000)))).astype(int)
+        return np.round(rng.normal(rng.uniform(-0.3, 0.3), 3.0, size=int(rng.integers(1200, 2000)))).astype(
+            int
+        )
     k = int(rng.integers(1200, 2000))
     return rng.poisson(3, size=k) * rng.choice([-1, 1], size=k, p=[0.48, 0.52])
 

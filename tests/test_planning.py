@@ -51,8 +51,10 @@ def test_per_replicate_orders_are_seeded_permutations_shared_by_conditions() -> 
     rows = list(plan_jobs(issues, ["a", "b"], 3, orders))
     for replicate, order in enumerate(orders):
         for condition in ("a", "b"):
-            mine = sorted((r for r in rows if r["replicate"] == replicate and r["condition"] == condition),
-                          key=lambda r: r["position"])  # fmt: skip
+            mine = sorted(
+                (r for r in rows if r["replicate"] == replicate and r["condition"] == condition),
+                key=lambda r: r["position"],
+            )
             assert [r["instance_id"] for r in mine] == [f"i{k}" for k in order]
     assert [r["seq"] for r in rows] == list(range(len(rows)))
 
@@ -61,6 +63,8 @@ def test_a_history_router_on_one_task_type_is_warned_about() -> None:
     from swarmq.experiment.plan import design_warnings
 
     (warning,) = design_warnings({"base": "single", "aff": "affinity"}, {"other"})
-    assert warning.startswith("condition 'aff' routes by per-type history (affinity) but every issue has task type")
+    assert warning.startswith(
+        "condition 'aff' routes by per-type history (affinity) but every issue has task type"
+    )
     assert design_warnings({"aff": "affinity"}, {"math", "logic"}) == []
     assert design_warnings({"r": "random"}, {"other"}) == []

@@ -50,8 +50,17 @@ def test_plots_from_a_real_run(tmp_path: Path, services_env: dict[str, str], svc
     cfg = write_config(tmp_path, name="plt", limit=8, replicates=2, conditions=conditions)
     r = swarmq("enqueue", str(cfg), env=services_env)
     assert r.returncode == 0, r.stderr
-    w = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", "--model",
-               "models/stand-in.gguf", env=services_env, timeout=300)  # fmt: skip
+    w = swarmq(
+        "worker",
+        "--cpu",
+        "--burst",
+        "--generator",
+        "tests.fakes:hash_generator",
+        "--model",
+        "models/stand-in.gguf",
+        env=services_env,
+        timeout=300,
+    )
     assert w.returncode == 0, w.stderr[-3000:]
 
     out = tmp_path / "plots"

@@ -25,7 +25,10 @@ CONFIG: dict[str, Any] = {
     "seed": 3,
     "dataset": {"benchmark": "humaneval", "limit": 5},
     "model": {"path": "models/first.gguf"},
-    "conditions": {"a": {"ordering": "relaxed"}, "b": {"ordering": "strict", "model": {"path": "other/second.gguf"}}},
+    "conditions": {
+        "a": {"ordering": "relaxed"},
+        "b": {"ordering": "strict", "model": {"path": "other/second.gguf"}},
+    },
     "replicates": 2,
     "max_spread": 2,
 }
@@ -46,8 +49,19 @@ def test_enqueue_writes_one_row_per_planned_job(svc: Any) -> None:
     planned = list(plan_jobs(issues, ["a", "b"], 2))
     assert len(rows) == len(planned) == result.jobs == 20
     model = {"a": "first.gguf", "b": "second.gguf"}
-    expected = [(p["condition"], p["replicate"], p["instance_id"], p["position"], p["seq"], issue_ids[p["instance_id"]],
-                 model[p["condition"]], 0) for p in planned]  # fmt: skip
+    expected = [
+        (
+            p["condition"],
+            p["replicate"],
+            p["instance_id"],
+            p["position"],
+            p["seq"],
+            issue_ids[p["instance_id"]],
+            model[p["condition"]],
+            0,
+        )
+        for p in planned
+    ]
     assert [tuple(r[:8]) for r in rows] == expected
     # Positions 0 and 1 (max_spread 2) of relaxed "a" are released at once; strict "b" one job per stream.
     queued = [(r.condition, r.replicate, r.position) for r in rows if r.status == "queued"]
@@ -67,10 +81,12 @@ def test_a_failed_copy_leaves_nothing(svc: Any) -> None:
             )
         ).scalar_one()
         issue = session.execute(
-            text("INSERT INTO issues (experiment_id, instance_id, task_type, problem, data) "
-                 "VALUES (:e, 'i', 'logic', 'p', '{}') RETURNING id"),
+            text(
+                "INSERT INTO issues (experiment_id, instance_id, task_type, problem, data) "
+                "VALUES (:e, 'i', 'logic', 'p', '{}') RETURNING id"
+            ),
             {"e": exp},
-        ).scalar_one()  # fmt: skip
+        ).scalar_one()
 
         def rows() -> Any:
             for seq in range(3):

@@ -44,7 +44,10 @@ def test_swebench_prompt_asks_for_diff_and_opens_fence() -> None:
     assert "Repository: django/django" in p.text and "Crash on save." in p.text
     assert p.text.endswith("```diff\n")
     c = SWEBENCH.prompt(
-        SWE, [Example("9", "Repository: a/b\n\nIssue:\nx\n", "--- a/x\n+++ b/x\n", "logic")], chat=True, system=None
+        SWE,
+        [Example("9", "Repository: a/b\n\nIssue:\nx\n", "--- a/x\n+++ b/x\n", "logic")],
+        chat=True,
+        system=None,
     )
     assert c.messages is not None and "unified diff" in c.messages[-1]["content"]
     assert c.messages[2]["content"].startswith("```diff")
@@ -66,7 +69,9 @@ def test_stop_strings_add_to_model_tokens_never_replace() -> None:
 def test_benchmark_stops() -> None:
     assert HUMANEVAL.stops(chat=False) == HUMANEVAL_STOPS
     assert HUMANEVAL.stops(chat=True) == ()
-    assert SWEBENCH.stops(chat=False) == ("\n```",)  # the plain prompt opened the fence: its close ends the diff
+    assert SWEBENCH.stops(chat=False) == (
+        "\n```",
+    )  # the plain prompt opened the fence: its close ends the diff
 
 
 def test_eog_token_ids_from_gguf_metadata() -> None:
@@ -76,6 +81,9 @@ def test_eog_token_ids_from_gguf_metadata() -> None:
         "tokenizer.ggml.eom_token_id": "-1",
     }
     assert eog_token_ids(meta) == (151645,)
-    assert eog_token_ids({"tokenizer.ggml.eos_token_id": "1", "tokenizer.ggml.eot_token_id": "106"}) == (1, 106)
+    assert eog_token_ids({"tokenizer.ggml.eos_token_id": "1", "tokenizer.ggml.eot_token_id": "106"}) == (
+        1,
+        106,
+    )
     assert eog_token_ids({}, eos_fallback=2) == (2,)
     assert eog_token_ids({}) == ()

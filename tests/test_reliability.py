@@ -42,7 +42,9 @@ def start_worker(
     cmd += ["--burst"] if burst else []
     cmd += ["--name", name] if name else []
     cmd += ["--slots", str(slots)] if slots else []
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def db(database_url: str) -> psycopg.Connection[Any]:
@@ -69,7 +71,10 @@ def assert_exactly_once(database_url: str, redis_url: str, jobs: int) -> None:
     with db(database_url) as conn:
         statuses = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
         assert statuses == {"done": jobs}, statuses
-        assert conn.execute("SELECT count(*), count(DISTINCT job_id) FROM outcomes").fetchone() == (jobs, jobs)
+        assert conn.execute("SELECT count(*), count(DISTINCT job_id) FROM outcomes").fetchone() == (
+            jobs,
+            jobs,
+        )
         assert conn.execute("SELECT bool_and(update_applied) FROM outcomes").fetchone()[0] is True
         per_stream = conn.execute(
             "SELECT e.id, e.name, j.condition, j.replicate, count(*), count(*) FILTER (WHERE o.success) "
@@ -94,7 +99,13 @@ def enqueue(tmp_path: Path, env: dict[str, str], **kw: Any) -> None:
 CONDS = {
     "baseline": {},
     "strict": {"agents": 2, "router": "round_robin", "accumulate": True},
-    "relaxed": {"agents": 3, "router": "random", "accumulate": True, "ordering": "relaxed", "max_in_flight": 2},
+    "relaxed": {
+        "agents": 3,
+        "router": "random",
+        "accumulate": True,
+        "ordering": "relaxed",
+        "max_in_flight": 2,
+    },
 }
 
 
@@ -103,10 +114,12 @@ def test_duplicate_deliveries_are_dropped(
 ) -> None:
     enqueue(tmp_path, services_env, name="dup", limit=3, conditions=CONDS)
     # Publish every job a second time, as a broker redelivery would.
-    code = ("from swarmq.queue.broker import make_app, publish\nimport os, psycopg\n"
-            "c = psycopg.connect(os.environ['SWARMQ_DATABASE_URL'].replace('+psycopg', ''))\n"
-            "ids = [r[0] for r in c.execute(\"SELECT id FROM jobs WHERE status = 'queued'\")]\n"
-            "publish(make_app(os.environ['SWARMQ_REDIS_URL']), [(i, 'stand-in.gguf') for i in ids])\n")  # fmt: skip
+    code = (
+        "from swarmq.queue.broker import make_app, publish\nimport os, psycopg\n"
+        "c = psycopg.connect(os.environ['SWARMQ_DATABASE_URL'].replace('+psycopg', ''))\n"
+        "ids = [r[0] for r in c.execute(\"SELECT id FROM jobs WHERE status = 'queued'\")]\n"
+        "publish(make_app(os.environ['SWARMQ_REDIS_URL']), [(i, 'stand-in.gguf') for i in ids])\n"
+    )
     subprocess.run([sys.executable, "-c", code], env=services_env, check=True, cwd=ROOT)
     w = start_worker(services_env)
     out, _ = w.communicate(timeout=120)
@@ -155,8 +168,13 @@ def test_kill9_at_random_points(
 
 def test_long_job_never_runs_twice(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
     # The job runs 2.5 times longer than its lease; only the heartbeat keeps it from running twice.
-    env = {**services_env, **FAST, "SWARMQ_LEASE_SECONDS": "2", "SWARMQ_HEARTBEAT_SECONDS": "0.3",
-           "SWARMQ_TEST_GEN_DELAY": "5"}  # fmt: skip
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_LEASE_SECONDS": "2",
+        "SWARMQ_HEARTBEAT_SECONDS": "0.3",
+        "SWARMQ_TEST_GEN_DELAY": "5",
+    }
     enqueue(tmp_path, env, name="long", limit=1, conditions={"baseline": {}})
     workers = [start_worker(env, name=f"w{i}") for i in range(2)]
     for w in workers:
@@ -167,12 +185,16 @@ def test_long_job_never_runs_twice(tmp_path: Path, services_env: dict[str, str],
         assert conn.execute("SELECT attempts, status FROM jobs").fetchone() == (1, "done")
 
 
-def test_sigterm_finishes_the_running_job(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+def test_sigterm_finishes_the_running_job(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
     env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "2"}
     enqueue(tmp_path, env, name="term", limit=3, conditions={"baseline": {}})
     w = start_worker(env, burst=False)
     wait_for(
-        lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1, 30, "a running job"
+        lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1,
+        30,
+        "a running job",
     )
     w.send_signal(signal.SIGTERM)
     out, _ = w.communicate(timeout=30)
@@ -190,7 +212,9 @@ def test_sigterm_past_grace_releases_the_job(
     enqueue(tmp_path, env, name="grace", limit=1, conditions={"baseline": {}})
     w = start_worker(env, burst=False)
     wait_for(
-        lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1, 30, "a running job"
+        lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1,
+        30,
+        "a running job",
     )
     w.send_signal(signal.SIGTERM)
     out, _ = w.communicate(timeout=30)
@@ -203,7 +227,9 @@ def test_sigterm_past_grace_releases_the_job(
     assert scalar(database_url, "SELECT attempts FROM jobs") == 2
 
 
-def test_redis_flushed_mid_run(tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str) -> None:
+def test_redis_flushed_mid_run(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
     env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "0.15"}
     enqueue(tmp_path, env, name="flush", limit=8, conditions=CONDS)
     w = start_worker(env)
@@ -234,7 +260,9 @@ def test_postgres_connections_dropped_mid_run(
     assert_exactly_once(database_url, redis_url, 24)
 
 
-def test_poison_job_fails_after_max_attempts(tmp_path: Path, services_env: dict[str, str], database_url: str) -> None:
+def test_poison_job_fails_after_max_attempts(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
     env = {**services_env, **FAST, "SWARMQ_MAX_ATTEMPTS": "3", "SWARMQ_TEST_POISON": "def truncate_number"}
     # HumanEval/2 (truncate_number) kills its worker every time; the other jobs must still finish.
     enqueue(tmp_path, env, name="poison", limit=4, conditions={"baseline": {}})
@@ -249,14 +277,27 @@ def test_poison_job_fails_after_max_attempts(tmp_path: Path, services_env: dict[
         runs += 1
     with db(database_url) as conn:
         rows = dict(conn.execute("SELECT instance_id, status FROM jobs").fetchall())
-        assert rows == {"HumanEval/0": "done", "HumanEval/1": "done", "HumanEval/2": "failed", "HumanEval/3": "done"}
-        attempts, error = conn.execute("SELECT attempts, error FROM jobs WHERE instance_id = 'HumanEval/2'").fetchone()
+        assert rows == {
+            "HumanEval/0": "done",
+            "HumanEval/1": "done",
+            "HumanEval/2": "failed",
+            "HumanEval/3": "done",
+        }
+        attempts, error = conn.execute(
+            "SELECT attempts, error FROM jobs WHERE instance_id = 'HumanEval/2'"
+        ).fetchone()
     assert attempts == 3
     assert "max_attempts" in error
     assert runs >= 3
     # Its failure outcome is in every denominator; a resume does not run it again (out of its stream's order).
-    assert scalar(database_url, "SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-                  "WHERE j.instance_id = 'HumanEval/2' AND o.error LIKE '%max_attempts%' AND o.agent_id IS NULL") == 1  # fmt: skip
+    assert (
+        scalar(
+            database_url,
+            "SELECT count(*) FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+            "WHERE j.instance_id = 'HumanEval/2' AND o.error LIKE '%max_attempts%' AND o.agent_id IS NULL",
+        )
+        == 1
+    )
     again = swarmq("enqueue", str(tmp_path / "poison.yaml"), env=env)
     assert again.returncode == 0 and "(0 published, 3 already done)" in again.stdout, again.stdout
     assert scalar(database_url, "SELECT status FROM jobs WHERE instance_id = 'HumanEval/2'") == "failed"
@@ -267,10 +308,22 @@ def _own_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
     from swarmq.store.embedded import _redis_server_binary
 
     proc = subprocess.Popen(
-        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            _redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: _pings(port), 10, "redis-server to start")
     return proc
 
@@ -282,11 +335,18 @@ def _pings(port: int) -> bool:
         return False
 
 
-def _outage_env(services_env: dict[str, str], port: int, *, delay: str, outage: str) -> tuple[str, dict[str, str]]:
+def _outage_env(
+    services_env: dict[str, str], port: int, *, delay: str, outage: str
+) -> tuple[str, dict[str, str]]:
     """The URL of a private Redis on ``port`` and the environment of workers that use it."""
     url = f"redis://127.0.0.1:{port}/0"
-    env = {**services_env, **FAST, "SWARMQ_REDIS_URL": url, "SWARMQ_TEST_GEN_DELAY": delay,
-           "SWARMQ_OUTAGE_SECONDS": outage}  # fmt: skip
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_REDIS_URL": url,
+        "SWARMQ_TEST_GEN_DELAY": delay,
+        "SWARMQ_OUTAGE_SECONDS": outage,
+    }
     return url, env
 
 
@@ -336,16 +396,25 @@ def test_redis_outage_longer_than_the_limit_ends_the_worker(
 def test_generation_errors_and_bugs_fail_the_job_at_once(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
-    env = {**services_env, **FAST, "SWARMQ_TEST_TOO_LONG": "def truncate_number", "SWARMQ_TEST_BUG": "def below_zero"}
+    env = {
+        **services_env,
+        **FAST,
+        "SWARMQ_TEST_TOO_LONG": "def truncate_number",
+        "SWARMQ_TEST_BUG": "def below_zero",
+    }
     conditions = {"strict": {"agents": 2, "router": "round_robin", "accumulate": True}}
     enqueue(tmp_path, env, name="errs", limit=4, conditions=conditions)
     w = start_worker(env, generator="failing_generator")
     out, _ = w.communicate(timeout=120)
     assert w.returncode == 0, out[-3000:]
     with db(database_url) as conn:
-        rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT j.instance_id, j.status, j.attempts, j.error, o.error IS NOT NULL FROM jobs j "
-            "LEFT JOIN outcomes o ON o.job_id = j.id").fetchall()}  # fmt: skip
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(
+                "SELECT j.instance_id, j.status, j.attempts, j.error, o.error IS NOT NULL FROM jobs j "
+                "LEFT JOIN outcomes o ON o.job_id = j.id"
+            ).fetchall()
+        }
     # HumanEval/2 overflows n_ctx: failed at once, with an outcome recording the error.
     assert rows["HumanEval/2"] == ("failed", 1, "Requested tokens (9000) exceed context window of 2048", True)
     # HumanEval/3 hits a bug: failed at once with the reason and a failure outcome (no agent), not retried.
@@ -385,7 +454,11 @@ def test_kill9_of_a_multi_slot_worker_reruns_all_its_jobs(
         key = keys.worker_key(f"slots4@{socket.gethostname()}")
         wait_for(lambda: r.hget(key, "busy_slots") == b"4", 10, "the heartbeat's busy_slots 4")
         shown = next(w for w in workers_json(r)["workers"] if w["name"].startswith("slots4@"))
-        assert (shown["busy_slots"], shown["slots"], len(shown["current_jobs"])) == (4, 4, 4)  # `workers list`
+        assert (shown["busy_slots"], shown["slots"], len(shown["current_jobs"])) == (
+            4,
+            4,
+            4,
+        )  # `workers list`
         held = {row[0] for row in db(database_url).execute("SELECT id FROM jobs WHERE status = 'running'")}
     finally:
         w.kill()

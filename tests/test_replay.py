@@ -21,7 +21,14 @@ DEMO_SHA = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 @pytest.mark.parametrize(
     ("a", "b", "expected"),
-    [("abc", "abc", None), ("", "", None), ("abc", "abd", 2), ("abc", "ab", 2), ("", "x", 0), ("xa", "ya", 0)],
+    [
+        ("abc", "abc", None),
+        ("", "", None),
+        ("abc", "abd", 2),
+        ("abc", "ab", 2),
+        ("", "x", 0),
+        ("xa", "ya", 0),
+    ],
 )
 def test_first_difference(a: str, b: str, expected: int | None) -> None:
     assert first_difference(a, b) == expected
@@ -34,10 +41,22 @@ def test_context_marks_cut_ends_and_shows_whitespace() -> None:
 
 
 def test_request_of_chat_and_plain() -> None:
-    sampling = {"max_tokens": 7, "temperature": 0.0, "top_p": 1.0, "seed": 42, "stop": ["<eos>"], "n_ctx": 2048}
+    sampling = {
+        "max_tokens": 7,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": 42,
+        "stop": ["<eos>"],
+        "n_ctx": 2048,
+    }
     plain = request_of("def f():", False, sampling)
-    assert (plain.prompt, plain.messages, plain.max_tokens, plain.seed, plain.stop) == ("def f():", None, 7, 42,
-                                                                                        ("<eos>",))  # fmt: skip
+    assert (plain.prompt, plain.messages, plain.max_tokens, plain.seed, plain.stop) == (
+        "def f():",
+        None,
+        7,
+        42,
+        ("<eos>",),
+    )
     chat = request_of('[{"role": "user", "content": "hi"}]', True, sampling)
     assert chat.messages == ({"role": "user", "content": "hi"},)
     with pytest.raises(SwarmqError, match="not a JSON list"):
@@ -58,10 +77,23 @@ def _sql(database_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.services
-def test_replay_with_stand_in(tmp_path: Path, services_env: dict[str, str], svc: Any, database_url: str) -> None:
-    _run(tmp_path, services_env, "--generator", "tests.fakes:hash_generator", "--model", "models/stand-in.gguf",
-         name="rp", limit=6, conditions={"baseline": {}})  # fmt: skip
-    job_id, completion = _sql(database_url, "SELECT job_id, completion FROM outcomes WHERE completion <> '' LIMIT 1")[0]
+def test_replay_with_stand_in(
+    tmp_path: Path, services_env: dict[str, str], svc: Any, database_url: str
+) -> None:
+    _run(
+        tmp_path,
+        services_env,
+        "--generator",
+        "tests.fakes:hash_generator",
+        "--model",
+        "models/stand-in.gguf",
+        name="rp",
+        limit=6,
+        conditions={"baseline": {}},
+    )
+    job_id, completion = _sql(
+        database_url, "SELECT job_id, completion FROM outcomes WHERE completion <> '' LIMIT 1"
+    )[0]
     model = tmp_path / "stand-in.gguf"
     model.write_bytes(b"GGUF stand-in")
     sha = file_sha256(model)
@@ -87,8 +119,12 @@ def test_replay_with_stand_in(tmp_path: Path, services_env: dict[str, str], svc:
         ]
     )
 
-    _sql(database_url, "UPDATE outcomes SET completion = left(completion, 6) || 'X' || substr(completion, 8) "
-                       "WHERE job_id = %s", job_id)  # fmt: skip
+    _sql(
+        database_url,
+        "UPDATE outcomes SET completion = left(completion, 6) || 'X' || substr(completion, 8) "
+        "WHERE job_id = %s",
+        job_id,
+    )
     with svc.sessions() as session:
         report = replay(session, job_id, model, True, hash_generator)
     assert not report.identical and report.offset == 6
@@ -103,20 +139,35 @@ def test_replay_with_stand_in(tmp_path: Path, services_env: dict[str, str], svc:
 
 
 @pytest.mark.services
-def test_replay_unknown_job_and_job_without_outcome(tmp_path: Path, services_env: dict[str, str], svc: Any) -> None:
+def test_replay_unknown_job_and_job_without_outcome(
+    tmp_path: Path, services_env: dict[str, str], svc: Any
+) -> None:
     with svc.sessions() as session, pytest.raises(SwarmqError, match=r"^no job with id 987654$"):
         replay(session, 987654, None, False, hash_generator)
-    assert swarmq("enqueue", str(write_config(tmp_path, name="pend", limit=1)), env=services_env).returncode == 0
-    with svc.sessions() as session, pytest.raises(SwarmqError, match=r"^job 1 has no outcome to replay \(status: "):
+    assert (
+        swarmq("enqueue", str(write_config(tmp_path, name="pend", limit=1)), env=services_env).returncode == 0
+    )
+    with (
+        svc.sessions() as session,
+        pytest.raises(SwarmqError, match=r"^job 1 has no outcome to replay \(status: "),
+    ):
         replay(session, 1, None, False, hash_generator)
 
 
 @pytest.mark.services
 @pytest.mark.model
-def test_replay_real_model_is_identical(tmp_path: Path, services_env: dict[str, str], svc: Any, database_url: str,
-                                        demo_model: Path) -> None:  # fmt: skip
-    _run(tmp_path, services_env, name="rpm", limit=1, conditions={"baseline": {}}, model=str(demo_model),
-         max_tokens=24)  # fmt: skip
+def test_replay_real_model_is_identical(
+    tmp_path: Path, services_env: dict[str, str], svc: Any, database_url: str, demo_model: Path
+) -> None:
+    _run(
+        tmp_path,
+        services_env,
+        name="rpm",
+        limit=1,
+        conditions={"baseline": {}},
+        model=str(demo_model),
+        max_tokens=24,
+    )
     [(job_id, completion, tokens, sha)] = _sql(
         database_url, "SELECT job_id, completion, completion_tokens, model_sha256 FROM outcomes"
     )
@@ -125,10 +176,14 @@ def test_replay_real_model_is_identical(tmp_path: Path, services_env: dict[str, 
     with svc.sessions() as session:  # the default model: the experiment's own path
         report = replay(session, job_id, None, False)
     assert report.model_path == demo_model and report.sha_matches
-    assert report.identical, f"differs at {report.offset}: {report.recorded_context} vs {report.replayed_context}"
+    assert report.identical, (
+        f"differs at {report.offset}: {report.recorded_context} vs {report.replayed_context}"
+    )
     assert report.replayed == completion
     assert (
-        report.llama_cpp_version == report.recorded_llama_cpp_version == importlib.metadata.version("llama-cpp-python")
+        report.llama_cpp_version
+        == report.recorded_llama_cpp_version
+        == importlib.metadata.version("llama-cpp-python")
     )
 
     _sql(database_url, "UPDATE outcomes SET model_sha256 = %s WHERE job_id = %s", "ab" * 32, job_id)

@@ -17,7 +17,10 @@ from swarmq.swarm.state import Stream
 from tests.test_runner import drain, rows, runner, setup
 
 pytestmark = pytest.mark.services
-SWARM = {"baseline": {}, "swarm": {"agents": 2, "router": "round_robin", "accumulate": True, "max_examples": 2}}
+SWARM = {
+    "baseline": {},
+    "swarm": {"agents": 2, "router": "round_robin", "accumulate": True, "max_examples": 2},
+}
 
 
 def test_d_is_per_replicate_and_replayed_from_postgres(svc: Any, tmp_path: Path) -> None:
@@ -70,5 +73,7 @@ def test_the_dataset_read_is_recorded_with_the_experiment(svc: Any, tmp_path: Pa
     assert swarmq("enqueue", str(path)).returncode == 0
     ((record,),) = rows(svc, "SELECT dataset FROM experiments WHERE name = 'rec'")
     cfg = load_config(path)
-    assert record["source"] == "bundled" and record["revision"].startswith("sha256:") and record["issues"] == 3
+    assert (
+        record["source"] == "bundled" and record["revision"].startswith("sha256:") and record["issues"] == 3
+    )
     assert record["fingerprint"] == fingerprint(load_issues(cfg.dataset, cfg.seed))

@@ -44,7 +44,9 @@ def failing(errors: list[BaseException], result: object = "ok") -> tuple[Callabl
     return fn, calls
 
 
-def pg_down(message: str = 'connection to server at "127.0.0.1", port 5432 failed: Connection refused') -> Exception:
+def pg_down(
+    message: str = 'connection to server at "127.0.0.1", port 5432 failed: Connection refused',
+) -> Exception:
     """What SQLAlchemy raises when Postgres is gone: a wrapped driver error whose text spans several lines."""
     return OperationalError("SELECT 1", {}, Exception(f"{message}\n\tIs the server running on that host?"))
 
@@ -110,7 +112,9 @@ def test_past_the_deadline_raises_one_line_naming_what_seconds_and_error() -> No
         'connection to server at "127.0.0.1", port 5432 failed: Connection refused'
     )
     assert "\n" not in message
-    assert info.value.__cause__ is None and info.value.__suppress_context__  # `from None`: no driver traceback
+    assert (
+        info.value.__cause__ is None and info.value.__suppress_context__
+    )  # `from None`: no driver traceback
     assert info.value.exit_code == 3
 
 
@@ -124,7 +128,9 @@ def test_deadline_is_measured_from_the_first_call() -> None:
         t.now += 7  # each attempt takes 7 s to time out
         raise redis.ConnectionError("Timeout connecting to server")
 
-    with pytest.raises(ServiceUnavailable, match=r"^enqueue: service unavailable for 22 s \(limit 20 s\): Timeout"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"^enqueue: service unavailable for 22 s \(limit 20 s\): Timeout"
+    ):
         with_retry(slow_and_down, what="enqueue", deadline_seconds=20, sleep=t.sleep, clock=t.clock)
     # 7 → pause 0.25; 14.25 → pause min(0.5, 5.75); 21.75 > 20 → give up (rounded to 22 in the message).
     assert t.sleeps == [0.25, 0.5]
@@ -134,7 +140,9 @@ def test_deadline_is_measured_from_the_first_call() -> None:
 def test_zero_deadline_fails_on_the_first_transient_error() -> None:
     t = FakeTime()
     fn, calls = failing([redis.ConnectionError("")])
-    with pytest.raises(ServiceUnavailable, match=r"^ping: service unavailable for 0 s \(limit 0 s\): ConnectionError$"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"^ping: service unavailable for 0 s \(limit 0 s\): ConnectionError$"
+    ):
         with_retry(fn, what="ping", deadline_seconds=0, sleep=t.sleep, clock=t.clock)
     assert (calls[0], t.sleeps) == (1, [])
 

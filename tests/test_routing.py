@@ -25,7 +25,9 @@ def with_rates(*rates: float, n: int = 10) -> list[AgentView]:
 
 
 def picks(router: str, agents: list[AgentView], positions: int, seed: int = 7, **kw: float) -> Counter[int]:
-    return Counter(route(router, agents, "math", seed=seed, position=p, **kw).agent_id for p in range(positions))
+    return Counter(
+        route(router, agents, "math", seed=seed, position=p, **kw).agent_id for p in range(positions)
+    )
 
 
 def test_routers_match_config() -> None:

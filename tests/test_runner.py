@@ -28,9 +28,17 @@ SWARM = {"baseline": {}, "swarm": {"agents": 2, "router": "round_robin", "accumu
 
 
 def runner(svc: Any, generator: Any) -> JobRunner:
-    return JobRunner(svc.sessions, SwarmStore(svc.redis), generator, make_app(svc.redis_url),
-                     RunnerIdentity("test-runner@here", None), lease_seconds=60, heartbeat_seconds=10,
-                     outage_seconds=5, max_attempts=3)  # fmt: skip
+    return JobRunner(
+        svc.sessions,
+        SwarmStore(svc.redis),
+        generator,
+        make_app(svc.redis_url),
+        RunnerIdentity("test-runner@here", None),
+        lease_seconds=60,
+        heartbeat_seconds=10,
+        outage_seconds=5,
+        max_attempts=3,
+    )
 
 
 def setup(svc: Any, tmp_path: Path, **kw: Any) -> Any:
@@ -53,7 +61,10 @@ def drain(svc: Any, run: JobRunner) -> list[str]:
 
 def test_runs_every_job_once_and_keeps_redis_equal_to_a_replay(svc: Any, tmp_path: Path) -> None:
     setup(svc, tmp_path, limit=4, conditions=SWARM)
-    assert rows(svc, "SELECT status, count(*) FROM jobs GROUP BY 1 ORDER BY 1") == [("pending", 3), ("queued", 5)]
+    assert rows(svc, "SELECT status, count(*) FROM jobs GROUP BY 1 ORDER BY 1") == [
+        ("pending", 3),
+        ("queued", 5),
+    ]
     run = runner(svc, ScriptedGenerator())
     assert drain(svc, run) == ["done"] * 8
     assert rows(svc, "SELECT status, count(*) FROM jobs GROUP BY 1") == [("done", 8)]
@@ -69,8 +80,11 @@ def test_runs_every_job_once_and_keeps_redis_equal_to_a_replay(svc: Any, tmp_pat
     replayed, applied = state_from_updates(updates, 2, 5)
     assert SwarmStore(svc.redis).peek(stream, 2) == replayed and len(applied) == 4
     # Round robin over two agents, in position order: 0, 1, 0, 1; each outcome records its state version.
-    assert rows(svc, "SELECT o.agent_id, o.state_version FROM outcomes o JOIN jobs j ON j.id = o.job_id "
-                     "WHERE j.condition = 'swarm' ORDER BY j.position") == [(0, 0), (1, 1), (0, 2), (1, 3)]  # fmt: skip
+    assert rows(
+        svc,
+        "SELECT o.agent_id, o.state_version FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+        "WHERE j.condition = 'swarm' ORDER BY j.position",
+    ) == [(0, 0), (1, 1), (0, 2), (1, 3)]
 
 
 def test_a_second_delivery_is_dropped(svc: Any, tmp_path: Path) -> None:
@@ -135,7 +149,9 @@ def test_a_rebuilt_relaxed_stream_equals_the_live_one(svc: Any, tmp_path: Path) 
     for update in (first, third, second):
         run.sync.apply(stream, cfg, update)
     live = store.peek(stream, 1)
-    assert live is not None and [e.id for e in live.buffers[0]] == [str(u.job_id) for u in (first, third, second)]
+    assert live is not None and [e.id for e in live.buffers[0]] == [
+        str(u.job_id) for u in (first, third, second)
+    ]
     store.delete(stream, 1)
     assert run.sync.rebuild(stream, cfg)
     assert store.peek(stream, 1) == live
@@ -156,7 +172,9 @@ def test_conditions_are_compared_on_matched_pairs(svc: Any, tmp_path: Path) -> N
     drain(svc, runner(svc, ScriptedGenerator()))
     sql = "SELECT j.condition, j.replicate, j.instance_id, o.success FROM jobs j JOIN outcomes o ON o.job_id = j.id"
     outcome = {(c, r, i): bool(s) for c, r, i, s in rows(svc, sql)}
-    pairs = [(i, outcome[("baseline", r, i)], outcome[("swarm", r, i)]) for (c, r, i) in outcome if c == "baseline"]
+    pairs = [
+        (i, outcome[("baseline", r, i)], outcome[("swarm", r, i)]) for (c, r, i) in outcome if c == "baseline"
+    ]
     expected = paired_compare(pairs)
     with svc.sessions() as session:
         data = results(session, "t")
@@ -185,5 +203,9 @@ def test_views_status_and_results_count_alike(svc: Any, tmp_path: Path) -> None:
         (group,) = results(session, "t")["groups"]
         status = progress(session, "t")["total"]
     view = rows(svc, "SELECT successes, scoring_errors, success_rate FROM v_condition_summary")
-    assert (group["successes"], group["scoring_errors"]) == (status["successes"], status["scoring_errors"]) == (5, 1)
+    assert (
+        (group["successes"], group["scoring_errors"])
+        == (status["successes"], status["scoring_errors"])
+        == (5, 1)
+    )
     assert view == [(5, 1, pytest.approx(group["success_rate"]))] and group["success_rate"] == 1.0

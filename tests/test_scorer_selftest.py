@@ -29,7 +29,9 @@ def test_a_failed_self_test_refuses_to_start(monkeypatch: pytest.MonkeyPatch) ->
 def test_humaneval_self_test_says_what_it_saw(monkeypatch: pytest.MonkeyPatch) -> None:
     from swarmq.benchmarks import humaneval
 
-    monkeypatch.setattr(humaneval, "score_humaneval", lambda *a, **k: Score(False, "error", {"stderr_tail": "boom"}))
+    monkeypatch.setattr(
+        humaneval, "score_humaneval", lambda *a, **k: Score(False, "error", {"stderr_tail": "boom"})
+    )
     assert humaneval.HumanEval().self_test() == (
         "HumanEval sandbox self-test: HumanEval/0 canonical error (want passed), wrong error (want failed); boom"
     )
@@ -41,14 +43,20 @@ def test_the_real_scorers_pass_here() -> None:
 
 
 @pytest.mark.services
-def test_worker_without_git_exits_6_before_touching_jobs(tmp_path: Path, services_env: dict[str, str],
-                                                         database_url: str) -> None:  # fmt: skip
+def test_worker_without_git_exits_6_before_touching_jobs(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
     assert swarmq("enqueue", str(write_config(tmp_path)), env=services_env).returncode == 0
     env = {**services_env, "PATH": str(tmp_path)}  # no git on this PATH
     r = swarmq("worker", "--cpu", "--burst", "--generator", "tests.fakes:hash_generator", env=env)
     assert r.returncode == 6, r.stderr
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("swarmq: error: ")]
-    assert errors == [errors[0]] and "swebench scorer self-test failed: SWE-bench `applies` needs git" in errors[0]
+    assert (
+        errors == [errors[0]]
+        and "swebench scorer self-test failed: SWE-bench `applies` needs git" in errors[0]
+    )
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        untouched: Any = conn.execute("SELECT bool_and(status IN ('queued', 'pending') AND attempts = 0) FROM jobs")
+        untouched: Any = conn.execute(
+            "SELECT bool_and(status IN ('queued', 'pending') AND attempts = 0) FROM jobs"
+        )
         assert untouched.fetchone() == (True,)

@@ -67,7 +67,9 @@ def test_wrong_solutions_fail(problems: dict[str, dict[str, Any]], task_id: str)
 def test_syntax_error_and_hang_are_not_successes(problems: dict[str, dict[str, Any]]) -> None:
     broken = score_humaneval(problems["HumanEval/53"], "    return x +\n", FAST)
     assert (broken.status, "SyntaxError" in broken.detail["stderr_tail"]) == ("failed", True)
-    hang = score_humaneval(problems["HumanEval/53"], "    while True:\n        pass\n", replace(FAST, wall_seconds=1))
+    hang = score_humaneval(
+        problems["HumanEval/53"], "    while True:\n        pass\n", replace(FAST, wall_seconds=1)
+    )
     assert (hang.success, hang.status) == (False, "timeout")
 
 
@@ -105,7 +107,9 @@ def test_unknown_task_id_names_it_and_the_line(problems: dict[str, dict[str, Any
 def test_registry_scores_through_each_benchmark(problems: dict[str, dict[str, Any]]) -> None:
     he = problems["HumanEval/53"]
     issue = Issue("HumanEval/53", he["prompt"], "math", data=he)
-    assert get_benchmark("humaneval").score(issue, he["canonical_solution"], chat=False, rule="scorer").success
+    assert (
+        get_benchmark("humaneval").score(issue, he["canonical_solution"], chat=False, rule="scorer").success
+    )
     swebench = get_benchmark("swebench")
     assert swebench.score(Issue("x", "p", "logic"), GOOD, chat=False, rule="valid_diff").status == "valid"
     with pytest.raises(DatasetError, match="mbpp"):
@@ -190,7 +194,9 @@ def test_malformed_diffs(text: str, reason: str) -> None:
     assert reason in check.reason
 
 
-@pytest.mark.parametrize("text", ["", "   \n", "I could not find the bug, sorry.", "```python\nprint(1)\n```"])
+@pytest.mark.parametrize(
+    "text", ["", "   \n", "I could not find the bug, sorry.", "```python\nprint(1)\n```"]
+)
 def test_no_diff_is_empty(text: str) -> None:
     result = score_swebench({}, text)
     assert (result.success, result.status, result.detail["files"]) == (False, "empty", [])
@@ -213,7 +219,9 @@ def test_new_and_deleted_files() -> None:
 
 
 def curated() -> dict[str, Any]:
-    path = SHARED_CURATED if SHARED_CURATED.exists() else files("swarmq").joinpath("data/swebench_curated.json")
+    path = (
+        SHARED_CURATED if SHARED_CURATED.exists() else files("swarmq").joinpath("data/swebench_curated.json")
+    )
     document: dict[str, Any] = json.loads(path.read_text())
     return document
 

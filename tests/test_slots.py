@@ -26,10 +26,18 @@ UNLIMITED = {"baseline": {}, "other": {"agents": 2, "router": "random", "accumul
 def test_a_slots_worker_runs_every_job_once_on_the_real_model(
     tmp_path: Path, services_env: dict[str, str], database_url: str, demo_model: Path
 ) -> None:
-    cfg = write_config(tmp_path, name="slots", limit=3, conditions=UNLIMITED, model=str(demo_model), max_tokens=24)
+    cfg = write_config(
+        tmp_path, name="slots", limit=3, conditions=UNLIMITED, model=str(demo_model), max_tokens=24
+    )
     assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
-    w = subprocess.run([sys.executable, "-m", "swarmq", "worker", "--cpu", "--slots", "3", "--burst"], cwd=ROOT,
-                       env=services_env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    w = subprocess.run(
+        [sys.executable, "-m", "swarmq", "worker", "--cpu", "--slots", "3", "--burst"],
+        cwd=ROOT,
+        env=services_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert w.returncode == 0, (w.stdout + w.stderr)[-3000:]
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
         rows = conn.execute(
@@ -59,17 +67,36 @@ def test_a_hung_generation_on_a_pool_thread_times_out(
     tmp_path: Path, services_env: dict[str, str], database_url: str
 ) -> None:
     env = {**services_env, **FAST, "SWARMQ_TEST_HANG": "def truncate_number"}
-    r = swarmq("enqueue", str(write_config(tmp_path, name="hang", limit=4, conditions={"baseline": {}},
-                                           timeout_seconds=1)), env=env)  # fmt: skip
+    r = swarmq(
+        "enqueue",
+        str(write_config(tmp_path, name="hang", limit=4, conditions={"baseline": {}}, timeout_seconds=1)),
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
-    cmd = [sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--slots", "2",
-           "--generator", "tests.test_slots:sliced_hanging_generator"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "swarmq",
+        "worker",
+        "--cpu",
+        "--burst",
+        "--slots",
+        "2",
+        "--generator",
+        "tests.test_slots:sliced_hanging_generator",
+    ]
     w = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
     assert w.returncode == 0, (w.stdout + w.stderr)[-3000:]
     with db(database_url) as conn:
-        state = dict(conn.execute("SELECT instance_id, status || ':' || coalesce(error, '') FROM jobs").fetchall())
-    assert state == {"HumanEval/0": "done:", "HumanEval/1": "done:", "HumanEval/3": "done:",
-                     "HumanEval/2": "failed:generation timed out after 1 s"}  # fmt: skip
+        state = dict(
+            conn.execute("SELECT instance_id, status || ':' || coalesce(error, '') FROM jobs").fetchall()
+        )
+    assert state == {
+        "HumanEval/0": "done:",
+        "HumanEval/1": "done:",
+        "HumanEval/3": "done:",
+        "HumanEval/2": "failed:generation timed out after 1 s",
+    }
 
 
 def test_slots_out_of_range_is_refused(services_env: dict[str, str]) -> None:
@@ -80,14 +107,29 @@ def test_slots_out_of_range_is_refused(services_env: dict[str, str]) -> None:
 def test_replay_says_which_slot_configuration_it_reproduces() -> None:
     from swarmq.report.replay import ReplayReport
 
-    report = ReplayReport(job_id=7, model_path=Path("m.gguf"), model_sha256="a" * 64, recorded_sha256="a" * 64,
-                          llama_cpp_version="0.3", recorded_llama_cpp_version="0.3", recorded="x", replayed="y",
-                          finish_reason="stop", recorded_finish_reason="stop", offset=0, recorded_context="'x'",
-                          replayed_context="'y'", recorded_slots=4, recorded_mean_batch=3.5)  # fmt: skip
+    report = ReplayReport(
+        job_id=7,
+        model_path=Path("m.gguf"),
+        model_sha256="a" * 64,
+        recorded_sha256="a" * 64,
+        llama_cpp_version="0.3",
+        recorded_llama_cpp_version="0.3",
+        recorded="x",
+        replayed="y",
+        finish_reason="stop",
+        recorded_finish_reason="stop",
+        offset=0,
+        recorded_context="'x'",
+        replayed_context="'y'",
+        recorded_slots=4,
+        recorded_mean_batch=3.5,
+    )
     assert (
         report.summary()
         .splitlines()[-1]
-        .startswith("  note: replay runs slots 1 (one sequence at a time); recorded with slots 4, mean batch 3.50:")
+        .startswith(
+            "  note: replay runs slots 1 (one sequence at a time); recorded with slots 4, mean batch 3.50:"
+        )
     )
     same = ReplayReport(**{**report.__dict__, "recorded_slots": 1})
     assert "slots" not in same.summary()
@@ -97,9 +139,17 @@ def test_enqueue_warns_when_slots_exceed_the_runnable_streams(tmp_path: Path) ->
     from swarmq.experiment.file import load_config
     from swarmq.report.workers import runnable_streams, slots_warning
 
-    strict = load_config(write_config(tmp_path, name="s", replicates=3, conditions={
-        "a": {"agents": 2, "router": "affinity", "accumulate": True}, "b": {"ordering": "relaxed", "max_in_flight": 2},
-    }))  # fmt: skip
+    strict = load_config(
+        write_config(
+            tmp_path,
+            name="s",
+            replicates=3,
+            conditions={
+                "a": {"agents": 2, "router": "affinity", "accumulate": True},
+                "b": {"ordering": "relaxed", "max_in_flight": 2},
+            },
+        )
+    )
     assert runnable_streams(strict) == 3 * 1 + 3 * 2
     worker = {"state": "live", "slots": 4, "model_key": None}
     assert slots_warning({"workers": [worker, worker]}, strict) is None  # 8 slots, 9 runnable
@@ -123,7 +173,12 @@ def test_a_busy_slots_worker_answers_ping_and_inspect(
     from tests.test_reliability import start_worker, wait_for
 
     env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "4"}
-    assert swarmq("enqueue", str(write_config(tmp_path, name="ping", limit=2, conditions=UNLIMITED)), env=env).returncode == 0  # fmt: skip
+    assert (
+        swarmq(
+            "enqueue", str(write_config(tmp_path, name="ping", limit=2, conditions=UNLIMITED)), env=env
+        ).returncode
+        == 0
+    )
     node = f"pingme@{socket.gethostname()}"
     proc = start_worker(env, name="pingme", slots=2)
     try:
@@ -136,7 +191,9 @@ def test_a_busy_slots_worker_answers_ping_and_inspect(
             active = app.control.inspect(destination=[node], timeout=2.0).active() or {}
         finally:
             app.close()
-        assert _running(database_url) == 2, "the jobs finished before the worker was asked: the check proved nothing"
+        assert _running(database_url) == 2, (
+            "the jobs finished before the worker was asked: the check proved nothing"
+        )
         assert replies == [{node: {"ok": "pong"}}], replies
         assert ping_seconds < 2.0
         assert len(active.get(node, [])) == 2, active
@@ -147,7 +204,9 @@ def test_a_busy_slots_worker_answers_ping_and_inspect(
             proc.kill()
             proc.communicate()
     with db(database_url) as conn:
-        assert conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM jobs").fetchone() == (4, 4)
+        assert conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'done') FROM jobs"
+        ).fetchone() == (4, 4)
 
 
 def _running(database_url: str) -> int:

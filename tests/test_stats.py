@@ -285,7 +285,9 @@ def test_wilson_intervals_are_wilson_interval_float_for_float() -> None:
         wilson_intervals(np.array([3]), np.array([2]))
 
 
-def _random_counts(rng: np.random.Generator, agents: int, types: int, scale: int) -> dict[tuple[int, str], int]:
+def _random_counts(
+    rng: np.random.Generator, agents: int, types: int, scale: int
+) -> dict[tuple[int, str], int]:
     """An (agent, task type) → jobs table in sorted key order, some cells missing."""
     counts = {}
     for a in sorted(int(x) for x in rng.choice(10_000, size=agents, replace=False)):
@@ -307,9 +309,9 @@ def test_specialization_from_matrix_is_specialization_from_counts_in_sorted_orde
     for agents, types, scale in ((4, 3, 20), (9, 5, 40), (30, 4, 60)):
         counts = _random_counts(rng, agents, types, scale)
         # The permutation test takes the same cells in the same order: the same draws, the same numbers.
-        assert specialization_from_matrix(_matrix(counts), permutations=200, seed=3) == specialization_from_counts(
-            counts, permutations=200, seed=3
-        )
+        assert specialization_from_matrix(
+            _matrix(counts), permutations=200, seed=3
+        ) == specialization_from_counts(counts, permutations=200, seed=3)
         big, want = (
             specialization_from_matrix(_matrix(counts), exact_limit=10),
             specialization_from_counts(counts, exact_limit=10),
@@ -325,8 +327,11 @@ def test_g_test_specialization_by_hand() -> None:
     n = m.sum()
     col = m.sum(axis=0) / n
     h_type = -sum(p * math.log2(p) for p in col if p > 0)
-    h_cond = sum(row.sum() / n * -sum(x / row.sum() * math.log2(x / row.sum()) for x in row if x > 0)
-                 for row in m if row.sum() > 0)  # fmt: skip
+    h_cond = sum(
+        row.sum() / n * -sum(x / row.sum() * math.log2(x / row.sum()) for x in row if x > 0)
+        for row in m
+        if row.sum() > 0
+    )
     got = specialization_from_matrix(m, exact_limit=10)
     assert got.value == pytest.approx(1 - h_cond / h_type, rel=1e-12)
     g = 2 * n * math.log(2) * (h_type - h_cond)
@@ -351,9 +356,16 @@ def test_agent_type_tables_do_not_depend_on_the_order_cells_arrive_in() -> None:
     from swarmq.report.queries import AgentTypeCells
     from swarmq.report.results import agent_type_tables
 
-    cells = [(r, a, t, 3 * r + a + len(t), r + a) for r in (1, 0) for a in (2, 0, 1) for t in ("math", "Zeta", "list")]
-    tables = [agent_type_tables(AgentTypeCells(*(list(c) for c in zip(*order, strict=True))))
-              for order in (cells, cells[::-1], sorted(cells, key=lambda c: c[2]))]  # fmt: skip
+    cells = [
+        (r, a, t, 3 * r + a + len(t), r + a)
+        for r in (1, 0)
+        for a in (2, 0, 1)
+        for t in ("math", "Zeta", "list")
+    ]
+    tables = [
+        agent_type_tables(AgentTypeCells(*(list(c) for c in zip(*order, strict=True))))
+        for order in (cells, cells[::-1], sorted(cells, key=lambda c: c[2]))
+    ]
     jobs, successes = tables[0]
     for j, s in tables[1:]:
         assert (j == jobs).all() and (s == successes).all()

@@ -92,10 +92,13 @@ def test_worker_command_template() -> None:
     assert sup.children[1].argv[sup.children[1].argv.index("--name") + 1] == "swarmq-gpu3"
 
 
-def test_crashing_child_is_restarted_with_growing_backoff(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_crashing_child_is_restarted_with_growing_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="swarmq.supervisor")
-    sup = Supervisor([0, 1], py(FLAKY, str(tmp_path / "runs-{gpu}"), "2"), base_backoff=0.1, factor=3.0,
-                     poll_seconds=0.02)  # fmt: skip
+    sup = Supervisor(
+        [0, 1], py(FLAKY, str(tmp_path / "runs-{gpu}"), "2"), base_backoff=0.1, factor=3.0, poll_seconds=0.02
+    )
     started = time.monotonic()
     assert sup.run(threading.Event()) == 0
     elapsed = time.monotonic() - started
@@ -118,8 +121,13 @@ def test_child_exiting_zero_is_not_restarted(tmp_path: Path) -> None:
 
 
 def test_max_restarts_gives_up(tmp_path: Path) -> None:
-    sup = Supervisor([0], py(FLAKY, str(tmp_path / "runs-{gpu}"), "99"), base_backoff=0.01, max_restarts=2,
-                     poll_seconds=0.02)  # fmt: skip
+    sup = Supervisor(
+        [0],
+        py(FLAKY, str(tmp_path / "runs-{gpu}"), "99"),
+        base_backoff=0.01,
+        max_restarts=2,
+        poll_seconds=0.02,
+    )
     assert sup.run(threading.Event()) == 1
     assert sup.children[0].exit_codes == [1, 1, 1] and sup.children[0].total_restarts == 2
 
@@ -127,7 +135,9 @@ def test_max_restarts_gives_up(tmp_path: Path) -> None:
 @pytest.mark.faults
 def test_sigkilled_child_is_restarted(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    sup = Supervisor([0], py(SLEEPER, str(tmp_path / "runs"), str(pid_file)), base_backoff=0.05, poll_seconds=0.02)
+    sup = Supervisor(
+        [0], py(SLEEPER, str(tmp_path / "runs"), str(pid_file)), base_backoff=0.05, poll_seconds=0.02
+    )
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(sup.run(threading.Event())))
     t.start()
@@ -142,8 +152,9 @@ def test_sigkilled_child_is_restarted(tmp_path: Path) -> None:
 
 
 def test_stop_terminates_children_gracefully(tmp_path: Path) -> None:
-    sup = Supervisor([0, 1], py(GRACEFUL, str(tmp_path / "child-{gpu}.txt"), "handle"), grace_seconds=10,
-                     poll_seconds=0.02)  # fmt: skip
+    sup = Supervisor(
+        [0, 1], py(GRACEFUL, str(tmp_path / "child-{gpu}.txt"), "handle"), grace_seconds=10, poll_seconds=0.02
+    )
     stop = threading.Event()
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(sup.run(stop)))
@@ -162,8 +173,9 @@ def test_stop_terminates_children_gracefully(tmp_path: Path) -> None:
 
 
 def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
-    sup = Supervisor([0], py(GRACEFUL, str(tmp_path / "child-{gpu}.txt"), "ignore"), grace_seconds=0.5,
-                     poll_seconds=0.02)  # fmt: skip
+    sup = Supervisor(
+        [0], py(GRACEFUL, str(tmp_path / "child-{gpu}.txt"), "ignore"), grace_seconds=0.5, poll_seconds=0.02
+    )
     sup.start()
     wait_for((tmp_path / "child-0.txt").exists)
     started = time.monotonic()

@@ -22,10 +22,16 @@ STAND_IN = ["--generator", "tests.fakes:hash_generator"]
 
 def run_workers(env: dict[str, str], n: int) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", *STAND_IN, "--name", f"w{i}"],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", *STAND_IN, "--name", f"w{i}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=180)
         assert p.returncode == 0, out[-3000:]
@@ -72,7 +78,13 @@ def test_relaxed_stream_hammered_by_several_workers(
     tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
 ) -> None:
     conditions = {
-        "hot": {"agents": 3, "router": "random", "accumulate": True, "ordering": "relaxed", "max_in_flight": 4}
+        "hot": {
+            "agents": 3,
+            "router": "random",
+            "accumulate": True,
+            "ordering": "relaxed",
+            "max_in_flight": 4,
+        }
     }
     env = {**services_env, "SWARMQ_TEST_GEN_DELAY": "0.02"}
     cfg = write_config(tmp_path, name="hot", limit=40, conditions=conditions)
@@ -143,4 +155,7 @@ def test_a_deleted_and_reenqueued_experiment_starts_from_a_fresh_swarm(
     state = json.loads(swarmq("state", "show", "again", "--format", "json", env=services_env).stdout)
     assert [s["version"] for s in state["streams"]] == [4, 4]  # not 8: nothing inherited
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        assert conn.execute("SELECT min(state_version), max(state_version) FROM outcomes").fetchone() == (0, 3)
+        assert conn.execute("SELECT min(state_version), max(state_version) FROM outcomes").fetchone() == (
+            0,
+            3,
+        )

@@ -98,7 +98,12 @@ class CountingGit:
         self._lock = threading.Lock()
 
     def __call__(
-        self, args: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: str | None = None, timeout: float
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float,
     ) -> subprocess.CompletedProcess[str]:
         with self._lock:
             self.calls.append(next(a for a in args if not a.startswith("-") and "/" not in a))
@@ -124,7 +129,9 @@ def test_applies_is_the_default_rule_of_swebench() -> None:
 
 
 def test_unknown_rule_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"'resolved' is not a rule of swebench \(choose from scorer, applies"):
+    with pytest.raises(
+        ValueError, match=r"'resolved' is not a rule of swebench \(choose from scorer, applies"
+    ):
         SWEBench(Repos(Path("unused"))).score(Issue("x", "p", "logic"), "", chat=True, rule="resolved")
 
 
@@ -136,7 +143,9 @@ def test_plain_prompts_stop_at_the_closing_fence_chat_replies_do_not() -> None:
     assert prompt.text.endswith("```diff\n")
 
 
-DIFF = "--- a/src/calc.py\n+++ b/src/calc.py\n@@ -1,2 +1,2 @@\n def f0(x):\n-    return x + 0\n+    return x\n"
+DIFF = (
+    "--- a/src/calc.py\n+++ b/src/calc.py\n@@ -1,2 +1,2 @@\n def f0(x):\n-    return x + 0\n+    return x\n"
+)
 OTHER = DIFF.replace("src/calc.py", "src/util.py")
 SECOND = DIFF.replace("+    return x\n", "+    return x * 1\n")
 
@@ -198,11 +207,11 @@ def test_repo_dirname() -> None:
 
 
 def test_git_error_is_the_line_that_says_what_failed() -> None:
-    stderr = (
-        "Checking patch src/calc.py...\nerror: patch failed: src/calc.py:7\nerror: src/calc.py: patch does not apply\n"
-    )
+    stderr = "Checking patch src/calc.py...\nerror: patch failed: src/calc.py:7\nerror: src/calc.py: patch does not apply\n"
     assert git_error(stderr) == "patch failed: src/calc.py:7"
-    assert git_error("fatal: repository '/nowhere' does not exist\n") == "repository '/nowhere' does not exist"
+    assert (
+        git_error("fatal: repository '/nowhere' does not exist\n") == "repository '/nowhere' does not exist"
+    )
     assert git_error("") == "git failed without a message"
 
 
@@ -220,7 +229,10 @@ def test_no_git_is_run_for_empty_invalid_or_unplaceable_patches(tmp_path: Path) 
         "the issue has no base_commit, so where the patch applies cannot be checked",
     )
     not_hash = score_applies({"repo": REPO, "base_commit": "--output=x"}, fenced(DIFF), repos)
-    assert not_hash.status == "error" and "'--output=x' of acme/calc is not a commit hash" in not_hash.detail["reason"]
+    assert (
+        not_hash.status == "error"
+        and "'--output=x' of acme/calc is not a commit hash" in not_hash.detail["reason"]
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -231,7 +243,12 @@ def test_no_git_is_run_for_empty_invalid_or_unplaceable_patches(tmp_path: Path) 
 def test_a_patch_applies_where_it_was_made_not_where_its_context_changed(fx: Fixture) -> None:
     repos = Repos(fx.repos_dir)
     at_1 = score_applies(fx.data(fx.c1), fenced(fx.patch), repos)
-    assert (at_1.success, at_1.status, at_1.detail["applies"], at_1.detail["reason"]) == (True, "applies", True, "ok")
+    assert (at_1.success, at_1.status, at_1.detail["applies"], at_1.detail["reason"]) == (
+        True,
+        "applies",
+        True,
+        "ok",
+    )
     at_2 = score_applies(fx.data(fx.c2), fenced(fx.patch), repos)  # commit 2 did not touch calc.py
     assert at_2.status == "applies"
     at_3 = score_applies(fx.data(fx.c3), fenced(fx.patch), repos)
@@ -242,7 +259,9 @@ def test_a_patch_applies_where_it_was_made_not_where_its_context_changed(fx: Fix
 
 @pytest.mark.git
 def test_bare_paths_and_a_normal_clone_are_fine(fx: Fixture, tmp_path: Path) -> None:
-    _git(tmp_path, "clone", "-q", str(fx.work), str(tmp_path / "acme__calc"))  # normal clone, with a work tree
+    _git(
+        tmp_path, "clone", "-q", str(fx.work), str(tmp_path / "acme__calc")
+    )  # normal clone, with a work tree
     bare_paths = fx.patch.replace("a/src/", "src/").replace("b/src/", "src/")
     assert score_applies(fx.data(fx.c1), fenced(bare_paths), Repos(tmp_path)).status == "applies"
 
@@ -257,7 +276,11 @@ def test_same_files_compares_with_the_gold_patch(fx: Fixture) -> None:
         True,
     )
     other = score_applies(fx.data(fx.c1), fenced(fx.readme), repos)
-    assert (other.status, other.detail["files"], other.detail["same_files"]) == ("applies", ["README.md"], False)
+    assert (other.status, other.detail["files"], other.detail["same_files"]) == (
+        "applies",
+        ["README.md"],
+        False,
+    )
 
 
 @pytest.mark.git
@@ -290,19 +313,27 @@ def test_missing_repository_that_cannot_be_cloned_is_a_scoring_error(fx: Fixture
 
 @pytest.mark.git
 def test_missing_commit_is_a_scoring_error(fx: Fixture) -> None:
-    result = score_applies(fx.data("0123456789abcdef0123456789abcdef01234567"), fenced(fx.patch), Repos(fx.repos_dir))
+    result = score_applies(
+        fx.data("0123456789abcdef0123456789abcdef01234567"), fenced(fx.patch), Repos(fx.repos_dir)
+    )
     assert result.status == "error"
-    assert result.detail["reason"].startswith("commit 0123456789abcdef0123456789abcdef01234567 of acme/calc is not in")
+    assert result.detail["reason"].startswith(
+        "commit 0123456789abcdef0123456789abcdef01234567 of acme/calc is not in"
+    )
 
 
 @pytest.mark.git
 def test_a_missing_repository_is_cloned_once_by_concurrent_workers(fx: Fixture, tmp_path: Path) -> None:
     git = CountingGit()
     url = str(fx.work.parent / "{name}")
-    workers = [Repos(tmp_path / "repos", git=git, url_template=url) for _ in range(3)]  # as three processes would
+    workers = [
+        Repos(tmp_path / "repos", git=git, url_template=url) for _ in range(3)
+    ]  # as three processes would
     results: list[str] = []
     threads = [
-        threading.Thread(target=lambda r=r: results.append(score_applies(fx.data(fx.c1), fenced(fx.patch), r).status))
+        threading.Thread(
+            target=lambda r=r: results.append(score_applies(fx.data(fx.c1), fenced(fx.patch), r).status)
+        )
         for r in workers
     ]
     for t in threads:
@@ -339,7 +370,11 @@ def test_scorer_rule_is_applies_and_valid_diff_is_unchanged(fx: Fixture) -> None
     plain = fx.patch.rstrip("\n")  # a base model's completion, cut by the closing-fence stop
     scorer = bench.score(issue, plain, chat=False, rule="scorer")
     applies = bench.score(issue, plain, chat=False, rule="applies")
-    assert (scorer.status, scorer.detail) == (applies.status, applies.detail) == ("does_not_apply", applies.detail)
+    assert (
+        (scorer.status, scorer.detail)
+        == (applies.status, applies.detail)
+        == ("does_not_apply", applies.detail)
+    )
     valid = bench.score(issue, plain, chat=False, rule="valid_diff")
     assert (valid.success, valid.status) == (True, "valid")
     assert "applies" not in valid.detail

@@ -40,13 +40,28 @@ REQUIRED_FILES = (
 # What the build must not see: local state, caches and earlier build output (a stale build/lib would put
 # files into the wheel that the source no longer has).
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", ".*_cache", "models", "demo-output"
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    ".*_cache",
+    "models",
+    "demo-output",
 )
 
 
-def run(cmd: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{result.stderr[-4000:]}"
+def run(
+    cmd: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -73,7 +88,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp / "src"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
     isolation = ["--no-build-isolation"] if can_build_without_isolation() else []
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp / "dist", source], cwd=tmp)
+    run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", tmp / "dist", source],
+        cwd=tmp,
+    )
     (built,) = (tmp / "dist").glob("swarmq-*.whl")
     return built
 
@@ -86,10 +104,14 @@ def fresh_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("venv") / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=venv.parent)
     python = venv / "bin" / "python"
-    run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
-        cwd=venv.parent)  # fmt: skip
+    run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel],
+        cwd=venv.parent,
+    )
     site = Path(
-        run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=venv).stdout.strip()
+        run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=venv
+        ).stdout.strip()
     )
     (site / "zz_project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return venv
@@ -124,7 +146,8 @@ def test_wheel_carries_package_data(wheel: Path) -> None:
     assert [f for f in REQUIRED_FILES if f not in names] == []
     versions = {n for n in names if n.startswith("swarmq/store/migrations/versions/") and n.endswith(".py")}
     in_source = {
-        f"swarmq/store/migrations/versions/{p.name}" for p in (ROOT / "swarmq/store/migrations/versions").glob("*.py")
+        f"swarmq/store/migrations/versions/{p.name}"
+        for p in (ROOT / "swarmq/store/migrations/versions").glob("*.py")
     }
     assert versions == in_source
     tops = {n.split("/", 1)[0] for n in names}
@@ -142,13 +165,17 @@ def test_installed_wheel_runs_without_the_repository(
         "print(any('editable' in repr(f).lower() for f in sys.meta_path))\n"
         f"print(any(p.rstrip('/') == {str(ROOT)!r} for p in sys.path))\n"
     )
-    where, editable_finder, repo_on_path = run([python, "-c", probe], cwd=tmp_path, env=clean_env()).stdout.split()
+    where, editable_finder, repo_on_path = run(
+        [python, "-c", probe], cwd=tmp_path, env=clean_env()
+    ).stdout.split()
     assert Path(where).is_relative_to(fresh_venv), where
     assert (editable_finder, repo_on_path) == ("False", "False")
 
     assert "Usage" in run([cli, "--help"], cwd=tmp_path, env=clean_env()).stdout
 
-    env = clean_env(SWARMQ_DATABASE_URL=scratch_database, SWARMQ_REDIS_URL=redis_url, SWARMQ_HOME=str(tmp_path))
+    env = clean_env(
+        SWARMQ_DATABASE_URL=scratch_database, SWARMQ_REDIS_URL=redis_url, SWARMQ_HOME=str(tmp_path)
+    )
     run([cli, "db", "upgrade"], cwd=tmp_path, env=env)
     head = head_revision()
     status = run([cli, "db", "status"], cwd=tmp_path, env=env).stdout
@@ -168,8 +195,12 @@ def test_installed_wheel_runs_the_demo_in_an_empty_directory(
     GGUF is found by name in SWARMQ_MODELS_DIR rather than assembled again: 253 MB.)"""
     here = tmp_path / "anywhere"
     here.mkdir()
-    env = clean_env(SWARMQ_DATABASE_URL=scratch_database, SWARMQ_REDIS_URL=redis_url,
-                    SWARMQ_HOME=str(tmp_path / "home"), SWARMQ_MODELS_DIR=str(demo_model.parent))  # fmt: skip
+    env = clean_env(
+        SWARMQ_DATABASE_URL=scratch_database,
+        SWARMQ_REDIS_URL=redis_url,
+        SWARMQ_HOME=str(tmp_path / "home"),
+        SWARMQ_MODELS_DIR=str(demo_model.parent),
+    )
     demo = run([fresh_venv / "bin" / "swarmq", "demo", "--limit", "1", "--workers", "1"], cwd=here, env=env)
     assert "demo-limit1" in demo.stdout and "pairwise comparisons" in demo.stdout, demo.stdout[-3000:]
     assert sorted(p.name for p in here.iterdir()) == ["demo-output"]  # nothing else lands where it ran

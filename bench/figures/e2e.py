@@ -48,15 +48,29 @@ def load_settings(ctx: Context, model: Path, workers: int = 1) -> dict[str, Any]
     CPU threads default to half the cores (llama-cpp-python's own default, written down): the other half
     keeps Postgres, Redis and the OS off llama.cpp's threads, whose spin barrier a single preemption stalls."""
     threads = ctx.threads or (None if ctx.gpu is not None else max(1, (os.cpu_count() or 2) // (2 * workers)))
-    return {"model": str(model), "n_ctx": 2048, "n_batch": 512, "threads": threads, "gpu": ctx.gpu,
-            "n_gpu_layers": -1 if ctx.gpu is not None else 0}  # fmt: skip
+    return {
+        "model": str(model),
+        "n_ctx": 2048,
+        "n_batch": 512,
+        "threads": threads,
+        "gpu": ctx.gpu,
+        "n_gpu_layers": -1 if ctx.gpu is not None else 0,
+    }
 
 
-def swarmq_side(bench: BenchDB, ctx: Context, name: str, load: dict[str, Any], limit: int,
-                slots: list[int | None]) -> dict[str, Any]:  # fmt: skip
+def swarmq_side(
+    bench: BenchDB, ctx: Context, name: str, load: dict[str, Any], limit: int, slots: list[int | None]
+) -> dict[str, Any]:
     """`swarmq enqueue` of ``limit`` prompts, then one burst worker per slot (a GPU index, or None: CPU)."""
-    cfg = experiment(name, model=load["model"], conditions=BASELINE, limit=limit, max_tokens=ctx.max_tokens,
-                     threads=load["threads"], n_ctx=load["n_ctx"])  # fmt: skip
+    cfg = experiment(
+        name,
+        model=load["model"],
+        conditions=BASELINE,
+        limit=limit,
+        max_tokens=ctx.max_tokens,
+        threads=load["threads"],
+        n_ctx=load["n_ctx"],
+    )
     path = write_config(cfg, ctx.workdir)
     enqueue_s, _ = timed(lambda: bench.swarmq("enqueue", str(path)))
     worker_s = run_workers(bench, len(slots), model=load["model"], gpus=slots)
@@ -69,18 +83,39 @@ def swarmq_side(bench: BenchDB, ctx: Context, name: str, load: dict[str, Any], l
             "WHERE e.name = %s ORDER BY o.id",
             (name,),
         ).fetchall()
-    return {"enqueue_seconds": enqueue_s, "worker_process_seconds": worker_s, "window": window,
-            "jobs": [{"completion": r[0], "completion_tokens": r[1], "generation_seconds": r[2], "prompt": r[3],
-                      "chat": r[4], "sampling": r[5], "prompt_seconds": r[6], "job_seconds": r[7],
-                      "started": float(r[8]), "finished": float(r[9])} for r in rows]}  # fmt: skip
+    return {
+        "enqueue_seconds": enqueue_s,
+        "worker_process_seconds": worker_s,
+        "window": window,
+        "jobs": [
+            {
+                "completion": r[0],
+                "completion_tokens": r[1],
+                "generation_seconds": r[2],
+                "prompt": r[3],
+                "chat": r[4],
+                "sampling": r[5],
+                "prompt_seconds": r[6],
+                "job_seconds": r[7],
+                "started": float(r[8]),
+                "finished": float(r[9]),
+            }
+            for r in rows
+        ],
+    }
 
 
 def raw_side(ctx: Context, load: dict[str, Any], jobs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     spec_path, out_path = ctx.workdir / f"raw-{tag}.json", ctx.workdir / f"raw-{tag}.out.json"
     replay = [{"prompt": j["prompt"], "chat": j["chat"], "sampling": j["sampling"]} for j in jobs]
     spec_path.write_text(json.dumps({**load, "jobs": replay}))
-    r = subprocess.run([sys.executable, "-m", "bench.raw_llama", str(spec_path), str(out_path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=900)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.raw_llama", str(spec_path), str(out_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"raw llama loop exited {r.returncode}: {r.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out_path.read_text())
@@ -104,8 +139,12 @@ def _measures(raw: dict[str, Any], sq: dict[str, Any]) -> dict[str, float]:
         # Wall time not spent in llama.cpp's own prompt/eval timers, per job: llama-cpp-python's Python side
         # (tokenize, sample, detokenize) in both, plus swarmq's queue work in (b). Generation speed cancels out,
         # so this is far less sensitive to a noisy machine than the difference of two walls.
-        "a_outside_ms": (a_wall - sum(c["prompt_seconds"] + c["generation_seconds"] for c in a_calls)) / n * 1000,
-        "b_outside_ms": (b_wall - sum(j["prompt_seconds"] + j["generation_seconds"] for j in b_jobs)) / n * 1000,
+        "a_outside_ms": (a_wall - sum(c["prompt_seconds"] + c["generation_seconds"] for c in a_calls))
+        / n
+        * 1000,
+        "b_outside_ms": (b_wall - sum(j["prompt_seconds"] + j["generation_seconds"] for j in b_jobs))
+        / n
+        * 1000,
         "identical": sum(c["text"] == j["completion"] for c, j in zip(a_calls, b_jobs, strict=True)),
         "a_prompt_s": sum(c["prompt_seconds"] for c in a_calls),
         "b_prompt_s": sum(j["prompt_seconds"] for j in b_jobs),
@@ -160,39 +199,106 @@ def run(ctx: Context) -> FigureResult:
             m = _measures(raw, sq)
             m["raw2_gen_tps"] = _eval_tps(sides["raw2"]["calls"])
             m["quiet_gen_tps"] = _eval_tps(sides["quiet"]["jobs"])
-            ctx.say(f"    raw {m['a_gen_tps']:.1f} / raw again {m['raw2_gen_tps']:.1f} tok/s, swarmq "
-                    f"{m['b_gen_tps']:.1f}, threads quiet {m['quiet_gen_tps']:.1f} tok/s, overhead "
-                    f"{m['overhead_ms']:.1f} ms/job, identical {m['identical']}/{m['n']}")  # fmt: skip
+            ctx.say(
+                f"    raw {m['a_gen_tps']:.1f} / raw again {m['raw2_gen_tps']:.1f} tok/s, swarmq "
+                f"{m['b_gen_tps']:.1f}, threads quiet {m['quiet_gen_tps']:.1f} tok/s, overhead "
+                f"{m['overhead_ms']:.1f} ms/job, identical {m['identical']}/{m['n']}"
+            )
             jobs_b = sq["jobs"]
             gaps = [(b["started"] - a["finished"]) * 1000 for a, b in itertools.pairwise(jobs_b)]
-            inside = [(j["job_seconds"] - j["prompt_seconds"] - j["generation_seconds"]) * 1000 for j in jobs_b]
-            reps.append({"order": order, "measures": m, "loadavg_after": os.getloadavg()[0],
-                         "swarmq_gap_between_jobs_ms": gaps, "swarmq_in_job_outside_llama_ms": inside,
-                         "raw_load_seconds": raw["load_seconds"], "raw_loop_seconds": raw["loop_seconds"],
-                         "swarmq_window": sq["window"], "swarmq_enqueue_cli_seconds": sq["enqueue_seconds"],
-                         "swarmq_worker_process_seconds": sq["worker_process_seconds"],
-                         "finish_reasons": [c["finish_reason"] for c in raw["calls"]]})  # fmt: skip
+            inside = [
+                (j["job_seconds"] - j["prompt_seconds"] - j["generation_seconds"]) * 1000 for j in jobs_b
+            ]
+            reps.append(
+                {
+                    "order": order,
+                    "measures": m,
+                    "loadavg_after": os.getloadavg()[0],
+                    "swarmq_gap_between_jobs_ms": gaps,
+                    "swarmq_in_job_outside_llama_ms": inside,
+                    "raw_load_seconds": raw["load_seconds"],
+                    "raw_loop_seconds": raw["loop_seconds"],
+                    "swarmq_window": sq["window"],
+                    "swarmq_enqueue_cli_seconds": sq["enqueue_seconds"],
+                    "swarmq_worker_process_seconds": sq["worker_process_seconds"],
+                    "finish_reasons": [c["finish_reason"] for c in raw["calls"]],
+                }
+            )
     col = {k: [rep["measures"][k] for rep in reps] for k in reps[0]["measures"]}
     n = int(col["n"][0])
     base = "raw llama-cpp-python loop (model loaded once)"
     fig.rows = [
-        Row("generated tok/s (completion tokens / llama eval time)", "tok/s", col["a_gen_tps"], col["b_gen_tps"],
-            "ratio ≥ 0.98", check(ratios(col["a_gen_tps"], col["b_gen_tps"]), lambda x: x >= 0.98), base),
-        Row("A/A control: the raw loop run again (same prompts, same process settings)", "tok/s", col["a_gen_tps"],
-            col["raw2_gen_tps"], None, None, base),
-        Row("generated tok/s, swarmq with its threads quiet (no heartbeat, lease renewal, reaper)", "tok/s",
-            col["a_gen_tps"], col["quiet_gen_tps"], None, None, base),
-        Row("end-to-end tok/s (completion tokens / wall)", "tok/s", col["a_wall_tps"], col["b_wall_tps"],
-            "ratio ≥ 0.98", check(ratios(col["a_wall_tps"], col["b_wall_tps"]), lambda x: x >= 0.98), base),
+        Row(
+            "generated tok/s (completion tokens / llama eval time)",
+            "tok/s",
+            col["a_gen_tps"],
+            col["b_gen_tps"],
+            "ratio ≥ 0.98",
+            check(ratios(col["a_gen_tps"], col["b_gen_tps"]), lambda x: x >= 0.98),
+            base,
+        ),
+        Row(
+            "A/A control: the raw loop run again (same prompts, same process settings)",
+            "tok/s",
+            col["a_gen_tps"],
+            col["raw2_gen_tps"],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            "generated tok/s, swarmq with its threads quiet (no heartbeat, lease renewal, reaper)",
+            "tok/s",
+            col["a_gen_tps"],
+            col["quiet_gen_tps"],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            "end-to-end tok/s (completion tokens / wall)",
+            "tok/s",
+            col["a_wall_tps"],
+            col["b_wall_tps"],
+            "ratio ≥ 0.98",
+            check(ratios(col["a_wall_tps"], col["b_wall_tps"]), lambda x: x >= 0.98),
+            base,
+        ),
         Row("jobs/s (wall)", "jobs/s", col["a_jobs_s"], col["b_jobs_s"], None, None, base),
         Row("per-job overhead (wall_b − wall_a) / N", "ms", None, col["overhead_ms"], None, None, base),
-        Row("wall outside llama.cpp's prompt+eval timers, per job", "ms", col["a_outside_ms"], col["b_outside_ms"],
-            None, None, base),
-        Row("swarmq's own time per job (difference of the row above)", "ms", None,
-            [b - a for a, b in zip(col["a_outside_ms"], col["b_outside_ms"], strict=True)], None, None, base),
-        Row(f"identical completions at T=0 (of {n})", "", None, col["identical"], f"= {n}",
-            check(col["identical"], lambda x: x == n), base),
-    ]  # fmt: skip
-    fig.details = {"n": n, "max_tokens": ctx.max_tokens, "load": load, "repeats": reps,
-                   "median_overhead_ms": median(col["overhead_ms"])}  # fmt: skip
+        Row(
+            "wall outside llama.cpp's prompt+eval timers, per job",
+            "ms",
+            col["a_outside_ms"],
+            col["b_outside_ms"],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            "swarmq's own time per job (difference of the row above)",
+            "ms",
+            None,
+            [b - a for a, b in zip(col["a_outside_ms"], col["b_outside_ms"], strict=True)],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            f"identical completions at T=0 (of {n})",
+            "",
+            None,
+            col["identical"],
+            f"= {n}",
+            check(col["identical"], lambda x: x == n),
+            base,
+        ),
+    ]
+    fig.details = {
+        "n": n,
+        "max_tokens": ctx.max_tokens,
+        "load": load,
+        "repeats": reps,
+        "median_overhead_ms": median(col["overhead_ms"]),
+    }
     return fig

@@ -36,8 +36,19 @@ CONDITIONS = {
     "round_robin": {"agents": 3, "router": "round_robin", "accumulate": True, "ordering": "relaxed"},
 }
 FLOOR_QUEUE = "bench.floor"
-JOB_COLUMNS = ("experiment_id", "issue_id", "condition", "replicate", "instance_id", "position", "seq", "status",
-               "attempts", "published_at", "model_key")  # fmt: skip
+JOB_COLUMNS = (
+    "experiment_id",
+    "issue_id",
+    "condition",
+    "replicate",
+    "instance_id",
+    "position",
+    "seq",
+    "status",
+    "attempts",
+    "published_at",
+    "model_key",
+)
 
 
 def _published(stdout: str) -> int:
@@ -102,8 +113,13 @@ def floor_enqueue(bench: BenchDB, source_experiment: str) -> float:
             with conn.cursor() as cur, cur.copy(f"COPY jobs ({', '.join(JOB_COLUMNS)}) FROM STDIN") as copy:
                 for issue_id, cond, rep, iid, pos, seq, key, _ in rows:
                     copy.write_row((exp_id, issue_id, cond, rep, iid, pos, seq, "queued", 0, "now", key))
-            ids = [i for i, seq in conn.execute("SELECT id, seq FROM jobs WHERE experiment_id = %s ORDER BY seq",
-                                                (exp_id,)) if seq in sent]  # fmt: skip
+            ids = [
+                i
+                for i, seq in conn.execute(
+                    "SELECT id, seq FROM jobs WHERE experiment_id = %s ORDER BY seq", (exp_id,)
+                )
+                if seq in sent
+            ]
             conn.commit()
         _send(app, ids)
 
@@ -119,9 +135,14 @@ def floor_resume(bench: BenchDB, experiment_name: str) -> float:
 
     def work() -> None:
         with bench.connect() as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT j.id FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
-                "WHERE e.name = %s AND j.status = 'queued' ORDER BY j.seq", (experiment_name,))]  # fmt: skip
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT j.id FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+                    "WHERE e.name = %s AND j.status = 'queued' ORDER BY j.seq",
+                    (experiment_name,),
+                )
+            ]
         _send(app, ids)
 
     seconds, _ = timed(work)
@@ -132,7 +153,10 @@ def floor_resume(bench: BenchDB, experiment_name: str) -> float:
 def _send(app: Any, ids: list[int]) -> None:
     """One send_task per job on one connection; pipelined through kombu's ``Producer.batch()`` (kombu ≥ 5.7)
     when there is one, since that is the cheapest a plain Celery producer can do."""
-    with app.producer_or_acquire() as producer, producer.batch() if hasattr(producer, "batch") else nullcontext():
+    with (
+        app.producer_or_acquire() as producer,
+        producer.batch() if hasattr(producer, "batch") else nullcontext(),
+    ):
         for i in ids:
             app.send_task("bench.floor", args=[i], queue=FLOOR_QUEUE, producer=producer, task_id=f"floor-{i}")
 
@@ -153,7 +177,18 @@ def stand_in_model(directory: Path) -> str:
 
 
 def run(ctx: Context) -> FigureResult:
-    keys = ("cli", "api", "floor", "cli_resume", "api_resume", "floor_resume", "cli_all", "floor_all", "help", "python")
+    keys = (
+        "cli",
+        "api",
+        "floor",
+        "cli_resume",
+        "api_resume",
+        "floor_resume",
+        "cli_all",
+        "floor_all",
+        "help",
+        "python",
+    )
     col: dict[str, list[float]] = {k: [] for k in keys}
     info: list[dict[str, Any]] = []
     model = stand_in_model(ctx.workdir)
@@ -206,24 +241,75 @@ def run(ctx: Context) -> FigureResult:
             col["help"].append(timed(lambda: bench.swarmq("--help"))[0])
             col["python"].append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))[0])
             info.append(rep)
-            ctx.say(f"    CLI {col['cli'][-1]:.2f} s, in-process {col['api'][-1]:.2f} s, floor {col['floor'][-1]:.2f} s; "
-                    f"resume CLI {col['cli_resume'][-1]:.2f} s, in-process {col['api_resume'][-1]:.2f} s; "
-                    f"all published: CLI {col['cli_all'][-1]:.2f} s, floor {col['floor_all'][-1]:.2f} s")  # fmt: skip
+            ctx.say(
+                f"    CLI {col['cli'][-1]:.2f} s, in-process {col['api'][-1]:.2f} s, floor {col['floor'][-1]:.2f} s; "
+                f"resume CLI {col['cli_resume'][-1]:.2f} s, in-process {col['api_resume'][-1]:.2f} s; "
+                f"all published: CLI {col['cli_all'][-1]:.2f} s, floor {col['floor_all'][-1]:.2f} s"
+            )
     jobs, done = info[0]["jobs"], info[0]["marked_done"]
     sent, sent_all = info[0]["cli_published"], info[0]["cli_all_published"]
     base = "floor: COPY the job rows + one send_task per published job, kombu-batched (resume: select unfinished ids + send)"
     fig = FigureResult(KEY, TITLE)
     fig.rows = [
-        Row(f"enqueue {jobs:,} jobs ({sent:,} published): `swarmq enqueue` CLI wall", "s", col["floor"], col["cli"],
-            "≤ 2.5 s", check(col["cli"], lambda x: x <= 2.5), base),
-        Row(f"enqueue {jobs:,} jobs: `producer.enqueue` in process", "s", col["floor"], col["api"], None, None, base),
-        Row(f"resume, {done:,} done: CLI wall", "s", col["floor_resume"], col["cli_resume"], "≤ 3 s",
-            check(col["cli_resume"], lambda x: x <= 3), base),
-        Row(f"resume, {done:,} done: in process", "s", col["floor_resume"], col["api_resume"], None, None, base),
-        Row(f"enqueue {jobs:,} jobs, all {sent_all:,} published (max_spread {issues}): CLI wall",
-            "s", col["floor_all"], col["cli_all"], None, None, base),
-        Row("`swarmq --help` wall", "s", col["python"], col["help"], "≤ 0.3 s", check(col["help"], lambda x: x <= 0.3),
-            "`python -c pass`: the interpreter's own start"),
-    ]  # fmt: skip
-    fig.details = {"conditions": CONDITIONS, "replicates": ctx.enqueue_replicates, "repeats": info, "seconds": col}
+        Row(
+            f"enqueue {jobs:,} jobs ({sent:,} published): `swarmq enqueue` CLI wall",
+            "s",
+            col["floor"],
+            col["cli"],
+            "≤ 2.5 s",
+            check(col["cli"], lambda x: x <= 2.5),
+            base,
+        ),
+        Row(
+            f"enqueue {jobs:,} jobs: `producer.enqueue` in process",
+            "s",
+            col["floor"],
+            col["api"],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            f"resume, {done:,} done: CLI wall",
+            "s",
+            col["floor_resume"],
+            col["cli_resume"],
+            "≤ 3 s",
+            check(col["cli_resume"], lambda x: x <= 3),
+            base,
+        ),
+        Row(
+            f"resume, {done:,} done: in process",
+            "s",
+            col["floor_resume"],
+            col["api_resume"],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            f"enqueue {jobs:,} jobs, all {sent_all:,} published (max_spread {issues}): CLI wall",
+            "s",
+            col["floor_all"],
+            col["cli_all"],
+            None,
+            None,
+            base,
+        ),
+        Row(
+            "`swarmq --help` wall",
+            "s",
+            col["python"],
+            col["help"],
+            "≤ 0.3 s",
+            check(col["help"], lambda x: x <= 0.3),
+            "`python -c pass`: the interpreter's own start",
+        ),
+    ]
+    fig.details = {
+        "conditions": CONDITIONS,
+        "replicates": ctx.enqueue_replicates,
+        "repeats": info,
+        "seconds": col,
+    }
     return fig

@@ -47,9 +47,16 @@ def run(ctx: Context) -> FigureResult:
     base = f"linear: {k} × one worker's rate"
     fig.rows = [
         Row("jobs/s, 1 worker", "jobs/s", None, one["jobs"], baseline_label=base),
-        Row(f"jobs/s, {k} workers", "jobs/s", [k * x for x in one["jobs"]], many["jobs"], baseline_label=base),
-        Row(f"generated tok/s (wall), {k} workers", "tok/s", [k * x for x in one["tokens"]], many["tokens"],
-            baseline_label=base),
-    ]  # fmt: skip
+        Row(
+            f"jobs/s, {k} workers", "jobs/s", [k * x for x in one["jobs"]], many["jobs"], baseline_label=base
+        ),
+        Row(
+            f"generated tok/s (wall), {k} workers",
+            "tok/s",
+            [k * x for x in one["tokens"]],
+            many["tokens"],
+            baseline_label=base,
+        ),
+    ]
     fig.details = {"slots": slots, "prompts": limit, "load": load, "one": one, "many": many}
     return fig

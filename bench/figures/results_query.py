@@ -61,7 +61,9 @@ def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
 
     base = humaneval_issues()
     copies = max(1, math.ceil(outcomes / (len(base) * len(CONDITIONS) * MAX_REPLICATES)))
-    issues = [i if k == 0 else replace(i, instance_id=f"{i.instance_id}~{k}") for k in range(copies) for i in base]
+    issues = [
+        i if k == 0 else replace(i, instance_id=f"{i.instance_id}~{k}") for k in range(copies) for i in base
+    ]
     replicates = max(1, math.ceil(outcomes / (len(issues) * len(CONDITIONS))))
     spec = experiment(NAME, model=NULL_MODEL, conditions=CONDITIONS, success="scorer", replicates=replicates)
     cfg = ExperimentConfig.model_validate({**spec, "max_jobs": max(outcomes, 1)})
@@ -91,8 +93,10 @@ def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
 
         def job_lines() -> Any:
             for jid, cond, rep, pos in plan:
-                yield (f"{jid}\t{exp_id}\t{issue_ids[pos]}\t{cond}\t{rep}\t{issues[pos].instance_id}\t{pos}\t"
-                       f"{jid - 1}\tdone\t1\t{model_key}\n")  # fmt: skip
+                yield (
+                    f"{jid}\t{exp_id}\t{issue_ids[pos]}\t{cond}\t{rep}\t{issues[pos].instance_id}\t{pos}\t"
+                    f"{jid - 1}\tdone\t1\t{model_key}\n"
+                )
 
         def outcome_lines() -> Any:
             sha = "0" * 64
@@ -101,21 +105,32 @@ def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
                 ok = rng.random() < RATES[cond]
                 tokens = rng.randint(8, 128)
                 gen = tokens / rng.uniform(20, 60)
-                yield (f"{jid}\t{jid}\t    return x  # {rep}\t{'length' if tokens == 128 else 'stop'}\t150\t{tokens}\t"
-                       f"{gen:.4f}\t{tokens / gen:.2f}\t{gen + 0.2:.4f}\tbench-{jid % 4}\tnull\t{sha}\tnull\t\t{sha}\t"
-                       f"f\t{{}}\t{rng.randrange(agents)}\t{issues[pos].task_type}\t{pos}\t0\t[]\tt\t"
-                       f"{'t' if ok else 'f'}\tscorer\t{'passed' if ok else 'failed'}\t{{}}\n")  # fmt: skip
+                yield (
+                    f"{jid}\t{jid}\t    return x  # {rep}\t{'length' if tokens == 128 else 'stop'}\t150\t{tokens}\t"
+                    f"{gen:.4f}\t{tokens / gen:.2f}\t{gen + 0.2:.4f}\tbench-{jid % 4}\tnull\t{sha}\tnull\t\t{sha}\t"
+                    f"f\t{{}}\t{rng.randrange(agents)}\t{issues[pos].task_type}\t{pos}\t0\t[]\tt\t"
+                    f"{'t' if ok else 'f'}\tscorer\t{'passed' if ok else 'failed'}\t{{}}\n"
+                )
 
         # One COPY fires one statement trigger with every row: count them once afterwards instead.
         conn.execute("ALTER TABLE jobs DISABLE TRIGGER USER")
         conn.execute("ALTER TABLE outcomes DISABLE TRIGGER USER")
-        _copy(conn, "jobs", "id, experiment_id, issue_id, condition, replicate, instance_id, position, seq, status, "
-              "attempts, model_key", job_lines())  # fmt: skip
-        _copy(conn, "outcomes", "id, job_id, completion, finish_reason, prompt_tokens, completion_tokens, "
-              "generation_seconds, tokens_per_second, job_seconds, worker, model_name, model_sha256, "
-              "llama_cpp_version, prompt, prompt_sha256, chat, sampling, agent_id, task_type, state_version, "
-              "staleness, example_ids, update_applied, success, success_rule, score_status, score_detail",
-              outcome_lines())  # fmt: skip
+        _copy(
+            conn,
+            "jobs",
+            "id, experiment_id, issue_id, condition, replicate, instance_id, position, seq, status, "
+            "attempts, model_key",
+            job_lines(),
+        )
+        _copy(
+            conn,
+            "outcomes",
+            "id, job_id, completion, finish_reason, prompt_tokens, completion_tokens, "
+            "generation_seconds, tokens_per_second, job_seconds, worker, model_name, model_sha256, "
+            "llama_cpp_version, prompt, prompt_sha256, chat, sampling, agent_id, task_type, state_version, "
+            "staleness, example_ids, update_applied, success, success_rule, score_status, score_detail",
+            outcome_lines(),
+        )
         conn.execute("ALTER TABLE jobs ENABLE TRIGGER USER")
         conn.execute("ALTER TABLE outcomes ENABLE TRIGGER USER")
         conn.commit()
@@ -125,8 +140,14 @@ def load(bench: BenchDB, outcomes: int) -> dict[str, Any]:
         rebuild_s = time.perf_counter() - started - copy_s
     with bench.connect(autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-    return {"outcomes": len(plan), "issues": len(issues), "replicates": cfg.replicates, "copy_seconds": copy_s,
-            "rebuild_aggregates_seconds": rebuild_s, "load_seconds": time.perf_counter() - started}  # fmt: skip
+    return {
+        "outcomes": len(plan),
+        "issues": len(issues),
+        "replicates": cfg.replicates,
+        "copy_seconds": copy_s,
+        "rebuild_aggregates_seconds": rebuild_s,
+        "load_seconds": time.perf_counter() - started,
+    }
 
 
 def _json(obj: Any) -> str:
@@ -160,14 +181,23 @@ def run(ctx: Context) -> FigureResult:
             def sql(q: str, arg: Any) -> Callable[[], Any]:
                 return lambda: conn.execute(q, (arg,)).fetchall()
 
-            minimal = sql("SELECT j.condition, count(*), count(*) FILTER (WHERE o.success) FROM jobs j JOIN outcomes o "
-                          "ON o.job_id = j.id WHERE j.experiment_id = %s GROUP BY j.condition", exp_id)  # fmt: skip
+            minimal = sql(
+                "SELECT j.condition, count(*), count(*) FILTER (WHERE o.success) FROM jobs j JOIN outcomes o "
+                "ON o.job_id = j.id WHERE j.experiment_id = %s GROUP BY j.condition",
+                exp_id,
+            )
             summary_view = sql("SELECT * FROM v_condition_summary WHERE experiment = %s", NAME)
-            agent_view = sql("SELECT condition, agent_id, sum(outcomes), sum(successes)::numeric / "
-                             "nullif(sum(outcomes), 0) FROM v_agent_summary WHERE experiment = %s "
-                             "GROUP BY condition, agent_id", NAME)  # fmt: skip
-            outcomes_view = sql("SELECT condition, agent_id, count(*), avg(success::int), avg(job_seconds) "
-                                "FROM v_outcomes WHERE experiment = %s GROUP BY condition, agent_id", NAME)  # fmt: skip
+            agent_view = sql(
+                "SELECT condition, agent_id, sum(outcomes), sum(successes)::numeric / "
+                "nullif(sum(outcomes), 0) FROM v_agent_summary WHERE experiment = %s "
+                "GROUP BY condition, agent_id",
+                NAME,
+            )
+            outcomes_view = sql(
+                "SELECT condition, agent_id, count(*), avg(success::int), avg(job_seconds) "
+                "FROM v_outcomes WHERE experiment = %s GROUP BY condition, agent_id",
+                NAME,
+            )
 
             def call(fn: Callable[[Any], Any]) -> Callable[[], Any]:
                 def go() -> Any:
@@ -199,8 +229,15 @@ def run(ctx: Context) -> FigureResult:
 
     def row(label: str, key: str, target: bool = True) -> Row:
         ms = [t * 1000 for t in times[key]]
-        return Row(label, "ms", [t * 1000 for t in times["minimal"]], ms, "≤ 200 ms" if target else None,
-                   check(ms, lambda x: x <= 200) if target else None, base)  # fmt: skip
+        return Row(
+            label,
+            "ms",
+            [t * 1000 for t in times["minimal"]],
+            ms,
+            "≤ 200 ms" if target else None,
+            check(ms, lambda x: x <= 200) if target else None,
+            base,
+        )
 
     fig.rows = [
         row(f"`results(session, name)` over {n:,} outcomes", "results"),
@@ -209,7 +246,11 @@ def run(ctx: Context) -> FigureResult:
         row("`v_agent_summary` GROUP BY condition, agent", "v_agent_summary"),
         row("v_outcomes GROUP BY condition, agent (a scan of the per-row view)", "v_outcomes", target=False),
         row("  of results(): group_rows (aggregates)", "group_rows", target=False),
-        row("  of results(): group_rows, recount=True (the GROUP BY it replaces)", "group_rows_recount", target=False),
+        row(
+            "  of results(): group_rows, recount=True (the GROUP BY it replaces)",
+            "group_rows_recount",
+            target=False,
+        ),
         row("  of results(): specialization_metrics (S, F, D)", "specialization_metrics", target=False),
         row("    of which D (divergence: final buffers + null reference)", "divergence", target=False),
     ]

@@ -47,14 +47,30 @@ def _loop(mode: str, url: str, proc: int, ops: int, barrier: Any, results: Any) 
             state = store.snapshot(key, AGENTS, job_id)
             assert state is not None
             agent = route("affinity", state.agents, task_type, seed=7, position=i, temperature=0.5).agent_id
-            store.apply(key, Update(job_id, agent, task_type, success, example if success else None), CAPACITY)
+            store.apply(
+                key, Update(job_id, agent, task_type, success, example if success else None), CAPACITY
+            )
         else:
             agent = i % AGENTS
             snap(keys=snap_keys, args=[job_id])
-            apply_keys = [key.key("meta"), key.key("hist"), key.key("applied"), key.key("inflight"),
-                          key.key(f"buf:{agent}")]  # fmt: skip
-            apply(keys=apply_keys, args=[job_id, agent, task_type, "1" if success else "0",
-                                         example.to_json() if success else "", CAPACITY])  # fmt: skip
+            apply_keys = [
+                key.key("meta"),
+                key.key("hist"),
+                key.key("applied"),
+                key.key("inflight"),
+                key.key(f"buf:{agent}"),
+            ]
+            apply(
+                keys=apply_keys,
+                args=[
+                    job_id,
+                    agent,
+                    task_type,
+                    "1" if success else "0",
+                    example.to_json() if success else "",
+                    CAPACITY,
+                ],
+            )
     results.put((start, time.time()))
 
 
@@ -84,10 +100,14 @@ def run(ctx: Context) -> FigureResult:
     try:
         for r in range(ctx.repeats):
             for procs in (1, 2):
-                for mode in ("raw", "swarmq") if r % 2 == 0 else ("swarmq", "raw"):  # alternate who goes first
+                for mode in (
+                    ("raw", "swarmq") if r % 2 == 0 else ("swarmq", "raw")
+                ):  # alternate who goes first
                     col.setdefault((mode, procs), []).append(measure(mode, url, procs, ctx.swarm_ops))
-            ctx.say(f"  swarm repeat {r + 1}/{ctx.repeats}: swarmq {col[('swarmq', 1)][-1]:.0f} ops/s (1 proc), "
-                    f"{col[('swarmq', 2)][-1]:.0f} ops/s (2 procs)")  # fmt: skip
+            ctx.say(
+                f"  swarm repeat {r + 1}/{ctx.repeats}: swarmq {col[('swarmq', 1)][-1]:.0f} ops/s (1 proc), "
+                f"{col[('swarmq', 2)][-1]:.0f} ops/s (2 procs)"
+            )
     finally:
         redis_lib.Redis.from_url(url).flushdb()
     base = "the same two Lua scripts, reply not parsed, no routing"
@@ -95,8 +115,19 @@ def run(ctx: Context) -> FigureResult:
     for procs in (1, 2):
         label = f"ops/s, {procs} process{'es' if procs > 1 else ''}"
         fig.rows.append(Row(label, "ops/s", col[("raw", procs)], col[("swarmq", procs)], baseline_label=base))
-    fig.rows.append(Row("ms/op, 1 process", "ms", [1000 / x for x in col[("raw", 1)]],
-                        [1000 / x for x in col[("swarmq", 1)]], baseline_label=base))  # fmt: skip
-    fig.details = {"ops_per_process": ctx.swarm_ops, "agents": AGENTS, "capacity": CAPACITY,
-                   "ops_per_s": {f"{m}/{p}": v for (m, p), v in col.items()}}  # fmt: skip
+    fig.rows.append(
+        Row(
+            "ms/op, 1 process",
+            "ms",
+            [1000 / x for x in col[("raw", 1)]],
+            [1000 / x for x in col[("swarmq", 1)]],
+            baseline_label=base,
+        )
+    )
+    fig.details = {
+        "ops_per_process": ctx.swarm_ops,
+        "agents": AGENTS,
+        "capacity": CAPACITY,
+        "ops_per_s": {f"{m}/{p}": v for (m, p), v in col.items()},
+    }
     return fig

@@ -59,13 +59,17 @@ def _parse(code: str) -> ast.Module | None:
 
 
 def _function(tree: ast.Module, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
-    found = [s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == name]
+    found = [
+        s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == name
+    ]
     return found[-1] if found else None
 
 
 def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     a = fn.args
-    return [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)] + [p.arg for p in (a.vararg, a.kwarg) if p]
+    return [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)] + [
+        p.arg for p in (a.vararg, a.kwarg) if p
+    ]
 
 
 def _prompt_params(prompt: str, entry_point: str) -> list[str] | None:

@@ -73,7 +73,9 @@ def extract_diff(text: str, *, opened: bool = False) -> str | None:
     head = _raw_diff(text[: fence.start()])
     if head is not None or opened:
         return head
-    blocks = [body for lang, body in _FENCE.findall(text) if lang in ("diff", "patch") or _looks_like_diff(body)]
+    blocks = [
+        body for lang, body in _FENCE.findall(text) if lang in ("diff", "patch") or _looks_like_diff(body)
+    ]
     found = [(d, validate_diff(d)) for d in map(_raw_diff, blocks) if d]
     if not found:
         return _raw_diff(text)

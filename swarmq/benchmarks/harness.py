@@ -22,14 +22,22 @@ def parse_report(data: Any, source: str = "report") -> dict[str, bool]:
     """Instance id → resolved (pure). Instances the harness could not evaluate count as not resolved."""
     if isinstance(data, dict) and ("resolved_ids" in data or "unresolved_ids" in data):
         verdicts = {
-            str(i): False for key in ("unresolved_ids", "error_ids", "empty_patch_ids") for i in data.get(key) or []
+            str(i): False
+            for key in ("unresolved_ids", "error_ids", "empty_patch_ids")
+            for i in data.get(key) or []
         }
         verdicts.update({str(i): True for i in data.get("resolved_ids") or []})
         return verdicts
-    if isinstance(data, dict) and data and all(isinstance(v, dict) and "resolved" in v for v in data.values()):
+    if (
+        isinstance(data, dict)
+        and data
+        and all(isinstance(v, dict) and "resolved" in v for v in data.values())
+    ):
         return {str(k): bool(v["resolved"]) for k, v in data.items()}
-    raise DatasetError(f"{source}: not a SWE-bench harness report (expected resolved_ids/unresolved_ids or "
-                       "{instance_id: {resolved: ...}})")  # fmt: skip
+    raise DatasetError(
+        f"{source}: not a SWE-bench harness report (expected resolved_ids/unresolved_ids or "
+        "{instance_id: {resolved: ...}})"
+    )
 
 
 def load_report(path: Path) -> dict[str, bool]:
@@ -47,15 +55,18 @@ def load_report(path: Path) -> dict[str, bool]:
     return parse_report(data, str(path))
 
 
-def import_verdicts(session: Session, experiment: str, condition: str, replicate: int,
-                    verdicts: dict[str, bool]) -> tuple[int, int]:  # fmt: skip
+def import_verdicts(
+    session: Session, experiment: str, condition: str, replicate: int, verdicts: dict[str, bool]
+) -> tuple[int, int]:
     """Set ``resolved`` on the stream's outcomes; returns (updated, resolved). All or nothing."""
     exp_id, config = experiment_row(session, experiment)
     if condition not in config["conditions"]:
         raise DatasetError(f"--condition: experiment {experiment!r} has no condition {condition!r}")
     ids = set(
         session.execute(
-            text("SELECT instance_id FROM jobs WHERE experiment_id = :e AND condition = :c AND replicate = :r"),
+            text(
+                "SELECT instance_id FROM jobs WHERE experiment_id = :e AND condition = :c AND replicate = :r"
+            ),
             {"e": exp_id, "c": condition, "r": replicate},
         ).scalars()
     )

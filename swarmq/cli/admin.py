@@ -21,7 +21,11 @@ score_app = typer.Typer(help="Score files of samples with swarmq's sandbox.", no
 def db_upgrade() -> None:
     """Apply migrations up to the newest schema."""
     before, after = api.db_upgrade()
-    out.print(f"database schema: {before or 'empty'} → {after}" if before != after else f"database schema at {after}")
+    out.print(
+        f"database schema: {before or 'empty'} → {after}"
+        if before != after
+        else f"database schema at {after}"
+    )
 
 
 @db_app.command("status")
@@ -41,7 +45,9 @@ def db_status(format: Annotated[Out, typer.Option("--format", help="table or jso
 
 @db_app.command("rebuild-aggregates")
 def db_rebuild_aggregates(
-    experiment: Annotated[str | None, typer.Argument(help="Only this experiment (default: every one).")] = None,
+    experiment: Annotated[
+        str | None, typer.Argument(help="Only this experiment (default: every one).")
+    ] = None,
 ) -> None:
     """Recount the results aggregates from the jobs and outcomes (they are kept at every write; this is the
     check and the repair, e.g. after rows were edited by hand with the triggers disabled)."""
@@ -95,7 +101,9 @@ def score_humaneval(
 
 
 def demo(
-    limit: Annotated[int | None, typer.Option(help="HumanEval problems to run (default: the demo file's).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="HumanEval problems to run (default: the demo file's).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Local CPU workers.")] = 2,
     config: Annotated[
         Path | None, typer.Option(help="Experiment file (default: the demo's, shipped in swarmq).")

@@ -19,11 +19,18 @@ WATCH_FORMAT = "table or json (with --watch: one JSON object per line, each time
 def enqueue(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     name: Annotated[str | None, typer.Option(help="Experiment name (overrides the file's).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Run only the first N issues (overrides dataset.limit).")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Then show live progress until it completes.")] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Run only the first N issues (overrides dataset.limit).")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then show live progress until it completes.")
+    ] = False,
     format: Annotated[Out, typer.Option("--format", help=WATCH_FORMAT)] = Out.table,
     model_on_workers: Annotated[
-        bool, typer.Option("--model-on-workers", help="The model file exists only where workers run: skip its check.")
+        bool,
+        typer.Option(
+            "--model-on-workers", help="The model file exists only where workers run: skip its check."
+        ),
     ] = False,
 ) -> None:
     """Create the experiment and publish one job per (condition, replicate, issue); re-run to resume."""
@@ -80,12 +87,16 @@ def status(
         render_progress(data, out)
 
 
-ALL_HELP = "Rates over every judged outcome, not only the (replicate, issue) pairs every condition has reached."
+ALL_HELP = (
+    "Rates over every judged outcome, not only the (replicate, issue) pairs every condition has reached."
+)
 
 
 def results(
     experiment: Annotated[str | None, typer.Argument(help="Experiment name (default: the newest).")] = None,
-    by: Annotated[str, typer.Option(help="condition | replicate | task_type | agent | repo | model")] = "condition",
+    by: Annotated[
+        str, typer.Option(help="condition | replicate | task_type | agent | repo | model")
+    ] = "condition",
     format: Annotated[Fmt, typer.Option("--format", help="table, csv or json")] = Fmt.table,
     all_outcomes: Annotated[bool, typer.Option("--all", help=ALL_HELP)] = False,
     divergence: Annotated[
@@ -110,7 +121,9 @@ def results(
 
 def export(
     experiment: str,
-    format: Annotated[str, typer.Option("--format", help="jsonl | csv | parquet | humaneval | swebench")] = "jsonl",
+    format: Annotated[
+        str, typer.Option("--format", help="jsonl | csv | parquet | humaneval | swebench")
+    ] = "jsonl",
     output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")] = Path("outcomes.jsonl"),
     condition: Annotated[str | None, typer.Option(help="Only this condition.")] = None,
     replicate: Annotated[int | None, typer.Option(help="Only this replicate.")] = None,
@@ -130,8 +143,15 @@ def import_eval(
     """Read a SWE-bench harness report and set `resolved` on the outcomes (reported beside the success rule)."""
     updated, resolved = api.import_eval(experiment, report, condition, replicate)
     if format is Out.json:
-        print_json({"experiment": experiment, "condition": condition, "replicate": replicate, "updated": updated,
-                    "resolved": resolved})  # fmt: skip
+        print_json(
+            {
+                "experiment": experiment,
+                "condition": condition,
+                "replicate": replicate,
+                "updated": updated,
+                "resolved": resolved,
+            }
+        )
         return
     out.print(f"{experiment}/{condition}/r{replicate}: {updated} outcomes updated, {resolved} resolved")
 
@@ -148,7 +168,9 @@ def plot(
 def replay(
     job_id: int,
     model: Annotated[Path | None, typer.Option(help="GGUF file (default: the experiment's).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replay even if the model's sha256 differs.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replay even if the model's sha256 differs.")
+    ] = False,
     format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
     """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is identical.
@@ -156,7 +178,9 @@ def replay(
     Exits 0 when it is, 7 when it differs (4: no such job or outcome, 5: model problem)."""
     report = api.replay(job_id, model, force)
     if format is Out.json:
-        print_json({**dataclasses.asdict(report), "identical": report.identical, "sha_matches": report.sha_matches})
+        print_json(
+            {**dataclasses.asdict(report), "identical": report.identical, "sha_matches": report.sha_matches}
+        )
     else:
         out.print(report.summary(), markup=False, highlight=False)
     raise typer.Exit(0 if report.identical else REPLAY_DIFFERS)

@@ -91,10 +91,14 @@ def delete(
     Removes its issues, jobs and outcomes from Postgres, its swarm state from Redis and its messages from the
     broker. Refused while jobs run, unless --force."""
     if not yes:
-        raise ConfigError(f"delete: this removes {experiment!r} and all its outcomes for good; pass --yes to confirm")
+        raise ConfigError(
+            f"delete: this removes {experiment!r} and all its outcomes for good; pass --yes to confirm"
+        )
     c = api.delete(experiment, force=force)
     orphaned = f"; {c.running} running job(s) will find it gone" if c.running else ""
-    _report(c, format, f"deleted ({c.jobs} job(s) and their outcomes, swarm state, queued messages){orphaned}")
+    _report(
+        c, format, f"deleted ({c.jobs} job(s) and their outcomes, swarm state, queued messages){orphaned}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -55,7 +55,9 @@ def worker(
     if (gpu is None) == (not cpu):
         raise ConfigError("choose exactly one of --gpu N or --cpu")
     rc = api.run_worker(
-        WorkerOptions(gpu=gpu, model=model, burst=burst, name=name, generator=generator, slots=slots, quiet=quiet)
+        WorkerOptions(
+            gpu=gpu, model=model, burst=burst, name=name, generator=generator, slots=slots, quiet=quiet
+        )
     )
     if rc == SWITCH_MODEL:  # its model drained and another has jobs: start afresh, which loads that one
         note("swarmq worker: its model's jobs are done; restarting on the next model with jobs")

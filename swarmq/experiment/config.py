@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from swarmq.benchmarks.registry import BENCHMARKS
 from swarmq.swarm.routing import HISTORY_ROUTERS, ROUTERS, Router
@@ -48,8 +56,12 @@ def at_most(limit: int, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-OPERATIONAL: tuple[tuple[str, ...], ...] = (("max_jobs",), ("max_spread",), ("jobs_per_message",),
-                                            ("generation", "timeout_seconds"))  # fmt: skip
+OPERATIONAL: tuple[tuple[str, ...], ...] = (
+    ("max_jobs",),
+    ("max_spread",),
+    ("jobs_per_message",),
+    ("generation", "timeout_seconds"),
+)
 """Guards on how an experiment runs, not what it computes: left out of its identity (`config_hash`)."""
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("dataset", "task_types"): "category",
@@ -138,7 +150,9 @@ class DatasetConfig(_Strict):
         if self.revision is not None and not self.source.startswith("hub:"):
             raise ValueError(f"revision applies to hub: sources only (source is {self.source!r})")
         if self.benchmark != "swebench" and (self.task_types != "category" or self.categories_file):
-            raise ValueError("task_types and categories_file apply to swebench only (HumanEval ships its task types)")
+            raise ValueError(
+                "task_types and categories_file apply to swebench only (HumanEval ships its task types)"
+            )
         return self
 
     @field_validator("category_map")
@@ -157,18 +171,22 @@ class ModelConfig(_Strict):
     name: str | None = None
     """Label recorded with each outcome; defaults to the file name."""
 
-    n_ctx: Annotated[int, at_most(1 << 20, "llama.cpp allocates the KV cache for the whole context up front")] = Field(
-        default=4096, ge=256
-    )
+    n_ctx: Annotated[
+        int, at_most(1 << 20, "llama.cpp allocates the KV cache for the whole context up front")
+    ] = Field(default=4096, ge=256)
     """Context window per job (prompt and generation). Also checked against the model's trained context when a
     worker loads it."""
     n_gpu_layers: int = -1
     """Layers to offload on GPU workers (-1: all). CPU workers always use 0."""
 
-    threads: Annotated[int | None, at_most(1024, "more threads than any machine has cores")] = Field(default=None, ge=1)
+    threads: Annotated[int | None, at_most(1024, "more threads than any machine has cores")] = Field(
+        default=None, ge=1
+    )
     """CPU threads for llama.cpp; default: llama.cpp's own choice."""
 
-    n_batch: Annotated[int, at_most(1 << 16, "llama.cpp's batch buffers grow with it")] = Field(default=512, ge=1)
+    n_batch: Annotated[int, at_most(1 << 16, "llama.cpp's batch buffers grow with it")] = Field(
+        default=512, ge=1
+    )
 
     @property
     def label(self) -> str:
@@ -176,7 +194,9 @@ class ModelConfig(_Strict):
 
 
 class GenerationConfig(_Strict):
-    max_tokens: Annotated[int, at_most(1 << 20, "more than any context window holds")] = Field(default=512, ge=1)
+    max_tokens: Annotated[int, at_most(1 << 20, "more than any context window holds")] = Field(
+        default=512, ge=1
+    )
     """New tokens per job; must leave room for the prompt in `model.n_ctx`."""
     temperature: float = Field(default=0.2, ge=0.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
@@ -207,8 +227,8 @@ class GenerationOverride(_Strict):
 
 
 class ConditionConfig(_Strict):
-    agents: Annotated[int, at_most(256, "every job reads every agent's history and buffer from Redis")] = Field(
-        default=1, ge=1
+    agents: Annotated[int, at_most(256, "every job reads every agent's history and buffer from Redis")] = (
+        Field(default=1, ge=1)
     )
     """Number of agents (context buffers on the shared model)."""
 
@@ -222,10 +242,14 @@ class ConditionConfig(_Strict):
     accumulate: bool = False
     """Append successful (problem, solution) pairs to the chosen agent's buffer."""
 
-    max_examples: Annotated[int, at_most(100, "a buffer is read on every job of its stream")] = Field(default=5, ge=0)
+    max_examples: Annotated[int, at_most(100, "a buffer is read on every job of its stream")] = Field(
+        default=5, ge=0
+    )
     """Buffer capacity per agent (FIFO: the oldest example is dropped)."""
 
-    max_show: Annotated[int, at_most(100, "every example shown lengthens every prompt")] = Field(default=5, ge=0)
+    max_show: Annotated[int, at_most(100, "every example shown lengthens every prompt")] = Field(
+        default=5, ge=0
+    )
     """At most this many examples go into a prompt."""
 
     type_filtered: bool = False
@@ -322,8 +346,10 @@ def _expand_models(data: Any) -> Any:
         expanded: dict[str, Any] = {}
         for name, cond in conditions.items():
             if isinstance(cond, dict) and "model" in cond:
-                raise ValueError(f"condition {name!r} sets model: with models: at the top level, every condition "
-                                 "runs on each of them")  # fmt: skip
+                raise ValueError(
+                    f"condition {name!r} sets model: with models: at the top level, every condition "
+                    "runs on each of them"
+                )
             for model, slug in zip(models, slugs, strict=True):
                 expanded[f"{name}@{slug}"] = {**(cond or {}), "model": model}
         data["conditions"] = expanded
@@ -339,23 +365,25 @@ class ExperimentConfig(_Strict):
     dataset: DatasetConfig
     model: ModelConfig
     generation: GenerationConfig = GenerationConfig()
-    conditions: Annotated[dict[str, ConditionConfig], at_len(64, "each condition is compared with every other")] = (
-        Field(min_length=1)
-    )
-    replicates: Annotated[int, at_most(1000, "each replicate is an independent swarm with its own streams")] = Field(
-        default=1, ge=1
-    )
+    conditions: Annotated[
+        dict[str, ConditionConfig], at_len(64, "each condition is compared with every other")
+    ] = Field(min_length=1)
+    replicates: Annotated[
+        int, at_most(1000, "each replicate is an independent swarm with its own streams")
+    ] = Field(default=1, ge=1)
     success: SuccessConfig = SuccessConfig()
     max_jobs: int = Field(default=MAX_JOBS, ge=1)
     """Refuse to create more jobs than this (issues × conditions × replicates): a guard against an extra zero,
     which a file that means it raises."""
-    max_spread: Annotated[int, at_most(100_000, "past the number of issues it bounds nothing")] = Field(default=4, ge=1)
+    max_spread: Annotated[int, at_most(100_000, "past the number of issues it bounds nothing")] = Field(
+        default=4, ge=1
+    )
     """Positions any job may run ahead of the slowest unfinished stream (`queue.jobs.release`): a run stopped
     at any moment has every stream, relaxed ones included, within this many issues of every other, so the
     conditions are compared on nearly the same issues. Raise it when job times vary a lot and workers idle."""
-    jobs_per_message: Annotated[int, at_most(1000, "a message's jobs are held by one worker until all have run")] = (
-        Field(default=1, ge=1)
-    )
+    jobs_per_message: Annotated[
+        int, at_most(1000, "a message's jobs are held by one worker until all have run")
+    ] = Field(default=1, ge=1)
     """Jobs one broker message carries (`queue.broker.publish`): a worker claims them in one statement, runs them
     in turn and writes their outcomes in one statement. Delivery, ack, claim, outcome INSERT and release are paid
     once per message, so jobs of a few milliseconds (a tiny model, replayed scoring) run about three times
@@ -373,8 +401,10 @@ class ExperimentConfig(_Strict):
     def _room_for_the_prompt(cls, v: GenerationConfig, info: ValidationInfo) -> GenerationConfig:
         model = info.data.get("model")
         if model is not None and v.max_tokens >= model.n_ctx and not _stored(info):
-            raise ValueError(f"max_tokens ({v.max_tokens}) must be below model.n_ctx ({model.n_ctx}): the prompt "
-                             "needs room in the context too")  # fmt: skip
+            raise ValueError(
+                f"max_tokens ({v.max_tokens}) must be below model.n_ctx ({model.n_ctx}): the prompt "
+                "needs room in the context too"
+            )
         return v
 
     @model_validator(mode="after")
@@ -383,8 +413,10 @@ class ExperimentConfig(_Strict):
         for name, cond in self.conditions.items():
             gen, model = self.generation_for(name), self.model_for(name)
             if (cond.model or cond.generation) and gen.max_tokens >= model.n_ctx and not _stored(info):
-                raise ValueError(f"condition {name!r}: max_tokens ({gen.max_tokens}) must be below its model's "
-                                 f"n_ctx ({model.n_ctx}): the prompt needs room in the context too")  # fmt: skip
+                raise ValueError(
+                    f"condition {name!r}: max_tokens ({gen.max_tokens}) must be below its model's "
+                    f"n_ctx ({model.n_ctx}): the prompt needs room in the context too"
+                )
         return self
 
     @field_validator("success")
@@ -401,7 +433,9 @@ class ExperimentConfig(_Strict):
     def _condition_names(self) -> ExperimentConfig:
         for name in self.conditions:
             if not name or not all(c.isalnum() or c in "_-.@" for c in name):
-                raise ValueError(f"condition name {name!r} may hold only letters, digits, '_', '-', '.' and '@'")
+                raise ValueError(
+                    f"condition name {name!r} may hold only letters, digits, '_', '-', '.' and '@'"
+                )
         return self
 
     @classmethod
@@ -412,7 +446,9 @@ class ExperimentConfig(_Strict):
     def effective_rule(self) -> str:
         """The success rule that decides, with ``scorer`` spelled out as the benchmark's own first rule."""
         own = BENCHMARKS[self.dataset.benchmark].rules
-        rule = "scorer" if self.success.rule == "resolved" else self.success.rule  # stored before it was refused
+        rule = (
+            "scorer" if self.success.rule == "resolved" else self.success.rule
+        )  # stored before it was refused
         return own[0] if rule == "scorer" and own else rule
 
     def model_for(self, condition: str) -> ModelConfig:

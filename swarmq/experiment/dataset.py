@@ -41,8 +41,12 @@ class DatasetRecord:
     issues: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "revision": self.revision, "fingerprint": self.fingerprint,
-                "issues": self.issues}  # fmt: skip
+        return {
+            "source": self.source,
+            "revision": self.revision,
+            "fingerprint": self.fingerprint,
+            "issues": self.issues,
+        }
 
 
 def fingerprint(issues: Sequence[Issue]) -> str:
@@ -55,8 +59,9 @@ def fingerprint(issues: Sequence[Issue]) -> str:
     return h.hexdigest()
 
 
-def load_dataset(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None
-                 ) -> tuple[list[Issue], DatasetRecord]:  # fmt: skip
+def load_dataset(
+    cfg: DatasetConfig, seed: int, progress: Callable[[str], None] | None = None
+) -> tuple[list[Issue], DatasetRecord]:
     """The issues an experiment runs, in run order (``seed`` drives ``shuffle``), and the record of them."""
     say = progress or (lambda _msg: None)
     bench = get_benchmark(cfg.benchmark)
@@ -66,7 +71,10 @@ def load_dataset(cfg: DatasetConfig, seed: int, progress: Callable[[str], None] 
     types = TaskTypes(dict(cfg.category_map), cfg.task_types, read_categories(cfg.categories_file))
     issues = rows_to_issues(rows, bench, types, label)
     selected = select_issues(issues, cfg, seed, label)
-    say(f"{len(selected)} of {len(issues)} issues selected from {label}" + (f" at {revision}" if revision else ""))
+    say(
+        f"{len(selected)} of {len(issues)} issues selected from {label}"
+        + (f" at {revision}" if revision else "")
+    )
     return selected, DatasetRecord(cfg.source, revision, fingerprint(selected), len(selected))
 
 
@@ -104,8 +112,10 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | No
         raise DatasetError(f"dataset file not found: {path}")
     if path.is_dir():  # a folder written by Dataset.save_to_disk / DatasetDict.save_to_disk
         if not any((path / marker).is_file() for marker in SAVED_MARKERS):
-            raise DatasetError(f"{cfg.source}: a folder without a saved dataset (expected what Dataset.save_to_disk "
-                               "writes, or a .json, .jsonl or .parquet file)")  # fmt: skip
+            raise DatasetError(
+                f"{cfg.source}: a folder without a saved dataset (expected what Dataset.save_to_disk "
+                "writes, or a .json, .jsonl or .parquet file)"
+            )
         ds = _with_datasets(lambda d: d.load_from_disk(str(path)), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source), None
     suffix = path.suffix.lower()
@@ -117,9 +127,13 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | No
     if suffix == ".parquet":
         if path.stat().st_size == 0:
             raise DatasetError(f"{cfg.source}: the file is empty")
-        ds = _with_datasets(lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source)
+        ds = _with_datasets(
+            lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source
+        )
         return _rows_from_dataset(ds, cfg.split, cfg.source), revision
-    raise DatasetError(f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)")
+    raise DatasetError(
+        f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)"
+    )
 
 
 def hub_commit(name: str, revision: str | None, label: str) -> str:
@@ -133,10 +147,14 @@ def hub_commit(name: str, revision: str | None, label: str) -> str:
         sha = HfApi().dataset_info(name, revision=revision).sha
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DatasetError(f"{label}: cannot resolve revision {revision or '(default branch)'}: {first} "
-                           "(offline? pin dataset.revision to a commit sha already in the local cache)") from exc  # fmt: skip
+        raise DatasetError(
+            f"{label}: cannot resolve revision {revision or '(default branch)'}: {first} "
+            "(offline? pin dataset.revision to a commit sha already in the local cache)"
+        ) from exc
     if not sha:
-        raise DatasetError(f"{label}: the hub returned no commit for revision {revision or '(default branch)'}")
+        raise DatasetError(
+            f"{label}: the hub returned no commit for revision {revision or '(default branch)'}"
+        )
     return str(sha)
 
 
@@ -198,7 +216,9 @@ def rows_to_issues(rows: Sequence[Any], bench: Benchmark, types: TaskTypes, labe
             raise DatasetError(f"{where}: {exc}") from None
         if issue.instance_id in seen:
             first = seen[issue.instance_id]
-            raise DatasetError(f"{label}: duplicate instance id {issue.instance_id!r} (rows {first} and {index})")
+            raise DatasetError(
+                f"{label}: duplicate instance id {issue.instance_id!r} (rows {first} and {index})"
+            )
         seen[issue.instance_id] = index
         issues.append(issue)
     return issues
@@ -223,7 +243,9 @@ def _check_row(row: Any, required: Sequence[str], where: str) -> None:
             raise DatasetError(f"{where}: field {name!r} is empty")
 
 
-def select_issues(issues: Sequence[Issue], cfg: DatasetConfig, seed: int, label: str = "dataset") -> list[Issue]:
+def select_issues(
+    issues: Sequence[Issue], cfg: DatasetConfig, seed: int, label: str = "dataset"
+) -> list[Issue]:
     """Apply instance_ids, repos, categories, shuffle and limit, in that order."""
     selected = list(issues)
     if cfg.instance_ids:
@@ -246,7 +268,9 @@ def select_issues(issues: Sequence[Issue], cfg: DatasetConfig, seed: int, label:
     if cfg.limit is not None:
         selected = selected[: cfg.limit]
     if not selected:
-        raise DatasetError(f"dataset is empty after filters ({_describe_filters(cfg)}; {len(issues)} in {label})")
+        raise DatasetError(
+            f"dataset is empty after filters ({_describe_filters(cfg)}; {len(issues)} in {label})"
+        )
     return selected
 
 

@@ -62,7 +62,9 @@ def _format_error(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def parse_config(text: str, source: str = "<config>", overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+def parse_config(
+    text: str, source: str = "<config>", overrides: dict[str, Any] | None = None
+) -> ExperimentConfig:
     """Parse and validate YAML text; raise ConfigError naming ``source:line: field: problem``."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -94,6 +96,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
         raise ConfigError(f"{p}: experiment file not found")
     try:
         text = read_text(p, str(p))
-    except DatasetError as exc:  # a folder, another encoding, an empty file: the same one line, as a config error
+    except (
+        DatasetError
+    ) as exc:  # a folder, another encoding, an empty file: the same one line, as a config error
         raise ConfigError(str(exc)) from None
     return parse_config(text, str(p), overrides)

@@ -96,8 +96,17 @@ class BatchedGenerator:
     """One GGUF, one context of ``slots`` sequences, one engine thread; `generate` may be called from many
     threads at once (the worker's Celery threads, one per slot)."""
 
-    def __init__(self, path: Path, *, slots: int, name: str | None = None, n_ctx: int = 4096,
-                 n_gpu_layers: int = 0, threads: int | None = None, n_batch: int = 512) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        *,
+        slots: int,
+        name: str | None = None,
+        n_ctx: int = 4096,
+        n_gpu_layers: int = 0,
+        threads: int | None = None,
+        n_batch: int = 512,
+    ) -> None:
         if slots < 1:
             raise ModelError(f"slots must be at least 1, not {slots}")
         check_model_file(path)
@@ -108,20 +117,29 @@ class BatchedGenerator:
         self._lc = llama_cpp
         start = time.perf_counter()
         try:
-            self._llm = llama_cpp.Llama(model_path=str(path), n_ctx=min(TOKENIZER_CTX, n_ctx), n_batch=min(TOKENIZER_CTX, n_ctx),
-                                        n_gpu_layers=n_gpu_layers, n_threads=threads,
-                                        verbose=bool(os.environ.get("SWARMQ_LLAMA_VERBOSE")))  # fmt: skip
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=min(TOKENIZER_CTX, n_ctx),
+                n_batch=min(TOKENIZER_CTX, n_ctx),
+                n_gpu_layers=n_gpu_layers,
+                n_threads=threads,
+                verbose=bool(os.environ.get("SWARMQ_LLAMA_VERBOSE")),
+            )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {path}: {exc}") from None
         params = llama_cpp.llama_context_params()
         ctypes.pointer(params)[0] = self._llm.context_params  # the one-at-a-time path's settings, then ours
-        params.n_ctx = n_ctx * slots  # not unified: llama.cpp gives each of the n_seq_max sequences n_ctx / n_seq_max
+        params.n_ctx = (
+            n_ctx * slots
+        )  # not unified: llama.cpp gives each of the n_seq_max sequences n_ctx / n_seq_max
         params.n_batch = min(n_batch, n_ctx)
         params.n_ubatch = min(params.n_batch, LLAMA_DEFAULT_UBATCH)
         params.n_seq_max = slots
         self._ctx = llama_cpp.llama_init_from_model(self._llm._model.model, params)
         if not self._ctx:
-            raise ModelError(f"llama.cpp could not create a context of {slots} x {n_ctx} tokens for {path.name}")
+            raise ModelError(
+                f"llama.cpp could not create a context of {slots} x {n_ctx} tokens for {path.name}"
+            )
         load_seconds = time.perf_counter() - start
         self._n_ctx = min(n_ctx, int(llama_cpp.llama_n_ctx_seq(self._ctx)))
         self._n_batch = int(llama_cpp.llama_n_batch(self._ctx))
@@ -132,10 +150,17 @@ class BatchedGenerator:
         meta = dict(self._llm.metadata)
         eog = eog_token_ids(meta, self._llm.token_eos())
         texts = tuple(t for t in (self._detok(i) for i in eog) if t)
-        self.info = ModelInfo(name=name or path.name, sha256=sha, load_seconds=load_seconds,
-                              llama_cpp_version=llama_cpp.__version__, n_ctx=n_ctx,
-                              chat_template="tokenizer.chat_template" in meta, eog_token_ids=eog, eog_texts=texts,
-                              slots=slots)  # fmt: skip
+        self.info = ModelInfo(
+            name=name or path.name,
+            sha256=sha,
+            load_seconds=load_seconds,
+            llama_cpp_version=llama_cpp.__version__,
+            n_ctx=n_ctx,
+            chat_template="tokenizer.chat_template" in meta,
+            eog_token_ids=eog,
+            eog_texts=texts,
+            slots=slots,
+        )
         self.slots = slots
         self._cond = threading.Condition()
         self._pending: list[_Seq] = []
@@ -160,10 +185,18 @@ class BatchedGenerator:
         if len(tokens) >= self._n_ctx:  # llama-cpp-python's own message, as on the one-at-a-time path
             raise GenerationError(f"Requested tokens ({len(tokens)}) exceed context window of {self._n_ctx}")
         budget = request.deadline_seconds
-        seq = _Seq(prompt=tokens, text=TextState(tuple(s.encode() for s in stops),
-                                                 effective_max_tokens(request.max_tokens, len(tokens), self._n_ctx)),
-                   temperature=request.temperature, top_p=request.top_p, seed=request.seed,
-                   deadline=None if budget is None else submitted + budget, budget=budget)  # fmt: skip
+        seq = _Seq(
+            prompt=tokens,
+            text=TextState(
+                tuple(s.encode() for s in stops),
+                effective_max_tokens(request.max_tokens, len(tokens), self._n_ctx),
+            ),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            deadline=None if budget is None else submitted + budget,
+            budget=budget,
+        )
         with self._cond:
             if self._closed:
                 raise GenerationError("the batching engine is closed")
@@ -193,15 +226,28 @@ class BatchedGenerator:
                 bos = []
             sep = model.token_sep()
             eos = [sep if sep != -1 else llm.token_eos()] if model.add_eos_token() or sep != -1 else []
-            body = llm.tokenize(request.prompt.encode("utf-8"), add_bos=False, special=True) if request.prompt else []
+            body = (
+                llm.tokenize(request.prompt.encode("utf-8"), add_bos=False, special=True)
+                if request.prompt
+                else []
+            )
             return bos + body + eos, list(request.stop)
         fmt = llm.chat_format or ""
-        handler: Any = (llm.chat_handler or llm._chat_handlers.get(fmt)
-                        or self._lc.llama_chat_format.get_chat_completion_handler(fmt))  # fmt: skip
+        handler: Any = (
+            llm.chat_handler
+            or llm._chat_handlers.get(fmt)
+            or self._lc.llama_chat_format.get_chat_completion_handler(fmt)
+        )
         try:
-            handler(llama=_RenderOnly(llm), messages=[dict(m) for m in request.messages], stop=list(request.stop),
-                    max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-                    seed=request.seed)  # fmt: skip
+            handler(
+                llama=_RenderOnly(llm),
+                messages=[dict(m) for m in request.messages],
+                stop=list(request.stop),
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                seed=request.seed,
+            )
         except _Captured as got:
             prompt, stop = got.kwargs["prompt"], got.kwargs.get("stop") or []
             return list(prompt), [stop] if isinstance(stop, str) else list(stop)
@@ -254,9 +300,14 @@ class BatchedGenerator:
         elif seq.temperature == 0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
         else:
-            for s in (lc.llama_sampler_init_top_k(40), lc.llama_sampler_init_typical(1.0, 1),
-                      lc.llama_sampler_init_top_p(seq.top_p, 1), lc.llama_sampler_init_min_p(0.05, 1),
-                      lc.llama_sampler_init_temp(seq.temperature), lc.llama_sampler_init_dist(seq.seed)):  # fmt: skip
+            for s in (
+                lc.llama_sampler_init_top_k(40),
+                lc.llama_sampler_init_typical(1.0, 1),
+                lc.llama_sampler_init_top_p(seq.top_p, 1),
+                lc.llama_sampler_init_min_p(0.05, 1),
+                lc.llama_sampler_init_temp(seq.temperature),
+                lc.llama_sampler_init_dist(seq.seed),
+            ):
                 lc.llama_sampler_chain_add(chain, s)
         return chain
 
@@ -366,10 +417,15 @@ class BatchedGenerator:
         if error is not None:
             seq.error = error
         else:
-            seq.result = Generation(text=seq.text.decoded(), finish_reason=seq.text.finish_reason or "stop",
-                                    prompt_tokens=len(seq.prompt), completion_tokens=len(seq.text.tokens),
-                                    prompt_seconds=seq.prompt_seconds, generation_seconds=seq.generation_seconds,
-                                    mean_batch_size=seq.batch_sum / seq.steps if seq.steps else 1.0)  # fmt: skip
+            seq.result = Generation(
+                text=seq.text.decoded(),
+                finish_reason=seq.text.finish_reason or "stop",
+                prompt_tokens=len(seq.prompt),
+                completion_tokens=len(seq.text.tokens),
+                prompt_seconds=seq.prompt_seconds,
+                generation_seconds=seq.generation_seconds,
+                mean_batch_size=seq.batch_sum / seq.steps if seq.steps else 1.0,
+            )
         seq.done.set()
 
     def _fail_all(self, error: GenerationError) -> None:

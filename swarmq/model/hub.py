@@ -36,5 +36,7 @@ def resolve(ref: str) -> Path:
         return Path(hf_hub_download(repo, filename, revision=revision))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"model {ref}: {filename} is not in the local Hugging Face cache and could not be "
-                         f"downloaded: {first}") from None  # fmt: skip
+        raise ModelError(
+            f"model {ref}: {filename} is not in the local Hugging Face cache and could not be "
+            f"downloaded: {first}"
+        ) from None

@@ -43,8 +43,10 @@ def check_trained_context(path: Path, n_ctx: int) -> None:
     """Refused before llama.cpp allocates a KV cache larger than the model was trained for."""
     trained = trained_context(path)
     if trained and n_ctx > trained:
-        raise ModelError(f"model.n_ctx {n_ctx} is above the {trained} tokens {path.name} was trained on; "
-                         "lower n_ctx in the experiment file")  # fmt: skip
+        raise ModelError(
+            f"model.n_ctx {n_ctx} is above the {trained} tokens {path.name} was trained on; "
+            "lower n_ctx in the experiment file"
+        )
 
 
 class LlamaGenerator:
@@ -124,8 +126,13 @@ class LlamaGenerator:
                 logits[eos] = 0.0
             return logits
 
-        sampling: dict[str, Any] = {"max_tokens": request.max_tokens, "temperature": request.temperature,
-                                    "top_p": request.top_p, "seed": request.seed, "stop": list(request.stop)}  # fmt: skip
+        sampling: dict[str, Any] = {
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "seed": request.seed,
+            "stop": list(request.stop),
+        }
         try:
             if request.messages is not None:
                 # The chat path takes no stopping criteria: a logits processor also runs once per token.
@@ -178,4 +185,6 @@ def resolve_model_path(path: str, settings: Settings) -> Path:
 
 def missing_models(paths: list[str], settings: Settings) -> list[str]:
     """Local model paths that resolve to no file here (hub references are resolved where workers run)."""
-    return [p for p in paths if not p.startswith(hub.PREFIX) and not resolve_model_path(p, settings).is_file()]
+    return [
+        p for p in paths if not p.startswith(hub.PREFIX) and not resolve_model_path(p, settings).is_file()
+    ]

@@ -16,7 +16,9 @@ MAX_SLOTS = 32
 full KV cache of ``n_ctx``."""
 
 
-def plan_batch(decoding: Sequence[int], prefilling: Sequence[tuple[int, int]], n_batch: int) -> list[tuple[int, int]]:
+def plan_batch(
+    decoding: Sequence[int], prefilling: Sequence[tuple[int, int]], n_batch: int
+) -> list[tuple[int, int]]:
     """(slot, tokens) to put into the next batch: one token for every decoding sequence first (they never wait
     for a prompt), then prompt chunks, oldest request first, up to ``n_batch`` tokens in all.
 
@@ -108,8 +110,9 @@ def kv_bytes_per_token(meta: dict[str, object]) -> int | None:
     return layers * kv_heads * (k_len + v_len) * 2
 
 
-def default_slots(free_bytes: int, model_bytes: int, n_ctx: int, kv_per_token: int | None,
-                  reserve_bytes: int = 1 << 30) -> int:  # fmt: skip
+def default_slots(
+    free_bytes: int, model_bytes: int, n_ctx: int, kv_per_token: int | None, reserve_bytes: int = 1 << 30
+) -> int:
     """Slots that fit a GPU: what is left after the weights and a reserve (compute buffers, CUDA context),
     divided by one sequence's KV cache (``n_ctx`` tokens), between 1 and `MAX_SLOTS`."""
     if kv_per_token is None or kv_per_token <= 0 or n_ctx <= 0:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-EOG_METADATA_KEYS = ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id")
+EOG_METADATA_KEYS = (
+    "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.eot_token_id",
+    "tokenizer.ggml.eom_token_id",
+)
 
 
 def eog_token_ids(metadata: Mapping[str, str], eos_fallback: int | None = None) -> tuple[int, ...]:
@@ -13,7 +17,12 @@ def eog_token_ids(metadata: Mapping[str, str], eos_fallback: int | None = None) 
     ids: list[int] = []
     for key in EOG_METADATA_KEYS:
         value = metadata.get(key)
-        if value is not None and str(value).lstrip("-").isdigit() and int(value) >= 0 and int(value) not in ids:
+        if (
+            value is not None
+            and str(value).lstrip("-").isdigit()
+            and int(value) >= 0
+            and int(value) not in ids
+        ):
             ids.append(int(value))
     if not ids and eos_fallback is not None and eos_fallback >= 0:
         ids.append(eos_fallback)

@@ -26,7 +26,9 @@ def kombu_url(redis_url: str) -> str:
     if not redis_url.startswith("unix://"):
         return redis_url
     path, _, query = redis_url[len("unix://") :].partition("?")
-    params = [p.replace("db=", "virtual_host=", 1) if p.startswith("db=") else p for p in query.split("&") if p]
+    params = [
+        p.replace("db=", "virtual_host=", 1) if p.startswith("db=") else p for p in query.split("&") if p
+    ]
     return "redis+socket://" + path + ("?" + "&".join(params) if params else "")
 
 
@@ -72,8 +74,14 @@ def publish(app: Celery, jobs: Iterable[tuple[int, str]], *, per_message: int = 
                 # first message of each queue declares it, the rest skip what was about a fifth of a send's cost.
                 declare: list[Any] | None = [] if queue in declared else None
                 declared.add(queue)
-                app.send_task(keys.TASK_NAME, args=message_args(ids), queue=queue, producer=producer,
-                              task_id=keys.task_id(ids[0]), declare=declare)  # fmt: skip
+                app.send_task(
+                    keys.TASK_NAME,
+                    args=message_args(ids),
+                    queue=queue,
+                    producer=producer,
+                    task_id=keys.task_id(ids[0]),
+                    declare=declare,
+                )
                 n += len(ids)
     return n
 
@@ -106,7 +114,9 @@ _app: Celery | None = None
 
 def model_queues(redis: Any) -> list[str]:
     """The model queues that hold messages now (kombu keeps each queue as a Redis list under its name)."""
-    found = {k.decode() if isinstance(k, bytes) else str(k) for k in redis.scan_iter(match=f"{keys.QUEUE_PREFIX}*")}
+    found = {
+        k.decode() if isinstance(k, bytes) else str(k) for k in redis.scan_iter(match=f"{keys.QUEUE_PREFIX}*")
+    }
     return sorted(q for q in found if redis.type(q) in (b"list", "list"))
 
 

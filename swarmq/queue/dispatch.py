@@ -16,12 +16,25 @@ from swarmq.queue import broker, jobs
 from swarmq.store.outcomes import AppliedMark
 
 
-def release_next(sessions: Callable[[], AbstractContextManager[jobs.Executor]], app: Celery, experiment_id: int, config: ExperimentConfig, *,
-                 relaxed: bool = False, applied: Sequence[AppliedMark] = ()) -> int:  # fmt: skip
+def release_next(
+    sessions: Callable[[], AbstractContextManager[jobs.Executor]],
+    app: Celery,
+    experiment_id: int,
+    config: ExperimentConfig,
+    *,
+    relaxed: bool = False,
+    applied: Sequence[AppliedMark] = (),
+) -> int:
     """Queue the experiment's next pending jobs (in-flight limits, position window), then publish each to its
     model's queue; returns how many were published. ``sessions``: a sessionmaker, or a worker's autocommit
     connections (`store.db.autocommit_connections`). ``relaxed`` and ``applied``: see `jobs.release`."""
     with sessions() as session:
-        released = jobs.release(session, experiment_id, config.in_flight_limits(), config.max_spread,
-                                relaxed=relaxed, applied=applied)  # fmt: skip
+        released = jobs.release(
+            session,
+            experiment_id,
+            config.in_flight_limits(),
+            config.max_spread,
+            relaxed=relaxed,
+            applied=applied,
+        )
     return broker.publish(app, released, per_message=config.jobs_per_message) if released else 0

@@ -119,8 +119,16 @@ def _claim_statement() -> ClauseElement:
         .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
         .cte("claimed")
     )
-    return select(claimed, unapplied_in_stream(claimed.c).label("unapplied"), i.instance_id, i.problem,
-                  i.task_type, i.category, i.repo, i.data).join(ISSUES, i.id == claimed.c.issue_id)  # fmt: skip
+    return select(
+        claimed,
+        unapplied_in_stream(claimed.c).label("unapplied"),
+        i.instance_id,
+        i.problem,
+        i.task_type,
+        i.category,
+        i.repo,
+        i.data,
+    ).join(ISSUES, i.id == claimed.c.issue_id)
 
 
 def _ids(name: str) -> ColumnElement[Any]:
@@ -128,8 +136,9 @@ def _ids(name: str) -> ColumnElement[Any]:
     return bindparam(name, type_=ARRAY(BigInteger, dimensions=1))
 
 
-def claim_many(session: Executor, job_ids: Sequence[int], owner: str, lease_seconds: float,
-               max_attempts: int) -> list[Claimed]:  # fmt: skip
+def claim_many(
+    session: Executor, job_ids: Sequence[int], owner: str, lease_seconds: float, max_attempts: int
+) -> list[Claimed]:
     """Take each job that is queued, or whose lease expired with attempts to spare, or that is already leased to
     ``owner`` (our own retry after a connection dropped before the reply); the jobs taken, in the order of
     ``job_ids``. Those left out: someone else has them, or they are over, or out of attempts (the reaper
@@ -140,14 +149,17 @@ def claim_many(session: Executor, job_ids: Sequence[int], owner: str, lease_seco
     common case costs no second query. The claim is durable (a normal commit): a claim lost in a Postgres crash
     would put the job back in the queue while its worker still runs it, and the work would run twice.
     """
-    rows = _claim_statement().run(session, job_ids=list(job_ids), owner=owner, lease_seconds=lease_seconds,
-                                  max_attempts=max_attempts)  # fmt: skip
+    rows = _claim_statement().run(
+        session, job_ids=list(job_ids), owner=owner, lease_seconds=lease_seconds, max_attempts=max_attempts
+    )
     session.commit()
     order = {job_id: i for i, job_id in enumerate(job_ids)}
     return sorted(rows, key=lambda r: order[r.id])
 
 
-def claim(session: Executor, job_id: int, owner: str, lease_seconds: float, max_attempts: int) -> Claimed | None:
+def claim(
+    session: Executor, job_id: int, owner: str, lease_seconds: float, max_attempts: int
+) -> Claimed | None:
     """`claim_many` of one job: the job, or None."""
     rows = claim_many(session, [job_id], owner, lease_seconds, max_attempts)
     return rows[0] if rows else None
@@ -188,8 +200,13 @@ def _finished_by(session: Executor, job_id: int, owner: str) -> bool:
         .join(OUTCOMES, OUTCOMES.c.job_id == JOBS.c.id, isouter=True)
         .where(JOBS.c.id == job_id)
     ).first()
-    return (row is not None and row.status in ("done", "failed") and row.lease_owner == owner
-            and row.id is not None and row.agent_id is not None)  # fmt: skip
+    return (
+        row is not None
+        and row.status in ("done", "failed")
+        and row.lease_owner == owner
+        and row.id is not None
+        and row.agent_id is not None
+    )
 
 
 def _close_held(job_id: Any, owner: Any, status: Any, error: Any) -> Any:
@@ -216,10 +233,15 @@ def _finish_statement(columns: tuple[str, ...], many: bool) -> ClauseElement:
         rows = {k: unnested.c[k] for k in typed}
     else:
         rows = {k: bindparam(k, type_=t) for k, t in typed.items()}
-    closed = _close_held(rows["job"], bindparam("lease_owner", type_=Text), rows["job_status"], rows["job_error"])
+    closed = _close_held(
+        rows["job"], bindparam("lease_owner", type_=Text), rows["job_status"], rows["job_error"]
+    )
     # The columns' own defaults (Python-side, which a frozen statement would not run) as literals.
-    defaults = {c.name: c.default.arg for c in OUTCOMES.c if c.name not in (*columns, "id", "job_id")
-                and isinstance(c.default, ScalarElementColumnDefault)}  # fmt: skip
+    defaults = {
+        c.name: c.default.arg
+        for c in OUTCOMES.c
+        if c.name not in (*columns, "id", "job_id") and isinstance(c.default, ScalarElementColumnDefault)
+    }
     literals = [literal(v, OUTCOMES.c[k].type) for k, v in defaults.items()]
     values = select(rows["job"], *(rows[k] for k in columns), *literals).where(closed)
     return (
@@ -266,11 +288,20 @@ def finish_many(session: Executor, owner: str, finished: Sequence[Finished]) -> 
     written = _finish_statement(columns, many).run(session, lease_owner=owner, **params)
     session.commit()
     closed = {int(r[0]) for r in written}
-    return closed | {f.job_id for f in finished if f.job_id not in closed and _finished_by(session, f.job_id, owner)}
+    return closed | {
+        f.job_id for f in finished if f.job_id not in closed and _finished_by(session, f.job_id, owner)
+    }
 
 
-def finish(session: Executor, job_id: int, owner: str, outcome: dict[str, Any], *, status: str = "done",
-           error: str | None = None) -> bool:  # fmt: skip
+def finish(
+    session: Executor,
+    job_id: int,
+    owner: str,
+    outcome: dict[str, Any],
+    *,
+    status: str = "done",
+    error: str | None = None,
+) -> bool:
     """`finish_many` of one job: whether it is closed, by ``owner``."""
     return bool(finish_many(session, owner, [Finished(job_id, outcome, status, error)]))
 
@@ -308,8 +339,13 @@ def _record_failures(session: Session, job_ids: list[int]) -> None:
     for job_id, condition, reason, owner, task_type, exp_id, raw in rows:
         config = configs.setdefault(exp_id, ExperimentConfig.stored(raw))
         model_name = config.model_for(condition).label
-        record = failure_record(str(reason or "failed"), task_type=task_type, rule=config.effective_rule(),
-                                worker=str(owner or "").split("/")[0], model_name=model_name)  # fmt: skip
+        record = failure_record(
+            str(reason or "failed"),
+            task_type=task_type,
+            rule=config.effective_rule(),
+            worker=str(owner or "").split("/")[0],
+            model_name=model_name,
+        )
         records.append({"job_id": job_id, **record})
     session.execute(pg_insert(OUTCOMES).values(records).on_conflict_do_nothing(index_elements=["job_id"]))
 
@@ -321,10 +357,14 @@ def _requeue(session: Session, *where: ColumnElement[bool]) -> list[tuple[int, s
     rows = session.execute(
         update(JOBS)
         .where(*where, JOBS.c.experiment_id == EXPERIMENTS.c.id)
-        .values(status=case((state == "paused", "paused"), (state == "cancelled", "cancelled"), else_="queued"),
-                lease_owner=None, lease_expires_at=None, published_at=func.now())
+        .values(
+            status=case((state == "paused", "paused"), (state == "cancelled", "cancelled"), else_="queued"),
+            lease_owner=None,
+            lease_expires_at=None,
+            published_at=func.now(),
+        )
         .returning(JOBS.c.id, JOBS.c.model_key, JOBS.c.status)
-    ).all()  # fmt: skip
+    ).all()
     return [(int(j), str(k)) for j, k, status in rows if status == "queued"]
 
 
@@ -339,11 +379,15 @@ def give_back(session: Session, job_id: int, owner: str) -> str | None:
 def fail_exhausted(session: Session, max_attempts: int) -> list[int]:
     """Expired leases of jobs out of attempts (their worker died each time): failed, with the reason and a
     failure outcome. The caller commits."""
-    reason = func.concat("worker died ", JOBS.c.attempts, " times while running this job (max_attempts reached)")
+    reason = func.concat(
+        "worker died ", JOBS.c.attempts, " times while running this job (max_attempts reached)"
+    )
     rows = session.execute(
-        update(JOBS).where(_expired(), _out_of_attempts(max_attempts)).values(**_close("failed", reason))
+        update(JOBS)
+        .where(_expired(), _out_of_attempts(max_attempts))
+        .values(**_close("failed", reason))
         .returning(JOBS.c.id)
-    ).all()  # fmt: skip
+    ).all()
     failed = [int(r[0]) for r in rows]
     _record_failures(session, failed)
     return failed
@@ -358,8 +402,15 @@ Publishable = list[tuple[int, str]]
 """(job id, model key) pairs, in publish order: what `broker.publish` sends."""
 
 
-def release(session: Executor, experiment_id: int, limits: Mapping[str, int | None], window: int, *,
-            relaxed: bool = False, applied: Sequence[AppliedMark] = ()) -> Publishable:  # fmt: skip
+def release(
+    session: Executor,
+    experiment_id: int,
+    limits: Mapping[str, int | None],
+    window: int,
+    *,
+    relaxed: bool = False,
+    applied: Sequence[AppliedMark] = (),
+) -> Publishable:
     """Queue the experiment's next pending jobs; returns them to publish, in publish order.
 
     A pending job is released when (1) its position is below the lowest position still open in the
@@ -378,9 +429,14 @@ def release(session: Executor, experiment_id: int, limits: Mapping[str, int | No
     statement, so a message's end costs one round trip after its outcomes.
     """
     rows = _release_statement(bool(applied)).run(
-        session, experiment_id=experiment_id, lock_key=keys.release_lock(experiment_id), limits=dict(limits),
-        window=window, relaxed=relaxed, **(applied_params(applied) if applied else {}),
-    )  # fmt: skip
+        session,
+        experiment_id=experiment_id,
+        lock_key=keys.release_lock(experiment_id),
+        limits=dict(limits),
+        window=window,
+        relaxed=relaxed,
+        **(applied_params(applied) if applied else {}),
+    )
     session.commit()
     return [(int(job_id), str(key)) for job_id, key, _ in sorted(rows, key=lambda r: r[2])]
 
@@ -390,9 +446,12 @@ def _release_statement(with_mark: bool) -> ClauseElement:
     """``swarmq_release`` (`release`), and ``with_mark``: the applied-mark's UPDATE as a CTE of the same
     statement (its parameters: `store.outcomes.applied_params`)."""
     released = func.swarmq_release(
-        bindparam("experiment_id", type_=Integer), bindparam("lock_key", type_=Text),
-        bindparam("limits", type_=JSONB), bindparam("window", type_=Integer), bindparam("relaxed", type_=Boolean),
-    ).table_valued("job_id", "model_key", "seq")  # fmt: skip
+        bindparam("experiment_id", type_=Integer),
+        bindparam("lock_key", type_=Text),
+        bindparam("limits", type_=JSONB),
+        bindparam("window", type_=Integer),
+        bindparam("relaxed", type_=Boolean),
+    ).table_valued("job_id", "model_key", "seq")
     query = select(released.c.job_id, released.c.model_key, released.c.seq)
     if with_mark:
         query = query.add_cte(applied_mark().cte("mark"))

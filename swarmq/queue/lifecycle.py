@@ -117,11 +117,14 @@ def check_enqueue(session: Session, name: str) -> str | None:
         raise ExperimentStateError(
             f"experiment {name!r} was cancelled; `swarmq delete {name} --yes` first, or enqueue under another --name"
         )
-    return f"experiment {name} is paused: nothing runs until `swarmq resume {name}`" if state == PAUSED else None
+    return (
+        f"experiment {name} is paused: nothing runs until `swarmq resume {name}`" if state == PAUSED else None
+    )
 
 
-def _transition(sessions: sessionmaker[Session], name: str, action: str, state: str, to: str,
-                frm: tuple[str, ...]) -> tuple[_Locked, Publishable, int]:  # fmt: skip
+def _transition(
+    sessions: sessionmaker[Session], name: str, action: str, state: str, to: str, frm: tuple[str, ...]
+) -> tuple[_Locked, Publishable, int]:
     """One experiment-wide move, in one transaction under the experiment's lock: the experiment takes
     ``state``, its jobs in ``frm`` become ``to``. The moved jobs and the count still running."""
     with sessions() as session:
@@ -180,18 +183,25 @@ def retry_failed(sessions: sessionmaker[Session], app: Celery, name: str, rebuil
         exp = _lock(session, name)
         _refuse_cancelled(name, exp, "retry")
         rows = session.execute(
-            text(f"SELECT j.id, j.condition, j.replicate FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.id "
-                 f"WHERE j.experiment_id = :e AND {RETRYABLE}"), {"e": exp.id},
-        ).all()  # fmt: skip
+            text(
+                f"SELECT j.id, j.condition, j.replicate FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.id "
+                f"WHERE j.experiment_id = :e AND {RETRYABLE}"
+            ),
+            {"e": exp.id},
+        ).all()
         ids = [int(r.id) for r in rows]
         session.execute(text("DELETE FROM outcomes WHERE job_id = ANY(:ids)"), {"ids": ids})
         session.execute(
-            text("UPDATE jobs SET status = 'pending', attempts = 0, error = NULL, lease_owner = NULL, "
-                 "lease_expires_at = NULL, started_at = NULL, finished_at = NULL WHERE id = ANY(:ids)"), {"ids": ids},
-        )  # fmt: skip
+            text(
+                "UPDATE jobs SET status = 'pending', attempts = 0, error = NULL, lease_owner = NULL, "
+                "lease_expires_at = NULL, started_at = NULL, finished_at = NULL WHERE id = ANY(:ids)"
+            ),
+            {"ids": ids},
+        )
         kept = int(
             session.execute(
-                text("SELECT count(*) FROM jobs WHERE experiment_id = :e AND status = 'failed'"), {"e": exp.id}
+                text("SELECT count(*) FROM jobs WHERE experiment_id = :e AND status = 'failed'"),
+                {"e": exp.id},
             ).scalar_one()
         )
         running = _running(session, exp.id)
@@ -214,8 +224,12 @@ def delete(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str, *
                 f"delete: experiment {name!r} has {running} running job(s); `swarmq cancel {name}` and wait for "
                 "them to finish, or pass --force to delete anyway (their results are dropped)"
             )
-        ids = [(int(i), str(k)) for i, k in session.execute(
-            text("SELECT id, model_key FROM jobs WHERE experiment_id = :e"), {"e": exp.id}).all()]  # fmt: skip
+        ids = [
+            (int(i), str(k))
+            for i, k in session.execute(
+                text("SELECT id, model_key FROM jobs WHERE experiment_id = :e"), {"e": exp.id}
+            ).all()
+        ]
         session.execute(text("DELETE FROM experiments WHERE id = :e"), {"e": exp.id})
         session.commit()
     drop_tasks(redis, ids)

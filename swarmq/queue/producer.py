@@ -27,8 +27,18 @@ from swarmq.queue import broker, jobs
 from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
 
-JOB_COLUMNS = ("experiment_id", "issue_id", "condition", "replicate", "instance_id", "position", "seq", "status",
-               "attempts", "model_key")  # fmt: skip
+JOB_COLUMNS = (
+    "experiment_id",
+    "issue_id",
+    "condition",
+    "replicate",
+    "instance_id",
+    "position",
+    "seq",
+    "status",
+    "attempts",
+    "model_key",
+)
 """The columns the producer writes of a new job; the others keep the table's defaults."""
 
 
@@ -60,11 +70,15 @@ def enqueue(
             f"{config.name}: {len(issues)} issues × {len(config.conditions)} conditions × {config.replicates} "
             f"replicates = {total} jobs, above max_jobs ({config.max_jobs}); set max_jobs in the file if you mean it"
         )
-    for warning in design_warnings({n: c.router for n, c in config.conditions.items()}, {i.task_type for i in issues}):
+    for warning in design_warnings(
+        {n: c.router for n, c in config.conditions.items()}, {i.task_type for i in issues}
+    ):
         say(f"warning: {warning}")
     with sessions() as session:
         # One producer per experiment name at a time; the lock ends with the transaction.
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": keys.experiment_lock(config.name)})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": keys.experiment_lock(config.name)}
+        )
         existing = session.scalar(select(Experiment).where(Experiment.name == config.name))
         if existing is not None:
             if existing.config_hash != config.config_hash():
@@ -75,8 +89,10 @@ def enqueue(
             _check_rule(session, existing, config)
             used = (existing.dataset or {}).get("fingerprint")
             if used and used != record.fingerprint:
-                say(f"warning: {config.name}: the issues read now differ from those it was enqueued with "
-                    f"(fingerprint {record.fingerprint[:12]} vs {used[:12]}); it goes on with the stored ones")  # fmt: skip
+                say(
+                    f"warning: {config.name}: the issues read now differ from those it was enqueued with "
+                    f"(fingerprint {record.fingerprint[:12]} vs {used[:12]}); it goes on with the stored ones"
+                )
             # Operational guards (timeout, max_jobs) are not the experiment's identity: a resume may change them.
             existing.config = config.canonical_json()
             session.commit()
@@ -98,8 +114,24 @@ def enqueue(
         )
         plan = plan_jobs(issues, list(config.conditions), config.replicates, orders)
         queues = {name: keys.model_key(config.model_for(name).path) for name in config.conditions}
-        copy_jobs(session, ((exp.id, issue_ids[r["instance_id"]], r["condition"], r["replicate"], r["instance_id"],
-                             r["position"], r["seq"], r["status"], 0, queues[r["condition"]]) for r in plan))  # fmt: skip
+        copy_jobs(
+            session,
+            (
+                (
+                    exp.id,
+                    issue_ids[r["instance_id"]],
+                    r["condition"],
+                    r["replicate"],
+                    r["instance_id"],
+                    r["position"],
+                    r["seq"],
+                    r["status"],
+                    0,
+                    queues[r["condition"]],
+                )
+                for r in plan
+            ),
+        )
         session.commit()
         _analyze(session)
         queued = jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
@@ -157,7 +189,9 @@ def _check_rule(session: Session, exp: Experiment, config: ExperimentConfig) -> 
     """Refuse to resume an experiment whose outcomes were judged by another rule than this code's (SWE-bench's
     ``scorer`` meant ``valid_diff`` before ``applies`` existed): one experiment, one definition of success."""
     rule = config.effective_rule()
-    used = set(session.scalars(select(Outcome.success_rule).join(Job).where(Job.experiment_id == exp.id).distinct()))
+    used = set(
+        session.scalars(select(Outcome.success_rule).join(Job).where(Job.experiment_id == exp.id).distinct())
+    )
     if used - {rule}:
         raise ExperimentConflict(
             f"experiment {exp.name!r} was judged by success rule {', '.join(sorted(used - {rule}))}, and would now be "
@@ -179,7 +213,8 @@ def _resume(
         jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
         counts: dict[str, int] = dict(
             session.execute(
-                text("SELECT status, count(*) FROM jobs WHERE experiment_id = :e GROUP BY status"), {"e": exp.id}
+                text("SELECT status, count(*) FROM jobs WHERE experiment_id = :e GROUP BY status"),
+                {"e": exp.id},
             ).all()
         )
         queued = jobs.queued(session, exp.id)

@@ -71,8 +71,9 @@ def reap(
     return result
 
 
-def complete_unapplied(session: Session, complete_stream: CompleteStream, older_than_seconds: float,
-                       model_key: str | None = None) -> int:  # fmt: skip
+def complete_unapplied(
+    session: Session, complete_stream: CompleteStream, older_than_seconds: float, model_key: str | None = None
+) -> int:
     """Finish the swarm updates of outcomes written more than ``older_than_seconds`` ago but never applied."""
     streams = unapplied_streams(session, older_than_seconds=older_than_seconds, model_key=model_key)
     for exp_id, condition, replicate in streams:
@@ -95,7 +96,9 @@ def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Cel
             """
         )
     ).all()
-    return sum(release_next(sessions, app, exp_id, ExperimentConfig.stored(config)) for exp_id, config, _key in rows)
+    return sum(
+        release_next(sessions, app, exp_id, ExperimentConfig.stored(config)) for exp_id, config, _key in rows
+    )
 
 
 def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, grace_seconds: float) -> int:
@@ -128,7 +131,8 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     if missing:  # a job delivered (and claimed) between the two reads is not missing
         still = set(
             session.execute(
-                text("SELECT id FROM jobs WHERE id = ANY(:ids) AND status = 'queued'"), {"ids": [j for j, _ in missing]}
+                text("SELECT id FROM jobs WHERE id = ANY(:ids) AND status = 'queued'"),
+                {"ids": [j for j, _ in missing]},
             ).scalars()
         )
         missing = [(j, k) for j, k in missing if j in still]

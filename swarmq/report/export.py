@@ -36,8 +36,9 @@ ORDER BY j.seq
 """
 
 
-def outcome_rows(session: Session, name: str, condition: str | None = None,
-                 replicate: int | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
+def outcome_rows(
+    session: Session, name: str, condition: str | None = None, replicate: int | None = None
+) -> Iterator[dict[str, Any]]:
     exp_id, _ = experiment_row(session, name)
     filters, params = "", dict[str, Any](e=exp_id)
     if condition is not None:
@@ -50,8 +51,14 @@ def outcome_rows(session: Session, name: str, condition: str | None = None,
         yield dict(r)  # issue_data: what a benchmark's own format may need; never written to table formats
 
 
-def write(session: Session, name: str, fmt: str, out: Path, condition: str | None = None,
-          replicate: int | None = None) -> int:  # fmt: skip
+def write(
+    session: Session,
+    name: str,
+    fmt: str,
+    out: Path,
+    condition: str | None = None,
+    replicate: int | None = None,
+) -> int:
     """Write atomically (temp file, then rename): a failed export leaves nothing half-written."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}")

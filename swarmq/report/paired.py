@@ -81,11 +81,14 @@ def paired_compare(
     by_issue: dict[str, list[int]] = defaultdict(list)
     for issue, a, b in pairs:
         by_issue[issue].append(int(a) - int(b))
-    return paired_from_sums([(len(d), sum(d)) for d in by_issue.values()], permutations=permutations, seed=seed)
+    return paired_from_sums(
+        [(len(d), sum(d)) for d in by_issue.values()], permutations=permutations, seed=seed
+    )
 
 
-def paired_from_sums(per_issue: Sequence[tuple[int, int]], *, permutations: int = 10_000,
-                     seed: int = 0) -> PairedComparison:  # fmt: skip
+def paired_from_sums(
+    per_issue: Sequence[tuple[int, int]], *, permutations: int = 10_000, seed: int = 0
+) -> PairedComparison:
     """`paired_compare` from each issue's (matched pairs, summed A − B difference), as SQL delivers them."""
     n = sum(k for k, _ in per_issue)
     if n == 0:

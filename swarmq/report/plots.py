@@ -38,8 +38,9 @@ def learning_curve(streams: Sequence[Sequence[bool]]) -> list[float]:
     return [s / c for s, c in zip(sums, counts, strict=True)]
 
 
-def routing_shares(counts: Mapping[tuple[int, str], int], agents: Sequence[int],
-                   task_types: Sequence[str]) -> list[list[float]]:  # fmt: skip
+def routing_shares(
+    counts: Mapping[tuple[int, str], int], agents: Sequence[int], task_types: Sequence[str]
+) -> list[list[float]]:
     """``shares[a][t]``: the share of task type t's jobs routed to agent a (each column sums to 1, or is all
     0 without jobs). Normalising per type makes specialization visible however common each type is."""
     totals = {t: sum(counts.get((a, t), 0) for a in agents) for t in task_types}
@@ -115,8 +116,14 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
     xs = list(range(len(names)))
     ax.bar(xs, rates, yerr=[lows, highs], capsize=6, color="tab:blue", alpha=0.8)
     for x, g in zip(xs, groups, strict=True):
-        ax.annotate(f"{g['successes']}/{g['judged']}", (x, g["ci95"][1]), textcoords="offset points",
-                    xytext=(0, 4), ha="center", fontsize=9)  # fmt: skip
+        ax.annotate(
+            f"{g['successes']}/{g['judged']}",
+            (x, g["ci95"][1]),
+            textcoords="offset points",
+            xytext=(0, 4),
+            ha="center",
+            fontsize=9,
+        )
     ax.set_xticks(xs, names)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("success rate")
@@ -134,9 +141,16 @@ def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[
     for k, (cond, reps) in enumerate(sorted(streams.items())):
         curve = learning_curve(list(reps.values()))
         # Curves often coincide (same issues, same seeds): line style and marker tell them apart.
-        ax.plot(range(1, len(curve) + 1), curve, linestyle=LINE_STYLES[k % len(LINE_STYLES)],
-                marker=MARKERS[k % len(MARKERS)], markevery=max(1, len(curve) // 12), markersize=4, alpha=0.85,
-                label=f"{cond} ({len(reps)} replicate{'s' if len(reps) != 1 else ''})")  # fmt: skip
+        ax.plot(
+            range(1, len(curve) + 1),
+            curve,
+            linestyle=LINE_STYLES[k % len(LINE_STYLES)],
+            marker=MARKERS[k % len(MARKERS)],
+            markevery=max(1, len(curve) // 12),
+            markersize=4,
+            alpha=0.85,
+            label=f"{cond} ({len(reps)} replicate{'s' if len(reps) != 1 else ''})",
+        )
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("jobs done in the stream (by position)")
@@ -147,8 +161,13 @@ def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[
     return fig
 
 
-def _routing_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[str, Any]],
-                    agents_per_condition: dict[str, int], replicates: int) -> Figure:  # fmt: skip
+def _routing_figure(
+    figure_cls: type[Figure],
+    experiment: str,
+    rows: list[dict[str, Any]],
+    agents_per_condition: dict[str, int],
+    replicates: int,
+) -> Figure:
     """One row per (replicate, agent): agent 0 of replicate 0 and of replicate 1 are different agents
     (independent swarms), as in S and F; pooling them would show specialization that no agent has."""
     counts: dict[str, dict[tuple[int, str], int]] = defaultdict(lambda: defaultdict(int))
@@ -160,7 +179,9 @@ def _routing_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[s
     task_types = sorted({str(r["task_type"]) for r in rows})
     conditions = sorted(counts)
     tallest = max(replicates * agents_per_condition.get(c, 1) for c in conditions)
-    fig = figure_cls(figsize=(max(5.0, 3.6 * len(conditions)), max(4.0, 0.45 * tallest + 1.5)), layout="constrained")
+    fig = figure_cls(
+        figsize=(max(5.0, 3.6 * len(conditions)), max(4.0, 0.45 * tallest + 1.5)), layout="constrained"
+    )
     axes = fig.subplots(1, len(conditions), squeeze=False)[0]
     image = None
     for ax, cond in zip(axes, conditions, strict=True):
@@ -171,8 +192,15 @@ def _routing_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[s
         for k in keys:
             for t, ttype in enumerate(task_types):
                 share = shares[k][t]
-                ax.text(t, k, f"{share:.2f}\n({counts[cond].get((k, ttype), 0)})", ha="center", va="center",
-                        fontsize=7, color="white" if share < 0.6 else "black")  # fmt: skip
+                ax.text(
+                    t,
+                    k,
+                    f"{share:.2f}\n({counts[cond].get((k, ttype), 0)})",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share < 0.6 else "black",
+                )
         ax.set_xticks(range(len(task_types)), task_types, rotation=30, ha="right")
         ax.set_yticks(range(len(keys)), [f"r{k // per} agent {k % per}" for k in keys])
         ax.set_title(cond)

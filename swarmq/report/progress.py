@@ -49,13 +49,28 @@ def progress(session: Session, name: str) -> dict[str, Any]:
         s["eta_seconds"] = eta(_left(s), int(s.pop("recent_finished")), s["elapsed_seconds"])
     total: dict[str, Any] = {
         k: sum(int(s[k]) for s in streams)
-        for k in ("jobs", "done", "running", "failed", "queued", "paused", "cancelled", "successes", "scoring_errors")
+        for k in (
+            "jobs",
+            "done",
+            "running",
+            "failed",
+            "queued",
+            "paused",
+            "cancelled",
+            "successes",
+            "scoring_errors",
+        )
     }
     total["eta_seconds"] = max((s["eta_seconds"] or 0.0 for s in streams), default=0.0)
     state = session.execute(text("SELECT state FROM experiments WHERE id = :e"), {"e": exp_id}).scalar_one()
     # Complete: nothing is left to run. A paused experiment is not (its jobs run after `swarmq resume`).
-    return {"experiment": name, "state": state, "complete": _left(total) == 0, "total": total,
-            "streams": streams}  # fmt: skip
+    return {
+        "experiment": name,
+        "state": state,
+        "complete": _left(total) == 0,
+        "total": total,
+        "streams": streams,
+    }
 
 
 def _left(counts: dict[str, Any]) -> int:
@@ -83,18 +98,21 @@ def _clock(seconds: float | None) -> str:
 
 def progress_view(data: dict[str, Any]) -> Group:
     """A renderable: the header line and one bar per stream (used by `status` and live views)."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"),
-                   auto_refresh=False)  # fmt: skip
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), auto_refresh=False
+    )
     for s in data["streams"]:
         finished = int(s["done"]) + int(s["failed"])
         held = "".join(f" · {s[k]} {k}" for k in ("paused", "cancelled") if s[k])
-        detail = (f"{s['done']} done · {s['running']} running · {s['failed']} failed · {s['queued']} queued{held} · "
-                  f"{s['successes']} successes · {s['scoring_errors']} unscored · elapsed {_clock(s['elapsed_seconds'])} · ETA {_clock(s['eta_seconds'])}")  # fmt: skip
-        bar.add_task(f"{s['condition']}/r{s['replicate']}", total=int(s["jobs"]), completed=finished, detail=detail)
+        detail = (
+            f"{s['done']} done · {s['running']} running · {s['failed']} failed · {s['queued']} queued{held} · "
+            f"{s['successes']} successes · {s['scoring_errors']} unscored · elapsed {_clock(s['elapsed_seconds'])} · ETA {_clock(s['eta_seconds'])}"
+        )
+        bar.add_task(
+            f"{s['condition']}/r{s['replicate']}", total=int(s["jobs"]), completed=finished, detail=detail
+        )
     t = data["total"]
-    head = (
-        f"[bold]{data['experiment']}[/bold]: {t['done']}/{t['jobs']} done, {t['running']} running, {t['failed']} failed"
-    )
+    head = f"[bold]{data['experiment']}[/bold]: {t['done']}/{t['jobs']} done, {t['running']} running, {t['failed']} failed"
     if data["state"] != "active":
         head += f" · [bold yellow]{data['state']}[/bold yellow]" + (
             f" (`swarmq resume {data['experiment']}`)" if data["state"] == "paused" else ""
@@ -108,7 +126,9 @@ def render_progress(data: dict[str, Any], console: Console) -> None:
     console.print(progress_view(data))
 
 
-def watch_progress(sessions: sessionmaker[Session], name: str, console: Console, interval: float = 1.0) -> None:
+def watch_progress(
+    sessions: sessionmaker[Session], name: str, console: Console, interval: float = 1.0
+) -> None:
     """Refresh the progress view until nothing is left to run (done, failed or cancelled)."""
     with Live(console=console, refresh_per_second=4) as live:
         while True:
@@ -129,9 +149,14 @@ def watch_json(
     while True:
         with sessions() as session:
             data = progress(session, name)
-        changed = json.dumps({**data, "total": {**data["total"], "eta_seconds": None},
-                              "streams": [{**s, "eta_seconds": None, "elapsed_seconds": None} for s in data["streams"]]},
-                             default=str)  # fmt: skip
+        changed = json.dumps(
+            {
+                **data,
+                "total": {**data["total"], "eta_seconds": None},
+                "streams": [{**s, "eta_seconds": None, "elapsed_seconds": None} for s in data["streams"]],
+            },
+            default=str,
+        )
         if changed != last:
             emit(data)
             last = changed
@@ -168,7 +193,9 @@ def experiments_json(session: Session) -> dict[str, Any]:
 def model_names(config: dict[str, Any]) -> list[str]:
     """The model(s) a stored experiment config names: `models:` (a list) or `model:`, by name else file name."""
     found = config.get("models") or [config.get("model") or {}]
-    return [str(m.get("name") or str(m.get("path", "?")).rsplit("/", 1)[-1]) for m in found if isinstance(m, dict)]
+    return [
+        str(m.get("name") or str(m.get("path", "?")).rsplit("/", 1)[-1]) for m in found if isinstance(m, dict)
+    ]
 
 
 def render_experiments(data: dict[str, Any], console: Console) -> None:
@@ -178,11 +205,28 @@ def render_experiments(data: dict[str, Any], console: Console) -> None:
         console.print("no experiments yet (`swarmq enqueue CONFIG` creates one)")
         return
     t = Table(title="swarmq experiments")
-    for col in ("name", "benchmark", "models", "jobs", "done", "failed", "running", "queued", "paused",
-                "cancelled", "created", "state"):  # fmt: skip
+    for col in (
+        "name",
+        "benchmark",
+        "models",
+        "jobs",
+        "done",
+        "failed",
+        "running",
+        "queued",
+        "paused",
+        "cancelled",
+        "created",
+        "state",
+    ):
         t.add_column(col)
     for e in data["experiments"]:
-        t.add_row(e["name"], e["benchmark"], ", ".join(e["models"]), *(str(e[k]) for k in (
-            "jobs", "done", "failed", "running", "queued", "paused", "cancelled")), e["created_at"],
-            e["state"] if e["state"] != "active" or not e["complete"] else "complete")  # fmt: skip
+        t.add_row(
+            e["name"],
+            e["benchmark"],
+            ", ".join(e["models"]),
+            *(str(e[k]) for k in ("jobs", "done", "failed", "running", "queued", "paused", "cancelled")),
+            e["created_at"],
+            e["state"] if e["state"] != "active" or not e["complete"] else "complete",
+        )
     console.print(t)

@@ -29,8 +29,14 @@ GROUPINGS = {
     "repo": ("j.condition", "i.repo"),
     "model": ("j.model_key",),  # several models in one experiment (`models:`): every condition on each
 }
-LABELS = {"j.condition": "condition", "j.replicate": "replicate", "i.task_type": "task_type",
-          "o.agent_id": "agent", "i.repo": "repo", "j.model_key": "model"}  # fmt: skip
+LABELS = {
+    "j.condition": "condition",
+    "j.replicate": "replicate",
+    "i.task_type": "task_type",
+    "o.agent_id": "agent",
+    "i.repo": "repo",
+    "j.model_key": "model",
+}
 
 
 SUCCESS = "coalesce(o.success, false)"
@@ -49,19 +55,36 @@ MATCHED = f"""
 conditions on these by default, so that no condition's rate rests on issues another has not reached."""
 
 
-def group_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any], *,
-               matched: bool = True, recount: bool = False, p95: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+def group_rows(
+    session: Session,
+    experiment_id: int,
+    by: str,
+    config: dict[str, Any],
+    *,
+    matched: bool = True,
+    recount: bool = False,
+    p95: bool = True,
+) -> list[dict[str, Any]]:
     """Per-group counts and rates. With ``matched``, successes, the judged count and the rate are those of the
     matched set (`MATCHED`), and ``outside`` counts the judged outcomes left out of it. From the aggregates
     unless ``recount`` (or the grouping is not one they keep); there, without ``p95``, p95_seconds is None
     (a caller that only wants rates skips the histogram)."""
-    return group_levels(session, experiment_id, [by], config, matched=matched, recount=recount,
-                        p95=[by] if p95 else [])[by]  # fmt: skip
+    return group_levels(
+        session, experiment_id, [by], config, matched=matched, recount=recount, p95=[by] if p95 else []
+    )[by]
 
 
-def group_levels(session: Session, experiment_id: int, levels: Sequence[str], config: dict[str, Any], *,
-                 matched: bool = True, recount: bool = False, p95: Collection[str] = (),
-                 brief: Collection[str] = ()) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+def group_levels(
+    session: Session,
+    experiment_id: int,
+    levels: Sequence[str],
+    config: dict[str, Any],
+    *,
+    matched: bool = True,
+    recount: bool = False,
+    p95: Collection[str] = (),
+    brief: Collection[str] = (),
+) -> dict[str, list[dict[str, Any]]]:
     """`group_rows` for several groupings at once (results wants its grouping, the conditions, and the
     replicates' rates). From the aggregates, each of their tables is read once, at the finest grouping asked
     (`_aggregated_levels`); p95_seconds is computed for the groupings in ``p95`` only, and the groupings in
@@ -75,7 +98,11 @@ def group_levels(session: Session, experiment_id: int, levels: Sequence[str], co
     if not recount:  # every report starts here: the outcomes committed since the last fold are counted first
         bind = session.get_bind()
         aggregates.fold(bind.engine if isinstance(bind, Connection) else bind, experiment_id)
-    out = _aggregated_levels(session, experiment_id, kept, matched=matched, p95=p95, brief=brief) if kept else {}
+    out = (
+        _aggregated_levels(session, experiment_id, kept, matched=matched, p95=p95, brief=brief)
+        if kept
+        else {}
+    )
     for by in wanted:
         if by not in out:
             out[by] = _with_rates(_recounted_rows(session, experiment_id, by, config, matched=matched))
@@ -97,7 +124,9 @@ def _with_rates(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
-def _rates(successes: Sequence[int] | np.ndarray, judged: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rates(
+    successes: Sequence[int] | np.ndarray, judged: Sequence[int] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The Wilson intervals of the rates, in one pass over thousands of groups. Every job with a judged outcome
     counts, failures included (a prompt longer than n_ctx, a job that failed as a whole): leaving them out would
     flatter the conditions whose prompts grow. Outcomes the scorer could not judge do not (stated in
@@ -109,13 +138,22 @@ def _rates(successes: Sequence[int] | np.ndarray, judged: Sequence[int] | np.nda
     return stats.wilson_intervals(np.asarray(successes, dtype=np.int64), np.asarray(judged, dtype=np.int64))
 
 
-def _aggregated_levels(session: Session, experiment_id: int, levels: Sequence[str], *, matched: bool,
-                       p95: Collection[str], brief: Collection[str]) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+def _aggregated_levels(
+    session: Session,
+    experiment_id: int,
+    levels: Sequence[str],
+    *,
+    matched: bool,
+    p95: Collection[str],
+    brief: Collection[str],
+) -> dict[str, list[dict[str, Any]]]:
     """`group_rows` of nested groupings from the aggregates: the cells and the histogram each summed by SQL to the
     finest grouping and from there to each coarser one in turn (`aggregates.sum_cells`,
     `aggregates.sum_histograms`), running jobs read live."""
     columns = aggregates.GROUP_COLUMNS
-    order = sorted(levels, key=lambda by: -len(columns[by]))  # finest first: each is summed from the one before
+    order = sorted(
+        levels, key=lambda by: -len(columns[by])
+    )  # finest first: each is summed from the one before
     cells = aggregates.cell_sums(session, experiment_id, order[0])
     running = aggregates.running(session, experiment_id, order[0])
     timed = [by for by in order if by in p95]
@@ -128,12 +166,20 @@ def _aggregated_levels(session: Session, experiment_id: int, levels: Sequence[st
         if hist is not None and by in timed:
             hist = aggregates.sum_histograms(hist, width)
             times = aggregates.quantiles(hist, 0.95)
-        out[by] = _groups(cells, aggregates.sum_counts(running, width), times, matched=matched, brief=by in brief)
+        out[by] = _groups(
+            cells, aggregates.sum_counts(running, width), times, matched=matched, brief=by in brief
+        )
     return {by: out[by] for by in levels}
 
 
-def _groups(cells: aggregates.CellSums, running: dict[tuple[Any, ...], int], times: dict[tuple[Any, ...], float | None],
-            *, matched: bool, brief: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+def _groups(
+    cells: aggregates.CellSums,
+    running: dict[tuple[Any, ...], int],
+    times: dict[tuple[Any, ...], float | None],
+    *,
+    matched: bool,
+    brief: bool = False,
+) -> list[dict[str, Any]]:
     """Group rows from summed cell counters, a column at a time (thousands of agents); ``brief``: only the key,
     judged, successes and the rate. Means and token rates divide the exact sums converted to float (within an
     ulp of dividing the decimals; the recount divides float sums). An agent group -1 (jobs not yet routed,
@@ -151,22 +197,32 @@ def _groups(cells: aggregates.CellSums, running: dict[tuple[Any, ...], int], tim
         generation = np.array([float(x) for x in cells.sums["generation_sum"]])
         lo, hi = _rates(successes, judged)
         columns = {
-            "jobs": n["jobs"], "done": n["done"], "failed": n["failed"],
-            "running": [running.get(k, 0) for k in cells.keys], "outcomes": n["outcomes"],
-            "scoring_errors": n["scoring_errors"], "judged": judged,
+            "jobs": n["jobs"],
+            "done": n["done"],
+            "failed": n["failed"],
+            "running": [running.get(k, 0) for k in cells.keys],
+            "outcomes": n["outcomes"],
+            "scoring_errors": n["scoring_errors"],
+            "judged": judged,
             "outside": n["judged"] - judged if matched else 0 * judged,
-            "successes": successes, "resolved": n["resolved"], "imported": n["imported"],
+            "successes": successes,
+            "resolved": n["resolved"],
+            "imported": n["imported"],
             "mean_seconds": _ratio(seconds, n["seconds_n"], n["seconds_n"] > 0),
             "p95_seconds": [times.get(k) for k in cells.keys],
-            "tokens_per_second": _ratio(n["tokens_sum"], generation, (n["generation_n"] > 0) & (generation != 0)),
+            "tokens_per_second": _ratio(
+                n["tokens_sum"], generation, (n["generation_n"] > 0) & (generation != 0)
+            ),
             "share_max_tokens": _ratio(n["length_n"], n["finish_n"], n["finish_n"] > 0),
             "share_errors": _ratio(n["errors_n"], n["outcomes"], n["outcomes"] > 0),
             "success_rate": rate,
             "ci95": [[a, b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)],
-        }  # fmt: skip
+        }
     names = (*cells.columns, *columns)
     values = [c.tolist() if isinstance(c, np.ndarray) else c for c in columns.values()]
-    rows = [dict(zip(names, r, strict=True)) for r in zip(*zip(*cells.keys, strict=True), *values, strict=True)]
+    rows = [
+        dict(zip(names, r, strict=True)) for r in zip(*zip(*cells.keys, strict=True), *values, strict=True)
+    ]
     return [g for g in rows if g["agent"] >= 0] if cells.columns[-1] == "agent" else rows
 
 
@@ -178,8 +234,9 @@ def _ratio(a: np.ndarray, b: np.ndarray, defined: np.ndarray) -> list[float | No
     return [x if ok else None for x, ok in zip(out.tolist(), defined.tolist(), strict=True)]
 
 
-def _recounted_rows(session: Session, experiment_id: int, by: str, config: dict[str, Any], *,
-                    matched: bool) -> list[dict[str, Any]]:  # fmt: skip
+def _recounted_rows(
+    session: Session, experiment_id: int, by: str, config: dict[str, Any], *, matched: bool
+) -> list[dict[str, Any]]:
     """`group_rows` by a GROUP BY over every job and outcome of the experiment."""
     cols = GROUPINGS[by]
     select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
@@ -230,12 +287,17 @@ class AgentTypeCells(NamedTuple):
     successes: list[int]
 
 
-def agent_type_cells(session: Session, experiment_id: int, *, recount: bool = False) -> dict[str, AgentTypeCells]:
+def agent_type_cells(
+    session: Session, experiment_id: int, *, recount: bool = False
+) -> dict[str, AgentTypeCells]:
     """Per condition, its cells' (replicate, agent, task type, jobs, successes), in no particular order. The
     aggregates key the cell by its issue's task type: an outcome records its issue's (`worker.planning`,
     `store.outcomes.failure_record`)."""
     if not recount:
-        return {c: AgentTypeCells(*cols) for c, cols in aggregates.agent_type_columns(session, experiment_id).items()}
+        return {
+            c: AgentTypeCells(*cols)
+            for c, cols in aggregates.agent_type_columns(session, experiment_id).items()
+        }
     rows = session.execute(
         text(
             f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
@@ -258,8 +320,9 @@ JUDGED_OUTCOMES = f"""
 """
 
 
-def issue_counts(session: Session, experiment_id: int, conditions: int | None, *,
-                 recount: bool = False) -> dict[str, list[tuple[int, int]]]:  # fmt: skip
+def issue_counts(
+    session: Session, experiment_id: int, conditions: int | None, *, recount: bool = False
+) -> dict[str, list[tuple[int, int]]]:
     """Per condition, each issue's (judged outcomes, successes) over all replicates, in issue order: clustered
     rates. With ``conditions`` (the experiment's number of conditions), over the matched set only."""
     out: dict[str, list[tuple[int, int]]] = {}
@@ -271,17 +334,20 @@ def issue_counts(session: Session, experiment_id: int, conditions: int | None, *
         return out
     where = f"WHERE (replicate, instance_id) IN ({MATCHED})" if conditions is not None else ""
     rows = session.execute(
-        text(f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x {where} GROUP BY 1, 2 "
-             "ORDER BY 1, 2"),
+        text(
+            f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x {where} GROUP BY 1, 2 "
+            "ORDER BY 1, 2"
+        ),
         {"e": experiment_id, "conditions": conditions},
-    ).all()  # fmt: skip
+    ).all()
     for condition, _issue, n, successes in rows:
         out.setdefault(str(condition), []).append((int(n), int(successes)))
     return out
 
 
-def paired_sums_of(session: Session, experiment_id: int, pairs: Sequence[tuple[str, str]], *,
-                   recount: bool = False) -> list[list[tuple[int, int]]]:  # fmt: skip
+def paired_sums_of(
+    session: Session, experiment_id: int, pairs: Sequence[tuple[str, str]], *, recount: bool = False
+) -> list[list[tuple[int, int]]]:
     """`paired_sums` of each pair (a, b) of ``pairs``; from the aggregates in one read."""
     if recount:
         return [paired_sums(session, experiment_id, a, b, recount=True) for a, b in pairs]
@@ -289,8 +355,9 @@ def paired_sums_of(session: Session, experiment_id: int, pairs: Sequence[tuple[s
     return [[(n, d) for _issue, n, d in aggregates.oriented(stored, a, b)] for a, b in pairs]
 
 
-def paired_sums(session: Session, experiment_id: int, a: str, b: str, *,
-                recount: bool = False) -> list[tuple[int, int]]:  # fmt: skip
+def paired_sums(
+    session: Session, experiment_id: int, a: str, b: str, *, recount: bool = False
+) -> list[tuple[int, int]]:
     """Conditions ``a`` and ``b`` matched on (issue, replicate): each issue's (pairs, summed a − b success), in
     issue order (the sign-flip test draws its signs per issue in this order)."""
     if not recount:

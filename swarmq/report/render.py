@@ -31,7 +31,9 @@ def render_csv(data: dict[str, Any]) -> str:
     if not groups:
         return ""
     intervals = [k for k in ("ci95", "ci95_clustered") if k in groups[0]]
-    fields = [k for k in groups[0] if k not in intervals] + [f"{k}_{end}" for k in intervals for end in ("low", "high")]
+    fields = [k for k in groups[0] if k not in intervals] + [
+        f"{k}_{end}" for k in intervals for end in ("low", "high")
+    ]
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for g in groups:
@@ -64,40 +66,78 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         table.add_column(col, justify="right")
     for g in groups:
         ci = g["ci95"]
-        rate = "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} [{_pct(ci[0])}, {_pct(ci[1])}]"
+        rate = (
+            "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} [{_pct(ci[0])}, {_pct(ci[1])}]"
+        )
         table.add_row(
             *[str(g[k]) for k in keys],
-            str(g["jobs"]), str(g["done"]), str(g["failed"]), str(g["outcomes"]), str(g["scoring_errors"]),
-            str(g["successes"]), rate, *([str(g["outside"])] if matched else []),
-            _num(g["mean_seconds"]), _num(g["p95_seconds"]),
-            _num(g["tokens_per_second"], "{:.1f}"), _pct(g["share_max_tokens"]), _pct(g["share_errors"]),
+            str(g["jobs"]),
+            str(g["done"]),
+            str(g["failed"]),
+            str(g["outcomes"]),
+            str(g["scoring_errors"]),
+            str(g["successes"]),
+            rate,
+            *([str(g["outside"])] if matched else []),
+            _num(g["mean_seconds"]),
+            _num(g["p95_seconds"]),
+            _num(g["tokens_per_second"], "{:.1f}"),
+            _pct(g["share_max_tokens"]),
+            _pct(g["share_errors"]),
             *([f"{g['resolved']}/{g['imported']}"] if imported else []),
-        )  # fmt: skip
+        )
     console.print(table)
     console.print(LEGEND)
     outside = sum(int(g["outside"]) for g in groups) if matched else 0
     if matched:
-        console.print(f"rates over the matched set: (replicate, issue) pairs every condition has a judged outcome "
-                      f"for; {outside} judged outcome(s) outside it (`--all` counts them)")  # fmt: skip
+        console.print(
+            f"rates over the matched set: (replicate, issue) pairs every condition has a judged outcome "
+            f"for; {outside} judged outcome(s) outside it (`--all` counts them)"
+        )
     clustered = [g for g in groups if "ci95_clustered" in g]
     if clustered:
-        console.print("rate intervals clustered by issue (replicates of an issue are not independent): " + ", ".join(
-            f"{g['condition']} [{_pct(g['ci95_clustered'][0])}, {_pct(g['ci95_clustered'][1])}] over {g['issues']} issues"
-            for g in clustered))  # fmt: skip
+        console.print(
+            "rate intervals clustered by issue (replicates of an issue are not independent): "
+            + ", ".join(
+                f"{g['condition']} [{_pct(g['ci95_clustered'][0])}, {_pct(g['ci95_clustered'][1])}] over {g['issues']} issues"
+                for g in clustered
+            )
+        )
     unjudged = sum(int(g["scoring_errors"]) for g in groups)
     if unjudged:
-        console.print(f"[bold red]{unjudged} outcome(s) could not be scored[/bold red] (the scorer failed, not the "
-                      "model): left out of the rates; see score_detail in `swarmq export`.")  # fmt: skip
+        console.print(
+            f"[bold red]{unjudged} outcome(s) could not be scored[/bold red] (the scorer failed, not the "
+            "model): left out of the rates; see score_detail in `swarmq export`."
+        )
     if data["comparisons"]:
-        comp = Table(title="pairwise comparisons on matched (issue, replicate) pairs; Fisher assumes independence")
-        for col in ("a", "b", "pairs (issues)", "diff (a-b)", "95% CI (clustered)", "p sign-flip", "p Holm",
-                    "detectable (80%)", "p Fisher"):  # fmt: skip
+        comp = Table(
+            title="pairwise comparisons on matched (issue, replicate) pairs; Fisher assumes independence"
+        )
+        for col in (
+            "a",
+            "b",
+            "pairs (issues)",
+            "diff (a-b)",
+            "95% CI (clustered)",
+            "p sign-flip",
+            "p Holm",
+            "detectable (80%)",
+            "p Fisher",
+        ):
             comp.add_column(col, justify="right" if col not in ("a", "b") else "left")
         for c in data["comparisons"]:
             lo, hi = c["paired_ci95"]
-            comp.add_row(c["a"], c["b"], f"{c['pairs']} ({c['issues']})", _pct(c["paired_diff"]),
-                         f"[{_pct(lo)}, {_pct(hi)}]", f"{c['p_paired']:.4f}", f"{c['p_holm']:.4f}",
-                         _pct(c["mdd80"]), f"{c['p_fisher']:.4f}")  # fmt: skip
+            comp.add_row(
+                c["a"],
+                c["b"],
+                f"{c['pairs']} ({c['issues']})",
+                _pct(c["paired_diff"]),
+                f"[{_pct(lo)}, {_pct(hi)}]",
+                f"{c['p_paired']:.4f}",
+                f"{c['p_holm']:.4f}",
+                _pct(c["mdd80"]),
+                f"{c['p_fisher']:.4f}",
+            )
         console.print(comp)
     spec = data.get("specialization") or {}
     if spec:
@@ -106,8 +146,18 @@ def print_table(data: dict[str, Any], console: Console) -> None:
             st.add_column(col, justify="left" if col == "condition" else "right")
         for cond, m in spec.items():
             d = f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-"  # no D: no buffers, or not asked
-            st.add_row(cond, f"{m['S']:.3f}", f"{m['S_random']:.3f}", f"{m['S_p']:.3f}", f"{m['F_cramers_v']:.3f}",
-                       f"{m['F_p']:.3f}", d, _num(m.get("D_null"), "{:.3f}"))  # fmt: skip
+            st.add_row(
+                cond,
+                f"{m['S']:.3f}",
+                f"{m['S_random']:.3f}",
+                f"{m['S_p']:.3f}",
+                f"{m['F_cramers_v']:.3f}",
+                f"{m['F_p']:.3f}",
+                d,
+                _num(m.get("D_null"), "{:.3f}"),
+            )
         console.print(st)
-        console.print("S random: S expected if routing ignored task type (same agent loads); D per replicate, "
-                      "from the buffers replayed out of Postgres; D random: the same examples dealt at random")  # fmt: skip
+        console.print(
+            "S random: S expected if routing ignored task type (same agent loads); D per replicate, "
+            "from the buffers replayed out of Postgres; D random: the same examples dealt at random"
+        )

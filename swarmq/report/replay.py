@@ -70,15 +70,21 @@ class ReplayReport:
             ]
         if self.recorded_slots != 1:  # slots 1 is what replay runs: nothing to say
             batch = f", mean batch {self.recorded_mean_batch:.2f}" if self.recorded_mean_batch else ""
-            lines.append(f"  note: replay runs slots 1 (one sequence at a time); recorded with slots "
-                         f"{self.recorded_slots}{batch}: batched llama.cpp kernels may change the last bits of the "
-                         "logits, so the text can differ where two tokens were nearly tied")  # fmt: skip
+            lines.append(
+                f"  note: replay runs slots 1 (one sequence at a time); recorded with slots "
+                f"{self.recorded_slots}{batch}: batched llama.cpp kernels may change the last bits of the "
+                "logits, so the text can differ where two tokens were nearly tied"
+            )
         if not self.sha_matches:
-            lines.append(f"  note: model sha256 {short(self.model_sha256)} is not the recorded "
-                         f"{short(self.recorded_sha256)} (--force)")  # fmt: skip
+            lines.append(
+                f"  note: model sha256 {short(self.model_sha256)} is not the recorded "
+                f"{short(self.recorded_sha256)} (--force)"
+            )
         if self.llama_cpp_version != self.recorded_llama_cpp_version:
-            lines.append(f"  note: llama-cpp-python {self.llama_cpp_version}, recorded with "
-                         f"{self.recorded_llama_cpp_version}")  # fmt: skip
+            lines.append(
+                f"  note: llama-cpp-python {self.llama_cpp_version}, recorded with "
+                f"{self.recorded_llama_cpp_version}"
+            )
         return "\n".join(lines)
 
 
@@ -101,8 +107,15 @@ def short(sha: str) -> str:
     return sha[:12]
 
 
-def replay(session: Session, job_id: int, model_path: Path | None, force: bool,
-           generator_factory: GeneratorFactory | None = None, *, settings: Settings | None = None) -> ReplayReport:  # fmt: skip
+def replay(
+    session: Session,
+    job_id: int,
+    model_path: Path | None,
+    force: bool,
+    generator_factory: GeneratorFactory | None = None,
+    *,
+    settings: Settings | None = None,
+) -> ReplayReport:
     """Re-run job ``job_id``. Refuses a model whose sha256 differs from the recorded one unless ``force``.
 
     ``model_path`` defaults to the experiment's model (resolved like a worker does); ``generator_factory``
@@ -190,5 +203,6 @@ def _recorded(session: Session, job_id: int) -> dict[str, Any]:
 
 
 def _llama(path: Path, cfg: ModelConfig, gpu: int | None) -> Generator:
-    return LlamaGenerator(path, name=cfg.label, n_ctx=cfg.n_ctx, n_gpu_layers=0, threads=cfg.threads,
-                          n_batch=cfg.n_batch)  # fmt: skip
+    return LlamaGenerator(
+        path, name=cfg.label, n_ctx=cfg.n_ctx, n_gpu_layers=0, threads=cfg.threads, n_batch=cfg.n_batch
+    )

@@ -35,27 +35,47 @@ AGENT_STRIDE = 1_000_000
 """(replicate, agent) → one integer id for the contingency tables."""
 
 
-def comparisons(session: Session, experiment_id: int, groups: list[dict[str, Any]], *,
-                recount: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+def comparisons(
+    session: Session, experiment_id: int, groups: list[dict[str, Any]], *, recount: bool = False
+) -> list[dict[str, Any]]:
     """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted across
     pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were independent."""
     pairs = list(combinations(groups, 2))
-    sums = queries.paired_sums_of(session, experiment_id, [(a["condition"], b["condition"]) for a, b in pairs],
-                                  recount=recount)  # fmt: skip
+    sums = queries.paired_sums_of(
+        session, experiment_id, [(a["condition"], b["condition"]) for a, b in pairs], recount=recount
+    )
     out = []
     for (a, b), per_issue in zip(pairs, sums, strict=True):
         c = stats.fisher_compare(int(a["successes"]), int(a["judged"]), int(b["successes"]), int(b["judged"]))
         p = paired.paired_from_sums(per_issue)
-        out.append({"a": a["condition"], "b": b["condition"], "pairs": p.pairs, "issues": p.issues,
-                    "paired_diff": p.diff, "paired_ci95": list(p.ci95), "p_paired": p.p, "mdd80": _num(p.mdd80),
-                    "p_fisher": c.p_fisher, "diff": c.diff, "diff_ci95": list(c.diff_ci95)})  # fmt: skip
+        out.append(
+            {
+                "a": a["condition"],
+                "b": b["condition"],
+                "pairs": p.pairs,
+                "issues": p.issues,
+                "paired_diff": p.diff,
+                "paired_ci95": list(p.ci95),
+                "p_paired": p.p,
+                "mdd80": _num(p.mdd80),
+                "p_fisher": c.p_fisher,
+                "diff": c.diff,
+                "diff_ci95": list(c.diff_ci95),
+            }
+        )
     for entry, adjusted in zip(out, paired.holm([e["p_paired"] for e in out]), strict=True):
         entry["p_holm"] = adjusted
     return out
 
 
-def clustered_intervals(session: Session, experiment_id: int, groups: list[dict[str, Any]],
-                        conditions: int | None, *, recount: bool = False) -> None:  # fmt: skip
+def clustered_intervals(
+    session: Session,
+    experiment_id: int,
+    groups: list[dict[str, Any]],
+    conditions: int | None,
+    *,
+    recount: bool = False,
+) -> None:
     """Add each condition's 95% interval clustered by issue (replicates of an issue are not independent), over
     the matched set when ``conditions`` is given."""
     counts = queries.issue_counts(session, experiment_id, conditions, recount=recount)
@@ -108,8 +128,14 @@ DIVERGENCE_AUTO = 20_000
 and deals each 200 times for its null reference, seconds at a million outcomes (`--divergence` asks anyway)."""
 
 
-def specialization_metrics(session: Session, experiment_id: int, config: dict[str, Any], *,
-                           recount: bool = False, divergence_too: bool = True) -> dict[str, dict[str, Any]]:  # fmt: skip
+def specialization_metrics(
+    session: Session,
+    experiment_id: int,
+    config: dict[str, Any],
+    *,
+    recount: bool = False,
+    divergence_too: bool = True,
+) -> dict[str, dict[str, Any]]:
     """S (with permutation p and its expectation under random routing), F (Cramér's V and chi-square p) per
     condition; D per replicate with its null reference (`divergence`).
 
@@ -123,8 +149,14 @@ def specialization_metrics(session: Session, experiment_id: int, config: dict[st
         jobs, successes = agent_type_tables(c)
         s_val = stats.specialization_from_matrix(jobs, permutations=1000, seed=0)
         f_val = stats.differentiation_from_matrix(successes)
-        out[cond] = {"S": s_val.value, "S_p": s_val.p, "S_random": s_val.expected, "F_cramers_v": f_val.value,
-                     "F_p": f_val.p, **d_values.get(cond, {})}  # fmt: skip
+        out[cond] = {
+            "S": s_val.value,
+            "S_p": s_val.p,
+            "S_random": s_val.expected,
+            "F_cramers_v": f_val.value,
+            "F_p": f_val.p,
+            **d_values.get(cond, {}),
+        }
     return out
 
 
@@ -132,7 +164,9 @@ def agent_type_tables(cells: queries.AgentTypeCells) -> tuple[np.ndarray, np.nda
     """One condition's agents × task types tables of jobs and of successes, rows by (replicate, agent) and columns
     by task type, both in sorted order (task types by code point): the order the permutation test of S takes
     the cells in, whatever order they were read in or the database's collation."""
-    agents = np.asarray(cells.replicate, dtype=np.int64) * AGENT_STRIDE + np.asarray(cells.agent, dtype=np.int64)
+    agents = np.asarray(cells.replicate, dtype=np.int64) * AGENT_STRIDE + np.asarray(
+        cells.agent, dtype=np.int64
+    )
     _, row = np.unique(agents, return_inverse=True)
     types = {t: i for i, t in enumerate(sorted(set(cells.task_type)))}  # a handful: no string sort per cell
     col = np.fromiter((types[t] for t in cells.task_type), dtype=np.int64, count=len(cells.task_type))
@@ -143,8 +177,15 @@ def agent_type_tables(cells: queries.AgentTypeCells) -> tuple[np.ndarray, np.nda
     return jobs, successes
 
 
-def results(session: Session, name: str | None, by: str = "condition", *, matched: bool = True,
-            recount: bool = False, divergence_too: bool | None = None) -> dict[str, Any]:  # fmt: skip
+def results(
+    session: Session,
+    name: str | None,
+    by: str = "condition",
+    *,
+    matched: bool = True,
+    recount: bool = False,
+    divergence_too: bool | None = None,
+) -> dict[str, Any]:
     """The results of experiment ``name`` (None: the newest). With ``matched`` (the default), rates compare
     the conditions on the (replicate, issue) pairs every condition has a judged outcome for
     (`queries.MATCHED`); each group says how many judged outcomes fall ``outside``. With ``recount``, every
@@ -174,15 +215,26 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _results(session: Session, name: str | None, by: str, *, matched: bool, recount: bool,
-             divergence_too: bool | None) -> dict[str, Any]:  # fmt: skip
+def _results(
+    session: Session, name: str | None, by: str, *, matched: bool, recount: bool, divergence_too: bool | None
+) -> dict[str, Any]:
     name = name or latest_name(session)
     exp_id, config = experiment_row(session, name)
     brief = () if by == "replicate" else ("replicate",)  # the spread over replicates needs only their rates
-    levels = queries.group_levels(session, exp_id, [by, "condition", "replicate"], config, matched=matched,
-                                  recount=recount, p95=(by, "condition"), brief=brief)  # fmt: skip
+    levels = queries.group_levels(
+        session,
+        exp_id,
+        [by, "condition", "replicate"],
+        config,
+        matched=matched,
+        recount=recount,
+        p95=(by, "condition"),
+        brief=brief,
+    )
     groups, by_condition = levels[by], levels["condition"]
-    clustered_intervals(session, exp_id, by_condition, len(config["conditions"]) if matched else None, recount=recount)
+    clustered_intervals(
+        session, exp_id, by_condition, len(config["conditions"]) if matched else None, recount=recount
+    )
     return {
         "experiment": name,
         "by": by,

@@ -24,8 +24,13 @@ LINDEBERG = 0.01
 variance (max d_i² ≤ LINDEBERG · Σ d_i²); see `normal_p` for what that buys."""
 
 
-def sign_flip_p(sums: Sequence[int] | np.ndarray, *, permutations: int = 10_000, seed: int = 0,
-                exact_work: int = EXACT_WORK) -> float:  # fmt: skip
+def sign_flip_p(
+    sums: Sequence[int] | np.ndarray,
+    *,
+    permutations: int = 10_000,
+    seed: int = 0,
+    exact_work: int = EXACT_WORK,
+) -> float:
     """Two-sided p of the sign-flip test on issues' integer summed differences (ties count as extreme).
 
     Exact (`exact_p`) up to ``exact_work``; beyond, `normal_p` when the variance is spread over many issues

@@ -158,7 +158,11 @@ EXACT_LIMIT = 20_000
 
 
 def specialization_from_counts(
-    counts: Mapping[tuple[int, str], int], *, permutations: int = 1000, seed: int = 0, exact_limit: int = EXACT_LIMIT
+    counts: Mapping[tuple[int, str], int],
+    *,
+    permutations: int = 1000,
+    seed: int = 0,
+    exact_limit: int = EXACT_LIMIT,
 ) -> Specialization:
     """S from an (agent, task type) → jobs table, as results queries deliver it.
 
@@ -226,7 +230,9 @@ def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measur
     a table smaller than 2x2 after that has nothing to test and gives V = 0.0, p = 1.0.
     """
     types = sorted({tt for row in table.values() for tt in row})
-    return differentiation_from_matrix(np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)]))
+    return differentiation_from_matrix(
+        np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)])
+    )
 
 
 def differentiation_from_matrix(successes: np.ndarray) -> Measure:

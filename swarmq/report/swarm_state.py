@@ -16,8 +16,9 @@ from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream
 
 
-def streams_of(session: Session, experiment: str, condition: str | None = None,
-               replicate: int | None = None) -> tuple[ExperimentConfig, list[Stream]]:  # fmt: skip
+def streams_of(
+    session: Session, experiment: str, condition: str | None = None, replicate: int | None = None
+) -> tuple[ExperimentConfig, list[Stream]]:
     """An experiment's configuration and its streams (optionally one condition and/or replicate)."""
     exp_id, config = experiment_row(session, experiment)
     cfg = ExperimentConfig.stored(config)
@@ -30,25 +31,34 @@ def streams_of(session: Session, experiment: str, condition: str | None = None,
     return cfg, streams
 
 
-def state_json(redis: redis_lib.Redis, session: Session, experiment: str, condition: str | None,
-               replicate: int | None) -> dict[str, Any]:  # fmt: skip
+def state_json(
+    redis: redis_lib.Redis, session: Session, experiment: str, condition: str | None, replicate: int | None
+) -> dict[str, Any]:
     cfg, streams = streams_of(session, experiment, condition, replicate)
     store = SwarmStore(redis)
     out = []
     for stream in streams:
         state = store.peek(stream, cfg.conditions[stream.condition].agents)
-        entry: dict[str, Any] = {"condition": stream.condition, "replicate": stream.replicate, "version": None,
-                                 "agents": []}  # fmt: skip
+        entry: dict[str, Any] = {
+            "condition": stream.condition,
+            "replicate": stream.replicate,
+            "version": None,
+            "agents": [],
+        }
         if state is not None:
             entry["version"] = state.version
             for view, buf in zip(state.agents, state.buffers, strict=True):
                 types = sorted(set(view.attempts) | set(view.successes))
-                entry["agents"].append({
-                    "id": view.agent_id,
-                    "buffer_size": len(buf),
-                    "history": {t: {"attempts": view.attempts.get(t, 0), "successes": view.successes.get(t, 0)}
-                                for t in types},
-                })  # fmt: skip
+                entry["agents"].append(
+                    {
+                        "id": view.agent_id,
+                        "buffer_size": len(buf),
+                        "history": {
+                            t: {"attempts": view.attempts.get(t, 0), "successes": view.successes.get(t, 0)}
+                            for t in types
+                        },
+                    }
+                )
         out.append(entry)
     return {"experiment": experiment, "streams": out}
 
@@ -62,5 +72,12 @@ def render_state(data: dict[str, Any], console: Console) -> None:
             t.add_row(s["condition"], str(s["replicate"]), "(no state)", "", "", "")
         for a in s["agents"]:
             hist = ", ".join(f"{k} {v['successes']}/{v['attempts']}" for k, v in a["history"].items()) or "-"
-            t.add_row(s["condition"], str(s["replicate"]), str(s["version"]), str(a["id"]), str(a["buffer_size"]), hist)
+            t.add_row(
+                s["condition"],
+                str(s["replicate"]),
+                str(s["version"]),
+                str(a["id"]),
+                str(a["buffer_size"]),
+                hist,
+            )
     console.print(t)

@@ -20,21 +20,29 @@ def workers_json(redis: redis_lib.Redis, now: float | None = None) -> dict[str, 
     workers = []
     for raw in heartbeats.records(redis):
         started = float(raw["job_started"]) if raw.get("job_started") else None
-        workers.append({
-            "name": raw.get("name"), "host": raw.get("host"),
-            "gpu": int(raw["gpu"]) if raw.get("gpu") else None, "gpu_name": raw.get("gpu_name") or None,
-            "vram_used_mb": float(raw["vram_used_mb"]) if raw.get("vram_used_mb") else None,
-            "model": raw.get("model"),
-            "current_job": int(raw["current_job"]) if raw.get("current_job") else None,
-            "current_jobs": [int(j) for j in raw.get("current_jobs", "").split(",") if j]
-            or ([int(raw["current_job"])] if raw.get("current_job") else []),
-            "slots": int(raw.get("slots") or 1), "model_key": raw.get("model_key") or None,
-            "busy_slots": int(raw["busy_slots"]) if raw.get("busy_slots") else int(bool(raw.get("current_job"))),
-            "job_seconds": round(now - started, 1) if started else None,
-            "jobs_done": int(raw.get("jobs_done", 0)), "tokens_per_second": float(raw.get("tokens_per_second", 0)),
-            "last_heartbeat_seconds_ago": _seconds(heartbeats.age(raw, now)),
-            "state": heartbeats.state(raw, now),
-        })  # fmt: skip
+        workers.append(
+            {
+                "name": raw.get("name"),
+                "host": raw.get("host"),
+                "gpu": int(raw["gpu"]) if raw.get("gpu") else None,
+                "gpu_name": raw.get("gpu_name") or None,
+                "vram_used_mb": float(raw["vram_used_mb"]) if raw.get("vram_used_mb") else None,
+                "model": raw.get("model"),
+                "current_job": int(raw["current_job"]) if raw.get("current_job") else None,
+                "current_jobs": [int(j) for j in raw.get("current_jobs", "").split(",") if j]
+                or ([int(raw["current_job"])] if raw.get("current_job") else []),
+                "slots": int(raw.get("slots") or 1),
+                "model_key": raw.get("model_key") or None,
+                "busy_slots": int(raw["busy_slots"])
+                if raw.get("busy_slots")
+                else int(bool(raw.get("current_job"))),
+                "job_seconds": round(now - started, 1) if started else None,
+                "jobs_done": int(raw.get("jobs_done", 0)),
+                "tokens_per_second": float(raw.get("tokens_per_second", 0)),
+                "last_heartbeat_seconds_ago": _seconds(heartbeats.age(raw, now)),
+                "state": heartbeats.state(raw, now),
+            }
+        )
     return {"workers": workers}
 
 
@@ -45,7 +53,9 @@ def _seconds(age: float) -> float | None:
 def runnable_streams(config: ExperimentConfig) -> int:
     """How many jobs of the experiment can run at once: a strict stream runs one at a time, a relaxed one up to
     ``max_in_flight`` and never more than ``max_spread`` (the position window, `queue.jobs.release`)."""
-    per_stream = [min(limit or config.max_spread, config.max_spread) for limit in config.in_flight_limits().values()]
+    per_stream = [
+        min(limit or config.max_spread, config.max_spread) for limit in config.in_flight_limits().values()
+    ]
     return sum(per_stream) * config.replicates
 
 
@@ -57,9 +67,11 @@ def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | No
     slots, runnable = sum(w["slots"] for w in live), runnable_streams(config)
     if slots <= runnable:
         return None
-    return (f"warning: {len(live)} live worker(s) with {slots} slots in all serve this model, but {config.name} "
-            f"can run only {runnable} job(s) at once (its streams' ordering and max_spread); {slots - runnable} slot(s) "
-            "stay idle")  # fmt: skip
+    return (
+        f"warning: {len(live)} live worker(s) with {slots} slots in all serve this model, but {config.name} "
+        f"can run only {runnable} job(s) at once (its streams' ordering and max_spread); {slots - runnable} slot(s) "
+        "stay idle"
+    )
 
 
 def render_workers(data: dict[str, Any], console: Console) -> None:
@@ -83,13 +95,24 @@ def render_workers(data: dict[str, Any], console: Console) -> None:
     for w in data["workers"]:
         gpu = "cpu" if w["gpu"] is None else f"{w['gpu']} {w['gpu_name'] or ''}".strip()
         t.add_row(
-            w["name"], w["host"], gpu, w["model"], f"{w['busy_slots']}/{w['slots']}",
-            ",".join(map(str, w["current_jobs"])) or "-", str(w["job_seconds"] or "-"),
-            str(w["jobs_done"]), f"{w['tokens_per_second']:.1f}",
+            w["name"],
+            w["host"],
+            gpu,
+            w["model"],
+            f"{w['busy_slots']}/{w['slots']}",
+            ",".join(map(str, w["current_jobs"])) or "-",
+            str(w["job_seconds"] or "-"),
+            str(w["jobs_done"]),
+            f"{w['tokens_per_second']:.1f}",
             "-" if w["vram_used_mb"] is None else f"{w['vram_used_mb']:.0f}",
-            "-" if w["last_heartbeat_seconds_ago"] is None else f"{w['last_heartbeat_seconds_ago']:.0f} s ago", w["state"],
-        )  # fmt: skip
+            "-"
+            if w["last_heartbeat_seconds_ago"] is None
+            else f"{w['last_heartbeat_seconds_ago']:.0f} s ago",
+            w["state"],
+        )
     if not data["workers"]:
-        console.print("no worker has published a heartbeat (start one with `swarmq worker --gpu 0` or `--cpu`)")
+        console.print(
+            "no worker has published a heartbeat (start one with `swarmq worker --gpu 0` or `--cpu`)"
+        )
         return
     console.print(t)

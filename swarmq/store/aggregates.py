@@ -35,8 +35,12 @@ BUCKETS_PER_OCTAVE = 8
 ``swarmq_agg_bucket``)."""
 ZERO_BUCKET = -161
 """Times under 2^-20 s (about a microsecond), zero included: reported as 0."""
-GROUP_COLUMNS = {"condition": ("condition",), "replicate": ("condition", "replicate"),
-                 "task_type": ("condition", "task_type"), "agent": ("condition", "replicate", "agent")}  # fmt: skip
+GROUP_COLUMNS = {
+    "condition": ("condition",),
+    "replicate": ("condition", "replicate"),
+    "task_type": ("condition", "task_type"),
+    "agent": ("condition", "replicate", "agent"),
+}
 """The groupings the aggregates serve (the keys of `report.queries.GROUPINGS` they can answer)."""
 HISTOGRAM_GROUPINGS = {"condition", "replicate", "agent"}
 """Groupings with a p95: the histogram is kept per (condition, replicate, agent), without the task type."""
@@ -69,9 +73,28 @@ def quantile(histogram: Sequence[tuple[int, int]], q: float) -> float | None:
 
 
 _NUMERIC = ("seconds_sum", "generation_sum")
-_COUNTERS = ("jobs", "done", "failed", "outcomes", "scoring_errors", "judged", "successes", "judged_successes",
-             "resolved", "imported", "seconds_n", "seconds_sum", "tokens_sum", "generation_n", "generation_sum",
-             "length_n", "finish_n", "errors_n", "matched", "matched_successes")  # fmt: skip
+_COUNTERS = (
+    "jobs",
+    "done",
+    "failed",
+    "outcomes",
+    "scoring_errors",
+    "judged",
+    "successes",
+    "judged_successes",
+    "resolved",
+    "imported",
+    "seconds_n",
+    "seconds_sum",
+    "tokens_sum",
+    "generation_n",
+    "generation_sum",
+    "length_n",
+    "finish_n",
+    "errors_n",
+    "matched",
+    "matched_successes",
+)
 INT_COUNTERS = tuple(c for c in _COUNTERS if c not in _NUMERIC)
 
 
@@ -119,8 +142,9 @@ def sum_cells(cells: CellSums, width: int) -> CellSums:
     import numpy as np
 
     index: dict[tuple[Any, ...], int] = {}
-    group = np.fromiter((index.setdefault(k[:width], len(index)) for k in cells.keys), dtype=np.int64,
-                        count=len(cells.keys))  # fmt: skip
+    group = np.fromiter(
+        (index.setdefault(k[:width], len(index)) for k in cells.keys), dtype=np.int64, count=len(cells.keys)
+    )
     counts = np.zeros((len(index), cells.counts.shape[1]), dtype=np.int64)
     np.add.at(counts, group, cells.counts)
     sums: dict[str, list[Decimal]] = {}
@@ -137,8 +161,12 @@ def sum_cells(cells: CellSums, width: int) -> CellSums:
 def running(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ...], int]:
     """Running jobs per group, read live (few rows, on ``ix_jobs_experiment_status``): a lease changes too often
     to be worth a counter."""
-    cols = {"condition": "j.condition", "replicate": "j.replicate", "task_type": "i.task_type",
-            "agent": "coalesce(o.agent_id, -1)"}  # fmt: skip
+    cols = {
+        "condition": "j.condition",
+        "replicate": "j.replicate",
+        "task_type": "i.task_type",
+        "agent": "coalesce(o.agent_id, -1)",
+    }
     key = ", ".join(cols[c] for c in GROUP_COLUMNS[by])
     rows = session.execute(
         text(
@@ -179,15 +207,18 @@ def histograms(session: Session, experiment_id: int, by: str) -> Histograms:
 
     cols = ", ".join(GROUP_COLUMNS[by])
     source = (
-        "agg_seconds" if GROUP_COLUMNS[by] == ("condition", "replicate", "agent")  # the table's own key: no GROUP BY
+        "agg_seconds"
+        if GROUP_COLUMNS[by] == ("condition", "replicate", "agent")  # the table's own key: no GROUP BY
         else f"(SELECT experiment_id, {cols}, bucket, sum(n) AS n FROM agg_seconds WHERE experiment_id = :e "
         f"GROUP BY experiment_id, {cols}, bucket) x"
-    )  # fmt: skip
+    )
     rows = session.execute(
-        text(f"SELECT {cols}, string_agg(int2send(bucket::int2), ''), string_agg(int8send(n::int8), '') "
-             f"FROM {source} WHERE experiment_id = :e AND n > 0 GROUP BY {cols}"),
+        text(
+            f"SELECT {cols}, string_agg(int2send(bucket::int2), ''), string_agg(int8send(n::int8), '') "
+            f"FROM {source} WHERE experiment_id = :e AND n > 0 GROUP BY {cols}"
+        ),
         {"e": experiment_id},
-    ).all()  # fmt: skip
+    ).all()
     sizes = np.fromiter((len(r[-2]) // 2 for r in rows), dtype=np.int64, count=len(rows))
     group = np.repeat(np.arange(len(rows), dtype=np.int64), sizes)
     bucket = np.frombuffer(b"".join(r[-2] for r in rows), dtype=">i2").astype(np.int64)
@@ -201,7 +232,9 @@ DENSE_CELLS = 1 << 22
 (`numpy.bincount`, linear); beyond, by sorting."""
 
 
-def _sorted_cells(group: np.ndarray, bucket: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sorted_cells(
+    group: np.ndarray, bucket: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Histogram rows with each (group, bucket) once, its counts summed, sorted by group then bucket. Counts are
     added as float64: exact, being integers far below 2^53."""
     import numpy as np
@@ -230,8 +263,9 @@ def sum_histograms(h: Histograms, width: int) -> Histograms:
     if not h.keys or width == len(h.keys[0]):
         return h
     coarse: dict[tuple[Any, ...], int] = {}
-    index = np.fromiter((coarse.setdefault(k[:width], len(coarse)) for k in h.keys), dtype=np.int64,
-                        count=len(h.keys))  # fmt: skip
+    index = np.fromiter(
+        (coarse.setdefault(k[:width], len(coarse)) for k in h.keys), dtype=np.int64, count=len(h.keys)
+    )
     return Histograms(list(coarse), *_sorted_cells(index[h.group], h.bucket, h.n))
 
 
@@ -244,7 +278,10 @@ def quantiles(h: Histograms, q: float) -> dict[tuple[Any, ...], float | None]:
         return {}
     cum = np.cumsum(h.n)
     groups = np.arange(len(h.keys))
-    starts, ends = np.searchsorted(h.group, groups, side="left"), np.searchsorted(h.group, groups, side="right")
+    starts, ends = (
+        np.searchsorted(h.group, groups, side="left"),
+        np.searchsorted(h.group, groups, side="right"),
+    )
     before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0)
     total = cum[ends - 1] - before
     rank = q * (total - 1)
@@ -253,7 +290,9 @@ def quantiles(h: Histograms, q: float) -> dict[tuple[Any, ...], float | None]:
     at_lo = np.searchsorted(cum, before + lo, side="right")
     at_hi = np.searchsorted(cum, before + hi, side="right")
     low = int(h.bucket.min())  # buckets span a few hundred values at most (2^(b/8) seconds)
-    values = np.array([bucket_value(b) for b in range(low, int(h.bucket.max()) + 1)])  # Python's pow, as `quantile`
+    values = np.array(
+        [bucket_value(b) for b in range(low, int(h.bucket.max()) + 1)]
+    )  # Python's pow, as `quantile`
     v_lo, v_hi = values[h.bucket[at_lo] - low], values[h.bucket[at_hi] - low]
     return dict(zip(h.keys, (v_lo + (rank - lo) * (v_hi - v_lo)).tolist(), strict=True))
 
@@ -273,8 +312,9 @@ def agent_type_columns(session: Session, experiment_id: int) -> dict[str, tuple[
     out: dict[str, tuple[list[Any], ...]] = {}
     for condition, task_type, replicates, agents, outcomes, successes in rows:
         columns = out.setdefault(str(condition), ([], [], [], [], []))
-        for column, values in zip(columns, (replicates, agents, [str(task_type)] * len(agents), outcomes, successes),
-                                  strict=True):  # fmt: skip
+        for column, values in zip(
+            columns, (replicates, agents, [str(task_type)] * len(agents), outcomes, successes), strict=True
+        ):
             column.extend(values)
     return out
 
@@ -292,7 +332,9 @@ def issue_counts(session: Session, experiment_id: int, *, matched: bool) -> list
     return [(str(c), str(i), int(k), int(x)) for c, i, k, x in rows]
 
 
-def all_paired_sums(session: Session, experiment_id: int) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
+def all_paired_sums(
+    session: Session, experiment_id: int
+) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
     """Every pair of conditions' (issue, pairs judged in both a and b, summed a − b success), by issue, from one
     read: stored once per unordered pair, keyed (a, b) with a before b in byte order (`oriented` turns one the
     other way)."""
@@ -309,7 +351,9 @@ def all_paired_sums(session: Session, experiment_id: int) -> dict[tuple[str, str
     return out
 
 
-def oriented(sums: Mapping[tuple[str, str], list[tuple[str, int, int]]], a: str, b: str) -> list[tuple[str, int, int]]:
+def oriented(
+    sums: Mapping[tuple[str, str], list[tuple[str, int, int]]], a: str, b: str
+) -> list[tuple[str, int, int]]:
     """``a`` against ``b`` from `all_paired_sums`: the stored pair, its differences negated when b comes first."""
     if a.encode() < b.encode():
         return list(sums.get((a, b), []))
@@ -320,7 +364,9 @@ FOLD_BATCH = 5000
 """Outcomes a worker's housekeeping folds per pass at most (`fold`): one short transaction, whatever the backlog."""
 
 
-def fold(engine: Engine, experiment_id: int | None = None, *, batch: int | None = None, wait: bool = True) -> int:
+def fold(
+    engine: Engine, experiment_id: int | None = None, *, batch: int | None = None, wait: bool = True
+) -> int:
     """Count outcomes written since the last fold into the aggregates (migration 0010: the job path writes them
     unfolded, so that the counting is not in a worker's outcome statement); returns how many. Of
     ``experiment_id`` (None: every experiment), at most ``batch`` (None: all). ``wait``: wait for folds in
@@ -332,8 +378,10 @@ def fold(engine: Engine, experiment_id: int | None = None, *, batch: int | None 
     Its own connection and transaction, committed here: a reader's session may be rolled back, and holds no
     aggregate row locks while it reads."""
     with engine.begin() as conn:
-        n = conn.execute(text("SELECT swarmq_agg_fold(:e, :batch, :wait)"),
-                         {"e": experiment_id, "batch": batch, "wait": wait}).scalar_one()  # fmt: skip
+        n = conn.execute(
+            text("SELECT swarmq_agg_fold(:e, :batch, :wait)"),
+            {"e": experiment_id, "batch": batch, "wait": wait},
+        ).scalar_one()
     return int(n)
 
 

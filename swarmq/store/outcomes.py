@@ -79,7 +79,9 @@ def relaxed_commit(session: Session) -> None:
     session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
-def stream_outcomes(session: Session, stream: StreamId, *, unapplied_only: bool = False) -> list[tuple[Job, Outcome]]:
+def stream_outcomes(
+    session: Session, stream: StreamId, *, unapplied_only: bool = False
+) -> list[tuple[Job, Outcome]]:
     """A stream's outcomes in the order their updates were applied in Redis (then, for those not applied yet,
     in commit order), for rebuilding its state; with ``unapplied_only``, just those still to be applied."""
     query = (
@@ -182,8 +184,11 @@ def applied_mark() -> Update:
 
 def applied_params(marks: Sequence[AppliedMark]) -> dict[str, Any]:
     """`applied_mark`'s parameters."""
-    return {"mark_jobs": [m.job_id for m in marks], "mark_staleness": [m.staleness for m in marks],
-            "mark_versions": [m.version for m in marks]}  # fmt: skip
+    return {
+        "mark_jobs": [m.job_id for m in marks],
+        "mark_staleness": [m.staleness for m in marks],
+        "mark_versions": [m.version for m in marks],
+    }
 
 
 def mark_applied(session: Session, mark: AppliedMark) -> None:

@@ -130,8 +130,10 @@ class Job(Base):
 
 class Outcome(Base):
     __tablename__ = "outcomes"
-    __table_args__ = (Index("ix_outcomes_unapplied", "job_id", postgresql_where=text("NOT update_applied")),
-                      Index("ix_outcomes_unfolded", "id", postgresql_where=text("NOT folded")))  # fmt: skip
+    __table_args__ = (
+        Index("ix_outcomes_unapplied", "job_id", postgresql_where=text("NOT update_applied")),
+        Index("ix_outcomes_unfolded", "id", postgresql_where=text("NOT folded")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)

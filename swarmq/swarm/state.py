@@ -80,13 +80,17 @@ class Applied:
     staleness: int
 
 
-def select_examples(buffer: Sequence[Example], task_type: str, *, max_show: int, type_filtered: bool) -> list[Example]:
+def select_examples(
+    buffer: Sequence[Example], task_type: str, *, max_show: int, type_filtered: bool
+) -> list[Example]:
     """The most recent ``max_show`` examples (optionally of this task type only), oldest first."""
     pool = [e for e in buffer if e.task_type == task_type] if type_filtered else list(buffer)
     return pool[-max_show:] if max_show > 0 else []
 
 
-def state_from_updates(updates: Iterable[Update], agents: int, capacity: int) -> tuple[StreamState, list[int]]:
+def state_from_updates(
+    updates: Iterable[Update], agents: int, capacity: int
+) -> tuple[StreamState, list[int]]:
     """Replay updates in order (pure): the state Redis would hold after applying them, and their job ids."""
     attempts: list[dict[str, int]] = [{} for _ in range(agents)]
     successes: list[dict[str, int]] = [{} for _ in range(agents)]

@@ -42,8 +42,18 @@ class ExperimentInfo:
         return Stream(self.id, self.name, condition, replicate)
 
 
-def update_for(job_id: int, agent_id: int, issue: Issue, completion: str, config: ExperimentConfig, condition: str,
-               *, success: bool, judged: bool, chat: bool) -> Update:  # fmt: skip
+def update_for(
+    job_id: int,
+    agent_id: int,
+    issue: Issue,
+    completion: str,
+    config: ExperimentConfig,
+    condition: str,
+    *,
+    success: bool,
+    judged: bool,
+    chat: bool,
+) -> Update:
     """The swarm update a job makes (pure): an attempt when its outcome was judged, and on a success with
     accumulation an example. The worker (live) and the rebuild (from Postgres) both make it here."""
     example = None
@@ -53,16 +63,29 @@ def update_for(job_id: int, agent_id: int, issue: Issue, completion: str, config
     return Update(job_id, agent_id, issue.task_type, success, example, judged)
 
 
-def update_of(job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str) -> Update:
+def update_of(
+    job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str
+) -> Update:
     """The update a recorded outcome made. A failure outcome (no agent: `store.outcomes.failure_record`)
     counts no attempt: it only moves the stream's version on, for the record."""
     if outcome.agent_id is None:
         return Update(job_id, 0, issue.task_type, False, None, judged=False)
-    return update_for(job_id, outcome.agent_id, issue, outcome.completion, config, condition,
-                      success=outcome.success, judged=judged(outcome.score_status), chat=outcome.chat)  # fmt: skip
+    return update_for(
+        job_id,
+        outcome.agent_id,
+        issue,
+        outcome.completion,
+        config,
+        condition,
+        success=outcome.success,
+        judged=judged(outcome.score_status),
+        chat=outcome.chat,
+    )
 
 
-def final_buffers(session: Session, experiment_id: int, config: ExperimentConfig) -> dict[tuple[str, int], StreamState]:
+def final_buffers(
+    session: Session, experiment_id: int, config: ExperimentConfig
+) -> dict[tuple[str, int], StreamState]:
     """Each stream's final state as far as its agents' buffers go, replayed from Postgres (the pure
     `state_from_updates` over the successes a buffer can still hold): what D is computed from, whatever Redis
     holds or lost. Attempt counts in these states are partial; read only the buffers."""
@@ -94,7 +117,9 @@ class StreamSync:
             self._experiments[experiment_id] = ExperimentInfo(exp.id, exp.name, config, exp.model_key)
         return self._experiments[experiment_id]
 
-    def state(self, stream: Stream, config: ExperimentConfig, job_id: int, *, unapplied: bool = True) -> StreamState:
+    def state(
+        self, stream: Stream, config: ExperimentConfig, job_id: int, *, unapplied: bool = True
+    ) -> StreamState:
         """Finish updates a dead worker left half-done (when the claim said the stream has some:
         ``unapplied``), then read-and-reserve; rebuild if Redis lost it."""
         cond = config.conditions[stream.condition]
@@ -120,9 +145,13 @@ class StreamSync:
             pending = outcomes.stream_outcomes(session, stream, unapplied_only=True)
             issues = self._issues(session, [j.issue_id for j, _ in pending])
         for job, outcome in pending:
-            self.apply(stream, config, update_of(job.id, outcome, issues[job.issue_id], config, stream.condition))
+            self.apply(
+                stream, config, update_of(job.id, outcome, issues[job.issue_id], config, stream.condition)
+            )
 
-    def apply(self, stream: Stream, config: ExperimentConfig, update: Update, *, mark: bool = True) -> AppliedMark:
+    def apply(
+        self, stream: Stream, config: ExperimentConfig, update: Update, *, mark: bool = True
+    ) -> AppliedMark:
         """Apply the update in Redis; record it in Postgres unless the caller writes the returned mark itself
         (``mark`` False: a worker's own job, whose mark rides with its release, `queue.jobs.release`)."""
         capacity = config.conditions[stream.condition].max_examples
@@ -131,7 +160,9 @@ class StreamSync:
             self.rebuild(stream, config)  # the rebuild replays this outcome too: it is in Postgres
             result = self.swarm.apply(stream, update, capacity)
         applied = result.status == "applied"
-        done = AppliedMark(update.job_id, result.staleness if applied else None, result.version if applied else None)
+        done = AppliedMark(
+            update.job_id, result.staleness if applied else None, result.version if applied else None
+        )
         if mark:
             with self.sessions() as session:
                 outcomes.mark_applied(session, done)

@@ -36,19 +36,25 @@ def visible(gpus: Sequence[Gpu], cuda_visible_devices: str | None) -> list[Gpu]:
     for raw in cuda_visible_devices.split(","):
         entry = raw.strip()
         if entry.upper().startswith("MIG-"):
-            raise ConfigError(f"{ENV}={cuda_visible_devices}: MIG instance {entry} is not supported; give whole GPUs")
+            raise ConfigError(
+                f"{ENV}={cuda_visible_devices}: MIG instance {entry} is not supported; give whole GPUs"
+            )
         if entry.upper().startswith("GPU-"):
             found = [g for g in gpus if g.uuid and g.uuid.lower().startswith(entry.lower())]
             if len(found) != 1:
                 have = ", ".join(g.uuid for g in gpus if g.uuid) or "none"
                 what = "no GPU" if not found else f"{len(found)} GPUs"
-                raise ConfigError(f"{ENV}={cuda_visible_devices}: {what} with UUID {entry} here (found: {have})")
+                raise ConfigError(
+                    f"{ENV}={cuda_visible_devices}: {what} with UUID {entry} here (found: {have})"
+                )
             gpu = found[0]
         elif entry.isdigit():
             by_index = {g.index: g for g in gpus}
             if int(entry) not in by_index:
                 have = ", ".join(str(i) for i in sorted(by_index)) or "none"
-                raise ConfigError(f"{ENV}={cuda_visible_devices}: no GPU {entry} on this machine (found: {have})")
+                raise ConfigError(
+                    f"{ENV}={cuda_visible_devices}: no GPU {entry} on this machine (found: {have})"
+                )
             gpu = by_index[int(entry)]
         else:
             break  # CUDA's rule: the first entry that is not a device hides it and everything after it

@@ -48,8 +48,13 @@ def _nvidia_smi() -> list[Gpu]:
         return []
     query = "--query-gpu=index,name,memory.total,memory.free,uuid"
     try:
-        text = subprocess.run([exe, query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                              timeout=20, check=True).stdout  # fmt: skip
+        text = subprocess.run(
+            [exe, query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
     gpus = []

@@ -18,7 +18,9 @@ from swarmq.settings import get_settings
 from swarmq.store import heartbeats
 
 
-def live_workers(records: Iterable[Mapping[str, str]], *, host: str, name: str | None, now: float) -> list[str]:
+def live_workers(
+    records: Iterable[Mapping[str, str]], *, host: str, name: str | None, now: float
+) -> list[str]:
     """Names of the heartbeat records of ``host`` (and ``name``: the full ``name@host`` or the part before the
     ``@``) whose last beat is no older than their own lease."""
     live = []

@@ -39,8 +39,15 @@ class WorkerInfo:
     """No ``--model``: stop (to load another model) once this one drains while another model has jobs."""
 
 
-def housekeeping(services: Services, app: Celery, runner: JobRunner, info: WorkerInfo, burst: bool,
-                 stop: threading.Event, drained: threading.Event | None = None) -> None:  # fmt: skip
+def housekeeping(
+    services: Services,
+    app: Celery,
+    runner: JobRunner,
+    info: WorkerInfo,
+    burst: bool,
+    stop: threading.Event,
+    drained: threading.Event | None = None,
+) -> None:
     """Every pass: publish this worker's heartbeat, reap; stop once the model has nothing left, in burst mode,
     or (following the work) when another model has jobs; ``drained`` says the stop was for that."""
     from celery.worker import state as worker_state
@@ -51,14 +58,24 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
     failing_since: float | None = None
     while not stop.wait(interval):
         try:
-            publish_heartbeat(services.redis, info, runner, settings.lease_seconds, settings.worker_record_seconds)
+            publish_heartbeat(
+                services.redis, info, runner, settings.lease_seconds, settings.worker_record_seconds
+            )
             if time.monotonic() - last_reap >= settings.reaper_seconds:
                 last_reap = time.monotonic()
-                reap(services.sessions, app, services.redis, max_attempts=settings.max_attempts,
-                     grace_seconds=settings.reaper_seconds * 2, complete_stream=runner.sync.complete_stream)  # fmt: skip
+                reap(
+                    services.sessions,
+                    app,
+                    services.redis,
+                    max_attempts=settings.max_attempts,
+                    grace_seconds=settings.reaper_seconds * 2,
+                    complete_stream=runner.sync.complete_stream,
+                )
                 # Outcomes are counted into the results aggregates off the job path, a batch per pass.
                 aggregates.fold(services.engine, batch=aggregates.FOLD_BATCH, wait=False)
-            step = _next_step(services, info, burst) if (burst or info.follow) and not runner.running() else None
+            step = (
+                _next_step(services, info, burst) if (burst or info.follow) and not runner.running() else None
+            )
             if step is not None:
                 with services.sessions() as session:  # leave no half-applied swarm update behind
                     complete_unapplied(session, runner.sync.complete_stream, 0.0, info.model_key)
@@ -73,8 +90,11 @@ def housekeeping(services: Services, app: Celery, runner: JobRunner, info: Worke
             down = time.monotonic() - failing_since
             log.warning("housekeeping failed (%.0f s): %s", down, first_line(exc))
             if down > settings.outage_seconds and not runner.running():
-                exit_worker(3, f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: "
-                               f"{first_line(exc)}")  # fmt: skip
+                exit_worker(
+                    3,
+                    f"swarmq: error: worker {info.name}: Postgres or Redis unavailable for {down:.0f} s: "
+                    f"{first_line(exc)}",
+                )
                 return
 
 
@@ -105,19 +125,35 @@ def _gpu_stats(gpu: int | None) -> dict[str, str]:
     return {"gpu_name": found.name, "vram_used_mb": f"{(found.memory_total - found.memory_free) / 2**20:.0f}"}
 
 
-def publish_heartbeat(redis: Any, info: WorkerInfo, runner: JobRunner, lease_seconds: float,
-                      keep_seconds: float) -> None:  # fmt: skip
+def publish_heartbeat(
+    redis: Any, info: WorkerInfo, runner: JobRunner, lease_seconds: float, keep_seconds: float
+) -> None:
     """What `swarmq workers list` shows; kept ``keep_seconds`` so a silent worker can be shown as lost."""
     key = keys.worker_key(info.name)
     running = runner.running()
     oldest = min(running, key=lambda j: running[j]) if running else None
-    redis.hset(key, mapping={
-        "name": info.name, "host": info.host, "gpu": "" if info.gpu is None else str(info.gpu), "model": info.model,
-        "current_job": oldest or "", "job_started": running[oldest] if oldest else "", "jobs_done": runner.jobs_done,
-        "model_key": info.model_key, "slots": info.slots, "busy_slots": runner.busy(), "current_jobs": ",".join(map(str, sorted(running))),
-        "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}", "last_seen": time.time(),
-        "lease_seconds": lease_seconds, "pid": os.getpid(), "stopped_at": "", **_gpu_stats(info.gpu),
-    })  # fmt: skip
+    redis.hset(
+        key,
+        mapping={
+            "name": info.name,
+            "host": info.host,
+            "gpu": "" if info.gpu is None else str(info.gpu),
+            "model": info.model,
+            "current_job": oldest or "",
+            "job_started": running[oldest] if oldest else "",
+            "jobs_done": runner.jobs_done,
+            "model_key": info.model_key,
+            "slots": info.slots,
+            "busy_slots": runner.busy(),
+            "current_jobs": ",".join(map(str, sorted(running))),
+            "tokens_per_second": f"{runner.mean_tokens_per_second():.2f}",
+            "last_seen": time.time(),
+            "lease_seconds": lease_seconds,
+            "pid": os.getpid(),
+            "stopped_at": "",
+            **_gpu_stats(info.gpu),
+        },
+    )
     redis.expire(key, int(keep_seconds))
 
 

@@ -20,7 +20,9 @@ from swarmq.store import heartbeats
 from swarmq.store.services import Services
 
 
-def choose_model(services: Services, explicit: str | None, skip: frozenset[str] = frozenset()) -> ModelConfig | None:
+def choose_model(
+    services: Services, explicit: str | None, skip: frozenset[str] = frozenset()
+) -> ModelConfig | None:
     """The model to serve and its load settings: ``--model``, else the one `pick_model` takes among those with
     unfinished jobs (but the ``skip`` keys: models this worker could not load). Load settings (n_ctx, threads,
     ...) come from the oldest unfinished experiment on it."""
@@ -88,8 +90,9 @@ def choose_slots(path: Path, cfg: ModelConfig, gpu: int | None, asked: int | Non
     return slots
 
 
-def load_generator(path: Path, cfg: ModelConfig, gpu: int | None, stand_in: str | None = None, *,
-                   slots: int = 1) -> Generator:  # fmt: skip
+def load_generator(
+    path: Path, cfg: ModelConfig, gpu: int | None, stand_in: str | None = None, *, slots: int = 1
+) -> Generator:
     """llama.cpp on the model file (checked first), or the stand-in named ``module:callable``. More than one
     slot: the batching engine, one context of ``slots`` sequences."""
     if stand_in:
@@ -101,11 +104,23 @@ def load_generator(path: Path, cfg: ModelConfig, gpu: int | None, stand_in: str 
     if slots > 1:
         from swarmq.model.batched import BatchedGenerator
 
-        return BatchedGenerator(path, slots=slots, name=cfg.label, n_ctx=cfg.n_ctx,
-                                n_gpu_layers=cfg.n_gpu_layers if gpu is not None else 0, threads=cfg.threads,
-                                n_batch=cfg.n_batch)  # fmt: skip
-    return LlamaGenerator(path, name=cfg.label, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers if gpu is not None else 0,
-                          threads=cfg.threads, n_batch=cfg.n_batch)  # fmt: skip
+        return BatchedGenerator(
+            path,
+            slots=slots,
+            name=cfg.label,
+            n_ctx=cfg.n_ctx,
+            n_gpu_layers=cfg.n_gpu_layers if gpu is not None else 0,
+            threads=cfg.threads,
+            n_batch=cfg.n_batch,
+        )
+    return LlamaGenerator(
+        path,
+        name=cfg.label,
+        n_ctx=cfg.n_ctx,
+        n_gpu_layers=cfg.n_gpu_layers if gpu is not None else 0,
+        threads=cfg.threads,
+        n_batch=cfg.n_batch,
+    )
 
 
 def check_memory(path: Path, gpu: int | None) -> None:

@@ -87,7 +87,10 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
             waited = False
             while cfg is None and not opts.burst:
                 if not waited:
-                    print(f"swarmq worker {identity.worker}: no unfinished experiment; waiting for work", flush=True)
+                    print(
+                        f"swarmq worker {identity.worker}: no unfinished experiment; waiting for work",
+                        flush=True,
+                    )
                     waited = True
                 time.sleep(settings.idle_poll_seconds)
                 cfg = choose_model(services, opts.model, frozenset(skip))
@@ -106,8 +109,11 @@ def run_worker(opts: WorkerOptions, settings: Settings) -> int:
                 if choose_model(services, None, frozenset(skip)) is None:
                     raise ModelError(f"experiment {names}: {exc}") from None
                 # One experiment's missing or broken model must not idle this GPU: other work goes on.
-                print(f"swarmq worker {identity.worker}: experiment {names}: {exc}; serving other work instead",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"swarmq worker {identity.worker}: experiment {names}: {exc}; serving other work instead",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 continue
             return _serve(services, opts, identity, path, cfg, generator, slots)
     finally:
@@ -123,16 +129,31 @@ def _nothing_to_serve(services: Services) -> int:
     return 0
 
 
-def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, path: Path, model_cfg: ModelConfig,
-           generator: Generator, slots: int) -> int:  # fmt: skip
+def _serve(
+    services: Services,
+    opts: WorkerOptions,
+    identity: RunnerIdentity,
+    path: Path,
+    model_cfg: ModelConfig,
+    generator: Generator,
+    slots: int,
+) -> int:
     settings, key = services.settings, keys.model_key(model_cfg.path)
     self_test_scorers()
     app = broker.make_app(services.redis_url)
-    runner = JobRunner(services.sessions, SwarmStore(services.redis), generator, app, identity,
-                       lease_seconds=settings.lease_seconds, heartbeat_seconds=settings.heartbeat_seconds,
-                       outage_seconds=settings.outage_seconds, max_attempts=settings.max_attempts,
-                       stuck_seconds=settings.stuck_seconds,
-                       say=None if opts.quiet else lambda line: print(line, flush=True))  # fmt: skip
+    runner = JobRunner(
+        services.sessions,
+        SwarmStore(services.redis),
+        generator,
+        app,
+        identity,
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        outage_seconds=settings.outage_seconds,
+        max_attempts=settings.max_attempts,
+        stuck_seconds=settings.stuck_seconds,
+        say=None if opts.quiet else lambda line: print(line, flush=True),
+    )
 
     @app.task(name=keys.TASK_NAME, acks_late=True, ignore_result=True)
     def run_job(job: int | list[int]) -> str:
@@ -144,22 +165,46 @@ def _serve(services: Services, opts: WorkerOptions, identity: RunnerIdentity, pa
             exit_worker(3, f"swarmq: error: worker {identity.worker}: {exc}")
             raise  # unreachable: exit_worker raises on the main thread
 
-    log.info("worker=%s model=%s queue=%s slots=%s load_seconds=%.2f", identity.worker, path.name,
-             keys.queue_name(key), slots, generator.info.load_seconds)  # fmt: skip
+    log.info(
+        "worker=%s model=%s queue=%s slots=%s load_seconds=%.2f",
+        identity.worker,
+        path.name,
+        keys.queue_name(key),
+        slots,
+        generator.info.load_seconds,
+    )
     stop, drained = threading.Event(), threading.Event()
-    info = WorkerInfo(identity.worker, socket.gethostname(), opts.gpu, generator.info.name, key, slots,
-                      follow=opts.model is None)  # fmt: skip
-    threading.Thread(target=housekeeping, args=(services, app, runner, info, opts.burst, stop, drained),
-                     name="swarmq-housekeeping", daemon=True).start()  # fmt: skip
+    info = WorkerInfo(
+        identity.worker,
+        socket.gethostname(),
+        opts.gpu,
+        generator.info.name,
+        key,
+        slots,
+        follow=opts.model is None,
+    )
+    threading.Thread(
+        target=housekeeping,
+        args=(services, app, runner, info, opts.burst, stop, drained),
+        name="swarmq-housekeeping",
+        daemon=True,
+    ).start()
     shutdown = GracefulShutdown(runner, services.sessions, app, settings.shutdown_grace_seconds)
     celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
     # Running as root in containers is common for GPU jobs; Celery's warning about it is noise here.
     warnings.filterwarnings("ignore", category=SecurityWarning)
     # worker_prefetch_multiplier is 1 (broker.make_app): Celery reserves concurrency × 1 messages, one per slot.
-    worker = app.Worker(hostname=identity.worker, queues=[keys.queue_name(key)],
-                        pool_cls="solo" if slots == 1 else "threads", concurrency=slots,
-                        without_mingle=True, without_gossip=True, quiet=True, redirect_stdouts=False,
-                        loglevel=logging.getLevelName(logging.getLogger().level))  # fmt: skip
+    worker = app.Worker(
+        hostname=identity.worker,
+        queues=[keys.queue_name(key)],
+        pool_cls="solo" if slots == 1 else "threads",
+        concurrency=slots,
+        without_mingle=True,
+        without_gossip=True,
+        quiet=True,
+        redirect_stdouts=False,
+        loglevel=logging.getLevelName(logging.getLogger().level),
+    )
     try:
         worker.start()
     finally:

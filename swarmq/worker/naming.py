@@ -51,8 +51,9 @@ class NameLease:
             self.redis.set(self.key, self.value, px=self.ttl_ms)
             self._keep()
             return
-        raise ConfigError(f"worker name {self.name!r} is in use by pid {pid or '?'} on {host or '?'}; "
-                          "choose another --name")  # fmt: skip
+        raise ConfigError(
+            f"worker name {self.name!r} is in use by pid {pid or '?'} on {host or '?'}; choose another --name"
+        )
 
     def _keep(self) -> None:
         """Renew from the moment the name is taken (a model may take minutes to load) until `release`."""

@@ -28,14 +28,33 @@ class JobPlan:
     state_version: int
 
 
-def plan_job(bench: Benchmark, config: ExperimentConfig, condition: str, replicate: int, position: int,
-             issue: Issue, state: StreamState, model: ModelInfo) -> JobPlan:  # fmt: skip
+def plan_job(
+    bench: Benchmark,
+    config: ExperimentConfig,
+    condition: str,
+    replicate: int,
+    position: int,
+    issue: Issue,
+    state: StreamState,
+    model: ModelInfo,
+) -> JobPlan:
     """Route the job to an agent, show that agent's examples, and build the generation request."""
     cond = config.conditions[condition]
-    decision = route(cond.router, state.agents, issue.task_type, seed=stream_seed(config.seed, condition, replicate),
-                     position=position, temperature=cond.router_temperature, ucb_c=cond.ucb_c)  # fmt: skip
-    examples = select_examples(state.buffers[decision.agent_id], issue.task_type, max_show=cond.max_show,
-                               type_filtered=cond.type_filtered)  # fmt: skip
+    decision = route(
+        cond.router,
+        state.agents,
+        issue.task_type,
+        seed=stream_seed(config.seed, condition, replicate),
+        position=position,
+        temperature=cond.router_temperature,
+        ucb_c=cond.ucb_c,
+    )
+    examples = select_examples(
+        state.buffers[decision.agent_id],
+        issue.task_type,
+        max_show=cond.max_show,
+        type_filtered=cond.type_filtered,
+    )
     chat = model.chat_template
     prompt = bench.prompt(issue, examples, chat=chat, system=cond.system_prompt)
     gen = config.generation_for(condition)
@@ -52,7 +71,9 @@ def plan_job(bench: Benchmark, config: ExperimentConfig, condition: str, replica
     return JobPlan(decision, prompt, request, state.version)
 
 
-def judge(rule: str, bench: Benchmark, issue: Issue, completion: str, *, chat: bool) -> tuple[bool, Score | None]:
+def judge(
+    rule: str, bench: Benchmark, issue: Issue, completion: str, *, chat: bool
+) -> tuple[bool, Score | None]:
     """Success by the experiment's effective rule (`ExperimentConfig.effective_rule`). ``non_empty`` is the
     stand-in the study used before real scoring."""
     if rule == "non_empty":
@@ -72,9 +93,18 @@ class Verdict:
     scoring_seconds: float
 
 
-def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Issue, config: ExperimentConfig,
-                   *, worker: str, gpu_index: int | None, job_seconds: float,
-                   gpu_uuid: str | None = None) -> dict[str, Any]:  # fmt: skip
+def outcome_record(
+    plan: JobPlan,
+    verdict: Verdict,
+    model: ModelInfo,
+    issue: Issue,
+    config: ExperimentConfig,
+    *,
+    worker: str,
+    gpu_index: int | None,
+    job_seconds: float,
+    gpu_uuid: str | None = None,
+) -> dict[str, Any]:
     """The outcome row: everything needed to trust, compare and replay this job."""
     gen, req, score = verdict.gen, plan.request, verdict.score
     return {
@@ -112,7 +142,10 @@ def outcome_record(plan: JobPlan, verdict: Verdict, model: ModelInfo, issue: Iss
         "task_type": issue.task_type,
         "state_version": plan.state_version,
         "example_ids": list(plan.prompt.example_ids),
-        "routing": {"probabilities": _floats(plan.decision.probabilities), "scores": _floats(plan.decision.scores)},
+        "routing": {
+            "probabilities": _floats(plan.decision.probabilities),
+            "scores": _floats(plan.decision.scores),
+        },
         "success": verdict.success,
         "success_rule": config.effective_rule(),
         # FAILED: generation failed, nothing was scored (a job failure); error is kept for scorer failures.

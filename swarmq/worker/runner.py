@@ -93,12 +93,22 @@ class _Ended:
     started: float
 
 
-def job_line(job_id: int, status: str, condition: str, replicate: int, instance: str, agent: int, verdict: Verdict,
-             seconds: float) -> str:  # fmt: skip
+def job_line(
+    job_id: int,
+    status: str,
+    condition: str,
+    replicate: int,
+    instance: str,
+    agent: int,
+    verdict: Verdict,
+    seconds: float,
+) -> str:
     """One finished job, as a worker prints it: what ran, how it ended, and what it cost."""
     ended = f"error: {verdict.error}" if verdict.error else ("success" if verdict.success else "failure")
-    return (f"job {job_id} {status}: {condition}/r{replicate} {instance} agent {agent}: {ended}, "
-            f"{verdict.gen.completion_tokens} tokens, {seconds:.1f} s")  # fmt: skip
+    return (
+        f"job {job_id} {status}: {condition}/r{replicate} {instance} agent {agent}: {ended}, "
+        f"{verdict.gen.completion_tokens} tokens, {seconds:.1f} s"
+    )
 
 
 class LeaseLost(Exception):
@@ -129,7 +139,11 @@ class JobRunner:
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
-        self.outage_seconds, self.max_attempts, self.stuck_seconds = outage_seconds, max_attempts, stuck_seconds
+        self.outage_seconds, self.max_attempts, self.stuck_seconds = (
+            outage_seconds,
+            max_attempts,
+            stuck_seconds,
+        )
         self.jobs_done = 0
         self._lock = threading.Lock()
         self._runs: list[_Run] = []
@@ -187,13 +201,22 @@ class JobRunner:
         with self._lock:
             self._runs.append(run)
         try:
-            with JobWatch(lambda: self._renew(run), self.heartbeat_seconds, lambda why: self._stuck(run, why),
-                          stuck_seconds=self.stuck_seconds) as w:  # fmt: skip
+            with JobWatch(
+                lambda: self._renew(run),
+                self.heartbeat_seconds,
+                lambda why: self._stuck(run, why),
+                stuck_seconds=self.stuck_seconds,
+            ) as w:
                 run.watch = w
                 self._run_claimed(run, status)
         except (ServiceUnavailable, WorkerExit):
             raise  # the worker exits; the leases expire (or were given back) and another worker takes the jobs
-        except (Exception, SystemExit, KeyboardInterrupt, JobTimedOut) as exc:  # JobTimedOut: one landing late
+        except (
+            Exception,
+            SystemExit,
+            KeyboardInterrupt,
+            JobTimedOut,
+        ) as exc:  # JobTimedOut: one landing late
             # A bug or an unexpected library error while writing the message's outcomes or releasing: its jobs
             # not yet closed fail now, with the reason, rather than let their leases expire and re-run them
             # until max_attempts reports a misleading "worker died". Only a real shutdown stops us.
@@ -287,15 +310,25 @@ class JobRunner:
         issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
         config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
         stream = info.stream(job.condition, job.replicate)
-        state = self._retry(lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied), "swarm state")
+        state = self._retry(
+            lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied), "swarm state"
+        )
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
         self._check_lease(run, job, "generation")
         verdict = self._generate_and_judge(run, bench, plan, issue, info)
         self._check_lease(run, job, "writing the outcome")
-        record = outcome_record(plan, verdict, model, issue, config, worker=self.identity.worker,
-                                gpu_index=self.identity.gpu_index, gpu_uuid=self.identity.gpu_uuid,
-                                job_seconds=time.perf_counter() - started)  # fmt: skip
+        record = outcome_record(
+            plan,
+            verdict,
+            model,
+            issue,
+            config,
+            worker=self.identity.worker,
+            gpu_index=self.identity.gpu_index,
+            gpu_uuid=self.identity.gpu_uuid,
+            job_seconds=time.perf_counter() - started,
+        )
         return _Ended(job, info, issue, plan, verdict, record, started)
 
     def _end(self, run: _Run, ended: list[_Ended], status: dict[int, str]) -> None:
@@ -303,26 +336,42 @@ class JobRunner:
         experiment carrying the applied-marks."""
         if not ended:
             return
-        finished = [jobs.Finished(e.job.id, e.record, "failed" if e.verdict.error else "done", e.verdict.error)
-                    for e in ended]  # fmt: skip
+        finished = [
+            jobs.Finished(e.job.id, e.record, "failed" if e.verdict.error else "done", e.verdict.error)
+            for e in ended
+        ]
 
         closed = self._finish(run, ended, finished, status)
         run.finished.update(closed)
-        run.lost.update(f.job_id for f in finished if f.job_id not in closed and status.get(f.job_id) != "failed")
-        status.update({f.job_id: f.status if f.job_id in closed else status.get(f.job_id, "dropped")
-                       for f in finished})  # fmt: skip
+        run.lost.update(
+            f.job_id for f in finished if f.job_id not in closed and status.get(f.job_id) != "failed"
+        )
+        status.update(
+            {f.job_id: f.status if f.job_id in closed else status.get(f.job_id, "dropped") for f in finished}
+        )
         marks: dict[int, list[AppliedMark]] = {}
         infos: dict[int, ExperimentInfo] = {}
         for e in ended:
             if e.job.id not in closed:
                 if e.job.id in run.lost:
-                    log.warning("job=%s lease lost (the job was no longer ours when its outcome was written): "
-                                "this run's result is dropped", e.job.id)  # fmt: skip
+                    log.warning(
+                        "job=%s lease lost (the job was no longer ours when its outcome was written): "
+                        "this run's result is dropped",
+                        e.job.id,
+                    )
                 continue
             config, stream = e.info.config, e.info.stream(e.job.condition, e.job.replicate)
-            update = update_for(e.job.id, e.plan.decision.agent_id, e.issue, e.verdict.gen.text, config,
-                                e.job.condition, success=e.verdict.success, judged=judged(e.record["score_status"]),
-                                chat=e.plan.prompt.messages is not None)  # fmt: skip
+            update = update_for(
+                e.job.id,
+                e.plan.decision.agent_id,
+                e.issue,
+                e.verdict.gen.text,
+                config,
+                e.job.condition,
+                success=e.verdict.success,
+                judged=judged(e.record["score_status"]),
+                chat=e.plan.prompt.messages is not None,
+            )
             mark = self._retry(partial(self.sync.apply, stream, config, update, mark=False), "swarm update")
             marks.setdefault(e.info.id, []).append(mark)
             infos[e.info.id] = e.info
@@ -332,8 +381,9 @@ class JobRunner:
             if e.job.id in closed:
                 self._report(e, status[e.job.id])
 
-    def _finish(self, run: _Run, ended: list[_Ended], finished: list[jobs.Finished],
-                status: dict[int, str]) -> set[int]:  # fmt: skip
+    def _finish(
+        self, run: _Run, ended: list[_Ended], finished: list[jobs.Finished], status: dict[int, str]
+    ) -> set[int]:
         """Write the outcomes in one statement; the jobs closed. Should that statement fail for good (not an
         outage: a value Postgres refuses, say a NUL in a completion), each job is written alone, and a job whose
         own outcome cannot be written fails with the reason: one job's bad row does not fail its message."""
@@ -347,8 +397,11 @@ class JobRunner:
         except DBAPIError:
             if len(finished) == 1:
                 raise
-            log.warning("job(s)=%s: the message's outcomes could not be written together; writing each alone",
-                        ",".join(str(f.job_id) for f in finished), exc_info=True)  # fmt: skip
+            log.warning(
+                "job(s)=%s: the message's outcomes could not be written together; writing each alone",
+                ",".join(str(f.job_id) for f in finished),
+                exc_info=True,
+            )
         closed: set[int] = set()
         for e, f in zip(ended, finished, strict=True):
             try:
@@ -364,14 +417,23 @@ class JobRunner:
             self.jobs_done += 1
             self._tokens += e.verdict.gen.completion_tokens
             self._gen_seconds += e.verdict.gen.generation_seconds
-        line = job_line(e.job.id, status, e.job.condition, e.job.replicate, e.issue.instance_id,
-                        e.plan.decision.agent_id, e.verdict, time.perf_counter() - e.started)  # fmt: skip
+        line = job_line(
+            e.job.id,
+            status,
+            e.job.condition,
+            e.job.replicate,
+            e.issue.instance_id,
+            e.plan.decision.agent_id,
+            e.verdict,
+            time.perf_counter() - e.started,
+        )
         if self.say is not None:
             self.say(line)
         log.info(line)
 
-    def _generate_and_judge(self, run: _Run, bench: Benchmark, plan: JobPlan, issue: Issue,
-                            info: ExperimentInfo) -> Verdict:  # fmt: skip
+    def _generate_and_judge(
+        self, run: _Run, bench: Benchmark, plan: JobPlan, issue: Issue, info: ExperimentInfo
+    ) -> Verdict:
         """A prompt the model cannot take (longer than n_ctx) or a generation past its deadline is this job's
         error outcome, not a crash. A scorer that hangs past its backstop is a scoring error (not judged)."""
         watch = run.watch
@@ -395,5 +457,7 @@ class JobRunner:
 
     def _release_next(self, info: ExperimentInfo, applied: Sequence[AppliedMark] = ()) -> None:
         """The experiment's next jobs, with the applied-marks of this message's swarm updates."""
-        self._retry(lambda: release_next(self._direct, self.app, info.id, info.config, relaxed=True, applied=applied),
-                    "release")  # fmt: skip
+        self._retry(
+            lambda: release_next(self._direct, self.app, info.id, info.config, relaxed=True, applied=applied),
+            "release",
+        )

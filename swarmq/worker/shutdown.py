@@ -146,13 +146,18 @@ class GracefulShutdown:
         # Jobs taken after the signal (a prefetched message) are given back too.
         left = sorted(self.runner.running())
         released = [job_id for job_id in left if self._give_back(job_id)]
-        exit_worker(0, f"swarmq: worker: grace period over: job(s) {', '.join(map(str, released)) or 'none'} released"
-                       f"{'' if len(released) == len(left) else ' (the others were not ours)'}")  # fmt: skip
+        exit_worker(
+            0,
+            f"swarmq: worker: grace period over: job(s) {', '.join(map(str, released)) or 'none'} released"
+            f"{'' if len(released) == len(left) else ' (the others were not ours)'}",
+        )
         time.sleep(BACKSTOP_SECONDS)
         hard_exit(0, "swarmq: worker: a job thread did not stop after its job was released; exiting")
 
     def _give_back(self, job_id: int) -> bool:
-        return give_back(self.sessions, self.app, job_id, self.runner.identity.owner, self.runner.outage_seconds)
+        return give_back(
+            self.sessions, self.app, job_id, self.runner.identity.owner, self.runner.outage_seconds
+        )
 
 
 def give_back(sessions: Any, app: Any, job_id: int, owner: str, outage_seconds: float) -> bool:

@@ -28,8 +28,14 @@ DEFAULT_GRACE_SECONDS = DEFAULTS.supervisor_grace_seconds
 """A worker lets its current job run up to SWARMQ_SHUTDOWN_GRACE_SECONDS after SIGTERM; wait longer."""
 
 
-def worker_command(*, model: str | None = None, burst: bool = False, cpu: bool = False, slots: int | None = None,
-                   extra: Sequence[str] = ()) -> list[str]:  # fmt: skip
+def worker_command(
+    *,
+    model: str | None = None,
+    burst: bool = False,
+    cpu: bool = False,
+    slots: int | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The ``swarmq worker`` command template for one GPU (or, with ``cpu``, one CPU worker slot);
     ``{gpu}`` is replaced per child."""
     device = ["--cpu"] if cpu else ["--gpu", GPU_PLACEHOLDER]
@@ -129,14 +135,23 @@ class Supervisor:
             child.restarts = 0
         if self.max_restarts is not None and child.total_restarts >= self.max_restarts:
             child.done = True
-            log.error("supervisor gpu=%s %s; gave up after %s restarts", child.gpu, _describe(code),
-                      child.total_restarts)  # fmt: skip
+            log.error(
+                "supervisor gpu=%s %s; gave up after %s restarts",
+                child.gpu,
+                _describe(code),
+                child.total_restarts,
+            )
             return
         delay = backoff(child.restarts, base=self.base_backoff, factor=self.factor, cap=self.max_backoff)
         child.backoffs.append(delay)
         child.restart_at = now + delay
-        log.warning("supervisor gpu=%s %s; restart %s in %.2fs", child.gpu, _describe(code),
-                    child.total_restarts + 1, delay)  # fmt: skip
+        log.warning(
+            "supervisor gpu=%s %s; restart %s in %.2fs",
+            child.gpu,
+            _describe(code),
+            child.total_restarts + 1,
+            delay,
+        )
 
     @property
     def finished(self) -> bool:
@@ -150,7 +165,9 @@ class Supervisor:
             child.restart_at = None
         for child in running:
             assert child.proc is not None
-            log.info("supervisor gpu=%s pid=%s: sending %s", child.gpu, child.proc.pid, signal.Signals(sig).name)
+            log.info(
+                "supervisor gpu=%s pid=%s: sending %s", child.gpu, child.proc.pid, signal.Signals(sig).name
+            )
             _signal(child.proc, sig)
         deadline = self.clock() + self.grace_seconds
         for child in running:
@@ -158,8 +175,12 @@ class Supervisor:
             try:
                 child.proc.wait(timeout=max(0.0, deadline - self.clock()))
             except subprocess.TimeoutExpired:
-                log.warning("supervisor gpu=%s pid=%s still running after %.0fs; killing", child.gpu,
-                            child.proc.pid, self.grace_seconds)  # fmt: skip
+                log.warning(
+                    "supervisor gpu=%s pid=%s still running after %.0fs; killing",
+                    child.gpu,
+                    child.proc.pid,
+                    self.grace_seconds,
+                )
                 _signal(child.proc, signal.SIGKILL)
                 child.proc.wait()
                 self.killed = True

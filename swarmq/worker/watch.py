@@ -80,9 +80,20 @@ _TICKER = _Ticker()
 
 
 class JobWatch:
-    def __init__(self, renew: Callable[[], bool], interval: float, on_stuck: Callable[[str], None], *,
-                 stuck_seconds: float) -> None:  # fmt: skip
-        self._renew, self._interval, self._on_stuck, self._stuck_seconds = renew, interval, on_stuck, stuck_seconds
+    def __init__(
+        self,
+        renew: Callable[[], bool],
+        interval: float,
+        on_stuck: Callable[[str], None],
+        *,
+        stuck_seconds: float,
+    ) -> None:
+        self._renew, self._interval, self._on_stuck, self._stuck_seconds = (
+            renew,
+            interval,
+            on_stuck,
+            stuck_seconds,
+        )
         self._lock = threading.Lock()
         self._step: tuple[int, str, float, float] | None = None
         """(step id, what, budget seconds, monotonic deadline) of the armed step."""
@@ -163,7 +174,9 @@ class JobWatch:
         if self._job_thread == threading.main_thread().ident:
             interrupt_main(JobTimedOut(message), still_wanted)
         else:
-            interrupt_thread(self._job_thread, type("JobTimedOut", (JobTimedOut,), {"reason": message}), still_wanted)
+            interrupt_thread(
+                self._job_thread, type("JobTimedOut", (JobTimedOut,), {"reason": message}), still_wanted
+            )
 
     def _beat(self) -> None:
         """One renewal (`tick` holds ``_beating`` for it). One that lands after the watch closed changes

@@ -86,9 +86,15 @@ def _caps() -> _Caps:
     else:
         version = subprocess.run([python, "-I", "-S", "-V"], capture_output=True, text=True).stdout.strip()
         python_record = f"{python} ({version})"
-    hidden = f"private tmpfs over {', '.join(dirs)} and cwd" if mnt_why is None else f"shared /tmp etc. ({mnt_why})"
+    hidden = (
+        f"private tmpfs over {', '.join(dirs)} and cwd"
+        if mnt_why is None
+        else f"shared /tmp etc. ({mnt_why})"
+    )
     ipc_cleanup = "; the run uid's SysV objects removed after exit" if uid_ok else ""
-    why_same = "not root" if os.geteuid() != 0 else "no interpreter runnable by an unprivileged uid in the sandbox"
+    why_same = (
+        "not root" if os.geteuid() != 0 else "no interpreter runnable by an unprivileged uid in the sandbox"
+    )
     iso = {
         # "unprivileged": a uid unique to the run with no passwd entry, recorded per run under "uid".
         "user": "unprivileged" if uid_ok else f"same: {why_same}",

@@ -91,7 +91,9 @@ def _kill_all(caps: _Caps, pgid: int, uid: int | None) -> None:
     """Kill leftovers: the process group, then (children may setsid) every process of the run uid."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    if uid is not None and caps.python is not None:  # kill(-1) as the uid reaches exactly that uid's processes
+    if (
+        uid is not None and caps.python is not None
+    ):  # kill(-1) as the uid reaches exactly that uid's processes
         cmd = [caps.python, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(cmd, timeout=30, **_as_uid(uid))

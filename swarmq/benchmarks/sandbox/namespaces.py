@@ -48,7 +48,9 @@ def _hidden_dirs() -> tuple[str, ...]:
     return tuple(d for d in _HIDDEN_DIRS if os.path.isdir(d) and not os.path.islink(d))
 
 
-def _private_tmp(workdir: str, dirs: tuple[str, ...], size: int, uid: int | None, files: dict[str, bytes]) -> None:
+def _private_tmp(
+    workdir: str, dirs: tuple[str, ...], size: int, uid: int | None, files: dict[str, bytes]
+) -> None:
     """In a new mount namespace: empty tmpfs over ``dirs``, and the cwd becomes a tmpfs at ``workdir``
     holding only ``files``, so the code's disk use is bounded by ``size``."""
     # Private first: without it the tmpfs mounts would propagate back to the host.
@@ -56,7 +58,11 @@ def _private_tmp(workdir: str, dirs: tuple[str, ...], size: int, uid: int | None
     for d in (*dirs, workdir):
         os.makedirs(d, exist_ok=True)  # workdir vanished if it was under a hidden dir
         owner = f",uid={uid},gid={uid},mode=700" if d == workdir and uid is not None else ",mode=1777"
-        _check(_libc.mount(b"tmpfs", d.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}{owner}".encode()))
+        _check(
+            _libc.mount(
+                b"tmpfs", d.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}{owner}".encode()
+            )
+        )
     os.chdir(workdir)
     for name, data in files.items():
         with open(name, "wb") as f:
@@ -161,4 +167,6 @@ def _pid_probe() -> None:
             os._exit(exc.errno if exc.errno and exc.errno < 256 else 255)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code != 0:
-        raise OSError(code if 0 < code < 255 else 0, "mount /proc: " + (os.strerror(code) if code > 0 else "died"))
+        raise OSError(
+            code if 0 < code < 255 else 0, "mount /proc: " + (os.strerror(code) if code > 0 else "died")
+        )

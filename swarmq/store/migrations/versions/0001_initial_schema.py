@@ -66,7 +66,9 @@ def upgrade() -> None:
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint("status IN ('pending', 'queued', 'running', 'done', 'failed')", name="jobs_status_check"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'queued', 'running', 'done', 'failed')", name="jobs_status_check"
+        ),
         sa.ForeignKeyConstraint(["experiment_id"], ["experiments.id"], ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["issue_id"], ["issues.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),

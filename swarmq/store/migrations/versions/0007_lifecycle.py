@@ -26,8 +26,12 @@ NEW_STATUSES = "('pending', 'queued', 'running', 'done', 'failed', 'paused', 'ca
 
 
 def upgrade() -> None:
-    op.add_column("experiments", sa.Column("state", sa.String(length=16), server_default="active", nullable=False))
-    op.create_check_constraint("experiments_state_check", "experiments", "state IN ('active', 'paused', 'cancelled')")
+    op.add_column(
+        "experiments", sa.Column("state", sa.String(length=16), server_default="active", nullable=False)
+    )
+    op.create_check_constraint(
+        "experiments_state_check", "experiments", "state IN ('active', 'paused', 'cancelled')"
+    )
     op.drop_constraint("jobs_status_check", "jobs", type_="check")
     op.create_check_constraint("jobs_status_check", "jobs", f"status IN {NEW_STATUSES}")
 

@@ -72,8 +72,18 @@ OUTCOME_COUNTERS = {
 MATCH_COUNTERS = ("matched", "matched_successes")
 NUMERIC = {"seconds_sum", "generation_sum"}
 ALL_CELL = [*JOB_COUNTERS, *OUTCOME_COUNTERS, *MATCH_COUNTERS]
-OUTCOME_COLUMNS = ("job_id", "agent_id", "success", "score_status", "resolved", "job_seconds", "completion_tokens",
-                   "generation_seconds", "finish_reason", "error")  # fmt: skip
+OUTCOME_COLUMNS = (
+    "job_id",
+    "agent_id",
+    "success",
+    "score_status",
+    "resolved",
+    "job_seconds",
+    "completion_tokens",
+    "generation_seconds",
+    "finish_reason",
+    "error",
+)
 """The outcome columns the aggregates read: an UPDATE of no other column skips the trigger (`mark_applied`)."""
 
 
@@ -102,23 +112,31 @@ def _cells(frm: str, sign: str, agent: str, *, job: bool, outcome: bool, task: s
         elif name in OUTCOME_COUNTERS and outcome:
             expr = f"CASE WHEN o.id IS NULL THEN 0 ELSE {OUTCOME_COUNTERS[name]} END"
         parts.append(f"({sign}) * ({expr})::{'numeric' if name in NUMERIC else 'bigint'} AS {name}")
-    return (f"SELECT j.experiment_id, j.condition, j.replicate, {task} AS task_type, {agent} AS agent, "
-            f"{', '.join(parts)} FROM {frm}")  # fmt: skip
+    return (
+        f"SELECT j.experiment_id, j.condition, j.replicate, {task} AS task_type, {agent} AS agent, "
+        f"{', '.join(parts)} FROM {frm}"
+    )
 
 
 def _matched_cells(terms: str) -> str:
     """Cell rows of pair terms: the matched set's judged outcomes and successes, in each outcome's cell."""
     cols = ", ".join(
-        "sign * m AS matched" if c == "matched" else "sign * m * s AS matched_successes" if c == "matched_successes"
-        else f"0::{'numeric' if c in NUMERIC else 'bigint'} AS {c}" for c in ALL_CELL
-    )  # fmt: skip
+        "sign * m AS matched"
+        if c == "matched"
+        else "sign * m * s AS matched_successes"
+        if c == "matched_successes"
+        else f"0::{'numeric' if c in NUMERIC else 'bigint'} AS {c}"
+        for c in ALL_CELL
+    )
     return f"SELECT experiment_id, condition, replicate, task_type, agent, {cols} FROM {terms}"
 
 
 def _seconds(frm: str, sign: str) -> str:
-    return (f"SELECT j.experiment_id, j.condition, j.replicate, coalesce(o.agent_id, -1) AS agent, "
-            f"swarmq_agg_bucket(o.job_seconds) AS bucket, ({sign})::bigint AS n FROM {frm} "
-            f"WHERE o.job_seconds IS NOT NULL")  # fmt: skip
+    return (
+        f"SELECT j.experiment_id, j.condition, j.replicate, coalesce(o.agent_id, -1) AS agent, "
+        f"swarmq_agg_bucket(o.job_seconds) AS bucket, ({sign})::bigint AS n FROM {frm} "
+        f"WHERE o.job_seconds IS NOT NULL"
+    )
 
 
 SECONDS_KEY = ("experiment_id", "condition", "replicate", "agent", "bucket")
@@ -163,8 +181,10 @@ def _bit(mask: str, k: str) -> str:
 def _pair_tail(cell_source: str, seconds_source: str) -> str:
     """The CTEs and final upsert that add cell rows, histogram rows and the pair terms of ``ps`` (needs CTEs
     ``conds`` and ``ps``)."""
-    issues = ("SELECT experiment_id, condition, instance_id, sign AS judged, sign * s AS successes, "
-              "sign * m AS matched, sign * m * s AS matched_successes FROM terms")  # fmt: skip
+    issues = (
+        "SELECT experiment_id, condition, instance_id, sign AS judged, sign * s AS successes, "
+        "sign * m AS matched, sign * m * s AS matched_successes FROM terms"
+    )
     pairs = f"""SELECT ps.experiment_id, x.condition AS a, y.condition AS b, ps.instance_id, ps.sign AS pairs,
                ps.sign * ({_bit("ps.succeeded", "x.k")} - {_bit("ps.succeeded", "y.k")}) AS diff
         FROM ps JOIN conds ON conds.experiment_id = ps.experiment_id
@@ -181,8 +201,10 @@ def _pair_tail(cell_source: str, seconds_source: str) -> str:
 
 
 def _conds(experiments: str) -> str:
-    return (f"conds AS (SELECT id AS experiment_id, swarmq_agg_conditions(id) AS names FROM experiments "
-            f"WHERE id IN ({experiments}))")  # fmt: skip
+    return (
+        f"conds AS (SELECT id AS experiment_id, swarmq_agg_conditions(id) AS names FROM experiments "
+        f"WHERE id IN ({experiments}))"
+    )
 
 
 # An outcome's own counters go to its agent's cell; its job's counters move there from cell -1 while it exists.
@@ -419,14 +441,24 @@ GROUP BY experiment, condition
 """Revision 0003's view, for the downgrade."""
 
 TABLES = ("agg_issue_pairs", "agg_issues", "agg_pairs", "agg_seconds", "agg_cells")
-FUNCTIONS = ("swarmq_agg_truncated()", "swarmq_agg_outcomes_written()", "swarmq_agg_jobs_deleted()",
-             "swarmq_agg_job_status()", "swarmq_agg_jobs_inserted()", "swarmq_agg_rebuild(integer)",
-             "swarmq_agg_outcomes(outcomes[], outcomes[])", "swarmq_agg_conditions(integer)",
-             "swarmq_agg_full(integer)", "swarmq_agg_bucket(double precision)")  # fmt: skip
+FUNCTIONS = (
+    "swarmq_agg_truncated()",
+    "swarmq_agg_outcomes_written()",
+    "swarmq_agg_jobs_deleted()",
+    "swarmq_agg_job_status()",
+    "swarmq_agg_jobs_inserted()",
+    "swarmq_agg_rebuild(integer)",
+    "swarmq_agg_outcomes(outcomes[], outcomes[])",
+    "swarmq_agg_conditions(integer)",
+    "swarmq_agg_full(integer)",
+    "swarmq_agg_bucket(double precision)",
+)
 
 
 def _ddl() -> list[str]:
-    counters = ",\n".join(f"    {c} {'numeric' if c in NUMERIC else 'bigint'} NOT NULL DEFAULT 0" for c in ALL_CELL)
+    counters = ",\n".join(
+        f"    {c} {'numeric' if c in NUMERIC else 'bigint'} NOT NULL DEFAULT 0" for c in ALL_CELL
+    )
     fk = "experiment_id integer NOT NULL REFERENCES experiments (id) ON DELETE CASCADE"
     return [
         f"""CREATE TABLE agg_cells ({fk}, condition varchar(64) NOT NULL, replicate integer NOT NULL,

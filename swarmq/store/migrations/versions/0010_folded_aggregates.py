@@ -53,7 +53,9 @@ def _edit(sql: str, old: str, new: str, count: int = 1) -> str:
     """``sql`` with ``old`` replaced by ``new``, which must occur exactly ``count`` times (0008 as written)."""
     found = sql.count(old)
     if found != count:
-        raise RuntimeError(f"migration 0010: expected {count} of {old!r} in migration 0008's SQL, found {found}")
+        raise RuntimeError(
+            f"migration 0010: expected {count} of {old!r} in migration 0008's SQL, found {found}"
+        )
     return sql.replace(old, new)
 
 
@@ -111,28 +113,43 @@ def _cells_and_unfolded(m: ModuleType, key: tuple[str, ...]) -> str:
     job's own counters are not among them: they are in cell -1 until then), each summed to ``key`` before the
     union: the planner cannot estimate a union's rows per experiment, and summed first the view keeps the plan
     it had over the cells alone (a hash aggregate, not a sort of every cell)."""
-    where = {"experiment_id": "j.experiment_id", "condition": "j.condition", "replicate": "j.replicate",
-             "agent": "coalesce(o.agent_id, -1)"}  # fmt: skip
+    where = {
+        "experiment_id": "j.experiment_id",
+        "condition": "j.condition",
+        "replicate": "j.replicate",
+        "agent": "coalesce(o.agent_id, -1)",
+    }
     counters = {**{name: "0" for name in m.JOB_COUNTERS}, **m.OUTCOME_COUNTERS}
     sums = ", ".join(f"sum({c}){'' if c in m.NUMERIC else '::bigint'} AS {c}" for c in counters)
     columns = ", ".join(key)
-    unfolded = ", ".join(f"({expr})::{'numeric' if name in m.NUMERIC else 'bigint'} AS {name}"
-                         for name, expr in counters.items())  # fmt: skip
-    return (f"(SELECT {columns}, {sums} FROM agg_cells GROUP BY {columns} "
-            f"UNION ALL SELECT {columns}, {sums} FROM (SELECT {', '.join(f'{where[k]} AS {k}' for k in key)}, "
-            f"{unfolded} FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE NOT o.folded) u "
-            f"GROUP BY {columns}) c")  # fmt: skip
+    unfolded = ", ".join(
+        f"({expr})::{'numeric' if name in m.NUMERIC else 'bigint'} AS {name}"
+        for name, expr in counters.items()
+    )
+    return (
+        f"(SELECT {columns}, {sums} FROM agg_cells GROUP BY {columns} "
+        f"UNION ALL SELECT {columns}, {sums} FROM (SELECT {', '.join(f'{where[k]} AS {k}' for k in key)}, "
+        f"{unfolded} FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE NOT o.folded) u "
+        f"GROUP BY {columns}) c"
+    )
 
 
 def _views(m: ModuleType) -> list[str]:
     """0008's views over the cells and the unfolded outcomes' counters alike."""
-    keys = {"v_condition_summary": ("experiment_id", "condition"),
-            "v_agent_summary": ("experiment_id", "condition", "replicate", "agent")}  # fmt: skip
+    keys = {
+        "v_condition_summary": ("experiment_id", "condition"),
+        "v_agent_summary": ("experiment_id", "condition", "replicate", "agent"),
+    }
     out = []
     for view in (m.V_CONDITION_SUMMARY, m.V_AGENT_SUMMARY):
         name = view.split("CREATE VIEW ")[1].split()[0]
-        out.append(_edit(_edit(view, "CREATE VIEW", "CREATE OR REPLACE VIEW"), "FROM agg_cells c",
-                         f"FROM {_cells_and_unfolded(m, keys[name])}"))  # fmt: skip
+        out.append(
+            _edit(
+                _edit(view, "CREATE VIEW", "CREATE OR REPLACE VIEW"),
+                "FROM agg_cells c",
+                f"FROM {_cells_and_unfolded(m, keys[name])}",
+            )
+        )
     return out
 
 
@@ -144,9 +161,12 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_outcomes_unfolded ON outcomes (id) WHERE NOT folded")
     op.execute("DROP TRIGGER agg_outcomes_inserted ON outcomes")
     op.execute(_replace(_edit(m.OUTCOMES_FN, ANY_OUTCOME, FOLDED_OUTCOME)))
-    rebuild = _edit(m.REBUILD_FN, "LOCK TABLE jobs, outcomes IN SHARE ROW EXCLUSIVE MODE;",
-                    "LOCK TABLE jobs, outcomes IN SHARE ROW EXCLUSIVE MODE;\n    UPDATE outcomes o SET folded = true "
-                    "FROM jobs j WHERE j.id = o.job_id AND j.experiment_id = e AND NOT o.folded;")  # fmt: skip
+    rebuild = _edit(
+        m.REBUILD_FN,
+        "LOCK TABLE jobs, outcomes IN SHARE ROW EXCLUSIVE MODE;",
+        "LOCK TABLE jobs, outcomes IN SHARE ROW EXCLUSIVE MODE;\n    UPDATE outcomes o SET folded = true "
+        "FROM jobs j WHERE j.id = o.job_id AND j.experiment_id = e AND NOT o.folded;",
+    )
     op.execute(_replace(rebuild))
     op.execute(_replace(_edit(m.TRIGGER_FNS[1], ANY_OUTCOME, FOLDED_OUTCOME)))
     op.execute(OUTCOMES_WRITTEN)
