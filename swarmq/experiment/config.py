@@ -61,6 +61,8 @@ OPERATIONAL: tuple[tuple[str, ...], ...] = (
     ("max_spread",),
     ("jobs_per_message",),
     ("generation", "timeout_seconds"),
+    ("model", "prefix_cache"),
+    ("conditions", "*", "model", "prefix_cache"),
 )
 """Guards on how an experiment runs, not what it computes: left out of its identity (`config_hash`)."""
 ADDED_LATER: dict[tuple[str, ...], Any] = {
@@ -187,6 +189,11 @@ class ModelConfig(_Strict):
     n_batch: Annotated[int, at_most(1 << 16, "llama.cpp's batch buffers grow with it")] = Field(
         default=512, ge=1
     )
+
+    prefix_cache: bool = True
+    """Reuse the KV cells of prompt prefixes the worker evaluated before (README "Slots"). ``false`` evaluates
+    every prompt from its first token, for strict reproducibility runs; operational, not part of the
+    experiment's identity."""
 
     @property
     def label(self) -> str:

@@ -39,6 +39,12 @@ class Generation:
     generation_seconds: float
     mean_batch_size: float = 1.0
     """How many sequences, on average, shared each llama.cpp decode step with this one (itself included)."""
+    prompt_cached_tokens: int = 0
+    """Prompt tokens whose KV cells came from the prefix cache; the rest were evaluated."""
+
+    @property
+    def prompt_eval_tokens(self) -> int:
+        return self.prompt_tokens - self.prompt_cached_tokens
 
     @property
     def tokens_per_second(self) -> float:

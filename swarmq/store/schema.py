@@ -143,7 +143,12 @@ class Outcome(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     load_seconds: Mapped[float | None] = mapped_column(Float)
+    prompt_cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    """Prompt tokens taken from the model's prefix cache (0 on a miss); None: recorded before the cache."""
+    prompt_eval_tokens: Mapped[int | None] = mapped_column(Integer)
+    """Prompt tokens the model evaluated for this job: ``prompt_tokens`` less the cached ones."""
     prompt_seconds: Mapped[float | None] = mapped_column(Float)
+    """Time to evaluate the ``prompt_eval_tokens``."""
     generation_seconds: Mapped[float | None] = mapped_column(Float)
     tokens_per_second: Mapped[float | None] = mapped_column(Float)
     slots: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

@@ -111,6 +111,8 @@ def outcome_record(
         "completion": gen.text,
         "finish_reason": gen.finish_reason,
         "prompt_tokens": gen.prompt_tokens,
+        "prompt_cached_tokens": gen.prompt_cached_tokens,
+        "prompt_eval_tokens": gen.prompt_eval_tokens,
         "completion_tokens": gen.completion_tokens,
         "load_seconds": model.load_seconds,
         "prompt_seconds": gen.prompt_seconds,
