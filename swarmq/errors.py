@@ -76,6 +76,11 @@ class GenerationTimedOut(GenerationError):
     """Generation ran past its deadline (`generation.timeout_seconds`) and was stopped."""
 
 
+class GenerationCancelled(GenerationError):
+    """The job's runner asked the generation to stop (`GenerationRequest.cancel` was set): the job ran past
+    a deadline, lost its lease, or the worker is shutting down. The message is the runner's reason."""
+
+
 class ScorerUnavailable(SwarmqError):
     """A benchmark's scorer cannot run on this machine (its start-up self-test failed): a worker refuses to
     start rather than record every outcome as a scoring error."""

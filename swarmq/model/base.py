@@ -7,7 +7,7 @@ benchmarks and docs, behind the same interface.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,17 @@ class GenerationRequest:
     deadline_seconds: float | None = None
     """How long the generation may take. A generator that can stop itself does so and raises
     `GenerationTimedOut`; the worker's job watch interrupts one that does not."""
+    cancel: CancelSignal | None = field(default=None, compare=False, repr=False)
+    """Set by the job's runner when the job must stop; a generator looks at it where it waits and between
+    tokens, and raises `GenerationCancelled` with ``cancel.reason``. Not part of what is recorded."""
+
+
+class CancelSignal(Protocol):
+    """What a generator sees of the runner's cancellation (`worker` implements it over a threading.Event)."""
+
+    reason: str
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
