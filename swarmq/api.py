@@ -163,8 +163,8 @@ def retry_failed(experiment: str) -> Change:
     """Run again the failed jobs that never reached an agent (`queue.lifecycle.RETRYABLE`)."""
     from swarmq.queue.broker import make_app
     from swarmq.queue.lifecycle import retry_failed as run
+    from swarmq.streams.sync import StreamSync
     from swarmq.swarm.redis import SwarmStore
-    from swarmq.swarm.sync import StreamSync
 
     svc = connect()
     sync = StreamSync(svc.sessions, SwarmStore(svc.redis))
@@ -269,8 +269,8 @@ def state(experiment: str, condition: str | None = None, replicate: int | None =
 def rebuild_state(experiment: str) -> int:
     """Drop and rebuild every stream's Redis state from the outcomes in Postgres; returns the stream count."""
     from swarmq.report.swarm_state import streams_of
+    from swarmq.streams.sync import StreamSync
     from swarmq.swarm.redis import SwarmStore
-    from swarmq.swarm.sync import StreamSync
 
     svc = connect()
     with svc.sessions() as session:

@@ -17,9 +17,9 @@ from swarmq.model.scripted import ScriptedGenerator
 from swarmq.queue.broker import make_app
 from swarmq.queue.producer import enqueue
 from swarmq.store.outcomes import stream_outcomes
+from swarmq.streams.updates import issue_of, update_of
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream, state_from_updates
-from swarmq.swarm.sync import issue_of, update_of
 from swarmq.worker.runner import JobRunner, RunnerIdentity
 from tests.helpers import write_config
 

@@ -168,7 +168,8 @@ timeout) has an agent's outcome, applied to the swarm's history: that failure is
 
 
 RebuildStream = Callable[[int, str, int], None]
-"""Rebuilds a stream's Redis state from Postgres (experiment id, condition, replicate): `swarm.sync`, injected."""
+"""Rebuilds a stream's Redis state from Postgres (experiment id, condition, replicate); injected, since
+`streams.sync` sits above the queue."""
 
 
 def retry_failed(sessions: sessionmaker[Session], app: Celery, name: str, rebuild: RebuildStream) -> Change:

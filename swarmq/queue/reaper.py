@@ -31,7 +31,7 @@ from swarmq.store.outcomes import unapplied_streams
 
 log = logging.getLogger(__name__)
 CompleteStream = Callable[[int, str, int], None]
-"""Finishes a stream's half-applied swarm updates (`swarm.sync.StreamSync.complete_stream`)."""
+"""Finishes a stream's half-applied swarm updates (`streams.sync.StreamSync.complete_stream`)."""
 
 
 @dataclass

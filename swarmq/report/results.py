@@ -29,7 +29,7 @@ from swarmq.experiment.config import ExperimentConfig
 from swarmq.report import paired, queries, stats
 from swarmq.report.queries import GROUPINGS
 from swarmq.store.experiments import experiment_row, latest_name
-from swarmq.swarm.sync import final_buffers
+from swarmq.streams.sync import final_buffers
 
 AGENT_STRIDE = 1_000_000
 """(replicate, agent) → one integer id for the contingency tables."""
@@ -103,7 +103,7 @@ def replicate_spread(replicates: list[dict[str, Any]]) -> dict[str, dict[str, An
 
 
 def divergence(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """D per replicate, from the buffers replayed out of Postgres (`swarm.sync.final_buffers`), as mean ± sd
+    """D per replicate, from the buffers replayed out of Postgres (`streams.sync.final_buffers`), as mean ± sd
     over replicates beside the mean of its null reference (`stats.divergence_null`). Conditions that do not
     accumulate have empty buffers and no D."""
     cfg = ExperimentConfig.stored(config)

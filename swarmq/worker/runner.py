@@ -33,8 +33,9 @@ from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
 from swarmq.store.db import autocommit_connections
 from swarmq.store.outcomes import AppliedMark
+from swarmq.streams.sync import ExperimentInfo, StreamSync
+from swarmq.streams.updates import update_for
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.sync import ExperimentInfo, StreamSync, update_for
 from swarmq.worker.planning import JobPlan, Verdict, judge, outcome_record, plan_job
 from swarmq.worker.shutdown import WorkerExit, give_back, hard_exit
 from swarmq.worker.watch import JobTimedOut, JobWatch
