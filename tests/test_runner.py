@@ -165,8 +165,8 @@ def test_outcomes_record_what_routing_chose_from(svc: Any, tmp_path: Path) -> No
 
 
 def test_conditions_are_compared_on_matched_pairs(svc: Any, tmp_path: Path) -> None:
-    from swarmq.report.paired import paired_compare
     from swarmq.report.results import results
+    from tests.test_paired import paired_compare
 
     setup(svc, tmp_path, limit=5, replicates=2, conditions=SWARM)
     drain(svc, runner(svc, ScriptedGenerator()))

@@ -5,11 +5,10 @@ means over replicates, and the swarm's specialization metrics (S beside its rand
 and D per replicate, replayed from Postgres, beside its null reference). Rates are over the matched set by
 default: a partial run compares conditions on the same (replicate, issue) pairs.
 
-Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP BY
-over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`. Over a
-million outcomes the report reads each aggregate table once (`queries.group_levels`) and computes on columns
-(numpy) rather than a Python row per agent or cell; most of what is left is Postgres reading ~20,000 cells and,
-for ``by="agent"``, ~150,000 histogram rows (bench figure 5).
+Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP
+BY over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`.
+The report reads each aggregate table once (`queries.group_levels`) and computes on columns (numpy) rather
+than a Python row per agent or cell, so that a million outcomes stay cheap (bench figure 5).
 """
 
 from __future__ import annotations

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 EXACT_WORK = 20_000_000
-"""Largest issues × tail length (⌊(A − observed)/2⌋ + 1, see `exact_p`) the exact null is computed for: 20-30 ms
-of numpy on 2 busy cores. Figure 5's million outcomes (492 issues × 678 replicates, |d_i| ≈ 20) take ~3e6, any
-SWE-bench run of 2,294 issues × 5 replicates at most 1.4e7."""
+"""Largest issues × tail length (⌊(A − observed)/2⌋ + 1, see `exact_p`) the exact null is computed for:
+enough for figure 5's million outcomes and for any SWE-bench run, at a small cost (bench/README.md)."""
 LINDEBERG = 0.01
 """Past `EXACT_WORK`, the normal approximation is used when no issue carries more than this share of the null
 variance (max d_i² ≤ LINDEBERG · Σ d_i²); see `normal_p` for what that buys."""
