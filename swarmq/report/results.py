@@ -37,8 +37,9 @@ AGENT_STRIDE = 1_000_000
 def comparisons(
     session: Session, experiment_id: int, groups: list[dict[str, Any]], *, recount: bool = False
 ) -> list[dict[str, Any]]:
-    """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted across
-    pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were independent."""
+    """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted
+    across pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were
+    independent."""
     pairs = list(combinations(groups, 2))
     sums = queries.paired_sums_of(
         session, experiment_id, [(a["condition"], b["condition"]) for a, b in pairs], recount=recount
@@ -124,7 +125,8 @@ def divergence(session: Session, experiment_id: int, config: dict[str, Any]) -> 
 
 DIVERGENCE_AUTO = 20_000
 """Up to this many outcomes `results` computes D unless told otherwise: D replays every replicate's buffers
-and deals each 200 times for its null reference, seconds at a million outcomes (`--divergence` asks anyway)."""
+and deals each 200 times for its null reference, seconds at a million outcomes (`--divergence` asks
+anyway)."""
 
 
 def specialization_metrics(
@@ -160,9 +162,9 @@ def specialization_metrics(
 
 
 def agent_type_tables(cells: queries.AgentTypeCells) -> tuple[np.ndarray, np.ndarray]:
-    """One condition's agents × task types tables of jobs and of successes, rows by (replicate, agent) and columns
-    by task type, both in sorted order (task types by code point): the order the permutation test of S takes
-    the cells in, whatever order they were read in or the database's collation."""
+    """One condition's agents × task types tables of jobs and of successes, rows by (replicate, agent) and
+    columns by task type, both in sorted order (task types by code point): the order the permutation test of S
+    takes the cells in, whatever order they were read in or the database's collation."""
     agents = np.asarray(cells.replicate, dtype=np.int64) * AGENT_STRIDE + np.asarray(
         cells.agent, dtype=np.int64
     )
@@ -201,10 +203,10 @@ def collection_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused while a report is built, then resumed as it was.
 
     Why: a million outcomes make ~60,000 container objects (fetched rows, group keys, the report's own rows);
-    every 700 allocations start a collection and every few of those walk all of the process's objects (~140,000
-    with SQLAlchemy, numpy and scipy loaded): a quarter to a third of `results(by="agent")` at that size,
-    measured. Reference counting still frees everything the report drops; only objects in reference cycles wait,
-    until the collector resumes."""
+    every 700 allocations start a collection and every few of those walk all of the process's objects
+    (~140,000 with SQLAlchemy, numpy and scipy loaded): a large share of `results(by="agent")` at that size
+    (bench figure 5). Reference counting still frees everything the report drops; only objects in reference
+    cycles wait, until the collector resumes."""
     enabled = gc.isenabled()
     gc.disable()
     try:

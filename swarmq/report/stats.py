@@ -173,7 +173,7 @@ def specialization_from_matrix(
     if int(m.sum()) <= exact_limit:
         rows, cols = np.nonzero(m)
         k = m[rows, cols]
-        # Row and column indices relabel agents and types in their sorted order, as `specialization` codes them.
+        # Row and column indices relabel agents and types in sorted order, as `specialization` codes them.
         return specialization(np.repeat(rows, k), np.repeat(cols, k), permutations=permutations, seed=seed)
     return _specialization_g_test(m)
 

@@ -88,14 +88,15 @@ class StreamSync:
         raise RuntimeError(f"stream {stream} state vanished three times in a row")
 
     def complete_stream(self, experiment_id: int, condition: str, replicate: int) -> None:
-        """The reaper's entry: finish a stream's half-applied updates (a worker died after its outcome write)."""
+        """The reaper's entry: finish a stream's half-applied updates (a worker died after its outcome
+        write)."""
         with self.sessions() as session:
             info = self.experiment(session, experiment_id)
         self.complete_pending(info.stream(condition, replicate), info.config)
 
     def complete_pending(self, stream: Stream, config: ExperimentConfig) -> None:
-        """Apply a stream's unapplied updates, in order. Called only for a stream known to hold some (the claim
-        said so, or the reaper's sweep found it): no probe first."""
+        """Apply a stream's unapplied updates, in order. Called only for a stream known to hold some (the
+        claim said so, or the reaper's sweep found it): no probe first."""
         with self.sessions() as session:
             pending = outcomes.stream_outcomes(session, stream, unapplied_only=True)
             issues = issues_by_id(session, [j.issue_id for j, _ in pending])
