@@ -5,6 +5,10 @@ Python code, SQL statements, CHECK constraints and server-side SQL all spell a s
 a state is never a bare string in two places (celery's ``states.py``, rq's ``JobStatus``). The statements of
 `swarmq.queue.jobs` build their status guards and new statuses from `TRANSITIONS`; tests/test_job_states.py
 runs every (status, action) pair against Postgres and compares the result with `next_status`.
+
+Adding a job status: a member of `JobStatus` (and of the named sets it belongs to), its moves in
+`TRANSITIONS`, and a migration that widens ``jobs_status_check`` (tests/test_job_states.py compares the
+constraint and the partial indexes generated in `store.schema` with the migrated ones).
 """
 
 from __future__ import annotations

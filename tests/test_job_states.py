@@ -5,12 +5,14 @@ guard that refuses a move the status allows, and no status spelled as a bare str
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import CheckConstraint, text
 from sqlalchemy.orm import Session
 
 from swarmq.experiment.dataset import load_issues
@@ -22,13 +24,16 @@ from swarmq.queue.producer import enqueue
 from swarmq.states import (
     HELD,
     INITIAL,
+    OPEN,
     QUEUED_IN,
     TRANSITIONS,
     ExperimentState,
     JobAction,
     JobStatus,
     next_status,
+    ordered,
 )
+from swarmq.store.schema import Experiment, Job
 from tests.conftest import ROOT
 from tests.helpers import write_config
 from tests.test_job_path import OUTCOME
@@ -131,6 +136,53 @@ def test_the_table_is_complete_and_consistent() -> None:
         for status in JobStatus:
             expected = move.target if status in move.sources else None
             assert next_status(status, action) == expected
+
+
+def test_the_table_names_the_functions_that_move_jobs() -> None:
+    for action, move in TRANSITIONS.items():
+        for name in move.by.split(", "):
+            module, _, function = name.split(" ")[0].rpartition(".")
+            assert callable(getattr(importlib.import_module(f"swarmq.{module}"), function)), (action, name)
+
+
+@pytest.mark.services
+def test_the_server_side_functions_exist(svc: Any) -> None:
+    named = {m.server_side for m in TRANSITIONS.values()} - {None}
+    with svc.sessions() as session:
+        found = set(
+            session.execute(
+                text("SELECT proname FROM pg_proc WHERE proname = ANY(:n)"), {"n": list(named)}
+            ).scalars()
+        )
+    assert found == named == {"swarmq_release", "swarmq_close"}
+
+
+def _words(sql: str) -> list[str]:
+    return re.findall(r"'(\w+)'", sql)
+
+
+@pytest.mark.services
+def test_the_live_constraints_and_partial_indexes_spell_the_enums(svc: Any) -> None:
+    """The status CHECK constraints and the partial indexes the migrations built list the states the ORM
+    generates from `swarmq.states` (Alembic's comparison of the schema does not look inside them)."""
+    checks = [c for t in (Job.__table__, Experiment.__table__) for c in t.constraints]
+    orm = {
+        **{c.name: str(c.sqltext) for c in checks if isinstance(c, CheckConstraint)},
+        **{i.name: str(i.dialect_options["postgresql"]["where"]) for i in Job.__table__.indexes},
+    }
+    assert _words(orm["experiments_state_check"]) == [s.value for s in ExperimentState]
+    assert _words(orm["jobs_status_check"]) == [s.value for s in JobStatus]
+    assert _words(orm["ix_jobs_open_position"]) == [s.value for s in ordered(OPEN)]
+    with svc.sessions() as session:
+        live = dict(
+            session.execute(
+                text(
+                    "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conname LIKE '%_check' "
+                    "UNION ALL SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs'"
+                )
+            ).all()
+        )
+    assert {name: _words(live[name]) for name in orm} == {name: _words(sql) for name, sql in orm.items()}
 
 
 @pytest.mark.services
