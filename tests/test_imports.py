@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "swarmq.experiment",
     ),
     ("swarmq.store",),
-    ("swarmq.errors", "swarmq.settings", "swarmq.keys", "swarmq.files"),
+    ("swarmq.errors", "swarmq.settings", "swarmq.keys", "swarmq.files", "swarmq.states"),
 )
 MIDDLE = LAYERS[3]
 # Layers whose subpackages may import each other freely (the cycle check still applies).

@@ -27,15 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("pending", "queued", "running", "done", "failed", "paused", "cancelled")
-"""pending: waiting for its stream's turn (strict ordering); queued: published to the broker; running: leased
-by a worker; done: has its outcome; failed: gave up (poison job or permanent error), with a failure outcome
-(`store.outcomes.failure_record`) unless its generation or scoring failed in a recorded outcome.
-paused and cancelled belong to the experiment's lifecycle (`queue.lifecycle`): paused: was queued when its
-experiment was paused, queued again on resume; cancelled: will never run (its experiment was cancelled)."""
-EXPERIMENT_STATES = ("active", "paused", "cancelled")
-"""active: its jobs are released and run; paused: nothing is released or claimed until `swarmq resume`;
-cancelled: final, nothing of it runs again (`swarmq delete` removes it)."""
+from swarmq.states import IN_FLIGHT, INITIAL, OPEN, ExperimentState, JobStatus, sql_list
 
 
 class Base(DeclarativeBase):
@@ -44,7 +36,9 @@ class Base(DeclarativeBase):
 
 class Experiment(Base):
     __tablename__ = "experiments"
-    __table_args__ = (CheckConstraint(f"state IN {EXPERIMENT_STATES!r}", name="experiments_state_check"),)
+    __table_args__ = (
+        CheckConstraint(f"state IN {sql_list(ExperimentState)}", name="experiments_state_check"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -54,8 +48,8 @@ class Experiment(Base):
     model_key: Mapped[str] = mapped_column(String(200))
     """Broker queue of the experiment's first model (derived from the GGUF file name); each job has its own
     (`Job.model_key`)."""
-    state: Mapped[str] = mapped_column(String(16), server_default="active")
-    """One of EXPERIMENT_STATES; changed only by `queue.lifecycle` (pause, resume, cancel)."""
+    state: Mapped[str] = mapped_column(String(16), server_default=ExperimentState.ACTIVE.value)
+    """An `ExperimentState`; changed only by `queue.lifecycle` (pause, resume, cancel)."""
     dataset: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     """The dataset as read at enqueue: source, resolved revision, and a fingerprint of the rows used."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -80,7 +74,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("experiment_id", "condition", "replicate", "instance_id"),
         UniqueConstraint("experiment_id", "condition", "replicate", "position"),
-        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),
+        CheckConstraint(f"status IN {sql_list(JobStatus)}", name="jobs_status_check"),
         Index("ix_jobs_experiment_status", "experiment_id", "status"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index(
@@ -88,20 +82,20 @@ class Job(Base):
             "experiment_id",
             "condition",
             "replicate",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text(f"status = '{JobStatus.PENDING.value}'"),
         ),
         Index(
             "ix_jobs_open_position",
             "experiment_id",
             "position",
-            postgresql_where=text("status IN ('pending', 'queued', 'running')"),
+            postgresql_where=text(f"status IN {sql_list(OPEN)}"),
         ),
         Index(
             "ix_jobs_active_stream",
             "experiment_id",
             "condition",
             "replicate",
-            postgresql_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(f"status IN {sql_list(IN_FLIGHT)}"),
         ),
     )
 
@@ -117,7 +111,8 @@ class Job(Base):
     """Broker queue of the model this job runs on (its condition's model)."""
     seq: Mapped[int] = mapped_column(Integer)
     """Global publish order: conditions interleaved so that a partial run stays a fair comparison."""
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=INITIAL.value)
+    """A `states.JobStatus`, moved only as `states.TRANSITIONS` says (`queue.jobs`)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -31,6 +31,7 @@ from swarmq.queue import jobs
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
 from swarmq.settings import DEFAULTS
+from swarmq.states import JobStatus
 from swarmq.store.db import autocommit_connections
 from swarmq.store.outcomes import AppliedMark
 from swarmq.swarm.redis import SwarmStore
@@ -337,7 +338,9 @@ class JobRunner:
         if not ended:
             return
         finished = [
-            jobs.Finished(e.job.id, e.record, "failed" if e.verdict.error else "done", e.verdict.error)
+            jobs.Finished(
+                e.job.id, e.record, JobStatus.FAILED if e.verdict.error else JobStatus.DONE, e.verdict.error
+            )
             for e in ended
         ]
 
