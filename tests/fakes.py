@@ -4,6 +4,7 @@ built on the package's deterministic stand-in (`swarmq.model.scripted`). Never u
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from swarmq.experiment.config import ModelConfig
@@ -16,6 +17,7 @@ __all__ = [
     "HashGenerator",
     "crash_generator",
     "failing_generator",
+    "gated_generator",
     "hanging_generator",
     "hash_generator",
     "killer_generator",
@@ -34,6 +36,30 @@ class CrashGenerator(HashGenerator):
 
 def crash_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> CrashGenerator:
     return CrashGenerator(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+
+
+class GatedGenerator(HashGenerator):
+    """Generates ``SWARMQ_TEST_GATE_AFTER`` jobs freely, then holds every later generation until the file
+    ``SWARMQ_TEST_GATE`` exists: a test can act while jobs are certainly in flight, and say when they end,
+    without racing a delay against a loaded machine."""
+
+    def __init__(self, delay: float, after: int, gate: Path) -> None:
+        super().__init__(delay)
+        self.after, self.gate, self.calls = after, gate, 0
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        self.calls += 1
+        while self.calls > self.after and not self.gate.exists():
+            time.sleep(0.02)
+        return super().generate(request)
+
+
+def gated_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> GatedGenerator:
+    return GatedGenerator(
+        float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")),
+        int(os.environ["SWARMQ_TEST_GATE_AFTER"]),
+        Path(os.environ["SWARMQ_TEST_GATE"]),
+    )
 
 
 KILL_POINTS = ("generate", "after_outcome", "before_update", "after_update")
