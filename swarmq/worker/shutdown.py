@@ -23,6 +23,7 @@ from celery.exceptions import WorkerShutdown
 
 from swarmq.queue import broker, jobs
 from swarmq.queue.retry import with_retry
+from swarmq.worker.cancel import GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 INTERRUPT_SIGNAL = signal.SIGUSR2
@@ -109,9 +110,6 @@ class _Runner(Protocol):
 BACKSTOP_SECONDS = 10.0
 """After the grace period, how long the worker may take to unwind before it ends without waiting: a job
 thread of a ``--slots`` worker (not the main thread) keeps the process alive until its job returns."""
-CANCEL_GRACE_SECONDS = 2.0
-"""After the grace period, how long the cancelled jobs have to stop by themselves before the worker's exit
-is forced on the main thread (`WorkerExit`)."""
 
 
 class GracefulShutdown:
@@ -157,10 +155,10 @@ class GracefulShutdown:
             flush=True,
         )
         self.runner.cancel_all("the worker is stopping past its grace period: the job was given back")
-        if self._stopped(left, CANCEL_GRACE_SECONDS):
+        if self._stopped(left, GRACE_SECONDS):  # Celery stops by itself once its tasks return
             return
         exit_worker(0, "swarmq: worker: job(s) still running after they were cancelled: exiting")
-        time.sleep(BACKSTOP_SECONDS)
+        time.sleep(BACKSTOP_SECONDS - GRACE_SECONDS)
         hard_exit(0, "swarmq: worker: a job thread did not stop after its job was released; exiting")
 
     def _stopped(self, job_ids: list[int], seconds: float) -> bool:
