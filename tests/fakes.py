@@ -128,7 +128,8 @@ def failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
 def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
     """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code); with
     SWARMQ_TEST_STUCK set as well, the hang also blocks the worker's interrupt signal, like native code that
-    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call)."""
+    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call). Neither
+    the hang nor SWARMQ_TEST_GEN_DELAY looks at the request's cancel: only the worker's backstop ends them."""
     import signal
     import time
 
@@ -140,9 +141,10 @@ def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
                 if os.environ.get("SWARMQ_TEST_STUCK"):
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
                 time.sleep(3600)
+            time.sleep(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))  # deaf to the request's cancel
             return super().generate(request)
 
-    return Hanging(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+    return Hanging()
 
 
 def system_exit_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:

@@ -115,7 +115,8 @@ def _next_step(services: Services, info: WorkerInfo, burst: bool) -> str | None:
 
 
 def _gpu_stats(gpu: int | None) -> dict[str, str]:
-    """Name and memory in use of this worker's GPU (NVML sees all GPUs, whatever CUDA_VISIBLE_DEVICES says)."""
+    """Name and memory in use of this worker's GPU (NVML sees all GPUs, whatever CUDA_VISIBLE_DEVICES
+    says)."""
     if gpu is None:
         return {}
     from swarmq.worker.gpus import list_gpus

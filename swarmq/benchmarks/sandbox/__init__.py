@@ -10,24 +10,30 @@ what was really applied. Stdlib only: it must import under any interpreter, a ba
 itself, and only a check that returns earns "passed" (see ``run.run_checked``). ``run_python`` judges by exit
 status alone, which a script can fake (``os._exit(0)``), so it is for isolation tests, not for scoring.
 
-Modules, each importing only those listed before it: ``limits`` (limits, result, status), ``harness`` (the
-checked run's fixed program), ``verdict`` (exit status or report pipe → status), ``namespaces`` (what the
-child applies between fork and exec, and the probes for it), ``launch`` (one run: start, wait, kill,
-collect), ``isolation`` (the machine's capabilities and interpreter, probed once: ``isolation._caps``),
-``run`` (the entry points).
+A caller can stop a run from outside: inside ``cancelling(signal)`` a run looks at the signal while it waits,
+and a cancelled run is killed and raises `Cancelled`.
+
+Modules, each importing only those listed before it: ``cancel`` (stopping a run from outside), ``limits``
+(limits, result, status), ``harness`` (the checked run's fixed program), ``verdict`` (exit status or report
+pipe → status), ``namespaces`` (what the child applies between fork and exec, and the probes for it),
+``launch`` (one run: start, wait, kill, collect), ``isolation`` (the machine's capabilities and interpreter,
+probed once: ``isolation._caps``), ``run`` (the entry points).
 """
 
 from __future__ import annotations
 
+from swarmq.benchmarks.sandbox.cancel import Cancelled, cancelling
 from swarmq.benchmarks.sandbox.isolation import probe_isolation, python_candidates
 from swarmq.benchmarks.sandbox.limits import SandboxLimits, SandboxResult, Status
 from swarmq.benchmarks.sandbox.run import run_checked, run_python
 from swarmq.benchmarks.sandbox.verdict import classify, verdict
 
 __all__ = [
+    "Cancelled",
     "SandboxLimits",
     "SandboxResult",
     "Status",
+    "cancelling",
     "classify",
     "probe_isolation",
     "python_candidates",

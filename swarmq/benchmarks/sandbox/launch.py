@@ -14,8 +14,9 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
+from swarmq.benchmarks.sandbox import cancel
 from swarmq.benchmarks.sandbox.harness import _HARNESS, _NONCE_CHARS
 from swarmq.benchmarks.sandbox.limits import SandboxLimits, SandboxResult
 from swarmq.benchmarks.sandbox.namespaces import _Caps, _libc, _preexec
@@ -25,6 +26,7 @@ _UID_BASE = 1_000_000
 """Run uids are _UID_BASE + (pid << 6 | counter): no passwd entry, unique among live runs."""
 _IPC_RMID = 0
 _uid_counter = itertools.count()
+Waited = Literal["exited", "timeout", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -53,20 +55,37 @@ def _tail(f: IO[bytes], n: int) -> str:
     return f.read().decode("utf-8", errors="replace")
 
 
-def _wait(proc: subprocess.Popen[bytes], seconds: float) -> bool:
-    """True on timeout. Does not reap, so the group id cannot be reused before the group is killed."""
+def _wait(proc: subprocess.Popen[bytes], seconds: float, signal_: cancel.Signal | None) -> Waited:
+    """Until the program exits, ``seconds`` pass, or ``signal_`` is set (looked at every
+    `cancel.POLL_SECONDS`). Does not reap, so the group id cannot be reused before the group is killed."""
+    end = time.monotonic() + seconds
+    slice_ = seconds if signal_ is None else min(seconds, cancel.POLL_SECONDS)
     try:
-        fd = os.pidfd_open(proc.pid)
+        fd: int | None = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
-        try:
-            proc.wait(seconds)
-            return False
-        except subprocess.TimeoutExpired:
-            return True
+        fd = None
     try:
-        return not select.select([fd], [], [], seconds)[0]
+        while True:
+            if signal_ is not None and signal_.is_set():
+                return "cancelled"
+            left = end - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            if _exited(proc, fd, min(slice_, left)):
+                return "exited"
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
+
+
+def _exited(proc: subprocess.Popen[bytes], fd: int | None, seconds: float) -> bool:
+    if fd is not None:
+        return bool(select.select([fd], [], [], seconds)[0])
+    try:  # no pidfd (an old kernel): Popen's own wait, which reaps
+        proc.wait(seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _remove_sysv_objects(uid: int) -> None:
@@ -134,7 +153,8 @@ def _write_main(workdir: str, program: str, uid: int | None) -> dict[str, bytes]
 
 def _harness_pipes(entry_point: str | None, fds: list[int]) -> tuple[list[str], bytes, tuple[int, ...]]:
     """The interpreter's arguments, the nonce sent and the fds the child inherits. With an entry point: the
-    harness, a pipe already holding a fresh nonce and a report pipe; every fd opened here is added to ``fds``."""
+    harness, a pipe already holding a fresh nonce and a report pipe; every fd opened here is added to
+    ``fds``."""
     if entry_point is None:
         return ["main.py"], b"", ()
     nonce = secrets.token_hex(_NONCE_CHARS // 2).encode()
@@ -148,7 +168,8 @@ def _harness_pipes(entry_point: str | None, fds: list[int]) -> tuple[list[str], 
 
 def _launch(caps: _Caps, program: str, limits: SandboxLimits, entry_point: str | None) -> _Run | str:
     """Run main.py = ``program`` in the sandbox: as a script, or with an entry point under the harness, which
-    gets a fresh nonce on one pipe and reports on another. A str is why nothing could be started at all."""
+    gets a fresh nonce on one pipe and reports on another. A str is why nothing could be started at all.
+    Raises `cancel.Cancelled` once the caller's signal is set (`cancel.cancelling`), after the cleanup."""
     uid, isolation = _run_isolation(caps, limits)
     if caps.python is None:
         return "no interpreter runs inside the sandbox"
@@ -178,13 +199,16 @@ def _launch(caps: _Caps, program: str, limits: SandboxLimits, entry_point: str |
                 for fd in pass_fds:  # the child's copies are the only ones left
                     os.close(fd)
                     fds.remove(fd)
-            timed_out = _wait(proc, limits.wall_seconds)
+            signal_ = cancel.current()
+            waited = _wait(proc, limits.wall_seconds, signal_)
             _kill_all(caps, proc.pid, uid)
             returncode = proc.wait()
+            if waited == "cancelled" and signal_ is not None:
+                raise cancel.Cancelled(signal_.reason)
             report = _drain(fds[0]) if fds else b""
             seconds = time.monotonic() - start
             stdout, stderr = _tail(out, limits.output_bytes), _tail(err, limits.output_bytes)
-        return _Run(returncode, timed_out, stdout, stderr, seconds, report, nonce, isolation)
+        return _Run(returncode, waited == "timeout", stdout, stderr, seconds, report, nonce, isolation)
     finally:
         for fd in fds:
             os.close(fd)

@@ -1,4 +1,5 @@
-"""The entry points: ``run_checked`` (the scorer's) and ``run_python`` (exit status only, for isolation tests)."""
+"""The entry points: ``run_checked`` (the scorer's) and ``run_python`` (exit status only, for isolation
+tests)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ def classify(returncode: int, timed_out: bool) -> Status:
 def verdict(returncode: int, timed_out: bool, report: bytes, nonce: bytes) -> Status:
     """The checked run's verdict: the harness writes b"S" before the program runs and the nonce only after
     ``check`` returned, so exit status 0 alone means nothing; no "S" means the scorer never ran the program
-    (an "error", never the model's failure). A kill at the wall or CPU limit is a timeout whatever was written."""
+    (an "error", never the model's failure). A kill at the wall or CPU limit is a timeout whatever was
+    written."""
     if timed_out or returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return "timeout"
     if not report.startswith(b"S"):
