@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from swarmq.benchmarks.base import UNJUDGED
-from swarmq.store import aggregates
+from swarmq.store import aggregates, histograms
 
 if TYPE_CHECKING:  # numpy is imported where it is used: `swarmq status` reads through this module without it
     import numpy as np
@@ -157,15 +157,15 @@ def _aggregated_levels(
     cells = aggregates.cell_sums(session, experiment_id, order[0])
     running = aggregates.running(session, experiment_id, order[0])
     timed = [by for by in order if by in p95]
-    hist = aggregates.histograms(session, experiment_id, timed[0]) if timed else None
+    hist = histograms.histograms(session, experiment_id, timed[0]) if timed else None
     out = {}
     for by in order:
         width = len(columns[by])
         cells = aggregates.sum_cells(cells, width) if width < len(cells.columns) else cells
         times = {}
         if hist is not None and by in timed:
-            hist = aggregates.sum_histograms(hist, width)
-            times = aggregates.quantiles(hist, 0.95)
+            hist = histograms.sum_histograms(hist, width)
+            times = histograms.quantiles(hist, 0.95)
         out[by] = _groups(
             cells, aggregates.sum_counts(running, width), times, matched=matched, brief=by in brief
         )
