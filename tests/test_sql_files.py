@@ -160,3 +160,9 @@ def test_the_sql_counts_by_the_counters_definitions() -> None:
         ):
             listed = [c.strip() for c in columns.split(",")][5:]
             assert listed == names[: len(listed)], path.name
+
+
+def test_the_scoring_error_status_is_the_benchmarks_unjudged() -> None:
+    from swarmq.benchmarks.base import UNJUDGED
+
+    assert counters.SCORING_ERROR_STATUS == UNJUDGED

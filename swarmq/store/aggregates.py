@@ -78,9 +78,10 @@ def cell_sums(session: Session, experiment_id: int, by: str) -> CellSums:
 
 
 def sum_cells(cells: CellSums, width: int) -> CellSums:
-    """``cells`` summed to the groups of their first ``width`` key columns (conditions of (condition, replicate)),
-    in the order each first appears (groups in a longer key's order stay in its order, whatever the collation).
-    Integer counters in int64, numeric ones as Decimals at unlimited precision: exact, as SQL's sums."""
+    """``cells`` summed to the groups of their first ``width`` key columns (conditions of (condition,
+    replicate)), in the order each first appears (groups in a longer key's order stay in its order, whatever
+    the collation). Integer counters in int64, numeric ones as Decimals at unlimited precision: exact, as
+    SQL's sums."""
     import numpy as np
 
     index: dict[tuple[Any, ...], int] = {}
@@ -101,8 +102,8 @@ def sum_cells(cells: CellSums, width: int) -> CellSums:
 
 
 def running(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ...], int]:
-    """Running jobs per group, read live (few rows, on ``ix_jobs_experiment_status``): a lease changes too often
-    to be worth a counter."""
+    """Running jobs per group, read live (few rows, on ``ix_jobs_experiment_status``): a lease changes too
+    often to be worth a counter."""
     cols = {
         "condition": "j.condition",
         "replicate": "j.replicate",
@@ -130,9 +131,9 @@ def sum_counts(counts: Mapping[tuple[Any, ...], int], width: int) -> dict[tuple[
 
 
 def agent_type_columns(session: Session, experiment_id: int) -> dict[str, tuple[list[Any], ...]]:
-    """Per condition, the (replicate, agent, task type, outcomes, successes) of every cell with an agent's outcomes,
-    as five lists (cells in no particular order): tens of thousands of cells without a Python row each. SQL
-    groups them by task type as well, so that a type's name crosses once, not once per cell."""
+    """Per condition, the (replicate, agent, task type, outcomes, successes) of every cell with an agent's
+    outcomes, as five lists (cells in no particular order): tens of thousands of cells without a Python row
+    each. SQL groups them by task type as well, so that a type's name crosses once, not once per cell."""
     rows = session.execute(
         text(
             "SELECT condition, task_type, array_agg(replicate), array_agg(agent), array_agg(outcomes), "
@@ -167,13 +168,13 @@ def issue_counts(session: Session, experiment_id: int, *, matched: bool) -> list
 def all_paired_sums(
     session: Session, experiment_id: int
 ) -> dict[tuple[str, str], list[tuple[str, int, int]]]:
-    """Every pair of conditions' (issue, pairs judged in both a and b, summed a − b success), by issue, from one
-    read: stored once per unordered pair, keyed (a, b) with a before b in byte order (`oriented` turns one the
-    other way)."""
+    """Every pair of conditions' (issue, pairs judged in both a and b, summed a − b success), by issue, from
+    one read: stored once per unordered pair, keyed (a, b) with a before b in byte order (`oriented` turns one
+    the other way)."""
     rows = session.execute(
         text(
-            "SELECT a, b, instance_id, pairs, diff FROM agg_issue_pairs WHERE experiment_id = :e AND pairs > 0 "
-            "ORDER BY a, b, instance_id"
+            "SELECT a, b, instance_id, pairs, diff FROM agg_issue_pairs "
+            "WHERE experiment_id = :e AND pairs > 0 ORDER BY a, b, instance_id"
         ),
         {"e": experiment_id},
     ).all()
@@ -186,14 +187,16 @@ def all_paired_sums(
 def oriented(
     sums: Mapping[tuple[str, str], list[tuple[str, int, int]]], a: str, b: str
 ) -> list[tuple[str, int, int]]:
-    """``a`` against ``b`` from `all_paired_sums`: the stored pair, its differences negated when b comes first."""
+    """``a`` against ``b`` from `all_paired_sums`: the stored pair, its differences negated when b comes
+    first."""
     if a.encode() < b.encode():
         return list(sums.get((a, b), []))
     return [(i, n, -d) for i, n, d in sums.get((b, a), [])]
 
 
 FOLD_BATCH = 5000
-"""Outcomes a worker's housekeeping folds per pass at most (`fold`): one short transaction, whatever the backlog."""
+"""Outcomes a worker's housekeeping folds per pass at most (`fold`): one short transaction, whatever the
+backlog."""
 
 
 def fold(

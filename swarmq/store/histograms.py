@@ -38,8 +38,9 @@ def bucket_value(bucket: int) -> float:
 
 
 def quantile(histogram: Sequence[tuple[int, int]], q: float) -> float | None:
-    """``percentile_cont(q)`` of the times a histogram ((bucket, count) in bucket order) holds, each time taken
-    at its bucket's `bucket_value`: the two order statistics around rank q·(n−1), interpolated linearly."""
+    """``percentile_cont(q)`` of the times a histogram ((bucket, count) in bucket order) holds, each time
+    taken at its bucket's `bucket_value`: the two order statistics around rank q·(n−1), interpolated
+    linearly."""
     n = sum(c for _, c in histogram)
     if n == 0:
         return None
@@ -61,7 +62,8 @@ def quantile(histogram: Sequence[tuple[int, int]], q: float) -> float | None:
 @dataclass(frozen=True)
 class Histograms:
     """The job_seconds histograms of many groups, flat: bucket ``bucket[i]`` of group ``keys[group[i]]`` holds
-    ``n[i]`` times. Rows are sorted by group, then bucket, each (group, bucket) once, and every group has one."""
+    ``n[i]`` times. Rows are sorted by group, then bucket, each (group, bucket) once, and every group has
+    one."""
 
     keys: list[tuple[Any, ...]]
     group: np.ndarray
@@ -72,8 +74,8 @@ class Histograms:
 def histograms(session: Session, experiment_id: int, by: str) -> Histograms:
     """Every group's histogram, ``agg_seconds`` summed by SQL to ``by``'s grouping (at (condition, replicate,
     agent), the table's own key, as it is). One row per group, its buckets and counts each packed into one
-    string of big-endian binary (``int2send``, ``int8send``) that numpy reads as it is: 150,000 bucket rows
-    arrive in a fraction of the time they take as rows or as arrays of Python ints."""
+    string of big-endian binary (``int2send``, ``int8send``) that numpy reads as it is, not a Python object
+    per bucket row."""
     import numpy as np
 
     cols = ", ".join(GROUP_COLUMNS[by])
@@ -106,8 +108,8 @@ DENSE_CELLS = 1 << 22
 def _sorted_cells(
     group: np.ndarray, bucket: np.ndarray, n: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Histogram rows with each (group, bucket) once, its counts summed, sorted by group then bucket. Counts are
-    added as float64: exact, being integers far below 2^53."""
+    """Histogram rows with each (group, bucket) once, its counts summed, sorted by group then bucket. Counts
+    are added as float64: exact, being integers far below 2^53."""
     import numpy as np
 
     if bucket.size == 0:
@@ -141,8 +143,9 @@ def sum_histograms(h: Histograms, width: int) -> Histograms:
 
 
 def quantiles(h: Histograms, q: float) -> dict[tuple[Any, ...], float | None]:
-    """`quantile` of every group at once: a running count over the sorted rows and the two order statistics found
-    by binary search. The same arithmetic as `quantile` on each group's histogram, so the same floats."""
+    """`quantile` of every group at once: a running count over the sorted rows and the two order statistics
+    found by binary search. The same arithmetic as `quantile` on each group's histogram, so the same
+    floats."""
     import numpy as np
 
     if not h.keys:

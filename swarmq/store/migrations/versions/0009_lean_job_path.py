@@ -1,7 +1,7 @@
 """A lean job path: a job's end and the release that follows are one round trip each.
 
-A worker's job costs three Postgres round trips (`queue.jobs`): the claim, the end (outcome and close), and the
-applied mark with the next release. The two functions here make the last two single statements:
+A worker's job costs three Postgres round trips (`queue.jobs`): the claim, the end (outcome and close), and
+the applied mark with the next release. The two functions here make the last two single statements:
 
 * ``swarmq_close(job, owner, status, reason)``: close a running job that ``owner`` holds (the lease-holder
   rule: a worker that lost its lease never overwrites another's work); true when it did. The outcome INSERT

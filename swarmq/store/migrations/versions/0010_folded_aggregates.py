@@ -44,7 +44,8 @@ REPLACED = (
     "swarmq_agg_job_status",
     "swarmq_agg_outcomes_written",
 )
-"""0008's functions this revision replaces (``swarmq_agg_outcomes_written``'s file drops the insert trigger)."""
+"""0008's functions this revision replaces (``swarmq_agg_outcomes_written``'s file drops the insert
+trigger)."""
 VIEWS = ("v_condition_summary", "v_agent_summary")
 
 
