@@ -2,10 +2,10 @@
 specialization metrics, per-issue counts for clustered intervals and paired comparisons. Each returns plain
 rows; `results.py` turns them into statistics and `render.py`/`plots.py` draw them.
 
-Two paths give the same rows: the aggregates kept at write time (`store.aggregates`, the default: a few
-thousand counter rows instead of every outcome), and the GROUP BY over jobs ⋈ outcomes (``recount=True``:
-the reference the aggregates are tested against; also the only path for the groupings the aggregates do not
-key, repo and model)."""
+Two paths give the same rows: the aggregates kept at write time (`report.aggregated` over
+`store.aggregates`, the default: a few thousand counter rows instead of every outcome), and the GROUP BY over
+jobs ⋈ outcomes (``recount=True``: the reference the aggregates are tested against; also the only path for
+the groupings the aggregates do not key, repo and model)."""
 
 from __future__ import annotations
 

@@ -21,16 +21,15 @@ JUDGED = f"o.id IS NOT NULL AND NOT {SCORING_ERROR}"
 """The job has an outcome its scorer judged: what success rates divide by."""
 SUCCESS = "coalesce(o.success, false)"
 """A success under the experiment's rule: what the swarm learned from is what results count."""
-MATCHED = "judged in every condition of its (replicate, issue)"
-"""The matched set (in words: the SQL is the pair bitmasks of ``swarmq_agg_outcomes`` and
-`report.queries.MATCHED`): a partial run compares conditions on these pairs by default."""
 
 
 @dataclass(frozen=True)
 class Counter:
     name: str
     sql: str
-    """Its value for one job and its outcome (``matched``: from the pair state, not a row)."""
+    """Its value for one job and its outcome. The matched counters count `JUDGED` outcomes whose (replicate,
+    issue) has a judged outcome in every condition: ``swarmq_agg_outcomes`` keeps that per pair as bitmasks,
+    the recount as `report.queries.MATCHED`."""
     source: Literal["job", "outcome", "matched"]
     """What it counts: the job (in its outcome's cell), the outcome, or the outcome in the matched set."""
     numeric: bool = False

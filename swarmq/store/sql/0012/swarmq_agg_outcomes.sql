@@ -4,7 +4,7 @@
 --
 -- * agg_cells: an outcome's counters, and its job's, count in its agent's cell (-1: a failure
 --   outcome); its job's counters leave cell -1, where they stay while the job has no counted
---   outcome. Each counter is defined once, here (`store/counters.py` names them).
+--   outcome. Each counter is written once, as `store/counters.py` defines it (a test checks).
 -- * agg_pairs: per (experiment, replicate, issue), bitmasks of the conditions with a judged outcome
 --   and with a success (bit k: the k-th condition in byte order) and each condition's agent. The
 --   pairs the change touches are recomputed from the rows, under their row locks; the difference of
