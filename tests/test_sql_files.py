@@ -4,6 +4,7 @@ as the Python definitions do."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from swarmq.states import ExperimentState, JobStatus
+from swarmq.states import FINISHED, OPEN, ExperimentState, JobStatus, sql_list
 from swarmq.store import counters
 from swarmq.store.sql import SQL_DIR
 from tests.conftest import fresh_database
@@ -63,23 +64,46 @@ def test_every_live_function_is_its_newest_file(svc: Any) -> None:
         assert body == files[name][1], f"{name}: the live body differs from {newest_files()[name]}"
 
 
+@pytest.mark.services
+def test_the_head_is_its_newest_files(svc: Any) -> None:
+    """Every newest file is idempotent at the head: running it again (in a transaction, rolled back) changes
+    no function, trigger or view."""
+    url = svc.engine.url.render_as_string(hide_password=False)
+    before = catalog(url)
+    with svc.engine.connect() as conn:
+        for path in newest_files().values():
+            if path.parent.name != "0008" or path.stem != "agg_tables":
+                conn.exec_driver_sql(path.read_text())
+        after = catalog_of(conn)
+        conn.rollback()
+    assert {k: after[k] for k in ("functions", "triggers", "views")} == {
+        k: before[k] for k in ("functions", "triggers", "views")
+    }
+
+
+CATALOG = {
+    "functions": "SELECT proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+    "WHERE pronamespace = 'public'::regnamespace",
+    "triggers": "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal",
+    "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'",
+    "columns": "SELECT table_name, column_name, data_type, column_default, is_nullable "
+    "FROM information_schema.columns WHERE table_schema = 'public'",
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "constraints": "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+    "WHERE connamespace = 'public'::regnamespace",
+}
+
+
+def catalog_of(conn: Any) -> dict[str, list[Any]]:
+    return {k: sorted(tuple(r) for r in conn.execute(text(q)).all()) for k, q in CATALOG.items()}
+
+
 def catalog(url: str) -> dict[str, list[Any]]:
     """Every function, trigger, view, column, index and constraint of the public schema."""
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    queries = {
-        "functions": "SELECT proname, pg_get_functiondef(p.oid) FROM pg_proc p "
-        "WHERE pronamespace = 'public'::regnamespace",
-        "triggers": "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal",
-        "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'",
-        "columns": "SELECT table_name, column_name, data_type, column_default, is_nullable "
-        "FROM information_schema.columns WHERE table_schema = 'public'",
-        "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
-        "constraints": "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE connamespace = 'public'::regnamespace",
-    }
     try:
         with engine.connect() as conn:
-            return {k: sorted(tuple(r) for r in conn.execute(text(q)).all()) for k, q in queries.items()}
+            return catalog_of(conn)
     finally:
         engine.dispose()
 
@@ -166,3 +190,64 @@ def test_the_scoring_error_status_is_the_benchmarks_unjudged() -> None:
     from swarmq.benchmarks.base import UNJUDGED
 
     assert counters.SCORING_ERROR_STATUS == UNJUDGED
+
+
+def test_the_status_sets_are_the_named_sets() -> None:
+    """The job trigger counts changes into and out of the finished statuses; the release's floor is the
+    lowest open position."""
+    files = newest_files()
+    assert f"NEW.status IN {sql_list(FINISHED)}" in files["swarmq_agg_job_status"].read_text()
+    assert f"j.status IN {sql_list(OPEN)}" in files["swarmq_release"].read_text()
+
+
+PINNED = {
+    "0003/v_condition_summary.sql": "df8d2ff8b31d86fe",
+    "0008/agg_tables.sql": "4356836f406f96cd",
+    "0008/swarmq_agg_bucket.sql": "9f4dd4f259a00c84",
+    "0008/swarmq_agg_conditions.sql": "93cdb46142f7f434",
+    "0008/swarmq_agg_full.sql": "52a82441813fb821",
+    "0008/swarmq_agg_job_status.sql": "a7155a74c57e0984",
+    "0008/swarmq_agg_jobs_deleted.sql": "35d7918c279130d9",
+    "0008/swarmq_agg_jobs_inserted.sql": "3d6b78e0056f9e8a",
+    "0008/swarmq_agg_outcomes.sql": "2bc3c7d7e92ae1d1",
+    "0008/swarmq_agg_outcomes_written.sql": "cc48a75216e6e4d1",
+    "0008/swarmq_agg_rebuild.sql": "dbdb782be589683c",
+    "0008/swarmq_agg_truncated.sql": "1eb9f3ae4acc54dd",
+    "0008/v_agent_summary.sql": "3eb476705b711e33",
+    "0008/v_condition_summary.sql": "4a5c077d451e52cf",
+    "0009/swarmq_close.sql": "b5ff1635c9935136",
+    "0009/swarmq_release.sql": "015b8600f755b2f9",
+    "0010/swarmq_agg_fold.sql": "4d344bf0c236dbe3",
+    "0010/swarmq_agg_job_status.sql": "df60bd9189751777",
+    "0010/swarmq_agg_outcomes.sql": "04cea9bb9ce6db7f",
+    "0010/swarmq_agg_outcomes_written.sql": "d01552316cb945d6",
+    "0010/swarmq_agg_rebuild.sql": "e4c5658e450c8e61",
+    "0010/v_agent_summary.sql": "2ff619a3c800219a",
+    "0010/v_condition_summary.sql": "23daab28a855678d",
+    "0012/swarmq_agg_bucket.sql": "92d0ec5d4bafc2d1",
+    "0012/swarmq_agg_conditions.sql": "0fa858c2336ab5bd",
+    "0012/swarmq_agg_fold.sql": "5e702e0c0c7946f8",
+    "0012/swarmq_agg_full.sql": "7d345f6fad8956cb",
+    "0012/swarmq_agg_job_status.sql": "9c23d6cdaa3c6757",
+    "0012/swarmq_agg_jobs_deleted.sql": "5cb727ed7e9dc464",
+    "0012/swarmq_agg_jobs_inserted.sql": "f980e2de943cac1a",
+    "0012/swarmq_agg_outcomes.sql": "97fc6d8c84f66a68",
+    "0012/swarmq_agg_outcomes_written.sql": "4572bb3438058baf",
+    "0012/swarmq_agg_rebuild.sql": "478562630b0f76ab",
+    "0012/swarmq_agg_truncated.sql": "e3a852c928ce309e",
+    "0012/swarmq_close.sql": "10597cb502a4b524",
+    "0012/swarmq_release.sql": "ec4d05efbbb4f5dd",
+    "0012/v_agent_summary.sql": "15af49e1415502ba",
+    "0012/v_condition_summary.sql": "429ed694b676ed82",
+}
+"""A prefix of each file's sha256. A migration that has run somewhere cannot be run again there, so a file it
+loads must never change: to change an object, copy its file into a new revision's folder. (While the head
+revision is unreleased, its own entries may be updated with it.)"""
+
+
+def test_pinned_files_do_not_change() -> None:
+    now = {
+        str(p.relative_to(SQL_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        for p in sorted(SQL_DIR.glob("*/*.sql"))
+    }
+    assert now == PINNED

@@ -4,7 +4,8 @@ Layout: ``<revision>/<name>.sql`` holds object ``name`` as migration ``<revision
 migration loads the files of its own revision (or, to restore what it replaces on downgrade, those of an
 earlier one), never a newer copy, so upgrading or downgrading to any revision rebuilds that revision's
 objects exactly. The newest file of a name is its live body, which `tests/test_sql_files.py` compares with
-``pg_get_functiondef`` at the head.
+``pg_get_functiondef`` at the head; the same test pins each file's content, as a database that ran a revision
+never runs its files again.
 
 Each file is idempotent (``CREATE OR REPLACE``; triggers dropped if they exist, then created) and may hold
 several statements: a trigger function with its triggers. To change an object, copy its file into a new
