@@ -167,7 +167,11 @@ def test_the_sql_counts_by_the_counters_definitions() -> None:
             continue
         factor = "m.sign" if c.source == "job" else "m.own"
         assert f"{factor} * {c.sql} AS {c.name}" in re.sub(r"\s+", " ", outcomes), c.name
-    for name in ("swarmq_agg_jobs_inserted", "swarmq_agg_rebuild", "swarmq_agg_job_status"):
+    rebuild = re.sub(r"\s+", " ", files["swarmq_agg_rebuild"].read_text())
+    for c in counters.CELL_COUNTERS:
+        if c.source != "matched":
+            assert f" {c.sql} AS {c.name}," in rebuild, c.name
+    for name in ("swarmq_agg_jobs_inserted", "swarmq_agg_job_status"):
         sql = re.sub(r"\s+", " ", files[name].read_text())
         for c in counters.JOB_COUNTERS:
             assert re.search(rf"(j\.sign \* )?{re.escape(c.sql)} AS {c.name}\b", sql), (name, c.name)
@@ -190,6 +194,25 @@ def test_the_scoring_error_status_is_the_benchmarks_unjudged() -> None:
     from swarmq.benchmarks.base import UNJUDGED
 
     assert counters.SCORING_ERROR_STATUS == UNJUDGED
+
+
+def cte(sql: str, name: str) -> str:
+    """The text of CTE ``name`` (from ``name AS (`` to the line that closes it), whitespace runs as one."""
+    start = sql.index(f"    {name} AS (")
+    end = sql.index("\n    )", start)
+    return re.sub(r"\s+", " ", sql[start:end])
+
+
+def test_the_rebuild_computes_pairs_as_the_fold() -> None:
+    """The matched rule (the pair state and its terms) and the paired comparisons are the same SQL in the
+    maintained path and in the recount."""
+    files = newest_files()
+    fold, rebuild = files["swarmq_agg_outcomes"].read_text(), files["swarmq_agg_rebuild"].read_text()
+    assert cte(fold, "after").replace("FROM unnest(before) a", "FROM touched a") == cte(rebuild, "after")
+    for name in ("terms", "c3"):
+        assert cte(fold, name) == cte(rebuild, name), name
+    tail = "INSERT INTO agg_issue_pairs"
+    assert fold[fold.index(tail) :] == rebuild[rebuild.index(tail) :]
 
 
 def test_the_status_sets_are_the_named_sets() -> None:
@@ -231,14 +254,14 @@ PINNED = {
     "0012/swarmq_agg_job_status.sql": "9c23d6cdaa3c6757",
     "0012/swarmq_agg_jobs_deleted.sql": "5cb727ed7e9dc464",
     "0012/swarmq_agg_jobs_inserted.sql": "f980e2de943cac1a",
-    "0012/swarmq_agg_outcomes.sql": "97fc6d8c84f66a68",
+    "0012/swarmq_agg_outcomes.sql": "62268ce69d6f8361",
     "0012/swarmq_agg_outcomes_written.sql": "4572bb3438058baf",
-    "0012/swarmq_agg_rebuild.sql": "478562630b0f76ab",
+    "0012/swarmq_agg_rebuild.sql": "0967786fb744e675",
     "0012/swarmq_agg_truncated.sql": "e3a852c928ce309e",
     "0012/swarmq_close.sql": "10597cb502a4b524",
     "0012/swarmq_release.sql": "ec4d05efbbb4f5dd",
-    "0012/v_agent_summary.sql": "15af49e1415502ba",
-    "0012/v_condition_summary.sql": "429ed694b676ed82",
+    "0012/v_agent_summary.sql": "f5a69dadd984b9aa",
+    "0012/v_condition_summary.sql": "c9cc61577aa280dd",
 }
 """A prefix of each file's sha256. A migration that has run somewhere cannot be run again there, so a file it
 loads must never change: to change an object, copy its file into a new revision's folder. (While the head

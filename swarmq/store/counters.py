@@ -1,8 +1,8 @@
 """The results counters, defined once: the rules an outcome is counted by, and what each counter of an
 ``agg_cells`` row counts.
 
-Each counter's ``sql`` is its value for one job ``j`` and its outcome ``o`` (the server-side SQL adds a
-sign). The files in ``store/sql`` write these expressions out, readable as they run;
+Each counter's ``sql`` is its value for one job ``j`` and its outcome ``o``, 0 for an outcome's counter when
+the job has none (``o`` all NULL); the server-side SQL adds a sign. The files in ``store/sql`` write these expressions out, readable as they run;
 ``tests/test_sql_files.py`` checks that they write exactly these. `store.schema` builds the table's columns
 from `CELL_COUNTERS`, `store.aggregates` reads them in this order, and the recount in `report.queries` counts
 by the same rules.
@@ -40,7 +40,7 @@ CELL_COUNTERS: tuple[Counter, ...] = (
     Counter("jobs", "1", "job"),
     Counter("done", "(j.status = 'done')::int", "job"),
     Counter("failed", "(j.status = 'failed')::int", "job"),
-    Counter("outcomes", "1", "outcome"),
+    Counter("outcomes", "(o.id IS NOT NULL)::int", "outcome"),
     Counter("scoring_errors", f"{SCORING_ERROR}::int", "outcome"),
     Counter("judged", f"({JUDGED})::int", "outcome"),
     Counter("successes", f"{SUCCESS}::int", "outcome"),
@@ -49,7 +49,7 @@ CELL_COUNTERS: tuple[Counter, ...] = (
     Counter("imported", "(o.resolved IS NOT NULL)::int", "outcome"),
     Counter("seconds_n", "(o.job_seconds IS NOT NULL)::int", "outcome"),
     Counter("seconds_sum", "coalesce(o.job_seconds::numeric, 0)", "outcome", numeric=True),
-    Counter("tokens_sum", "o.completion_tokens", "outcome"),
+    Counter("tokens_sum", "coalesce(o.completion_tokens, 0)", "outcome"),
     Counter("generation_n", "(o.generation_seconds IS NOT NULL)::int", "outcome"),
     Counter("generation_sum", "coalesce(o.generation_seconds::numeric, 0)", "outcome", numeric=True),
     Counter("length_n", "coalesce(o.finish_reason = 'length', false)::int", "outcome"),

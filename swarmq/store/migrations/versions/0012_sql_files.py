@@ -1,11 +1,9 @@
 """Every server-side function, trigger and view of swarmq in its hand-written file (``store/sql/0012/``).
 
 The behaviour is that of the revisions before (0008 to 0010): the same rows, the same counters, the same
-locks. Two changes of form: ``swarmq_agg_rebuild`` counts an experiment's jobs into cell -1 and then applies
-its outcomes with ``swarmq_agg_outcomes`` in batches, as a fold does, so a recount and the maintained tables
-share one definition of each counter; ``swarmq_agg_outcomes`` writes each counter once, an outcome's row
-counted in its agent's cell and out of cell -1 by a two-row ``VALUES``. The downgrade loads the files of the
-revisions that wrote the objects before.
+locks. ``swarmq_agg_outcomes`` writes each counter once (an outcome's row counted in its agent's cell and out
+of cell -1 by a two-row ``VALUES``); every counter is 0 for a job without an outcome, so the rebuild counts
+jobs and outcomes in one pass. The downgrade loads the files of the revisions that wrote the objects before.
 
 Revision ID: 0012
 Revises: 0011

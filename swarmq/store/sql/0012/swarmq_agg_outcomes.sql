@@ -96,7 +96,7 @@ BEGIN
                m.sign * 1 AS jobs,
                m.sign * (j.status = 'done')::int AS done,
                m.sign * (j.status = 'failed')::int AS failed,
-               m.own * 1 AS outcomes,
+               m.own * (o.id IS NOT NULL)::int AS outcomes,
                m.own * coalesce(o.score_status = 'error', false)::int AS scoring_errors,
                m.own * (o.id IS NOT NULL AND NOT coalesce(o.score_status = 'error', false))::int
                    AS judged,
@@ -107,7 +107,7 @@ BEGIN
                m.own * (o.resolved IS NOT NULL)::int AS imported,
                m.own * (o.job_seconds IS NOT NULL)::int AS seconds_n,
                m.own * coalesce(o.job_seconds::numeric, 0) AS seconds_sum,
-               m.own * o.completion_tokens AS tokens_sum,
+               m.own * coalesce(o.completion_tokens, 0) AS tokens_sum,
                m.own * (o.generation_seconds IS NOT NULL)::int AS generation_n,
                m.own * coalesce(o.generation_seconds::numeric, 0) AS generation_sum,
                m.own * coalesce(o.finish_reason = 'length', false)::int AS length_n,

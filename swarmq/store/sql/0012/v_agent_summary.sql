@@ -25,7 +25,7 @@ FROM (
            sum(seconds_sum)
     FROM (
         SELECT j.experiment_id, j.condition, j.replicate, coalesce(o.agent_id, -1) AS agent,
-               1 AS outcomes,
+               (o.id IS NOT NULL)::int AS outcomes,
                coalesce(o.score_status = 'error', false)::int AS scoring_errors,
                (o.id IS NOT NULL AND NOT coalesce(o.score_status = 'error', false))::int AS judged,
                coalesce(o.success, false)::int AS successes,

@@ -41,7 +41,7 @@ FROM (
            sum(finish_n)::bigint
     FROM (
         SELECT j.experiment_id, j.condition,
-               1 AS outcomes,
+               (o.id IS NOT NULL)::int AS outcomes,
                coalesce(o.score_status = 'error', false)::int AS scoring_errors,
                (o.id IS NOT NULL AND NOT coalesce(o.score_status = 'error', false))::int AS judged,
                coalesce(o.success, false)::int AS successes,
@@ -51,7 +51,7 @@ FROM (
                (o.resolved IS NOT NULL)::int AS imported,
                (o.job_seconds IS NOT NULL)::int AS seconds_n,
                coalesce(o.job_seconds::numeric, 0) AS seconds_sum,
-               o.completion_tokens AS tokens_sum,
+               coalesce(o.completion_tokens, 0) AS tokens_sum,
                (o.generation_seconds IS NOT NULL)::int AS generation_n,
                coalesce(o.generation_seconds::numeric, 0) AS generation_sum,
                coalesce(o.finish_reason = 'length', false)::int AS length_n,
