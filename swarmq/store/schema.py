@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -28,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from swarmq.states import IN_FLIGHT, INITIAL, OPEN, ExperimentState, JobStatus, sql_list
+from swarmq.store.counters import CELL_COUNTERS
 
 
 class Base(DeclarativeBase):
@@ -179,8 +182,8 @@ class Outcome(Base):
     """What the router chose from: per-agent probabilities (random, affinity) or scores (greedy, ucb)."""
     update_applied: Mapped[bool] = mapped_column(default=False)
     folded: Mapped[bool] = mapped_column(server_default=text("false"))
-    """Counted into the results aggregates (`store.aggregates.fold`, migration 0010); written false, by the
-    database's default, so that the job path's outcome INSERT never names it."""
+    """Counted into the results aggregates (`store.aggregates.fold`); written false, by the database's
+    default, so that the job path's outcome INSERT never names it."""
     applied_version: Mapped[int | None] = mapped_column(Integer)
     """The stream's state version this outcome's update produced in Redis: the order a rebuild replays, so a
     rebuilt relaxed stream equals the live one (commit order can differ from the order Redis applied)."""
@@ -195,8 +198,8 @@ class Outcome(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-# Results aggregates (migration 0008): kept by triggers on jobs and outcomes, in the writing transaction; read by
-# `store.aggregates`. Counters only: a row's meaning is in the migration's docstring.
+# Results aggregates: kept by the server-side SQL of `store/sql` (``swarmq_agg_outcomes`` says what each table
+# counts) and read by `store.aggregates`.
 
 
 def _experiment_fk() -> Mapped[int]:
@@ -208,39 +211,27 @@ def _counter() -> Mapped[int]:
 
 
 class AggCell(Base):
-    """Per (experiment, condition, replicate, issue task type, outcome agent; -1: none) counters."""
+    """Per (experiment, condition, replicate, issue task type, outcome agent; -1: none) counters: one column
+    per `counters.CELL_COUNTERS` entry, in its order."""
 
-    __tablename__ = "agg_cells"
-
-    experiment_id: Mapped[int] = _experiment_fk()
-    condition: Mapped[str] = mapped_column(String(64), primary_key=True)
-    replicate: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    agent: Mapped[int] = mapped_column(Integer, primary_key=True)
-    jobs: Mapped[int] = _counter()
-    done: Mapped[int] = _counter()
-    failed: Mapped[int] = _counter()
-    outcomes: Mapped[int] = _counter()
-    scoring_errors: Mapped[int] = _counter()
-    judged: Mapped[int] = _counter()
-    successes: Mapped[int] = _counter()
-    judged_successes: Mapped[int] = _counter()
-    resolved: Mapped[int] = _counter()
-    imported: Mapped[int] = _counter()
-    seconds_n: Mapped[int] = _counter()
-    seconds_sum: Mapped[float] = mapped_column(Numeric, server_default="0")
-    tokens_sum: Mapped[int] = _counter()
-    generation_n: Mapped[int] = _counter()
-    generation_sum: Mapped[float] = mapped_column(Numeric, server_default="0")
-    length_n: Mapped[int] = _counter()
-    finish_n: Mapped[int] = _counter()
-    errors_n: Mapped[int] = _counter()
-    matched: Mapped[int] = _counter()
-    matched_successes: Mapped[int] = _counter()
+    __table__ = Table(
+        "agg_cells",
+        Base.metadata,
+        Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+        Column("condition", String(64), primary_key=True),
+        Column("replicate", Integer, primary_key=True),
+        Column("task_type", String(32), primary_key=True),
+        Column("agent", Integer, primary_key=True),
+        *(
+            Column(c.name, Numeric if c.numeric else BigInteger, nullable=False, server_default="0")
+            for c in CELL_COUNTERS
+        ),
+    )
 
 
 class AggSeconds(Base):
-    """Histogram of job_seconds per (experiment, condition, replicate, agent): `store.aggregates.bucket`."""
+    """Histogram of job_seconds per (experiment, condition, replicate, agent), in the buckets of
+    ``swarmq_agg_bucket`` (`store.histograms.BUCKETS_PER_OCTAVE`)."""
 
     __tablename__ = "agg_seconds"
 
