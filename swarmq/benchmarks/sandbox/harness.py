@@ -1,19 +1,15 @@
-"""The two fixed programs of a checked run and the plain-data wire between them. Stdlib only: this file's
-text runs (``-I -S -c``) in both sandboxed interpreters, and imports here for its tests.
+"""The two fixed programs of a checked run and the plain-data wire between them; stdlib only, since this
+file's text runs (``-I -S -c``) in both sandboxed interpreters. The *judge* runs the dataset's trusted code
+(the prompt's helpers and ``check``) and writes the verdict on a report pipe; the *candidate* runs the
+program under test and answers calls of its entry point. ``check`` gets a stand-in that sends each call's
+arguments to the candidate and returns its reply, decoded strictly: values cross as JSON of plain data only
+(None, bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset, range; an
+iterator as a list iterator), so no object of the candidate's (an ``__eq__``, a float subclass) ever exists
+in the judge. The candidate's side converts what it can (a subclass crosses as its base type's value).
 
-The *judge* runs the dataset's trusted code (the prompt's helpers and ``check``) and writes the verdict on a
-report pipe; the *candidate* runs the program under test (prompt + completion) and answers calls of its
-entry point. ``check`` gets a stand-in that sends each call's arguments to the candidate and returns its
-reply, decoded strictly: values cross as JSON of plain data only (None, bool, int, float, complex, str,
-bytes, bytearray, list, tuple, dict, set, frozenset, range; an iterator arrives as a list iterator), so
-nothing the candidate defines (a class, an ``__eq__``, a float subclass) ever exists in the judge. The
-candidate's side converts what it can (a subclass crosses as its base type's value, a generator as the items
-it yields); a value that still is not plain data fails the run.
-
-The report, in order: ``S`` (judge up), ``R`` (the candidate's harness up, before any of its code ran), then
-``P`` (check returned), ``F`` (check raised, or the candidate broke the protocol), ``C`` (the candidate's
-process ended) or ``E`` + why (cannot judge: the check does not load, an argument is not plain data, the
-candidate's sandbox did not start).
+The report: ``S`` (judge up), ``R`` (the candidate's harness up, before any of its code ran), then ``P``
+(check returned), ``F`` (check raised, or the candidate broke the protocol), ``C`` (the candidate's process
+ended) or ``E`` + why (cannot judge: the check does not load, the candidate's sandbox did not start).
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ if TYPE_CHECKING:  # typing is not imported in the sandbox: each run pays for ev
     from typing import Any, NoReturn
 
 MAX_REPLY_BYTES = 64 << 20
-"""The largest message the trusted side accepts from the candidate: more fails the run."""
+"""The largest message the judge accepts from the candidate: more fails the run."""
 _LENGTH = struct.Struct(">I")
 _LISTS: dict[str, Any] = {"t": tuple, "s": set, "f": frozenset, "i": iter}
 _TAG_OF: dict[Any, str] = {tuple: "t", set: "s", frozenset: "f"}
@@ -39,7 +35,6 @@ _HEX: dict[str, Any] = {"b": bytes.fromhex, "y": bytearray.fromhex}
 _SCALARS = (type(None), bool, int, float, str)
 _BASES: tuple[Any, ...] = (int, float, complex, str, bytes, bytearray, tuple, list, dict, frozenset, set)
 _VALUE_OF: dict[Any, Any] = {int: int.__int__, float: float.__float__, str: str.__str__}
-"""A subclass's own value (``str(x)`` could be its ``__str__``, e.g. an Enum's name)."""
 
 
 class Broken(BaseException):
@@ -49,7 +44,8 @@ class Broken(BaseException):
 
 def plain(value: Any, convert: bool = False) -> Any:
     """``value`` as JSON-ready data; TypeError for anything that is not plain data. With ``convert`` (the
-    candidate's side), a subclass of a plain type crosses as its base type and an iterator as its items."""
+    candidate's side), a subclass of a plain type crosses as its base type's value (not its ``str()``, which
+    for an Enum is its name) and an iterator as its items."""
     kind = type(value)
     if kind in _SCALARS:
         return value
@@ -129,8 +125,7 @@ def receive(fd: int, limit: int = MAX_REPLY_BYTES) -> Any:
     (n,) = _LENGTH.unpack(_exactly(fd, _LENGTH.size))
     if n > limit:
         raise ValueError(f"a message of {n} bytes (at most {limit})")
-    data = _exactly(fd, n)
-    old = _digits(0)
+    data, old = _exactly(fd, n), _digits(0)
     try:
         return json.loads(data, object_hook=_tagged)
     finally:
@@ -157,8 +152,8 @@ def _module(name: str, path: str) -> types.ModuleType:
 
 
 def _reraise(names: Any, message: Any) -> None:
-    """The candidate's exception as the nearest built-in ``Exception`` type it descends from, so a check
-    that expects one still sees it; anything else (``SystemExit``, a malformed reply) is `Broken`."""
+    """Raise the nearest built-in ``Exception`` type the candidate's exception descends from (so a check
+    that expects one sees it); anything else (``SystemExit``, a malformed reply) is `Broken`."""
     for name in names if type(names) is list and type(message) is str else ():
         cls = getattr(builtins, name, None) if type(name) is str else None
         if isinstance(cls, type) and issubclass(cls, Exception):
@@ -215,6 +210,7 @@ def judge(report: int, calls: int, replies: int, entry_point: str) -> None:
     if loaded != ["loaded"]:
         end(b"F", "the program did not load (its traceback is above)")
     broken: list[tuple[bytes, str]] = []  # the first way the candidate broke the run decides the verdict
+    sent: list[bool] = []
 
     def fail(code: bytes, why: str) -> NoReturn:
         broken.append((code, why[:500]))
@@ -225,8 +221,12 @@ def judge(report: int, calls: int, replies: int, entry_point: str) -> None:
             raise Broken("the candidate already broke the run")
         try:
             message = ["call", plain(list(args), True), plain(kwargs, True)]
-        except TypeError as exc:
-            fail(b"E", f"the check passes an argument that does not cross as plain data: {exc}")
+        except TypeError as exc:  # the dataset's doing, unless a reply came first and may have caused it
+            fail(
+                b"F" if sent else b"E",
+                f"the check passes an argument that does not cross as plain data: {exc}",
+            )
+        sent.append(True)
         try:
             send(calls, message)
             reply = receive(replies)
