@@ -91,6 +91,13 @@ def _start(
     return proc, workdir
 
 
+def _until(proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Wait for ``proc`` to exit; True when ``deadline`` (monotonic) came first. The only wait of a checked
+    run: anything it raises still leaves both sides killed and reaped (``_checked``'s finally)."""
+    timed_out: bool = _wait(proc, max(0.0, deadline - time.monotonic()))
+    return timed_out
+
+
 def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, float | None]:
     """Exit status and CPU seconds (None when Popen already reaped it)."""
     try:
@@ -141,12 +148,15 @@ def _checked(
                 for proc in procs:
                     proc.wait()
         judge, cand = procs
-        timed_out: bool = _wait(judge, limits.wall_seconds)
-        report = _drain(report_r)
-        if not timed_out and report_parts(report)[2] == b"C":  # the candidate ended: wait to see how
-            timed_out = _wait(cand, max(0.0, start + limits.wall_seconds - time.monotonic()))
-        _end(caps, procs, [judge_uid, uid], workdirs, report_r)
-        (judge_rc, judge_cpu), (cand_rc, cand_cpu) = _reap(judge), _reap(cand)
+        deadline = start + limits.wall_seconds
+        try:  # whatever ends the wait, both sides are killed and reaped
+            timed_out = _until(judge, deadline)
+            report = _drain(report_r)
+            if not timed_out and report_parts(report)[2] == b"C":  # the candidate ended: wait to see how
+                timed_out = _until(cand, deadline)
+        finally:
+            _end(caps, procs, [judge_uid, uid], workdirs, report_r)
+            (judge_rc, judge_cpu), (cand_rc, cand_cpu) = _reap(judge), _reap(cand)
         cpu = limits.cpu_seconds
         status = verdict(
             report, timed_out, out_of_cpu(judge_rc, judge_cpu, cpu), out_of_cpu(cand_rc, cand_cpu, cpu)
