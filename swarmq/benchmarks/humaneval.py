@@ -58,8 +58,8 @@ class HumanEval:
     required_fields: tuple[str, ...] = ("task_id", "prompt", "entry_point", "test")
 
     def bundled_rows(self) -> list[dict[str, Any]]:
-        """The package's 164 rows, parsed here: ``datasets`` would read the same rows after a second of imports
-        (pandas, pyarrow, numpy) that an enqueue of the bundled set otherwise never needs."""
+        """The package's 164 rows, parsed here: ``datasets`` would read the same rows after a second of
+        imports (pandas, pyarrow, numpy) that an enqueue of the bundled set otherwise never needs."""
         return bundled_problem_rows()
 
     def bundled_revision(self) -> str:
@@ -145,7 +145,8 @@ def check_program(issue_data: dict[str, Any]) -> str:
 
 
 def completion_from_reply(issue_data: dict[str, Any], reply: str) -> str:
-    """A chat reply as a completion of the problem's prompt: what is scored, exported and kept as an example."""
+    """A chat reply as a completion of the problem's prompt: what is scored, exported and kept as an
+    example."""
     return code_reply.completion_from_reply(issue_data["prompt"], issue_data["entry_point"], reply)
 
 
