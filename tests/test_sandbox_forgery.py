@@ -5,7 +5,12 @@ is shown first, so each test would fail against such a scorer."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
 import struct
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +19,7 @@ from swarmq.benchmarks.humaneval import load_problems, score_humaneval
 from swarmq.benchmarks.sandbox import SandboxLimits, checked, isolation, run_checked, run_python
 
 pytestmark = pytest.mark.sandbox
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = SandboxLimits(wall_seconds=10, cpu_seconds=5, memory_bytes=512 << 20, max_processes=16)
 
 WRITE_EVERYWHERE = """
@@ -178,6 +184,44 @@ FORGERIES = {  # name: (task, wrong completion with the trick, whether it fools 
 }
 
 
+OUT_OF_REACH = """import ctypes, os
+
+
+def attempt(fn):
+    try:
+        fn()
+        return "allowed"
+    except OSError as exc:
+        return type(exc).__name__
+
+
+def f():
+    judges = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and b"\\0judge\\0" in open(f"/proc/{p}/cmdline", "rb").read():
+                judges.append(int(p))
+        except OSError:
+            pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    return [
+        {
+            "mem": attempt(lambda: open(f"/proc/{pid}/mem", "rb").read(1)),
+            "fds": attempt(lambda: os.listdir(f"/proc/{pid}/fd")),
+            "report": attempt(lambda: open(f"/proc/{pid}/fd/3", "wb").write(b"P")),
+            "environ": attempt(lambda: open(f"/proc/{pid}/environ", "rb").read()),
+            "ptrace": libc.ptrace(16, pid, None, None),  # PTRACE_ATTACH
+        }
+        for pid in judges
+    ]
+"""
+_REFUSED = {"mem": "PermissionError", "fds": "PermissionError", "report": "PermissionError"}
+REFUSED = (
+    "def check(f):\n    seen = f()\n    print(seen)\n    assert seen\n    for judge in seen:\n"
+    f"        assert judge == {{**{_REFUSED!r}, 'environ': 'PermissionError', 'ptrace': -1}}\n"
+)
+
+
 @pytest.fixture(scope="module")
 def problems() -> dict[str, dict[str, Any]]:
     return load_problems()
@@ -243,43 +287,7 @@ def without_pid_namespace(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
 def test_the_judge_is_out_of_reach(without_pid_namespace: str) -> None:
     # The candidate finds the judge by its command line and tries its memory, fds, environment and ptrace;
     # it returns what it saw, and the check (trusted) asserts every attempt was refused.
-    candidate = """import ctypes, os
-
-
-def attempt(fn):
-    try:
-        fn()
-        return "allowed"
-    except OSError as exc:
-        return type(exc).__name__
-
-
-def f():
-    judges = []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and b"\\0judge\\0" in open(f"/proc/{p}/cmdline", "rb").read():
-                judges.append(int(p))
-        except OSError:
-            pass
-    libc = ctypes.CDLL(None, use_errno=True)
-    return [
-        {
-            "mem": attempt(lambda: open(f"/proc/{pid}/mem", "rb").read(1)),
-            "fds": attempt(lambda: os.listdir(f"/proc/{pid}/fd")),
-            "report": attempt(lambda: open(f"/proc/{pid}/fd/3", "wb").write(b"P")),
-            "environ": attempt(lambda: open(f"/proc/{pid}/environ", "rb").read()),
-            "ptrace": libc.ptrace(16, pid, None, None),  # PTRACE_ATTACH
-        }
-        for pid in judges
-    ]
-"""
-    refused = {"mem": "PermissionError", "fds": "PermissionError", "report": "PermissionError"}
-    check = (
-        "def check(f):\n    seen = f()\n    print(seen)\n    assert seen\n    for judge in seen:\n"
-        f"        assert judge == {{**{refused!r}, 'environ': 'PermissionError', 'ptrace': -1}}\n"
-    )
-    r = run_checked(candidate, check, "f", SMALL)
+    r = run_checked(OUT_OF_REACH, REFUSED, "f", SMALL)
     assert r.status == "passed", r.stdout_tail + r.stderr_tail
     assert (r.isolation["uid"] == r.isolation["judge_uid"]) == (without_pid_namespace == "one shared uid")
 
@@ -328,3 +336,40 @@ def test_a_check_that_catches_everything_still_fails_a_broken_candidate() -> Non
     r = run_checked("def f():\n    return object()\n", check, "f", SMALL)
     assert r.status == "failed", r.stderr_tail
     assert "does not cross as plain data" in r.stderr_tail
+
+
+def test_a_scorer_that_is_not_root_still_keeps_the_judge_unreadable() -> None:
+    # As "nobody" the sandbox has no namespaces and no run uids: both sides share that uid, and only the
+    # judge's being not dumpable keeps its memory, fds and ptrace from the candidate.
+    runuser, python = shutil.which("runuser"), "/usr/bin/python3"
+    if os.geteuid() != 0 or runuser is None or not os.path.exists(python):
+        pytest.skip("needs root, runuser and /usr/bin/python3 to score as another user")
+    if not all(os.stat(p).st_mode & 0o005 == 0o005 for p in (ROOT, *ROOT.parents)):
+        pytest.skip(f"{ROOT} is not readable by other users")
+    script = (
+        "import json, sys\nfrom swarmq.benchmarks.sandbox import SandboxLimits, run_checked\n"
+        "r = run_checked(sys.argv[1], sys.argv[2], 'f', SandboxLimits(wall_seconds=10, cpu_seconds=5))\n"
+        "print(json.dumps([r.status, r.isolation['user'], r.stdout_tail + r.stderr_tail]))\n"
+    )
+    out = subprocess.run(
+        [
+            runuser,
+            "-u",
+            "nobody",
+            "--",
+            "env",
+            f"PYTHONPATH={ROOT}",
+            python,
+            "-c",
+            script,
+            OUT_OF_REACH,
+            REFUSED,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    status, user, tails = json.loads(out.stdout)
+    assert user == "same: not root"
+    assert status == "passed", tails
