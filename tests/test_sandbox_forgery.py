@@ -48,7 +48,7 @@ FRAME_WALK = (
 )
 MEMORY_SCAN = (
     """    import os, re
-    found, budget = [], 64 << 20
+    found, budget = [], 16 << 20
     pids = ["self"] + [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
     for pid in pids + [str(os.getppid())]:
         try:
