@@ -15,7 +15,7 @@ import pytest
 from swarmq.errors import GenerationCancelled
 from swarmq.model.base import Generation, GenerationRequest
 from swarmq.model.scripted import ScriptedGenerator
-from swarmq.queue.jobs import JOBS
+from swarmq.queue.jobs.tables import JOBS
 from swarmq.worker import runner as runner_module
 from swarmq.worker.cancel import GRACE_SECONDS
 from swarmq.worker.runner import JobRunner
