@@ -4,6 +4,7 @@ built on the package's deterministic stand-in (`swarmq.model.scripted`). Never u
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from swarmq.experiment.config import ModelConfig
@@ -16,6 +17,7 @@ __all__ = [
     "HashGenerator",
     "crash_generator",
     "failing_generator",
+    "gated_generator",
     "hanging_generator",
     "hash_generator",
     "killer_generator",
@@ -34,6 +36,30 @@ class CrashGenerator(HashGenerator):
 
 def crash_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> CrashGenerator:
     return CrashGenerator(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+
+
+class GatedGenerator(HashGenerator):
+    """Generates ``SWARMQ_TEST_GATE_AFTER`` jobs freely, then holds every later generation until the file
+    ``SWARMQ_TEST_GATE`` exists: a test can act while jobs are certainly in flight, and say when they end,
+    without racing a delay against a loaded machine."""
+
+    def __init__(self, delay: float, after: int, gate: Path) -> None:
+        super().__init__(delay)
+        self.after, self.gate, self.calls = after, gate, 0
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        self.calls += 1
+        while self.calls > self.after and not self.gate.exists():
+            time.sleep(0.02)
+        return super().generate(request)
+
+
+def gated_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> GatedGenerator:
+    return GatedGenerator(
+        float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")),
+        int(os.environ["SWARMQ_TEST_GATE_AFTER"]),
+        Path(os.environ["SWARMQ_TEST_GATE"]),
+    )
 
 
 KILL_POINTS = ("generate", "after_outcome", "before_update", "after_update")
@@ -102,7 +128,8 @@ def failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
 def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
     """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code); with
     SWARMQ_TEST_STUCK set as well, the hang also blocks the worker's interrupt signal, like native code that
-    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call)."""
+    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call). Neither
+    the hang nor SWARMQ_TEST_GEN_DELAY looks at the request's cancel: only the worker's backstop ends them."""
     import signal
     import time
 
@@ -114,9 +141,10 @@ def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
                 if os.environ.get("SWARMQ_TEST_STUCK"):
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
                 time.sleep(3600)
+            time.sleep(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))  # deaf to the request's cancel
             return super().generate(request)
 
-    return Hanging(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))
+    return Hanging()
 
 
 def system_exit_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:

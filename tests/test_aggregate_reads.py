@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from swarmq.store import aggregates
-from swarmq.store.aggregates import CellSums, Histograms
+from swarmq.store import aggregates, histograms
+from swarmq.store.aggregates import CellSums
+from swarmq.store.histograms import Histograms
 
 
 def _random_rows(
@@ -26,7 +27,7 @@ def _random_rows(
     for g in range(len(keys)):
         for _ in range(int(rng.integers(1, 12))):
             group.append(g)
-            bucket.append(int(rng.choice([aggregates.ZERO_BUCKET, *range(-20, 60)])))
+            bucket.append(int(rng.choice([histograms.ZERO_BUCKET, *range(-20, 60)])))
             n.append(int(rng.integers(1, 40)))
     order = rng.permutation(len(group))
     return keys, np.array(group)[order], np.array(bucket)[order], np.array(n)[order]
@@ -47,25 +48,25 @@ def test_quantiles_of_many_groups_are_quantile_group_by_group(
     dense: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not dense:
-        monkeypatch.setattr(aggregates, "DENSE_CELLS", 0)  # sort and sum with np.unique instead of counting
+        monkeypatch.setattr(histograms, "DENSE_CELLS", 0)  # sort and sum with np.unique instead of counting
     rng = np.random.default_rng(21)
     keys, group, bucket, n = _random_rows(rng, 40)
-    h = Histograms(keys, *aggregates._sorted_cells(group, bucket, n))
+    h = Histograms(keys, *histograms._sorted_cells(group, bucket, n))
     assert np.all(np.diff(h.group * 1000 + h.bucket) > 0)  # sorted by group then bucket, each pair once
     for width in (3, 2, 1):
         want = _by_group(keys, group, bucket, n, width)
-        summed = aggregates.sum_histograms(h, width)
+        summed = histograms.sum_histograms(h, width)
         assert summed.keys == list(want)  # coarser groups in the order they first appear among the finer
         for q in (0.95, 0.5, 0.0, 1.0):
-            got = aggregates.quantiles(summed, q)
+            got = histograms.quantiles(summed, q)
             # Float for float: the same order statistics, the same interpolation.
-            assert got == {k: aggregates.quantile(sorted(cells.items()), q) for k, cells in want.items()}
+            assert got == {k: histograms.quantile(sorted(cells.items()), q) for k, cells in want.items()}
 
 
 def test_quantiles_of_nothing() -> None:
     empty = np.zeros(0, dtype=np.int64)
-    assert aggregates.quantiles(Histograms([], empty, empty, empty), 0.95) == {}
-    assert aggregates.sum_histograms(Histograms([], empty, empty, empty), 1).keys == []
+    assert histograms.quantiles(Histograms([], empty, empty, empty), 0.95) == {}
+    assert histograms.sum_histograms(Histograms([], empty, empty, empty), 1).keys == []
 
 
 def _cells(rows: list[tuple[Any, ...]]) -> CellSums:

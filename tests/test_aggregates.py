@@ -22,7 +22,7 @@ from swarmq.queue.broker import make_app
 from swarmq.queue.producer import enqueue
 from swarmq.report import queries
 from swarmq.report.results import results
-from swarmq.store import aggregates
+from swarmq.store import aggregates, histograms
 from tests.helpers import write_config
 
 pytestmark = pytest.mark.services
@@ -293,7 +293,7 @@ def test_the_condition_summary_view_reads_the_aggregates(svc: Any, tmp_path: Pat
 def test_the_histogram_keeps_a_time_within_its_bucket(svc: Any, seconds: float) -> None:
     with svc.sessions() as session:
         bucket = session.execute(text("SELECT swarmq_agg_bucket(:s)"), {"s": seconds}).scalar_one()
-    value = aggregates.bucket_value(bucket)
+    value = histograms.bucket_value(bucket)
     if seconds < 2**-20:
         assert value == 0.0
     elif seconds < 2**20:
@@ -304,13 +304,13 @@ def test_quantile_matches_percentile_cont_on_bucket_values() -> None:
     values = sorted(random.Random(1).lognormvariate(0, 1) for _ in range(101))
     histogram: dict[int, int] = {}
     for v in values:
-        b = math.floor(aggregates.BUCKETS_PER_OCTAVE * math.log2(v))
+        b = math.floor(histograms.BUCKETS_PER_OCTAVE * math.log2(v))
         histogram[b] = histogram.get(b, 0) + 1
     exact = values[95]  # rank 0.95 · 100 = 95: no interpolation
-    got = aggregates.quantile(sorted(histogram.items()), 0.95)
+    got = histograms.quantile(sorted(histogram.items()), 0.95)
     assert got == pytest.approx(exact, rel=2 ** (1 / 16) - 1)
-    assert aggregates.quantile([], 0.95) is None
-    assert aggregates.quantile([(0, 1), (8, 1)], 0.5) == pytest.approx((2 ** (0.5 / 8) + 2 ** (8.5 / 8)) / 2)
+    assert histograms.quantile([], 0.95) is None
+    assert histograms.quantile([(0, 1), (8, 1)], 0.5) == pytest.approx((2 ** (0.5 / 8) + 2 ** (8.5 / 8)) / 2)
 
 
 def test_single_jobs_are_deleted_only_with_their_experiment(svc: Any, tmp_path: Path) -> None:

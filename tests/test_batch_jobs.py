@@ -182,6 +182,7 @@ def test_a_stuck_job_fails_alone_and_its_message_goes_back(
     of its message did nothing wrong: they are queued and published again, not failed."""
     from swarmq.queue.reaper import broker_job_ids
     from swarmq.worker import runner as runner_module
+    from swarmq.worker.attempt import RUNNING, Message
 
     cfg = load_config(
         write_config(
@@ -196,7 +197,8 @@ def test_a_stuck_job_fails_alone_and_its_message_goes_back(
     svc.redis.flushdb()  # the messages were delivered: only what is published again will be there
     exits: list[str] = []
     monkeypatch.setattr(runner_module, "hard_exit", lambda code, line: exits.append(line))
-    stuck = runner_module._Run(claimed, 0.0, current=claimed[1])
+    stuck = Message.of(claimed)
+    stuck.states[ids[1]] = RUNNING
     run._stuck(stuck, "generation timed out after 1 s and did not stop")
     got = {int(j): (s, e) for j, s, e in rows(svc, "SELECT id, status, error FROM jobs")}
     assert got[ids[1]] == ("failed", "generation timed out after 1 s and did not stop")

@@ -97,24 +97,27 @@ def test_system_exit_inside_a_job_fails_that_job_only(
 
 
 def test_a_worker_that_lost_its_lease_drops_its_result(
-    tmp_path: Path, services_env: dict[str, str], database_url: str
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
 ) -> None:
     """What a lost claim looks like to a worker: its job goes back to the queue and another worker takes it.
-    The first worker's heartbeat finds the lease gone, and its result is never written."""
+    The first worker's heartbeat finds the lease gone, and its result is never written. The first worker's
+    generation outlasts the second worker's start, so that the job queued again is the second's to take."""
     calls = tmp_path / "calls"
     env = {
         **services_env,
         **FAST,
-        "SWARMQ_TEST_GEN_DELAY": "3",
+        "SWARMQ_TEST_GEN_DELAY": "10",
         "SWARMQ_TEST_CALLS": str(calls),
         "SWARMQ_TEST_HANG": "no prompt holds this",
     }
     enqueue(tmp_path, env, name="lost", limit=1, conditions={"baseline": {}})
     first = start_worker(env, generator="hanging_generator", burst=True, name="first")
     wait_for(lambda: calls.exists(), 30, "the first generation to start")
+    second = start_worker(env, generator="hanging_generator", burst=True, name="second")
+    client = redis_lib.Redis.from_url(redis_url)
+    wait_for(lambda: client.exists(keys.worker_key(f"second@{_host()}")), 30, "the second worker's heartbeat")
     with db(database_url) as conn:  # the claim is lost: queued again, as after a Postgres crash
         conn.execute("UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL")
-    second = start_worker(env, generator="hanging_generator", burst=True, name="second")
     out1, _ = first.communicate(timeout=60)
     out2, _ = second.communicate(timeout=60)
     assert first.returncode == second.returncode == 0, out1[-2000:] + out2[-2000:]

@@ -164,11 +164,15 @@ def test_pause_and_resume_lose_nothing(
 ) -> None:
     """Paused mid-run, strict and relaxed streams stop; stale deliveries are dropped; resume finishes every job
     exactly once, and the swarm state in Redis equals what the outcomes say."""
-    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "0.15"}
+    gate = tmp_path / "gate"
+    env = {**services_env, **FAST, "SWARMQ_TEST_GATE_AFTER": "4", "SWARMQ_TEST_GATE": str(gate)}
     enqueue(tmp_path, env, name="pz", limit=8, conditions=CONDS)
-    w = start_worker(env)
+    w = start_worker(env, generator="gated_generator")
+    # The fifth job is held in its generation: the pause lands mid-run whatever the machine's load.
     wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 4, 60, "some outcomes")
+    wait_for(lambda: statuses(database_url).get("running", 0) > 0, 60, "a job held in flight")
     ok("pause", "pz", env=env)
+    gate.touch()
     out, _ = w.communicate(timeout=60)  # a burst worker has nothing left: the paused jobs are not available
     assert w.returncode == 0, out[-3000:]
     held = statuses(database_url)

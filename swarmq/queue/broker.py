@@ -21,8 +21,9 @@ VISIBILITY_TIMEOUT = 7 * 24 * 3600
 
 
 def kombu_url(redis_url: str) -> str:
-    """redis-py spells unix sockets ``unix://path?db=N``; kombu spells them ``redis+socket://path?virtual_host=N``
-    (kombu ignores ``db`` there, and the queues would land in db 0 while the swarm state is in db N)."""
+    """redis-py spells unix sockets ``unix://path?db=N``; kombu spells them
+    ``redis+socket://path?virtual_host=N`` (kombu ignores ``db`` there, and the queues would land in db 0
+    while the swarm state is in db N)."""
     if not redis_url.startswith("unix://"):
         return redis_url
     path, _, query = redis_url[len("unix://") :].partition("?")
@@ -71,7 +72,7 @@ def publish(app: Celery, jobs: Iterable[tuple[int, str]], *, per_message: int = 
             for key, ids in messages(jobs, per_message):
                 queue = keys.queue_name(key)
                 # Celery declares the queue again with every message (declare=None) unless given a list: the
-                # first message of each queue declares it, the rest skip what was about a fifth of a send's cost.
+                # first message of each queue declares it, the rest skip the declaration's round trip.
                 declare: list[Any] | None = [] if queue in declared else None
                 declared.add(queue)
                 app.send_task(
@@ -104,8 +105,8 @@ def messages(jobs: Iterable[tuple[int, str]], per_message: int) -> Iterator[tupl
 
 
 def message_args(job_ids: list[int]) -> list[Any]:
-    """A message's positional arguments: ``[job_id]`` for one job (the form from before batches, which
-    workers and the reaper still read), ``[[job_id, ...]]`` for a batch."""
+    """A message's positional arguments: ``[job_id]`` for one job, ``[[job_id, ...]]`` for a batch; workers
+    and the reaper read both."""
     return [job_ids[0]] if len(job_ids) == 1 else [list(job_ids)]
 
 

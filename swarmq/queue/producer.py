@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq import keys
@@ -23,7 +23,8 @@ from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.dataset import DatasetRecord, fingerprint
 from swarmq.experiment.plan import design_warnings, job_count, plan_jobs, replicate_orders
-from swarmq.queue import broker, jobs
+from swarmq.queue import dispatch
+from swarmq.states import INITIAL, JobStatus
 from swarmq.store.schema import Experiment, Job, Outcome
 from swarmq.store.schema import Issue as IssueRow
 
@@ -67,8 +68,9 @@ def enqueue(
     total = job_count(len(issues), len(config.conditions), config.replicates)
     if total > config.max_jobs:
         raise ConfigError(
-            f"{config.name}: {len(issues)} issues × {len(config.conditions)} conditions × {config.replicates} "
-            f"replicates = {total} jobs, above max_jobs ({config.max_jobs}); set max_jobs in the file if you mean it"
+            f"{config.name}: {len(issues)} issues × {len(config.conditions)} conditions × "
+            f"{config.replicates} replicates = {total} jobs, above max_jobs ({config.max_jobs}); "
+            "set max_jobs in the file if you mean it"
         )
     for warning in design_warnings(
         {n: c.router for n, c in config.conditions.items()}, {i.task_type for i in issues}
@@ -93,7 +95,8 @@ def enqueue(
                     f"warning: {config.name}: the issues read now differ from those it was enqueued with "
                     f"(fingerprint {record.fingerprint[:12]} vs {used[:12]}); it goes on with the stored ones"
                 )
-            # Operational guards (timeout, max_jobs) are not the experiment's identity: a resume may change them.
+            # Operational guards (timeout, max_jobs) are not the experiment's identity: a resume may change
+            # them.
             existing.config = config.canonical_json()
             session.commit()
             return _resume(sessions, app, existing, config, say)
@@ -125,7 +128,7 @@ def enqueue(
                     r["instance_id"],
                     r["position"],
                     r["seq"],
-                    r["status"],
+                    INITIAL,
                     0,
                     queues[r["condition"]],
                 )
@@ -134,10 +137,10 @@ def enqueue(
         )
         session.commit()
         _analyze(session)
-        queued = jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
+        queued = dispatch.next_jobs(session, exp.id, config)
     names = ", ".join(keys.queue_name(k) for k in sorted({k for _, k in queued}))
     say(f"publishing {len(queued)} jobs to {names or 'no queue'}")
-    published = broker.publish(app, queued, per_message=config.jobs_per_message)
+    published = dispatch.publish(app, queued, config)
     return EnqueueResult(config.name, total, published, resumed=False)
 
 
@@ -145,18 +148,19 @@ def _analyze(session: Session) -> None:
     """Refresh the planner's statistics of the tables a bulk write just grew. Workers keep their plans for the
     job path (psycopg's prepared statements, `swarmq_release` and the aggregate triggers) for as long as
     their connection lives; planned on statistics from before the write (or none: a fresh database),
-    they scan an experiment's every job on every release, and a job's cost grows with the experiment (984
-    null jobs: 160 ms each against 20 ms). Autovacuum would analyze the table only a minute or more later."""
+    they scan an experiment's every job on every release, and a job's cost grows with the experiment.
+    Autovacuum would analyze the table only a minute or more later."""
     session.execute(text("ANALYZE jobs, issues"))
     session.commit()
 
 
 def copy_jobs(session: Session, rows: Iterable[Sequence[Any]]) -> int:
-    """Write job rows (values in `JOB_COLUMNS` order) with one COPY in the session's transaction; returns how many.
+    """Write job rows (values in `JOB_COLUMNS` order) with one COPY in the session's transaction; returns how
+    many.
 
     One statement whatever the count: an executemany sends one INSERT per row, and each fires the jobs table's
-    statement trigger (the aggregates of migration 0008) once, which made rows most of an enqueue's time. The
-    rows are streamed, so memory stays flat however many jobs an experiment has."""
+    statement trigger (the aggregates of migration 0008) once. The rows are streamed, so memory stays flat
+    however many jobs an experiment has."""
     driver = session.connection().connection.driver_connection  # psycopg's connection, in this transaction
     assert driver is not None  # a checked-out connection always has one
     cursor = driver.cursor()
@@ -194,8 +198,9 @@ def _check_rule(session: Session, exp: Experiment, config: ExperimentConfig) -> 
     )
     if used - {rule}:
         raise ExperimentConflict(
-            f"experiment {exp.name!r} was judged by success rule {', '.join(sorted(used - {rule}))}, and would now be "
-            f"judged by {rule}; enqueue it under another --name to compare, or set success.rule to match"
+            f"experiment {exp.name!r} was judged by success rule {', '.join(sorted(used - {rule}))}, "
+            f"and would now be judged by {rule}; enqueue it under another --name to compare, "
+            "or set success.rule to match"
         )
 
 
@@ -210,15 +215,14 @@ def _resume(
     second delivery is dropped). Failed jobs keep their failure outcome: running them again now would fill
     their strict streams out of order."""
     with sessions() as session:
-        jobs.release(session, exp.id, config.in_flight_limits(), config.max_spread)
+        queued = dispatch.next_jobs(session, exp.id, config, every_queued=True)
         counts: dict[str, int] = dict(
             session.execute(
-                text("SELECT status, count(*) FROM jobs WHERE experiment_id = :e GROUP BY status"),
-                {"e": exp.id},
+                select(Job.status, func.count()).where(Job.experiment_id == exp.id).group_by(Job.status)
             ).all()
         )
-        queued = jobs.queued(session, exp.id)
     total = sum(counts.values())
-    say(f"resuming {exp.name}: {counts.get('done', 0)} of {total} jobs done; publishing {len(queued)}")
-    published = broker.publish(app, queued, per_message=config.jobs_per_message)
-    return EnqueueResult(exp.name, total, published, resumed=True, done=int(counts.get("done", 0)))
+    done = int(counts.get(JobStatus.DONE, 0))
+    say(f"resuming {exp.name}: {done} of {total} jobs done; publishing {len(queued)}")
+    published = dispatch.publish(app, queued, config)
+    return EnqueueResult(exp.name, total, published, resumed=True, done=done)

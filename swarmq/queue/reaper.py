@@ -27,9 +27,30 @@ from swarmq import keys
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker, jobs
 from swarmq.queue.dispatch import release_next
+from swarmq.states import IN_FLIGHT, ExperimentState, JobStatus, sql_list
 from swarmq.store.outcomes import unapplied_streams
 
 log = logging.getLogger(__name__)
+# The states are literals in the SQL, not parameters: a prepared statement's generic plan can then use the
+# partial indexes on pending and in-flight jobs (migrations 0002, 0005), which keep these queries cheap
+# however many finished jobs the table holds.
+_ACTIVE = sql_list([ExperimentState.ACTIVE])
+_QUEUED = sql_list([JobStatus.QUEUED])
+_STALLED = text(
+    f"SELECT e.id, e.config, e.model_key FROM experiments e WHERE e.state IN {_ACTIVE} "
+    "AND EXISTS (SELECT 1 FROM jobs p WHERE p.experiment_id = e.id "
+    f"AND p.status IN {sql_list([JobStatus.PENDING])}) "
+    "AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.experiment_id = e.id "
+    f"AND k.status IN {sql_list(IN_FLIGHT)})"
+)
+"""Experiments with pending jobs and nothing in flight (`_release_stalled`)."""
+_OLD_QUEUED = text(
+    "SELECT j.id, j.model_key, coalesce((e.config->>'jobs_per_message')::int, 1) FROM jobs j "
+    f"JOIN experiments e ON e.id = j.experiment_id WHERE j.status IN {_QUEUED} AND e.state IN {_ACTIVE} "
+    "AND j.published_at < now() - make_interval(secs => :g)"
+)
+"""Queued jobs of active experiments published more than ``g`` seconds ago (`_republish_missing`)."""
+_STILL_QUEUED = text(f"SELECT id FROM jobs WHERE id = ANY(:ids) AND status IN {_QUEUED}")
 CompleteStream = Callable[[int, str, int], None]
 """Finishes a stream's half-applied swarm updates (`streams.sync.StreamSync.complete_stream`)."""
 
@@ -85,17 +106,7 @@ def _release_stalled(sessions: sessionmaker[Session], session: Session, app: Cel
     """Experiments with pending jobs and nothing in flight (a worker died between its outcome and the release
     that follows): nobody else would release them. Releases are experiment-wide (`jobs.release`), so an
     experiment with any job in flight is moved on by that job's worker."""
-    # Both sides use partial indexes (migrations 0002, 0005): cheap however many finished jobs the table holds.
-    rows = session.execute(
-        text(
-            """
-            SELECT e.id, e.config, e.model_key FROM experiments e
-            WHERE e.state = 'active'
-            AND EXISTS (SELECT 1 FROM jobs p WHERE p.experiment_id = e.id AND p.status = 'pending')
-            AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.experiment_id = e.id AND k.status IN ('queued', 'running'))
-            """
-        )
-    ).all()
+    rows = session.execute(_STALLED).all()
     return sum(
         release_next(sessions, app, exp_id, ExperimentConfig.stored(config)) for exp_id, config, _key in rows
     )
@@ -108,14 +119,7 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     ``jobs_per_message``) is taken as complete without reading it (the common case of a long, healthy queue);
     once it drains below that, it is read and the missing jobs found (`broker_job_ids`). Jobs are published
     again one to a message."""
-    rows = session.execute(
-        text(
-            "SELECT j.id, j.model_key, coalesce((e.config->>'jobs_per_message')::int, 1) FROM jobs j "
-            "JOIN experiments e ON e.id = j.experiment_id WHERE j.status = 'queued' AND e.state = 'active' "
-            "AND j.published_at < now() - make_interval(secs => :g)"
-        ),
-        {"g": grace_seconds},
-    ).all()
+    rows = session.execute(_OLD_QUEUED, {"g": grace_seconds}).all()
     if not rows:
         return 0
     per_key: dict[str, int] = {}
@@ -129,12 +133,7 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
     in_broker = broker_job_ids(redis, suspect)
     missing = [(int(j), str(k)) for j, k, _ in rows if str(k) in suspect and int(j) not in in_broker]
     if missing:  # a job delivered (and claimed) between the two reads is not missing
-        still = set(
-            session.execute(
-                text("SELECT id FROM jobs WHERE id = ANY(:ids) AND status = 'queued'"),
-                {"ids": [j for j, _ in missing]},
-            ).scalars()
-        )
+        still = set(session.execute(_STILL_QUEUED, {"ids": [j for j, _ in missing]}).scalars())
         missing = [(j, k) for j, k in missing if j in still]
     if missing:
         jobs.mark_published(session, [j for j, _ in missing])
@@ -143,8 +142,8 @@ def _republish_missing(session: Session, app: Celery, redis: redis_lib.Redis, gr
 
 
 def broker_job_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[int]:
-    """Job ids carried by the messages waiting in the models' queues (kombu's Redis layout: one list per queue),
-    batches included (`message_job_ids`).
+    """Job ids carried by the messages waiting in the models' queues (kombu's Redis layout: one list per
+    queue), batches included (`message_job_ids`).
 
     Delivered-but-unacked messages do not count: a job that is still ``queued`` in Postgres well after its
     delivery was never claimed (its worker died or released it), so its message is an orphan.
@@ -159,8 +158,9 @@ def broker_job_ids(redis: redis_lib.Redis, model_keys: set[str]) -> set[int]:
 def drop_tasks(redis: redis_lib.Redis, jobs_: list[tuple[int, str]]) -> int:
     """Take these (job id, model key) jobs' messages out of their models' queues (a paused, cancelled or
     deleted experiment's). A message goes when any of its jobs is among them: a batch carries one release of
-    one experiment (`broker.publish`), whose jobs a pause, cancel or delete moves together. Should a batch ever
-    carry another job, that job, still ``queued``, is published again by the reaper (`_republish_missing`).
+    one experiment (`broker.publish`), whose jobs a pause, cancel or delete moves together. Should a batch
+    ever carry another job, that job, still ``queued``, is published again by the reaper
+    (`_republish_missing`).
 
     Returns how many jobs the removed messages carried; callers (`lifecycle`) do not use it. Delivered
     messages are beyond reach, and dropped by the claim."""
@@ -171,7 +171,8 @@ def drop_tasks(redis: redis_lib.Redis, jobs_: list[tuple[int, str]]) -> int:
         for raw in redis.lrange(queue, 0, -1):
             carried = message_job_ids(raw)
             if not wanted.isdisjoint(carried):
-                removed = int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes: redis-py sends them as is
+                # bytes: redis-py sends them as is
+                removed = int(redis.lrem(queue, 1, raw))  # type: ignore[arg-type]
                 n += removed * len(carried)
     return n
 
@@ -180,8 +181,8 @@ def message_job_ids(raw: bytes | str) -> list[int]:
     """The job ids one raw queue entry carries; [] for anything that is not a swarmq job message.
 
     kombu's Redis transport stores a message as JSON whose ``body`` (base64 when ``properties.body_encoding``
-    says so) is Celery's protocol-2 body ``[args, kwargs, embed]``; ``args[0]`` is a job id (one job, the form
-    from before batches) or a list of them (a batch, `broker.publish`). A body that cannot be read falls back
+    says so) is Celery's protocol-2 body ``[args, kwargs, embed]``; ``args[0]`` is a job id (one job) or a list
+    of them (a batch, `broker.publish`). A body that cannot be read falls back
     to the task id, which names the message's first job (`keys.task_id`)."""
     try:
         msg = json.loads(raw)

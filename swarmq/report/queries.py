@@ -2,24 +2,21 @@
 specialization metrics, per-issue counts for clustered intervals and paired comparisons. Each returns plain
 rows; `results.py` turns them into statistics and `render.py`/`plots.py` draw them.
 
-Two paths give the same rows: the aggregates kept at write time (`store.aggregates`, the default: a few
-thousand counter rows instead of every outcome), and the GROUP BY over jobs ⋈ outcomes (``recount=True``:
-the reference the aggregates are tested against; also the only path for the groupings the aggregates do not
-key, repo and model)."""
+Two paths give the same rows: the aggregates kept at write time (`report.aggregated` over
+`store.aggregates`, the default: a few thousand counter rows instead of every outcome), and the GROUP BY over
+jobs ⋈ outcomes (``recount=True``: the reference the aggregates are tested against; also the only path for
+the groupings the aggregates do not key, repo and model)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from swarmq.benchmarks.base import UNJUDGED
-from swarmq.store import aggregates
-
-if TYPE_CHECKING:  # numpy is imported where it is used: `swarmq status` reads through this module without it
-    import numpy as np
+from swarmq.report.aggregated import aggregated_levels, with_rates
+from swarmq.store import aggregates, counters
 
 GROUPINGS = {
     "condition": ("j.condition",),
@@ -39,16 +36,15 @@ LABELS = {
 }
 
 
-SUCCESS = "coalesce(o.success, false)"
-"""An outcome's success under the experiment's rule: what the swarm learned from is what results count."""
-SCORING_ERROR = f"o.score_status = '{UNJUDGED}'"
-"""The scorer could not judge the outcome (sandbox, repository, harness): no evidence about the model, so
-it is left out of success rates and counted in its own column."""
+# The rules the aggregates count by (`store.counters`): the recount counts by the same ones.
+SUCCESS = counters.SUCCESS
+SCORING_ERROR = counters.SCORING_ERROR
+JUDGED = counters.JUDGED
 
 
 MATCHED = f"""
     SELECT j.replicate, j.instance_id FROM jobs j JOIN outcomes o ON o.job_id = j.id
-    WHERE j.experiment_id = :e AND NOT coalesce({SCORING_ERROR}, false)
+    WHERE j.experiment_id = :e AND {JUDGED}
     GROUP BY j.replicate, j.instance_id HAVING count(DISTINCT j.condition) = :conditions
 """
 """The matched set: (replicate, issue) pairs with a judged outcome in every condition. A partial run compares
@@ -99,13 +95,11 @@ def group_levels(
         bind = session.get_bind()
         aggregates.fold(bind.engine if isinstance(bind, Connection) else bind, experiment_id)
     out = (
-        _aggregated_levels(session, experiment_id, kept, matched=matched, p95=p95, brief=brief)
-        if kept
-        else {}
+        aggregated_levels(session, experiment_id, kept, matched=matched, p95=p95, brief=brief) if kept else {}
     )
     for by in wanted:
         if by not in out:
-            out[by] = _with_rates(_recounted_rows(session, experiment_id, by, config, matched=matched))
+            out[by] = with_rates(_recounted_rows(session, experiment_id, by, config, matched=matched))
     return {by: out[by] for by in wanted}
 
 
@@ -115,125 +109,6 @@ extends the one before, so the coarser groupings are sums of the finer ones."""
 FLOATS = ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens", "share_errors")
 
 
-def _with_rates(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each group's rate and its Wilson interval (`_rates`)."""
-    lo, hi = _rates([int(g["successes"]) for g in groups], [int(g["judged"]) for g in groups])
-    for g, low, high in zip(groups, lo.tolist(), hi.tolist(), strict=True):
-        g["success_rate"] = g["successes"] / g["judged"] if g["judged"] else None
-        g["ci95"] = [low, high]
-    return groups
-
-
-def _rates(
-    successes: Sequence[int] | np.ndarray, judged: Sequence[int] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The Wilson intervals of the rates, in one pass over thousands of groups. Every job with a judged outcome
-    counts, failures included (a prompt longer than n_ctx, a job that failed as a whole): leaving them out would
-    flatter the conditions whose prompts grow. Outcomes the scorer could not judge do not (stated in
-    scoring_errors), nor, by default, those outside the matched set."""
-    import numpy as np
-
-    from swarmq.report import stats  # scipy: only the commands that compute rates pay for it (not `status`)
-
-    return stats.wilson_intervals(np.asarray(successes, dtype=np.int64), np.asarray(judged, dtype=np.int64))
-
-
-def _aggregated_levels(
-    session: Session,
-    experiment_id: int,
-    levels: Sequence[str],
-    *,
-    matched: bool,
-    p95: Collection[str],
-    brief: Collection[str],
-) -> dict[str, list[dict[str, Any]]]:
-    """`group_rows` of nested groupings from the aggregates: the cells and the histogram each summed by SQL to the
-    finest grouping and from there to each coarser one in turn (`aggregates.sum_cells`,
-    `aggregates.sum_histograms`), running jobs read live."""
-    columns = aggregates.GROUP_COLUMNS
-    order = sorted(
-        levels, key=lambda by: -len(columns[by])
-    )  # finest first: each is summed from the one before
-    cells = aggregates.cell_sums(session, experiment_id, order[0])
-    running = aggregates.running(session, experiment_id, order[0])
-    timed = [by for by in order if by in p95]
-    hist = aggregates.histograms(session, experiment_id, timed[0]) if timed else None
-    out = {}
-    for by in order:
-        width = len(columns[by])
-        cells = aggregates.sum_cells(cells, width) if width < len(cells.columns) else cells
-        times = {}
-        if hist is not None and by in timed:
-            hist = aggregates.sum_histograms(hist, width)
-            times = aggregates.quantiles(hist, 0.95)
-        out[by] = _groups(
-            cells, aggregates.sum_counts(running, width), times, matched=matched, brief=by in brief
-        )
-    return {by: out[by] for by in levels}
-
-
-def _groups(
-    cells: aggregates.CellSums,
-    running: dict[tuple[Any, ...], int],
-    times: dict[tuple[Any, ...], float | None],
-    *,
-    matched: bool,
-    brief: bool = False,
-) -> list[dict[str, Any]]:
-    """Group rows from summed cell counters, a column at a time (thousands of agents); ``brief``: only the key,
-    judged, successes and the rate. Means and token rates divide the exact sums converted to float (within an
-    ulp of dividing the decimals; the recount divides float sums). An agent group -1 (jobs not yet routed,
-    failure outcomes) has no agent and no row."""
-    import numpy as np
-
-    n = {name: cells.count(name) for name in aggregates.INT_COUNTERS}
-    judged = n["matched"] if matched else n["judged"]
-    successes = n["matched_successes"] if matched else n["successes"]
-    rate = _ratio(successes, judged, judged > 0)
-    if brief:
-        columns: dict[str, Any] = {"judged": judged, "successes": successes, "success_rate": rate}
-    else:
-        seconds = np.array([float(x) for x in cells.sums["seconds_sum"]])
-        generation = np.array([float(x) for x in cells.sums["generation_sum"]])
-        lo, hi = _rates(successes, judged)
-        columns = {
-            "jobs": n["jobs"],
-            "done": n["done"],
-            "failed": n["failed"],
-            "running": [running.get(k, 0) for k in cells.keys],
-            "outcomes": n["outcomes"],
-            "scoring_errors": n["scoring_errors"],
-            "judged": judged,
-            "outside": n["judged"] - judged if matched else 0 * judged,
-            "successes": successes,
-            "resolved": n["resolved"],
-            "imported": n["imported"],
-            "mean_seconds": _ratio(seconds, n["seconds_n"], n["seconds_n"] > 0),
-            "p95_seconds": [times.get(k) for k in cells.keys],
-            "tokens_per_second": _ratio(
-                n["tokens_sum"], generation, (n["generation_n"] > 0) & (generation != 0)
-            ),
-            "share_max_tokens": _ratio(n["length_n"], n["finish_n"], n["finish_n"] > 0),
-            "share_errors": _ratio(n["errors_n"], n["outcomes"], n["outcomes"] > 0),
-            "success_rate": rate,
-            "ci95": [[a, b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)],
-        }
-    names = (*cells.columns, *columns)
-    values = [c.tolist() if isinstance(c, np.ndarray) else c for c in columns.values()]
-    rows = [
-        dict(zip(names, r, strict=True)) for r in zip(*zip(*cells.keys, strict=True), *values, strict=True)
-    ]
-    return [g for g in rows if g["agent"] >= 0] if cells.columns[-1] == "agent" else rows
-
-
-def _ratio(a: np.ndarray, b: np.ndarray, defined: np.ndarray) -> list[float | None]:
-    """a / b where ``defined``, None elsewhere (as floats: an int ratio rounds as Python's ``/`` does)."""
-    import numpy as np
-
-    out = np.divide(a, b, out=np.zeros(len(defined)), where=defined)
-    return [x if ok else None for x, ok in zip(out.tolist(), defined.tolist(), strict=True)]
-
-
 def _recounted_rows(
     session: Session, experiment_id: int, by: str, config: dict[str, Any], *, matched: bool
 ) -> list[dict[str, Any]]:
@@ -241,8 +116,9 @@ def _recounted_rows(
     cols = GROUPINGS[by]
     select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
     inside = "m.instance_id IS NOT NULL" if matched else "true"
+    nothing = "SELECT NULL::int AS replicate, NULL::text AS instance_id LIMIT 0"
     sql = f"""
-        WITH m AS ({MATCHED if matched else "SELECT NULL::int AS replicate, NULL::text AS instance_id LIMIT 0"})
+        WITH m AS ({MATCHED if matched else nothing})
         SELECT {select_cols},
                count(*) AS jobs,
                count(*) FILTER (WHERE j.status = 'done') AS done,
@@ -250,8 +126,8 @@ def _recounted_rows(
                count(*) FILTER (WHERE j.status = 'running') AS running,
                count(o.id) AS outcomes,
                count(*) FILTER (WHERE {SCORING_ERROR}) AS scoring_errors,
-               count(*) FILTER (WHERE o.id IS NOT NULL AND NOT coalesce({SCORING_ERROR}, false) AND {inside}) AS judged,
-               count(*) FILTER (WHERE o.id IS NOT NULL AND NOT coalesce({SCORING_ERROR}, false) AND NOT ({inside})) AS outside,
+               count(*) FILTER (WHERE {JUDGED} AND {inside}) AS judged,
+               count(*) FILTER (WHERE {JUDGED} AND NOT ({inside})) AS outside,
                count(*) FILTER (WHERE {SUCCESS} AND {inside}) AS successes,
                count(*) FILTER (WHERE o.resolved) AS resolved,
                count(o.resolved) AS imported,
@@ -302,7 +178,8 @@ def agent_type_cells(
         text(
             f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
             f"count(*) FILTER (WHERE {SUCCESS}) AS s "
-            "FROM jobs j JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e AND o.agent_id IS NOT NULL "
+            "FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+            "WHERE j.experiment_id = :e AND o.agent_id IS NOT NULL "
             "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
         ),
         {"e": experiment_id},
@@ -316,7 +193,7 @@ def agent_type_cells(
 JUDGED_OUTCOMES = f"""
     SELECT j.condition, j.replicate, j.instance_id, ({SUCCESS})::int AS s
     FROM jobs j JOIN outcomes o ON o.job_id = j.id
-    WHERE j.experiment_id = :e AND NOT coalesce({SCORING_ERROR}, false)
+    WHERE j.experiment_id = :e AND {JUDGED}
 """
 
 
@@ -335,8 +212,8 @@ def issue_counts(
     where = f"WHERE (replicate, instance_id) IN ({MATCHED})" if conditions is not None else ""
     rows = session.execute(
         text(
-            f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x {where} GROUP BY 1, 2 "
-            "ORDER BY 1, 2"
+            f"SELECT condition, instance_id, count(*), sum(s) FROM ({JUDGED_OUTCOMES}) x {where} "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
         ),
         {"e": experiment_id, "conditions": conditions},
     ).all()
@@ -358,8 +235,8 @@ def paired_sums_of(
 def paired_sums(
     session: Session, experiment_id: int, a: str, b: str, *, recount: bool = False
 ) -> list[tuple[int, int]]:
-    """Conditions ``a`` and ``b`` matched on (issue, replicate): each issue's (pairs, summed a − b success), in
-    issue order (the sign-flip test draws its signs per issue in this order)."""
+    """Conditions ``a`` and ``b`` matched on (issue, replicate): each issue's (pairs, summed a − b success),
+    in issue order (the sign-flip test draws its signs per issue in this order)."""
     if not recount:
         return paired_sums_of(session, experiment_id, [(a, b)])[0]
     rows = session.execute(

@@ -27,7 +27,8 @@ VERSION_TABLE = "alembic_version"
 
 
 def database_url(settings: Settings) -> str:
-    """The configured URL, or the embedded server's (started on first use, when `embedded.embedded_home` allows)."""
+    """The configured URL, or the embedded server's (started on first use, when `embedded.embedded_home`
+    allows)."""
     from swarmq.store.embedded import embedded_home, postgres_url
 
     home = embedded_home(settings)
@@ -55,7 +56,8 @@ def make_engine(url: str) -> Engine:
 
 
 def _missing_database(url: str, reason: str) -> str | None:
-    """The server answered but has no such database (a fresh server needs `createdb` once): say exactly that."""
+    """The server answered but has no such database (a fresh server needs `createdb` once): say exactly
+    that."""
     from sqlalchemy.engine import make_url
 
     u = make_url(url)

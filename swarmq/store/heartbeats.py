@@ -36,7 +36,8 @@ def age(record: Mapping[str, str], now: float) -> float:
 
 
 def state(record: Mapping[str, str], now: float) -> str:
-    """``stopped`` after a clean exit; ``live`` while its last beat is no older than its own lease; else ``lost``."""
+    """``stopped`` after a clean exit; ``live`` while its last beat is no older than its own lease; else
+    ``lost``."""
     if record.get("stopped_at"):
         return "stopped"
     try:

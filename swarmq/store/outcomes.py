@@ -45,13 +45,15 @@ class StreamId(Protocol):
 
 
 FAILED = "skipped"
-"""``score_status`` of an outcome with nothing to score: its generation failed, or the job failed as a whole."""
+"""``score_status`` of an outcome with nothing to score: its generation failed, or the job failed as a
+whole."""
 
 
 def failure_record(reason: str, *, task_type: str, rule: str, worker: str, model_name: str) -> dict[str, Any]:
     """The outcome of a job that ended without one of its own (its worker died ``max_attempts`` times, or an
-    unexpected error): a failure with its reason and no agent. Strict streams keep no gap, and every denominator
-    counts the job (as a failure, like a prompt longer than the context), while per-agent statistics skip it."""
+    unexpected error): a failure with its reason and no agent. Strict streams keep no gap, and every
+    denominator counts the job (as a failure, like a prompt longer than the context), while per-agent
+    statistics skip it."""
     return {
         "completion": "",
         "finish_reason": "error",
@@ -141,7 +143,8 @@ def unapplied_streams(
         where.append("j.model_key = :k")
         params["k"] = model_key
     sql = (
-        "SELECT DISTINCT j.experiment_id, j.condition, j.replicate FROM outcomes o JOIN jobs j ON j.id = o.job_id "
+        "SELECT DISTINCT j.experiment_id, j.condition, j.replicate "
+        "FROM outcomes o JOIN jobs j ON j.id = o.job_id "
         f"WHERE {' AND '.join(where)}"
     )
     return [(int(e), str(c), int(r)) for e, c, r in session.execute(text(sql), params).all()]
@@ -159,7 +162,8 @@ class AppliedMark:
 
 def applied_mark() -> Update:
     """The UPDATE that records `AppliedMark`s, one or several (a batch's: `queue.jobs.release`), bound by
-    `applied_params` as three parallel arrays; the outcome columns it sets are outside the aggregates' trigger."""
+    `applied_params` as three parallel arrays; the outcome columns it sets are outside the aggregates'
+    trigger."""
     table: Table = Outcome.__table__  # type: ignore[assignment]
     o = table.c
     marks = (

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -27,15 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATUSES = ("pending", "queued", "running", "done", "failed", "paused", "cancelled")
-"""pending: waiting for its stream's turn (strict ordering); queued: published to the broker; running: leased
-by a worker; done: has its outcome; failed: gave up (poison job or permanent error), with a failure outcome
-(`store.outcomes.failure_record`) unless its generation or scoring failed in a recorded outcome.
-paused and cancelled belong to the experiment's lifecycle (`queue.lifecycle`): paused: was queued when its
-experiment was paused, queued again on resume; cancelled: will never run (its experiment was cancelled)."""
-EXPERIMENT_STATES = ("active", "paused", "cancelled")
-"""active: its jobs are released and run; paused: nothing is released or claimed until `swarmq resume`;
-cancelled: final, nothing of it runs again (`swarmq delete` removes it)."""
+from swarmq.states import IN_FLIGHT, INITIAL, OPEN, ExperimentState, JobStatus, sql_list
+from swarmq.store.counters import CELL_COUNTERS
 
 
 class Base(DeclarativeBase):
@@ -44,7 +39,9 @@ class Base(DeclarativeBase):
 
 class Experiment(Base):
     __tablename__ = "experiments"
-    __table_args__ = (CheckConstraint(f"state IN {EXPERIMENT_STATES!r}", name="experiments_state_check"),)
+    __table_args__ = (
+        CheckConstraint(f"state IN {sql_list(ExperimentState)}", name="experiments_state_check"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -54,8 +51,8 @@ class Experiment(Base):
     model_key: Mapped[str] = mapped_column(String(200))
     """Broker queue of the experiment's first model (derived from the GGUF file name); each job has its own
     (`Job.model_key`)."""
-    state: Mapped[str] = mapped_column(String(16), server_default="active")
-    """One of EXPERIMENT_STATES; changed only by `queue.lifecycle` (pause, resume, cancel)."""
+    state: Mapped[str] = mapped_column(String(16), server_default=ExperimentState.ACTIVE.value)
+    """An `ExperimentState`; changed only by `queue.lifecycle` (pause, resume, cancel)."""
     dataset: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     """The dataset as read at enqueue: source, resolved revision, and a fingerprint of the rows used."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -80,7 +77,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("experiment_id", "condition", "replicate", "instance_id"),
         UniqueConstraint("experiment_id", "condition", "replicate", "position"),
-        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),
+        CheckConstraint(f"status IN {sql_list(JobStatus)}", name="jobs_status_check"),
         Index("ix_jobs_experiment_status", "experiment_id", "status"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index(
@@ -88,20 +85,20 @@ class Job(Base):
             "experiment_id",
             "condition",
             "replicate",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text(f"status = '{JobStatus.PENDING.value}'"),
         ),
         Index(
             "ix_jobs_open_position",
             "experiment_id",
             "position",
-            postgresql_where=text("status IN ('pending', 'queued', 'running')"),
+            postgresql_where=text(f"status IN {sql_list(OPEN)}"),
         ),
         Index(
             "ix_jobs_active_stream",
             "experiment_id",
             "condition",
             "replicate",
-            postgresql_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text(f"status IN {sql_list(IN_FLIGHT)}"),
         ),
     )
 
@@ -117,7 +114,8 @@ class Job(Base):
     """Broker queue of the model this job runs on (its condition's model)."""
     seq: Mapped[int] = mapped_column(Integer)
     """Global publish order: conditions interleaved so that a partial run stays a fair comparison."""
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=INITIAL.value)
+    """A `states.JobStatus`, moved only as `states.TRANSITIONS` says (`queue.jobs`)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -184,8 +182,8 @@ class Outcome(Base):
     """What the router chose from: per-agent probabilities (random, affinity) or scores (greedy, ucb)."""
     update_applied: Mapped[bool] = mapped_column(default=False)
     folded: Mapped[bool] = mapped_column(server_default=text("false"))
-    """Counted into the results aggregates (`store.aggregates.fold`, migration 0010); written false, by the
-    database's default, so that the job path's outcome INSERT never names it."""
+    """Counted into the results aggregates (`store.aggregates.fold`); written false, by the database's
+    default, so that the job path's outcome INSERT never names it."""
     applied_version: Mapped[int | None] = mapped_column(Integer)
     """The stream's state version this outcome's update produced in Redis: the order a rebuild replays, so a
     rebuilt relaxed stream equals the live one (commit order can differ from the order Redis applied)."""
@@ -200,8 +198,8 @@ class Outcome(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-# Results aggregates (migration 0008): kept by triggers on jobs and outcomes, in the writing transaction; read by
-# `store.aggregates`. Counters only: a row's meaning is in the migration's docstring.
+# Results aggregates: kept by the server-side SQL of `store/sql` (``swarmq_agg_outcomes`` says what each table
+# counts) and read by `store.aggregates`.
 
 
 def _experiment_fk() -> Mapped[int]:
@@ -213,39 +211,27 @@ def _counter() -> Mapped[int]:
 
 
 class AggCell(Base):
-    """Per (experiment, condition, replicate, issue task type, outcome agent; -1: none) counters."""
+    """Per (experiment, condition, replicate, issue task type, outcome agent; -1: none) counters: one column
+    per `counters.CELL_COUNTERS` entry, in its order."""
 
-    __tablename__ = "agg_cells"
-
-    experiment_id: Mapped[int] = _experiment_fk()
-    condition: Mapped[str] = mapped_column(String(64), primary_key=True)
-    replicate: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_type: Mapped[str] = mapped_column(String(32), primary_key=True)
-    agent: Mapped[int] = mapped_column(Integer, primary_key=True)
-    jobs: Mapped[int] = _counter()
-    done: Mapped[int] = _counter()
-    failed: Mapped[int] = _counter()
-    outcomes: Mapped[int] = _counter()
-    scoring_errors: Mapped[int] = _counter()
-    judged: Mapped[int] = _counter()
-    successes: Mapped[int] = _counter()
-    judged_successes: Mapped[int] = _counter()
-    resolved: Mapped[int] = _counter()
-    imported: Mapped[int] = _counter()
-    seconds_n: Mapped[int] = _counter()
-    seconds_sum: Mapped[float] = mapped_column(Numeric, server_default="0")
-    tokens_sum: Mapped[int] = _counter()
-    generation_n: Mapped[int] = _counter()
-    generation_sum: Mapped[float] = mapped_column(Numeric, server_default="0")
-    length_n: Mapped[int] = _counter()
-    finish_n: Mapped[int] = _counter()
-    errors_n: Mapped[int] = _counter()
-    matched: Mapped[int] = _counter()
-    matched_successes: Mapped[int] = _counter()
+    __table__ = Table(
+        "agg_cells",
+        Base.metadata,
+        Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True),
+        Column("condition", String(64), primary_key=True),
+        Column("replicate", Integer, primary_key=True),
+        Column("task_type", String(32), primary_key=True),
+        Column("agent", Integer, primary_key=True),
+        *(
+            Column(c.name, Numeric if c.numeric else BigInteger, nullable=False, server_default="0")
+            for c in CELL_COUNTERS
+        ),
+    )
 
 
 class AggSeconds(Base):
-    """Histogram of job_seconds per (experiment, condition, replicate, agent): `store.aggregates.bucket`."""
+    """Histogram of job_seconds per (experiment, condition, replicate, agent), in the buckets of
+    ``swarmq_agg_bucket`` (`store.histograms.BUCKETS_PER_OCTAVE`)."""
 
     __tablename__ = "agg_seconds"
 

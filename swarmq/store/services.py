@@ -1,5 +1,5 @@
-"""Client factories: the one place that turns settings into Postgres and Redis clients (the configured servers,
-or the embedded ones when `embedded.embedded_home` says so)."""
+"""Client factories: the one place that turns settings into Postgres and Redis clients (the configured
+servers, or the embedded ones when `embedded.embedded_home` says so)."""
 
 from __future__ import annotations
 

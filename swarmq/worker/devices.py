@@ -1,11 +1,11 @@
-"""Which GPUs a worker may use, and which one it takes: ``CUDA_VISIBLE_DEVICES`` as already set (by Slurm, a shared
-box's admin, a container runtime) is respected, never overwritten with something wider.
+"""Which GPUs a worker may use, and which one it takes: ``CUDA_VISIBLE_DEVICES`` as already set (by Slurm, a
+shared box's admin, a container runtime) is respected, never overwritten with something wider.
 
-``workers --gpus all|0,1`` and ``worker --gpu N`` count GPUs the way CUDA does in this process: N is a position in
-the visible list, in ``CUDA_VISIBLE_DEVICES``'s order. The worker then pins its one GPU by UUID (stable whatever
-the numbering) and goes on with the physical GPU's NVML index (PCI bus order: what its VRAM checks, `swarmq
-workers list` and ``outcomes.gpu_index`` use). Decisions are pure functions of the GPU listing and the variable;
-``visible_gpus``, ``gpu_positions`` and ``pin_gpu`` are the I/O edges.
+``workers --gpus all|0,1`` and ``worker --gpu N`` count GPUs the way CUDA does in this process: N is a
+position in the visible list, in ``CUDA_VISIBLE_DEVICES``'s order. The worker then pins its one GPU by UUID
+(stable whatever the numbering) and goes on with the physical GPU's NVML index (PCI bus order: what its VRAM
+checks, `swarmq workers list` and ``outcomes.gpu_index`` use). Decisions are pure functions of the GPU
+listing and the variable; ``visible_gpus``, ``gpu_positions`` and ``pin_gpu`` are the I/O edges.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ list it was started with again, not in the one GPU it pinned."""
 
 
 def visible(gpus: Sequence[Gpu], cuda_visible_devices: str | None) -> list[Gpu]:
-    """The GPUs CUDA shows a process with this ``CUDA_VISIBLE_DEVICES`` (None: unset, all of them), in its order.
+    """The GPUs CUDA shows a process with this ``CUDA_VISIBLE_DEVICES`` (None: unset, all of them), in its
+    order.
 
-    Entries are NVML indices (PCI bus order: swarmq sets ``CUDA_DEVICE_ORDER=PCI_BUS_ID``) or UUIDs (``GPU-...``,
-    a unique prefix is enough). As in CUDA, an entry that is not a device number (``-1``, Slurm's ``NoDevFiles``)
-    ends the list: what came before it is visible. Unlike CUDA, an index or UUID this machine does not have, a
-    GPU named twice, or a MIG instance is an error naming it, not a silently shorter list."""
+    Entries are NVML indices (PCI bus order: swarmq sets ``CUDA_DEVICE_ORDER=PCI_BUS_ID``) or UUIDs
+    (``GPU-...``, a unique prefix is enough). As in CUDA, an entry that is not a device number (``-1``,
+    Slurm's ``NoDevFiles``) ends the list: what came before it is visible. Unlike CUDA, an index or UUID this
+    machine does not have, a GPU named twice, or a MIG instance is an error naming it, not a silently shorter
+    list."""
     if cuda_visible_devices is None:
         return sorted(gpus, key=lambda g: g.index)
     shown: list[Gpu] = []
@@ -92,16 +94,17 @@ def select(position: int, shown: Sequence[Gpu], cuda_visible_devices: str | None
     """``worker --gpu N``: the N-th visible GPU (a missing one is a device problem, exit 5, like a model that
     does not fit)."""
     if not 0 <= position < len(shown):
+        visible_now = describe(shown, cuda_visible_devices)
         raise ModelError(
-            f"--gpu {position}: no such GPU on this machine (visible: {describe(shown, cuda_visible_devices)}); "
-            "use --cpu without one"
+            f"--gpu {position}: no such GPU on this machine (visible: {visible_now}); use --cpu without one"
         )
     return shown[position]
 
 
 def pinned_environment(gpu: Gpu) -> dict[str, str]:
     """What the worker sets before llama.cpp loads so that CUDA shows it exactly ``gpu``: its UUID when the
-    listing has one (immune to any numbering), else its index in PCI bus order (NVML's, which CUDA then shares)."""
+    listing has one (immune to any numbering), else its index in PCI bus order (NVML's, which CUDA then
+    shares)."""
     return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", ENV: gpu.uuid or str(gpu.index)}
 
 
@@ -123,8 +126,8 @@ def gpu_positions(spec: str) -> list[int]:
 
 
 def pin_gpu(position: int) -> Gpu:
-    """``worker --gpu N``: find the N-th visible GPU and make it the only one CUDA shows this process (call before
-    llama_cpp is imported). Returns the physical GPU, to record."""
+    """``worker --gpu N``: find the N-th visible GPU and make it the only one CUDA shows this process (call
+    before llama_cpp is imported). Returns the physical GPU, to record."""
     before = os.environ.get(BEFORE_PIN)
     setting = os.environ.get(ENV) if before is None else (before[1:] if before else None)
     gpu = select(position, visible(list_gpus(), setting), setting)

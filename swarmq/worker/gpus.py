@@ -14,7 +14,8 @@ class Gpu:
     memory_total: int
     memory_free: int
     uuid: str = ""
-    """``GPU-...``: the same inside a container, under any CUDA_VISIBLE_DEVICES (`devices`); "" when unknown."""
+    """``GPU-...``: the same inside a container, under any CUDA_VISIBLE_DEVICES (`devices`); "" when
+    unknown."""
 
 
 def list_gpus() -> list[Gpu]:

@@ -17,6 +17,7 @@ from swarmq import keys
 from swarmq.errors import first_line
 from swarmq.queue import jobs
 from swarmq.queue.reaper import complete_unapplied, reap
+from swarmq.states import IN_FLIGHT
 from swarmq.store import aggregates
 from swarmq.store.services import Services
 from swarmq.worker.runner import JobRunner
@@ -104,7 +105,7 @@ def _next_step(services: Services, info: WorkerInfo, burst: bool) -> str | None:
     position window until the other model's streams move: staying would wait forever). A burst worker stops
     once nothing is left for it."""
     with services.sessions() as session:
-        if jobs.unfinished_count(session, info.model_key, jobs.ACTIVE):
+        if jobs.unfinished_count(session, info.model_key, IN_FLIGHT):
             return None
         others = [k for _, k in jobs.unfinished_models(session) if k != info.model_key] if info.follow else []
         if others:
@@ -114,7 +115,8 @@ def _next_step(services: Services, info: WorkerInfo, burst: bool) -> str | None:
 
 
 def _gpu_stats(gpu: int | None) -> dict[str, str]:
-    """Name and memory in use of this worker's GPU (NVML sees all GPUs, whatever CUDA_VISIBLE_DEVICES says)."""
+    """Name and memory in use of this worker's GPU (NVML sees all GPUs, whatever CUDA_VISIBLE_DEVICES
+    says)."""
     if gpu is None:
         return {}
     from swarmq.worker.gpus import list_gpus

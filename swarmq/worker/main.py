@@ -1,10 +1,11 @@
 """The worker: one per GPU. Loads the GGUF once, keeps it resident, and consumes its model's queue.
 
 It is an ordinary Celery worker (late acks, prefetch 1 per slot: one message, of one job or several) plus a
-job watch per running message (lease renewal and deadline, in `watch.py`) and housekeeping (heartbeat record, reaper, `--burst` exit). With one
-slot it uses the solo pool: one job at a time, on the main thread. With ``--slots K`` it uses a threads pool
-of K: each thread claims its job, does routing and state, and hands its generation to the batching engine
-(`model/batched.py`), which decodes the K sequences together; a busy worker still answers `inspect ping`.
+job watch per running message (lease renewal and deadline, in `watch.py`) and housekeeping (heartbeat
+record, reaper, `--burst` exit). With one slot it uses the solo pool: one job at a time, on the main thread.
+With ``--slots K`` it uses a threads pool of K: each thread claims its job, does routing and state, and hands
+its generation to the batching engine (`model/batched.py`), which decodes the K sequences together; a busy
+worker still answers `inspect ping`.
 """
 
 from __future__ import annotations
@@ -193,7 +194,8 @@ def _serve(
     celery_signals.worker_ready.connect(lambda **_: shutdown.install(), weak=False)
     # Running as root in containers is common for GPU jobs; Celery's warning about it is noise here.
     warnings.filterwarnings("ignore", category=SecurityWarning)
-    # worker_prefetch_multiplier is 1 (broker.make_app): Celery reserves concurrency × 1 messages, one per slot.
+    # worker_prefetch_multiplier is 1 (broker.make_app): Celery reserves concurrency × 1 messages, one a
+    # slot.
     worker = app.Worker(
         hostname=identity.worker,
         queues=[keys.queue_name(key)],
@@ -225,9 +227,9 @@ def self_test_scorers() -> None:
 
 
 def _select_gpu(position: int) -> tuple[int, str | None]:
-    """``--gpu N`` counts the GPUs an existing CUDA_VISIBLE_DEVICES leaves visible (`devices`); pins that one and
-    returns its physical (NVML) index, which the heartbeat, VRAM checks and outcomes use, and its UUID, which
-    outcomes record too (inside a container the index alone says little)."""
+    """``--gpu N`` counts the GPUs an existing CUDA_VISIBLE_DEVICES leaves visible (`devices`); pins that one
+    and returns its physical (NVML) index, which the heartbeat, VRAM checks and outcomes use, and its UUID,
+    which outcomes record too (inside a container the index alone says little)."""
     from swarmq.worker.devices import pin_gpu
 
     gpu = pin_gpu(position)

@@ -23,6 +23,7 @@ from celery.exceptions import WorkerShutdown
 
 from swarmq.queue import broker, jobs
 from swarmq.queue.retry import with_retry
+from swarmq.worker.cancel import GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 INTERRUPT_SIGNAL = signal.SIGUSR2
@@ -38,7 +39,8 @@ def install_interrupts() -> None:
     """Call once from the main thread, before any helper thread may call `interrupt_main` or `exit_worker`."""
 
     def _raise(_signum: int, _frame: object) -> None:
-        # An exit outranks a job's timeout; what is left waits for the signal sent again here (signals coalesce).
+        # An exit outranks a job's timeout; what is left waits for the signal sent again here (signals
+        # coalesce).
         _pending.sort(key=lambda entry: not isinstance(entry[0], WorkerExit))
         while _pending:
             exc, still_wanted = _pending.pop(0)
@@ -64,9 +66,10 @@ def _signal_main() -> None:
 
 
 def interrupt_thread(ident: int, exc_type: type[BaseException], still_wanted: Callable[[], bool]) -> None:
-    """Raise ``exc_type`` in another thread that is not the main one (a Celery pool thread running a job) at its
-    next bytecode. No signal reaches such a thread, so ``still_wanted`` is checked here, just before, not by the
-    receiving thread: the job's step may end in between; the runner treats a late timeout as the job's failure."""
+    """Raise ``exc_type`` in another thread that is not the main one (a Celery pool thread running a job) at
+    its next bytecode. No signal reaches such a thread, so ``still_wanted`` is checked here, just before, not
+    by the receiving thread: the job's step may end in between; the runner treats a late timeout as the job's
+    failure."""
     if still_wanted():
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
 
@@ -93,9 +96,11 @@ class _Owner(Protocol):
 
 
 class _Runner(Protocol):
-    """What a shutdown needs of the job runner (`runner.JobRunner`): which jobs run, and whose lease it is."""
+    """What a shutdown needs of the job runner (`runner.JobRunner`): which jobs run, whose lease it is, and
+    how to cancel them."""
 
     def running(self) -> dict[int, float]: ...
+    def cancel_all(self, reason: str) -> None: ...
     @property
     def identity(self) -> _Owner: ...
     @property
@@ -109,8 +114,8 @@ thread of a ``--slots`` worker (not the main thread) keeps the process alive unt
 
 class GracefulShutdown:
     """SIGTERM/SIGINT: finish the running jobs (all slots, up to the grace period), then exit. Past the grace
-    period every job still running is given back (queued again), not lost. A second signal exits at once; the
-    leases then expire."""
+    period every job still running is given back (queued again), not lost, and cancelled, so that it stops
+    where it waits. A second signal exits at once; the leases then expire."""
 
     def __init__(self, runner: _Runner, sessions: Any, app: Any, grace_seconds: float) -> None:
         self.runner, self.sessions, self.app, self.grace = runner, sessions, app, grace_seconds
@@ -133,26 +138,37 @@ class GracefulShutdown:
             else "no job running"
         )
         log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum, what)
-        worker_state.should_stop = 0
+        worker_state.should_stop = 0  # Celery stops once its running tasks return
         if running:
             threading.Thread(target=self._expire, args=(running,), name="swarmq-grace", daemon=True).start()
 
     def _expire(self, job_ids: list[int]) -> None:
-        deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline:
-            if not set(job_ids) & set(self.runner.running()):
-                return
-            time.sleep(0.2)
+        if self._stopped(job_ids, self.grace):
+            return
         # Jobs taken after the signal (a prefetched message) are given back too.
         left = sorted(self.runner.running())
         released = [job_id for job_id in left if self._give_back(job_id)]
-        exit_worker(
-            0,
+        print(
             f"swarmq: worker: grace period over: job(s) {', '.join(map(str, released)) or 'none'} released"
             f"{'' if len(released) == len(left) else ' (the others were not ours)'}",
+            file=sys.stderr,
+            flush=True,
         )
-        time.sleep(BACKSTOP_SECONDS)
+        self.runner.cancel_all("the worker is stopping past its grace period: the job was given back")
+        if self._stopped(left, GRACE_SECONDS):  # Celery stops by itself once its tasks return
+            return
+        exit_worker(0, "swarmq: worker: job(s) still running after they were cancelled: exiting")
+        time.sleep(BACKSTOP_SECONDS - GRACE_SECONDS)
         hard_exit(0, "swarmq: worker: a job thread did not stop after its job was released; exiting")
+
+    def _stopped(self, job_ids: list[int], seconds: float) -> bool:
+        """Whether none of ``job_ids`` runs any more, waiting up to ``seconds`` for that."""
+        deadline = time.monotonic() + seconds
+        while set(job_ids) & set(self.runner.running()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def _give_back(self, job_id: int) -> bool:
         return give_back(
@@ -161,8 +177,8 @@ class GracefulShutdown:
 
 
 def give_back(sessions: Any, app: Any, job_id: int, owner: str, outage_seconds: float) -> bool:
-    """Queue a running job of ``owner``'s again and publish it (a shutdown past its grace period; the other jobs
-    of a stuck job's message); whether it was still ours."""
+    """Queue a running job of ``owner``'s again and publish it (a shutdown past its grace period; the other
+    jobs of a stuck job's message); whether it was still ours."""
 
     def requeue() -> str | None:
         with sessions() as session:

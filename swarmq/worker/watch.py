@@ -1,17 +1,16 @@
-"""The running job's watch: its lease heartbeat, and its deadline.
+"""The running message's watch: its jobs' lease heartbeat, and the deadline of the step that runs now.
 
-The lease is renewed every heartbeat interval. Past a step's deadline, and a short grace for a generator that
-stops itself (llama.cpp's per-token check), the job's thread is interrupted with `JobTimedOut`, which the
-runner turns into the job's failure outcome: the main thread by a signal (solo pool, one slot), a Celery
-pool thread (``--slots K``) by an asynchronous exception at its next bytecode (the batching engine's waits
-are sliced for this). A job thread stuck in native code cannot take that exception:
-``stuck_seconds`` later, ``on_stuck`` fails the job and ends the worker. A hung job never holds its stream
-for longer than its deadline plus those two margins (and the jobs before it in its message, with
-``jobs_per_message`` above 1: each has its own deadline).
+The leases are renewed every heartbeat interval. At a step's deadline the watch cancels the step
+(`cancel.Cancel`, which the generator, the sandbox and the service retries look at), and the runner records
+the timeout as the job's outcome. A step that does not stop within `cancel.GRACE_SECONDS` gets the backstop:
+its thread is interrupted with `JobTimedOut`, the main thread by a signal (solo pool, one slot), a Celery pool
+thread (``--slots K``) by an asynchronous exception at its next bytecode. A thread stuck in native code cannot
+take that either: ``stuck_seconds`` later, ``on_stuck`` fails the job and ends the worker. A hung job never
+holds its stream for longer than its deadline plus those margins (and the jobs before it in its message,
+with ``jobs_per_message`` above 1: each has its own deadline).
 
-Every watch of the process is looked at by one thread (`_Ticker`), started once: a thread started and joined
-per job cost the null-model job path ~0.3 ms of its ~4 (2,000-job runs: 3.56–3.79 against 3.88–4.17 ms
-per job, bench/README.md), more than its share for a clock check.
+Every watch of the process is looked at by one thread (`_Ticker`), started once, not a thread per job: the
+job path stays cheap when jobs are short.
 """
 
 from __future__ import annotations
@@ -21,15 +20,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
+from swarmq.worker.cancel import GRACE_SECONDS, Cancel, CancelKind
 from swarmq.worker.shutdown import interrupt_main, interrupt_thread
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 """How often the watch looks at the clock: the resolution of deadlines."""
-COOPERATIVE_GRACE_SECONDS = 2.0
-"""Past a deadline, how long a generator that checks the deadline itself has to stop before it is interrupted."""
 
 
 class JobTimedOut(BaseException):
@@ -40,6 +39,18 @@ class JobTimedOut(BaseException):
 
     def __str__(self) -> str:
         return super().__str__() or self.reason
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The armed step: its id (one per `JobWatch.deadline`), what it is, its budget and monotonic deadline,
+    and the signal its deadline sets."""
+
+    id: int
+    what: str
+    budget: float
+    deadline: float
+    cancel: Cancel | None
 
 
 class _Ticker:
@@ -95,8 +106,7 @@ class JobWatch:
             stuck_seconds,
         )
         self._lock = threading.Lock()
-        self._step: tuple[int, str, float, float] | None = None
-        """(step id, what, budget seconds, monotonic deadline) of the armed step."""
+        self._step: _Step | None = None
         self._steps = 0
         self._ticking = threading.Lock()
         """Held by a tick; `__exit__` takes it to wait for one in progress."""
@@ -104,9 +114,8 @@ class JobWatch:
         self._next_beat = 0.0
         self._beating = threading.Lock()
         """Held while a renewal runs: never two at once for one watch."""
+        self._cancelled: int | None = None
         self._interrupted: int | None = None
-        self.lost = False
-        """The lease was found taken (expired and claimed, or lost): the runner drops the job's result."""
 
     def __enter__(self) -> JobWatch:
         self._job_thread = threading.get_ident()  # the thread that runs the job's steps
@@ -116,19 +125,20 @@ class JobWatch:
 
     def __exit__(self, *exc: object) -> None:
         _TICKER.remove(self)
-        # Wait for a tick in progress (an interrupt being sent; renewals run on their own threads), 5 s at most
-        # as a thread per job was once joined; no tick starts once closed.
+        # Wait for a tick in progress (an interrupt being sent; renewals run on their own threads), 5 s at
+        # most; no tick starts once closed.
         waited = self._ticking.acquire(timeout=5)
         self._closed = True
         if waited:
             self._ticking.release()
 
     @contextmanager
-    def deadline(self, seconds: float, what: str) -> Iterator[None]:
-        """Arm a deadline of ``seconds`` for the block (a step of the job, run on the main thread)."""
+    def deadline(self, seconds: float, what: str, cancel: Cancel | None = None) -> Iterator[None]:
+        """Arm a deadline of ``seconds`` for the block (a step of the job, run on the job's thread); at the
+        deadline ``cancel`` is set, and past the grace the thread is interrupted."""
         with self._lock:
             self._steps += 1
-            self._step = (self._steps, what, seconds, time.monotonic() + seconds)
+            self._step = _Step(self._steps, what, seconds, time.monotonic() + seconds, cancel)
         try:
             yield
         finally:
@@ -140,32 +150,37 @@ class JobWatch:
         `deadline`): so no lock here. Reading the one attribute is atomic, and the main thread is the only
         writer that matters (it cannot be arming and handling at once)."""
         step = self._step
-        return step is not None and step[0] == step_id
+        return step is not None and step.id == step_id
 
     def tick(self) -> None:
-        """Look at the clock (`_Ticker`): interrupt a step past its deadline and grace, give up on one that does
-        not stop, renew the lease every interval."""
+        """Look at the clock (`_Ticker`): cancel a step past its deadline, interrupt one past the grace, give
+        up on one that does not stop, renew the leases every interval."""
         with self._ticking:
             if self._closed:
                 return
             with self._lock:
                 step = self._step
             now = time.monotonic()
-            if step is not None and now > step[3] + COOPERATIVE_GRACE_SECONDS:
-                step_id, what, budget, deadline = step
-                if self._interrupted != step_id:
-                    self._interrupted = step_id
-                    log.warning("%s timed out after %g s: interrupting the job", what, budget)
-                    self._interrupt(f"{what} timed out after {budget:g} s", partial(self._armed, step_id))
-                elif now > deadline + COOPERATIVE_GRACE_SECONDS + self._stuck_seconds:
+            if step is not None and now > step.deadline:
+                reason = f"{step.what} timed out after {step.budget:g} s"
+                if self._cancelled != step.id:
+                    self._cancelled = step.id
+                    log.warning("%s: cancelling the job", reason)
+                    if step.cancel is not None:
+                        step.cancel.set(CancelKind.DEADLINE, reason)
+                elif now > step.deadline + GRACE_SECONDS and self._interrupted != step.id:
+                    self._interrupted = step.id
+                    log.warning("%s and did not stop when cancelled: interrupting the job", reason)
+                    self._interrupt(reason, partial(self._armed, step.id))
+                elif now > step.deadline + GRACE_SECONDS + self._stuck_seconds:
                     self._closed = True
-                    self._on_stuck(f"{what} timed out after {budget:g} s and did not stop")
+                    self._on_stuck(f"{reason} and did not stop")
                     return
             if now >= self._next_beat and not self._beating.locked():
-                # Renewed until the job is declared stuck: a timed-out job keeps its lease while it records its
-                # failure, so that it is not delivered again meanwhile. A renewal is a Postgres statement that an
-                # outage can hold for long: it runs on a thread of its own (one per heartbeat interval, not per
-                # tick), so that the ticker keeps every other watch's deadlines meanwhile.
+                # Renewed until the job is declared stuck: a timed-out job keeps its lease while it records
+                # its failure, so that it is not delivered again meanwhile. A renewal is a Postgres statement
+                # that an outage can hold for long: it runs on a thread of its own (one per heartbeat
+                # interval, not per tick), so that the ticker keeps every other watch's deadlines meanwhile.
                 self._next_beat = now + self._interval
                 self._beating.acquire()
                 threading.Thread(target=self._beat, name="swarmq-lease-renewal", daemon=True).start()
@@ -183,8 +198,7 @@ class JobWatch:
         nothing: a lease is renewed only on a running job of this owner."""
         try:
             if not self._renew():
-                self.lost = True
-                log.warning("lost the lease on the running job")
+                log.warning("lost the lease on every running job of the message")
         except Exception as exc:  # a blip: the next beat retries; the lease is long enough
             log.warning("heartbeat failed: %s", exc)
         finally:

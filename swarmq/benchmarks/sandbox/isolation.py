@@ -11,7 +11,7 @@ import sys
 import tempfile
 from functools import cache
 
-from swarmq.benchmarks.sandbox.launch import _checked
+from swarmq.benchmarks.sandbox.checked import _checked
 from swarmq.benchmarks.sandbox.limits import SandboxLimits
 from swarmq.benchmarks.sandbox.namespaces import (
     _CLONE_NEWIPC,
@@ -46,13 +46,13 @@ def _pick_python(caps: _Caps) -> tuple[_Caps, str]:
     hidden = _hidden_dirs() if caps.mountns else ()
     own = sys.executable or shutil.which("python3") or "python3"
     cands = python_candidates(own, shutil.which("python3", path="/usr/bin:/bin"), hidden)
-    program = "def check(f):\n    assert f() == 2\n\n\ndef two():\n    return 1 + 1\n"
+    check, program = "def check(f):\n    assert f() == 2\n", "def two():\n    return 1 + 1\n"
     limits = SandboxLimits(wall_seconds=30, cpu_seconds=30)
     whys: list[str] = []
     for uid_ok in dict.fromkeys([os.geteuid() == 0, False]):
         for cand in cands:
             trial = dataclasses.replace(caps, python=cand, uid_ok=uid_ok)
-            result = _checked(trial, program, "two", limits)
+            result = _checked(trial, program, check, "two", limits)
             if result.status == "passed":
                 return trial, ""
             last = (result.stderr_tail.strip().splitlines() or [result.status])[-1]

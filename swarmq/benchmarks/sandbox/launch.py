@@ -1,12 +1,11 @@
-"""One sandboxed run: write main.py to a fresh dir, start it confined (as a script or under the harness),
-wait for it, kill whatever it left, and collect its output; ``_checked`` turns a harness run into a result."""
+"""One sandboxed script run: write main.py to a fresh dir, start it confined, wait for it, kill whatever it
+left, and collect its output; and the helpers a checked run (``checked``) shares with it."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -14,31 +13,29 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from swarmq.benchmarks.sandbox.harness import _HARNESS, _NONCE_CHARS
+from swarmq.benchmarks.sandbox import cancel
 from swarmq.benchmarks.sandbox.limits import SandboxLimits, SandboxResult
 from swarmq.benchmarks.sandbox.namespaces import _Caps, _libc, _preexec
-from swarmq.benchmarks.sandbox.verdict import verdict
 
 _UID_BASE = 1_000_000
-"""Run uids are _UID_BASE + (pid << 6 | counter): no passwd entry, unique among live runs."""
+"""Run uids are _UID_BASE + (pid << 7 | counter): no passwd entry, unique among live runs (a checked run
+takes two)."""
 _IPC_RMID = 0
 _uid_counter = itertools.count()
+Waited = Literal["exited", "timeout", "cancelled"]
 
 
 @dataclass(frozen=True)
 class _Run:
-    """One launch; ``report`` is what the harness wrote to its report pipe and ``nonce`` what it was sent
-    (both b"" for a plain script)."""
+    """One script launch."""
 
     returncode: int
     timed_out: bool
     stdout: str
     stderr: str
     seconds: float
-    report: bytes
-    nonce: bytes
     isolation: dict[str, str]
 
 
@@ -53,20 +50,37 @@ def _tail(f: IO[bytes], n: int) -> str:
     return f.read().decode("utf-8", errors="replace")
 
 
-def _wait(proc: subprocess.Popen[bytes], seconds: float) -> bool:
-    """True on timeout. Does not reap, so the group id cannot be reused before the group is killed."""
+def _wait(proc: subprocess.Popen[bytes], seconds: float, signal_: cancel.Signal | None) -> Waited:
+    """Until the program exits, ``seconds`` pass, or ``signal_`` is set (looked at every
+    `cancel.POLL_SECONDS`). Does not reap, so the group id cannot be reused before the group is killed."""
+    end = time.monotonic() + seconds
+    slice_ = seconds if signal_ is None else min(seconds, cancel.POLL_SECONDS)
     try:
-        fd = os.pidfd_open(proc.pid)
+        fd: int | None = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
-        try:
-            proc.wait(seconds)
-            return False
-        except subprocess.TimeoutExpired:
-            return True
+        fd = None
     try:
-        return not select.select([fd], [], [], seconds)[0]
+        while True:
+            if signal_ is not None and signal_.is_set():
+                return "cancelled"
+            left = end - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            if _exited(proc, fd, min(slice_, left)):
+                return "exited"
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
+
+
+def _exited(proc: subprocess.Popen[bytes], fd: int | None, seconds: float) -> bool:
+    if fd is not None:
+        return bool(select.select([fd], [], [], seconds)[0])
+    try:  # no pidfd (an old kernel): Popen's own wait, which reaps
+        proc.wait(seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _remove_sysv_objects(uid: int) -> None:
@@ -88,11 +102,12 @@ def _remove_sysv_objects(uid: int) -> None:
 
 
 def _kill_all(caps: _Caps, pgid: int, uid: int | None) -> None:
-    """Kill leftovers: the process group, then (children may setsid) every process of the run uid."""
+    """Kill leftovers: the process group, then (children may setsid) every process of the run uid. In a PID
+    namespace the kernel kills every process in it once its first process is killed, so no sweep is needed."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     if (
-        uid is not None and caps.python is not None
+        uid is not None and caps.python is not None and not caps.pidns
     ):  # kill(-1) as the uid reaches exactly that uid's processes
         cmd = [caps.python, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -113,7 +128,7 @@ def _drain(fd: int) -> bytes:
 
 def _run_isolation(caps: _Caps, limits: SandboxLimits) -> tuple[int | None, dict[str, str]]:
     """A fresh run uid (None: the run keeps this process's uid) and the isolation record for this run."""
-    uid = _UID_BASE + ((os.getpid() << 6) | (next(_uid_counter) & 63)) if caps.uid_ok else None
+    uid = _UID_BASE + ((os.getpid() << 7) | (next(_uid_counter) & 127)) if caps.uid_ok else None
     isolation = dict(caps.isolation)
     isolation["uid"] = str(uid if uid is not None else os.getuid())
     nproc = "not enforced: runs as root" if uid is None and os.geteuid() == 0 else str(limits.max_processes)
@@ -121,34 +136,21 @@ def _run_isolation(caps: _Caps, limits: SandboxLimits) -> tuple[int | None, dict
     return uid, isolation
 
 
-def _write_main(workdir: str, program: str, uid: int | None) -> dict[str, bytes]:
-    """main.py = ``program`` in ``workdir``, both owned by ``uid``; returns the files the cwd must hold."""
-    files = {"main.py": program.encode("utf-8", errors="surrogateescape")}
-    with open(os.path.join(workdir, "main.py"), "wb") as f:
-        f.write(files["main.py"])
+def _write_main(workdir: str, program: str, uid: int | None, name: str = "main.py") -> dict[str, bytes]:
+    """``name`` = ``program`` in ``workdir``, both owned by ``uid``; returns the files the cwd must hold. A lone
+    surrogate is written as such (surrogatepass), so the interpreter rejects it, as ``compile`` would."""
+    files = {name: program.encode("utf-8", errors="surrogatepass")}
+    with open(os.path.join(workdir, name), "wb") as f:
+        f.write(files[name])
     if uid is not None:
         os.chown(workdir, uid, uid)
-        os.chown(os.path.join(workdir, "main.py"), uid, uid)
+        os.chown(os.path.join(workdir, name), uid, uid)
     return files
 
 
-def _harness_pipes(entry_point: str | None, fds: list[int]) -> tuple[list[str], bytes, tuple[int, ...]]:
-    """The interpreter's arguments, the nonce sent and the fds the child inherits. With an entry point: the
-    harness, a pipe already holding a fresh nonce and a report pipe; every fd opened here is added to ``fds``."""
-    if entry_point is None:
-        return ["main.py"], b"", ()
-    nonce = secrets.token_hex(_NONCE_CHARS // 2).encode()
-    nonce_r, nonce_w = os.pipe()
-    report_r, report_w = os.pipe()
-    fds += [report_r, nonce_r, report_w]
-    os.write(nonce_w, nonce)  # fits the pipe's buffer; the harness reads exactly this many bytes
-    os.close(nonce_w)
-    return ["-c", _HARNESS, str(nonce_r), str(report_w), entry_point], nonce, (nonce_r, report_w)
-
-
-def _launch(caps: _Caps, program: str, limits: SandboxLimits, entry_point: str | None) -> _Run | str:
-    """Run main.py = ``program`` in the sandbox: as a script, or with an entry point under the harness, which
-    gets a fresh nonce on one pipe and reports on another. A str is why nothing could be started at all."""
+def _launch(caps: _Caps, program: str, limits: SandboxLimits) -> _Run | str:
+    """Run main.py = ``program`` in the sandbox as a script. A str is why nothing could be started at all.
+    Raises `cancel.Cancelled` once the caller's signal is set (`cancel.cancelling`), after the cleanup."""
     uid, isolation = _run_isolation(caps, limits)
     if caps.python is None:
         return "no interpreter runs inside the sandbox"
@@ -157,7 +159,8 @@ def _launch(caps: _Caps, program: str, limits: SandboxLimits, entry_point: str |
     fds: list[int] = []
     try:
         files = _write_main(workdir, program, uid)
-        args, nonce, pass_fds = _harness_pipes(entry_point, fds)
+        args: list[str] = ["main.py"]
+        pass_fds: tuple[int, ...] = ()
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
@@ -178,13 +181,15 @@ def _launch(caps: _Caps, program: str, limits: SandboxLimits, entry_point: str |
                 for fd in pass_fds:  # the child's copies are the only ones left
                     os.close(fd)
                     fds.remove(fd)
-            timed_out = _wait(proc, limits.wall_seconds)
+            signal_ = cancel.current()
+            waited = _wait(proc, limits.wall_seconds, signal_)
             _kill_all(caps, proc.pid, uid)
             returncode = proc.wait()
-            report = _drain(fds[0]) if fds else b""
+            if waited == "cancelled" and signal_ is not None:
+                raise cancel.Cancelled(signal_.reason)
             seconds = time.monotonic() - start
             stdout, stderr = _tail(out, limits.output_bytes), _tail(err, limits.output_bytes)
-        return _Run(returncode, timed_out, stdout, stderr, seconds, report, nonce, isolation)
+        return _Run(returncode, waited == "timeout", stdout, stderr, seconds, isolation)
     finally:
         for fd in fds:
             os.close(fd)
@@ -193,17 +198,3 @@ def _launch(caps: _Caps, program: str, limits: SandboxLimits, entry_point: str |
 
 def _error(caps: _Caps, why: str) -> SandboxResult:
     return SandboxResult("error", None, "", f"sandbox: {why}", 0.0, dict(caps.isolation))
-
-
-def _checked(caps: _Caps, program: str, entry_point: str, limits: SandboxLimits) -> SandboxResult:
-    if not entry_point.isidentifier():
-        raise ValueError(f"entry point {entry_point!r} is not a Python identifier")
-    run = _launch(caps, program, limits, entry_point)
-    if isinstance(run, str):
-        return _error(caps, run)
-    status = verdict(run.returncode, run.timed_out, run.report, run.nonce)
-    stderr = run.stderr
-    if status == "error":
-        stderr = f"sandbox: the harness never started the program (exit {run.returncode})\n{stderr}"
-    isolation = {**run.isolation, "verdict": "check() returned (nonce on the report pipe)"}
-    return SandboxResult(status, run.returncode, run.stdout, stderr, run.seconds, isolation)

@@ -85,7 +85,8 @@ def _mirror_exit(status: int) -> None:
 
 def _enter_pid_namespace(max_fd: int) -> None:
     """After unshare(CLONE_NEWPID) only children enter the namespace: fork; the child (PID 1 there) mounts a
-    fresh /proc and returns to exec; this process waits and exits as the child did. Returns only in the child."""
+    fresh /proc and returns to exec; this process waits and exits as the child did. Returns only in the
+    child."""
     pid = os.fork()
     if pid == 0:
         _check(_libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None))
@@ -102,7 +103,8 @@ def _enter_pid_namespace(max_fd: int) -> None:
 def _preexec(
     caps: _Caps, limits: SandboxLimits, uid: int | None, workdir: str, files: dict[str, bytes]
 ) -> Callable[[], None]:
-    """Runs in the child between fork and exec: namespaces and mounts need root, so ``uid`` is dropped to last."""
+    """Runs in the child between fork and exec: namespaces and mounts need root, so ``uid`` is dropped
+    last."""
     flags = (
         (_CLONE_NEWNET if caps.netns else 0)
         | (_CLONE_NEWNS if caps.mountns else 0)
@@ -112,7 +114,8 @@ def _preexec(
     dirs = _hidden_dirs()
     max_fd = os.sysconf("SC_OPEN_MAX")
     cpu = limits.cpu_seconds
-    rlimits = [  # SIGXCPU at the soft CPU limit, SIGKILL a second later; a PID 1 ignores SIGXCPU, so SIGKILL there
+    # SIGXCPU at the soft CPU limit, SIGKILL a second later; a PID 1 ignores SIGXCPU, so SIGKILL there.
+    rlimits = [
         (resource.RLIMIT_CPU, cpu, cpu if caps.pidns else cpu + 1),
         (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),

@@ -22,7 +22,8 @@ depends_on = None
 def upgrade() -> None:
     op.execute("CREATE INDEX ix_outcomes_unapplied ON outcomes (job_id) WHERE NOT update_applied")
     op.execute(
-        "CREATE INDEX ix_jobs_pending_stream ON jobs (experiment_id, condition, replicate) WHERE status = 'pending'"
+        "CREATE INDEX ix_jobs_pending_stream ON jobs (experiment_id, condition, replicate) "
+        "WHERE status = 'pending'"
     )
     op.execute(
         "CREATE INDEX ix_jobs_active_stream ON jobs (experiment_id, condition, replicate) "

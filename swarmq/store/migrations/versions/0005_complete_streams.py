@@ -40,14 +40,16 @@ def upgrade() -> None:
         "CREATE INDEX ix_jobs_open_position ON jobs (experiment_id, position) "
         "WHERE status IN ('pending', 'queued', 'running')"
     )
-    # A frozen copy of the failure outcome of `store.outcomes.failure_record` (migrations never import the app).
+    # A frozen copy of the failure outcome of `store.outcomes.failure_record` (migrations never import the
+    # app).
     # The rule is the one the experiment's other outcomes were judged by, else its configured rule.
     op.execute(
         """
-        INSERT INTO outcomes (job_id, completion, finish_reason, prompt_tokens, completion_tokens, worker,
-                              model_name, model_sha256, llama_cpp_version, prompt, prompt_sha256, chat, sampling,
-                              error, agent_id, task_type, state_version, staleness, example_ids, update_applied,
-                              success, success_rule, score_status, score_detail)
+        INSERT INTO outcomes (job_id, completion, finish_reason, prompt_tokens, completion_tokens,
+                              worker, model_name, model_sha256, llama_cpp_version, prompt,
+                              prompt_sha256, chat, sampling, error, agent_id, task_type, state_version,
+                              staleness, example_ids, update_applied, success, success_rule,
+                              score_status, score_detail)
         SELECT j.id, '', 'error', 0, 0, coalesce(split_part(j.lease_owner, '/', 1), ''),
                coalesce(e.config->'model'->>'path', ''), '', '', '', '', false, '{}'::jsonb,
                coalesce(j.error, 'failed'), NULL, i.task_type, 0, 0, '[]'::jsonb, false,

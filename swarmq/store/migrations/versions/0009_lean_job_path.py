@@ -1,7 +1,7 @@
 """A lean job path: a job's end and the release that follows are one round trip each.
 
-A worker's job costs three Postgres round trips (`queue.jobs`): the claim, the end (outcome and close), and the
-applied mark with the next release. The two functions here make the last two single statements:
+A worker's job costs three Postgres round trips (`queue.jobs`): the claim, the end (outcome and close), and
+the applied mark with the next release. The two functions here make the last two single statements:
 
 * ``swarmq_close(job, owner, status, reason)``: close a running job that ``owner`` holds (the lease-holder
   rule: a worker that lost its lease never overwrites another's work); true when it did. The outcome INSERT
@@ -24,61 +24,17 @@ from __future__ import annotations
 
 from alembic import op
 
+from swarmq.store.sql import read
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-CLOSE = """
-CREATE FUNCTION swarmq_close(job bigint, owner text, new_status text, reason text) RETURNS boolean
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    UPDATE jobs SET status = new_status, error = reason, finished_at = now(), lease_expires_at = NULL
-    WHERE id = job AND status = 'running' AND lease_owner = owner;
-    RETURN FOUND;
-END
-$fn$"""
-
-RELEASE = """
-CREATE FUNCTION swarmq_release(e bigint, lock_key text, limits jsonb, spread integer, relaxed boolean)
-RETURNS TABLE (job_id bigint, model_key varchar, seq bigint) LANGUAGE plpgsql AS $fn$
-#variable_conflict use_column
-BEGIN
-    IF relaxed THEN
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext(lock_key));
-    PERFORM 1 FROM experiments x WHERE x.id = e AND x.state = 'active' FOR SHARE;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    RETURN QUERY
-    WITH floor AS (
-        SELECT min(j.position) AS p FROM jobs j
-        WHERE j.experiment_id = e AND j.status IN ('pending', 'queued', 'running')),
-    active AS (
-        SELECT j.condition, j.replicate, count(*) AS n FROM jobs j
-        WHERE j.experiment_id = e AND j.status IN ('queued', 'running') GROUP BY j.condition, j.replicate),
-    candidate AS (
-        SELECT j.id, j.seq, j.condition, j.replicate,
-               row_number() OVER (PARTITION BY j.condition, j.replicate ORDER BY j.position) AS k
-        FROM jobs j, floor
-        WHERE j.experiment_id = e AND j.status = 'pending' AND j.position < floor.p + spread),
-    chosen AS (
-        SELECT c.id, c.seq FROM candidate c
-        JOIN jsonb_each_text(limits) lim ON lim.key = c.condition
-        LEFT JOIN active a ON a.condition = c.condition AND a.replicate = c.replicate
-        WHERE lim.value IS NULL OR c.k + coalesce(a.n, 0) <= CAST(lim.value AS int))
-    UPDATE jobs SET status = 'queued', published_at = now() FROM chosen
-    WHERE jobs.id = chosen.id
-    RETURNING jobs.id::bigint, jobs.model_key::varchar, chosen.seq::bigint;
-END
-$fn$"""
-
 
 def upgrade() -> None:
-    op.execute(CLOSE)
-    op.execute(RELEASE)
+    op.execute(read("0009", "swarmq_close"))
+    op.execute(read("0009", "swarmq_release"))
 
 
 def downgrade() -> None:

@@ -1,0 +1,139 @@
+"""Taking jobs: the claim (queued or expired → running) and the lease renewal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Float, Integer, Text, and_, any_, bindparam, func, not_, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ClauseElement
+
+from swarmq.queue.jobs.tables import (
+    ISSUES,
+    JOBS,
+    Executor,
+    expired,
+    ids,
+    lease,
+    movable,
+    out_of_attempts,
+    runs,
+    target,
+)
+from swarmq.states import JobAction, JobStatus
+from swarmq.store.frozen import frozen
+from swarmq.store.outcomes import relaxed_commit, unapplied_in_stream
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job a worker holds the lease of, with what running it needs: its stream and position, its issue,
+    and whether its stream has swarm updates still to apply."""
+
+    id: int
+    experiment_id: int
+    issue_id: int
+    condition: str
+    replicate: int
+    position: int
+    attempts: int
+    """Claims of this job so far, this one included."""
+    unapplied: bool
+    """The job's stream holds outcomes whose swarm update is not applied yet (a worker died between its
+    outcome and its Redis update)."""
+    instance_id: str
+    problem: str
+    task_type: str
+    category: str | None
+    repo: str | None
+    data: dict[str, Any]
+
+
+_CLAIMED = tuple(Claimed.__dataclass_fields__)
+
+
+@frozen
+def _claim_statement() -> ClauseElement:
+    """The claim (`claim_many`), with parameters job_ids (an array), owner, lease_seconds and max_attempts."""
+    c, i = JOBS.c, ISSUES.c
+    owner = bindparam("owner", type_=Text)
+    mine = and_(c.status == JobStatus.RUNNING, c.lease_owner == owner)
+    taken_over = and_(
+        c.status == JobStatus.RUNNING,
+        expired(),
+        not_(out_of_attempts(bindparam("max_attempts", type_=Integer))),
+        runs(),
+    )
+    claimed = (
+        update(JOBS)
+        .where(c.id == any_(ids("job_ids")))
+        .where(movable(JobAction.CLAIM), or_(c.status == JobStatus.QUEUED, mine, taken_over))
+        .values(
+            status=target(JobAction.CLAIM),
+            lease_owner=owner,
+            attempts=c.attempts + 1,
+            lease_expires_at=lease(bindparam("lease_seconds", type_=Float)),
+            started_at=func.now(),
+            error=None,
+        )
+        .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
+        .cte("claimed")
+    )
+    return select(
+        claimed,
+        unapplied_in_stream(claimed.c).label("unapplied"),
+        i.instance_id,
+        i.problem,
+        i.task_type,
+        i.category,
+        i.repo,
+        i.data,
+    ).join(ISSUES, i.id == claimed.c.issue_id)
+
+
+def claim_many(
+    session: Executor, job_ids: Sequence[int], owner: str, lease_seconds: float, max_attempts: int
+) -> list[Claimed]:
+    """Take each job that is queued, or whose lease expired with attempts to spare, or that is already leased
+    to ``owner`` (our own retry after a connection dropped before the reply); the jobs taken, in the order of
+    ``job_ids``. Those left out: someone else has them, or they are over, or out of attempts (the reaper
+    fails them). A broker message carries one job, or several (`broker.publish`): one statement claims them.
+
+    The statement also returns each job's issue and says whether the job's stream holds outcomes whose swarm
+    update is not applied yet (``unapplied``), so the common case costs no second query. The claim is durable
+    (a normal commit): a claim lost in a Postgres crash would put the job back in the queue while its worker
+    still runs it, and the work would run twice.
+    """
+    rows = _claim_statement().run(
+        session, job_ids=list(job_ids), owner=owner, lease_seconds=lease_seconds, max_attempts=max_attempts
+    )
+    session.commit()
+    order = {job_id: i for i, job_id in enumerate(job_ids)}
+    taken = [Claimed(**{k: getattr(r, k) for k in _CLAIMED}) for r in rows]
+    return sorted(taken, key=lambda j: order[j.id])
+
+
+def claim(
+    session: Executor, job_id: int, owner: str, lease_seconds: float, max_attempts: int
+) -> Claimed | None:
+    """`claim_many` of one job: the job, or None."""
+    rows = claim_many(session, [job_id], owner, lease_seconds, max_attempts)
+    return rows[0] if rows else None
+
+
+def renew(session: Session, job_ids: Sequence[int], owner: str, lease_seconds: float) -> set[int]:
+    """Heartbeat: extend our leases (`JobAction.RENEW`); the jobs still ours."""
+    relaxed_commit(session)
+    c = JOBS.c
+    held = session.execute(
+        update(JOBS)
+        .where(c.id == any_(ids("job_ids")), c.lease_owner == owner, movable(JobAction.RENEW))
+        .values(lease_expires_at=lease(lease_seconds))  # running stays running: no status write, no trigger
+        .returning(c.id),
+        {"job_ids": list(job_ids)},
+    ).scalars()
+    out = {int(j) for j in held}
+    session.commit()
+    return out

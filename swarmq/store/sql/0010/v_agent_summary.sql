@@ -1,0 +1,45 @@
+-- v_agent_summary, frozen as revision 0010 wrote it.
+
+CREATE OR REPLACE VIEW v_agent_summary AS
+SELECT e.name AS experiment, c.condition, c.replicate, nullif(c.agent, -1) AS agent_id,
+       sum(c.outcomes)::bigint AS outcomes,
+       sum(c.scoring_errors)::bigint AS scoring_errors,
+       sum(c.judged)::bigint AS judged,
+       sum(c.successes)::bigint AS successes,
+       sum(c.judged_successes) / nullif(sum(c.judged), 0) AS success_rate,
+       (sum(c.seconds_sum) / nullif(sum(c.seconds_n), 0))::double precision AS mean_job_seconds
+FROM (SELECT experiment_id, condition, replicate, agent, sum(jobs)::bigint AS jobs,
+    sum(done)::bigint AS done, sum(failed)::bigint AS failed, sum(outcomes)::bigint AS outcomes,
+    sum(scoring_errors)::bigint AS scoring_errors, sum(judged)::bigint AS judged,
+    sum(successes)::bigint AS successes, sum(judged_successes)::bigint AS judged_successes,
+    sum(resolved)::bigint AS resolved, sum(imported)::bigint AS imported, sum(seconds_n)::bigint AS
+    seconds_n, sum(seconds_sum) AS seconds_sum, sum(tokens_sum)::bigint AS tokens_sum,
+    sum(generation_n)::bigint AS generation_n, sum(generation_sum) AS generation_sum,
+    sum(length_n)::bigint AS length_n, sum(finish_n)::bigint AS finish_n, sum(errors_n)::bigint AS
+    errors_n FROM agg_cells GROUP BY experiment_id, condition, replicate, agent UNION ALL SELECT
+    experiment_id, condition, replicate, agent, sum(jobs)::bigint AS jobs, sum(done)::bigint AS
+    done, sum(failed)::bigint AS failed, sum(outcomes)::bigint AS outcomes,
+    sum(scoring_errors)::bigint AS scoring_errors, sum(judged)::bigint AS judged,
+    sum(successes)::bigint AS successes, sum(judged_successes)::bigint AS judged_successes,
+    sum(resolved)::bigint AS resolved, sum(imported)::bigint AS imported, sum(seconds_n)::bigint AS
+    seconds_n, sum(seconds_sum) AS seconds_sum, sum(tokens_sum)::bigint AS tokens_sum,
+    sum(generation_n)::bigint AS generation_n, sum(generation_sum) AS generation_sum,
+    sum(length_n)::bigint AS length_n, sum(finish_n)::bigint AS finish_n, sum(errors_n)::bigint AS
+    errors_n FROM (SELECT j.experiment_id AS experiment_id, j.condition AS condition, j.replicate AS
+    replicate, coalesce(o.agent_id, -1) AS agent, (0)::bigint AS jobs, (0)::bigint AS done,
+    (0)::bigint AS failed, (1)::bigint AS outcomes, (coalesce(o.score_status = 'error',
+    false)::int)::bigint AS scoring_errors, ((o.id IS NOT NULL AND NOT coalesce(o.score_status =
+    'error', false))::int)::bigint AS judged, (coalesce(o.success, false)::int)::bigint AS
+    successes, (((o.id IS NOT NULL AND NOT coalesce(o.score_status = 'error', false)) AND
+    coalesce(o.success, false))::int)::bigint AS judged_successes, (coalesce(o.resolved,
+    false)::int)::bigint AS resolved, ((o.resolved IS NOT NULL)::int)::bigint AS imported,
+    ((o.job_seconds IS NOT NULL)::int)::bigint AS seconds_n, (coalesce(o.job_seconds::numeric,
+    0))::numeric AS seconds_sum, (o.completion_tokens)::bigint AS tokens_sum, ((o.generation_seconds
+    IS NOT NULL)::int)::bigint AS generation_n, (coalesce(o.generation_seconds::numeric,
+    0))::numeric AS generation_sum, (coalesce(o.finish_reason = 'length', false)::int)::bigint AS
+    length_n, ((o.finish_reason IS NOT NULL)::int)::bigint AS finish_n, ((o.error IS NOT
+    NULL)::int)::bigint AS errors_n FROM outcomes o JOIN jobs j ON j.id = o.job_id WHERE NOT
+    o.folded) u GROUP BY experiment_id, condition, replicate, agent) c JOIN experiments e ON e.id =
+    c.experiment_id
+WHERE c.outcomes <> 0
+GROUP BY e.name, c.condition, c.replicate, c.agent;
