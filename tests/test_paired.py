@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pytest
 
 from swarmq.report import signflip
-from swarmq.report.paired import clustered_rate, holm, paired_compare
+from swarmq.report.paired import (
+    ClusteredRate,
+    PairedComparison,
+    holm,
+    paired_from_sums,
+    rate_from_counts,
+)
 from swarmq.report.signflip import sign_flip_p
 from swarmq.report.stats import fisher_compare
+
+
+def clustered_rate(outcomes: Mapping[str, Sequence[bool]]) -> ClusteredRate:
+    """`rate_from_counts` from each issue's own outcomes (``outcomes[issue]``, across replicates)."""
+    return rate_from_counts([(len(v), sum(v)) for v in outcomes.values()])
+
+
+def paired_compare(
+    pairs: Sequence[tuple[str, bool, bool]], *, permutations: int = 10_000, seed: int = 0
+) -> PairedComparison:
+    """`paired_from_sums` from matched pairs ``(issue, a_success, b_success)``, one per issue and replicate."""
+    by_issue: dict[str, list[int]] = defaultdict(list)
+    for issue, a, b in pairs:
+        by_issue[issue].append(int(a) - int(b))
+    return paired_from_sums(
+        [(len(d), sum(d)) for d in by_issue.values()], permutations=permutations, seed=seed
+    )
 
 
 def simulate(

@@ -13,8 +13,8 @@ from swarmq.benchmarks.base import Issue, Prompt
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.file import load_config
 from swarmq.model.base import Generation, GenerationRequest
+from swarmq.streams.sync import ExperimentInfo
 from swarmq.swarm.routing import RouteDecision
-from swarmq.swarm.sync import ExperimentInfo
 from swarmq.worker.attempt import PENDING, RUNNING, Attempt, Dropped, Failed, Judged, State, Stuck
 from swarmq.worker.cancel import CancelKind, Cause
 from swarmq.worker.plan import EndPlan, plan_end

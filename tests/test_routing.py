@@ -30,12 +30,6 @@ def picks(router: str, agents: list[AgentView], positions: int, seed: int = 7, *
     )
 
 
-def test_routers_match_config() -> None:
-    from swarmq.experiment.config import ROUTERS as CONFIG_ROUTERS
-
-    assert ROUTERS == CONFIG_ROUTERS
-
-
 def test_rate_uses_prior_without_attempts() -> None:
     a = view(0, math=(3, 4))
     assert a.rate("math") == 0.75

@@ -17,9 +17,9 @@ from swarmq.model.scripted import ScriptedGenerator
 from swarmq.queue.broker import make_app
 from swarmq.queue.producer import enqueue
 from swarmq.store.outcomes import stream_outcomes
+from swarmq.streams.updates import issue_of, update_of
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream, state_from_updates
-from swarmq.swarm.sync import issue_of, update_of
 from swarmq.worker.runner import JobRunner, RunnerIdentity
 from tests.helpers import write_config
 
@@ -165,8 +165,8 @@ def test_outcomes_record_what_routing_chose_from(svc: Any, tmp_path: Path) -> No
 
 
 def test_conditions_are_compared_on_matched_pairs(svc: Any, tmp_path: Path) -> None:
-    from swarmq.report.paired import paired_compare
     from swarmq.report.results import results
+    from tests.test_paired import paired_compare
 
     setup(svc, tmp_path, limit=5, replicates=2, conditions=SWARM)
     drain(svc, runner(svc, ScriptedGenerator()))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
 from swarmq.report.stats import (
+    Measure,
     context_divergence,
+    differentiation_from_matrix,
     fisher_compare,
-    functional_differentiation,
     mean_spread,
     specialization,
+    specialization_from_matrix,
     wilson_interval,
 )
 
@@ -25,6 +28,21 @@ def wilson_by_hand(s: int, n: int) -> tuple[float, float]:
     p = s / n
     root = Z * math.sqrt(Z * Z + 4 * n * p * (1 - p))
     return ((2 * s + Z * Z - root) / (2 * (n + Z * Z)), (2 * s + Z * Z + root) / (2 * (n + Z * Z)))
+
+
+def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measure:
+    """`differentiation_from_matrix` of ``table[agent_id][task_type]`` (successes), agents and types sorted."""
+    types = sorted({tt for row in table.values() for tt in row})
+    return differentiation_from_matrix(
+        np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)])
+    )
+
+
+def labels(counts: Mapping[tuple[int, str], int]) -> tuple[list[int], list[str]]:
+    """One (agent, task type) label pair per job of an (agent, task type) → jobs table, cell by cell."""
+    agents = [a for (a, _), k in counts.items() for _ in range(k)]
+    types = [t for (_, t), k in counts.items() for _ in range(k)]
+    return agents, types
 
 
 # --- Wilson ---------------------------------------------------------------------------------------
@@ -145,16 +163,14 @@ def test_specialization_permutation_p_large_for_random_labels() -> None:
 
 
 def test_expected_specialization_large_sample_matches_the_permutation_mean() -> None:
-    from swarmq.report.stats import specialization_from_counts
-
     rng = np.random.default_rng(7)
     agents = [int(x) for x in rng.integers(0, 4, size=3000)]
     types = [str(x) for x in rng.choice(["math", "string", "list"], size=3000)]
     counts: dict[tuple[int, str], int] = {}
     for a, t in zip(agents, types, strict=True):
         counts[(a, t)] = counts.get((a, t), 0) + 1
-    exact = specialization_from_counts(counts, permutations=300, seed=0)
-    big = specialization_from_counts(counts, exact_limit=10)
+    exact = specialization(agents, types, permutations=300, seed=0)
+    big = specialization_from_matrix(_matrix(counts), exact_limit=10)
     assert big.expected == pytest.approx(exact.expected, rel=0.15)
 
 
@@ -251,21 +267,17 @@ def test_mean_spread() -> None:
         mean_spread([])
 
 
-def test_specialization_from_counts_matches_exact_and_large_sample() -> None:
-    from swarmq.report.stats import specialization_from_counts
-
+def test_specialization_from_matrix_matches_exact_and_large_sample() -> None:
+    # Cells in the matrix's row-major order: agents, then task types, sorted.
     counts = {(0, "math"): 30, (0, "string"): 5, (1, "math"): 4, (1, "string"): 25, (2, "list"): 12}
-    agents = [a for (a, _), k in counts.items() for _ in range(k)]
-    types = [t for (_, t), k in counts.items() for _ in range(k)]
-    exact = specialization(agents, types, permutations=200, seed=1)
-    assert specialization_from_counts(counts, permutations=200, seed=1) == exact
+    table = np.array([[0, 30, 5], [0, 4, 25], [12, 0, 0]])
+    exact = specialization(*labels(counts), permutations=200, seed=1)
+    assert specialization_from_matrix(table, permutations=200, seed=1) == exact
     # Above the limit: the same S, and the G-test p (scipy's log-likelihood chi-square on the same table).
-    big = specialization_from_counts(counts, exact_limit=10)
+    big = specialization_from_matrix(table, exact_limit=10)
     assert big.value == pytest.approx(exact.value)
-    table = np.array([[30, 5, 0], [4, 25, 0], [0, 0, 12]])
     _, p, _, _ = sps.chi2_contingency(table, correction=False, lambda_="log-likelihood")
     assert big.p == pytest.approx(p)
-    assert specialization_from_counts({(0, "a"): 50_000, (1, "a"): 50_000}) == (0.0, 1.0, 0.0)
 
 
 # --- Many at once: the vectorized forms results uses -----------------------------------------------
@@ -302,27 +314,18 @@ def _matrix(counts: dict[tuple[int, str], int]) -> np.ndarray:
     return np.array([[counts.get((a, t), 0) for t in types] for a in agents])
 
 
-def test_specialization_from_matrix_is_specialization_from_counts_in_sorted_order() -> None:
-    from swarmq.report.stats import specialization_from_counts, specialization_from_matrix
-
+def test_specialization_from_matrix_is_specialization_of_its_cells_in_sorted_order() -> None:
     rng = np.random.default_rng(12)
     for agents, types, scale in ((4, 3, 20), (9, 5, 40), (30, 4, 60)):
         counts = _random_counts(rng, agents, types, scale)
         # The permutation test takes the same cells in the same order: the same draws, the same numbers.
-        assert specialization_from_matrix(
-            _matrix(counts), permutations=200, seed=3
-        ) == specialization_from_counts(counts, permutations=200, seed=3)
-        big, want = (
-            specialization_from_matrix(_matrix(counts), exact_limit=10),
-            specialization_from_counts(counts, exact_limit=10),
+        assert specialization_from_matrix(_matrix(counts), permutations=200, seed=3) == specialization(
+            *labels(counts), permutations=200, seed=3
         )
-        assert big == pytest.approx(want, rel=1e-12, abs=1e-15)
 
 
 def test_g_test_specialization_by_hand() -> None:
     """The vectorized G-test path against its formula written out cell by cell."""
-    from swarmq.report.stats import specialization_from_matrix
-
     m = np.array([[30, 5, 0], [4, 25, 1], [0, 2, 12], [0, 0, 0]])
     n = m.sum()
     col = m.sum(axis=0) / n
@@ -338,16 +341,6 @@ def test_g_test_specialization_by_hand() -> None:
     assert got.p == pytest.approx(float(sps.chi2.sf(g, (3 - 1) * (3 - 1))), rel=1e-9)
     assert specialization_from_matrix(np.zeros((0, 0), dtype=int)) == (0.0, 1.0, 0.0)
     assert specialization_from_matrix(np.array([[50_000], [50_000]])) == (0.0, 1.0, 0.0)
-
-
-def test_differentiation_from_matrix_is_functional_differentiation() -> None:
-    from swarmq.report.stats import differentiation_from_matrix
-
-    rng = np.random.default_rng(13)
-    for _ in range(20):
-        m = rng.integers(0, 8, size=(int(rng.integers(1, 6)), int(rng.integers(1, 5))))
-        table = {a: {f"t{j}": int(m[a, j]) for j in range(m.shape[1])} for a in range(m.shape[0])}
-        assert differentiation_from_matrix(m) == functional_differentiation(table)
 
 
 def test_agent_type_tables_do_not_depend_on_the_order_cells_arrive_in() -> None:

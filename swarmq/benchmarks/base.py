@@ -111,17 +111,20 @@ class Benchmark(Protocol):
         ...
 
     def example(self, example_id: str, issue: Issue, completion: str, *, chat: bool) -> Example:
-        """What a success adds to the agent's buffer: the problem as later prompts frame it, and the solution."""
+        """What a success adds to the agent's buffer: the problem as later prompts frame it, and the
+        solution."""
         ...
 
     def score(self, issue: Issue, completion: str, *, chat: bool, rule: str) -> Score:
         """Judge one completion under ``rule`` (``scorer`` or one of `rules`). Bad model output is a failed
-        score; a scorer that cannot run (sandbox, repository, harness) is ``status="error"``, never a failure."""
+        score; a scorer that cannot run (sandbox, repository, harness) is ``status="error"``, never a
+        failure."""
         ...
 
     def self_test(self) -> str | None:
         """None when this benchmark's scorer can run on this machine, else why not (one line). Every worker
-        runs it at start and refuses to start on a failure: outcomes must never be judged by a broken scorer."""
+        runs it at start and refuses to start on a failure: outcomes must never be judged by a broken
+        scorer."""
         ...
 
     def export_line(self, row: dict[str, Any], experiment: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def completion_from_reply(prompt: str, entry_point: str, reply: str) -> str:
 
 
 def code_blocks(reply: str) -> list[str]:
-    """Fenced Python (or unlabelled) blocks in order; an unterminated last fence counts (max_tokens cut it)."""
+    """Fenced Python (or unlabelled) blocks in order; an unterminated last fence counts (max_tokens cut
+    it)."""
     return [body for lang, body in _FENCE.findall(reply) if lang.lower() in _CODE_LANGS and body.strip()]
 
 
@@ -79,7 +80,8 @@ def _prompt_params(prompt: str, entry_point: str) -> list[str] | None:
 
 
 def _noise(stmt: ast.stmt) -> bool:
-    """Usage examples and self-tests a reply adds: bare expressions, asserts, ``if __name__ == ...`` blocks."""
+    """Usage examples and self-tests a reply adds: bare expressions, asserts, ``if __name__ == ...``
+    blocks."""
     if isinstance(stmt, (ast.Expr, ast.Assert)):
         return True
     return isinstance(stmt, ast.If) and "__name__" in ast.unparse(stmt.test)

@@ -80,7 +80,8 @@ def import_verdicts(
     for instance_id, resolved in verdicts.items():
         updated += session.execute(
             text(
-                "UPDATE outcomes o SET resolved = :v FROM jobs j WHERE o.job_id = j.id AND j.experiment_id = :e "
+                "UPDATE outcomes o SET resolved = :v FROM jobs j "
+                "WHERE o.job_id = j.id AND j.experiment_id = :e "
                 "AND j.condition = :c AND j.replicate = :r AND j.instance_id = :i"
             ),
             {"v": resolved, "e": exp_id, "c": condition, "r": replicate, "i": instance_id},

@@ -32,7 +32,8 @@ from swarmq.errors import first_line
 log = logging.getLogger(__name__)
 
 GITHUB = "https://github.com/{repo}.git"
-"""Where a missing repository is cloned from; ``{repo}`` is ``owner/name``, ``{owner}`` and ``{name}`` its parts."""
+"""Where a missing repository is cloned from; ``{repo}`` is ``owner/name``, ``{owner}`` and ``{name}`` its
+parts."""
 
 _REPO = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
@@ -71,7 +72,8 @@ def repo_dirname(repo: str) -> str:
 
 
 def git_error(stderr: str) -> str:
-    """The line of git's output that says what went wrong (its first ``error:``/``fatal:`` line), unprefixed."""
+    """The line of git's output that says what went wrong (its first ``error:``/``fatal:`` line),
+    unprefixed."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for ln in lines:
         for prefix in ("error: ", "fatal: "):
@@ -92,7 +94,8 @@ class _Unavailable(Exception):
 
 
 class Repos:
-    """The clones under ``base``; clones a missing one on first use (one worker at a time, under a file lock)."""
+    """The clones under ``base``; clones a missing one on first use (one worker at a time, under a file
+    lock)."""
 
     def __init__(
         self,
@@ -129,7 +132,8 @@ class Repos:
         )
 
     def git_dir(self, repo: str) -> Path | None:
-        """The clone's git directory (``<path>/.git`` of a normal clone, the path itself when bare), if present."""
+        """The clone's git directory (``<path>/.git`` of a normal clone, the path itself when bare), if
+        present."""
         path = self.path(repo)
         for candidate in (path / ".git", path):
             if (candidate / "HEAD").is_file() and (candidate / "objects").is_dir():
@@ -154,7 +158,8 @@ class Repos:
                 if read.returncode != 0:
                     return ApplyCheck(
                         None,
-                        f"commit {commit} of {repo} is not in {git_dir} (fetch it there): {git_error(read.stderr)}",
+                        f"commit {commit} of {repo} is not in {git_dir} (fetch it there): "
+                        f"{git_error(read.stderr)}",
                     )
                 args = [*where, "apply", "--check", "--cached", f"-p{strip_level(diff)}", "-"]
                 applied = self._git(args, env=env, stdin=diff, timeout=self._check_seconds)
@@ -206,7 +211,8 @@ class Repos:
 
 @contextmanager
 def _locked(lock: Path) -> Iterator[None]:
-    """An exclusive lock between processes (and threads: flock holds per open file), released on exit or death."""
+    """An exclusive lock between processes (and threads: flock holds per open file), released on exit or
+    death."""
     with lock.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

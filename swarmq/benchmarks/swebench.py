@@ -28,8 +28,8 @@ DEFAULT_CATEGORY = "other"
 _TEXT_FIELDS = ("base_commit", "patch", "test_patch", "hints_text")
 ASK = "Write a patch in unified diff format (git diff) that resolves the issue."
 CLOSING_FENCE = "\n```"
-"""A plain prompt ends by opening a ```diff fence; the model's closing fence ends its answer (a diff line never
-starts with a backtick), before it goes on to invent the next few-shot task."""
+"""A plain prompt ends by opening a ```diff fence; the model's closing fence ends its answer (a diff line
+never starts with a backtick), before it goes on to invent the next few-shot task."""
 
 
 def _text(row: dict[str, Any], key: str) -> str:
@@ -135,13 +135,14 @@ class SWEBench:
         )  # a chat reply opens its own fences: the stop would end it at once
 
     def example(self, example_id: str, issue: Issue, completion: str, *, chat: bool) -> Example:
-        """The task framed as prompts show it, and the extracted diff as the solution (never the raw reply: under
-        ``non_empty`` a success may hold no diff, and then the example shows none)."""
+        """The task framed as prompts show it, and the extracted diff as the solution (never the raw reply:
+        under ``non_empty`` a success may hold no diff, and then the example shows none)."""
         diff = extract_diff(completion, opened=not chat)
         return Example(example_id, task_text(issue), diff or "", issue.task_type)
 
     def self_test(self) -> str | None:
-        """`applies` needs git; a worker without it would record every SWE-bench outcome as a scoring error."""
+        """`applies` needs git; a worker without it would record every SWE-bench outcome as a scoring
+        error."""
         return self.repos.self_test()
 
     def score(self, issue: Issue, completion: str, *, chat: bool, rule: str) -> Score:
@@ -203,8 +204,9 @@ def _judge_shape(issue_data: dict[str, Any], diff: str | None, start: float) -> 
 def score_applies(
     issue_data: dict[str, Any], completion: str, repos: Repos, *, opened: bool = False
 ) -> Score:
-    """applies / does_not_apply at the issue's base commit, for a diff that is valid (else as `score_swebench`);
-    ``error`` when that cannot be judged (no base commit, repository missing and not clonable, git failing)."""
+    """applies / does_not_apply at the issue's base commit, for a diff that is valid (else as
+    `score_swebench`); ``error`` when that cannot be judged (no base commit, repository missing and not
+    clonable, git failing)."""
     start = time.perf_counter()
     diff = extract_diff(completion, opened=opened)
     shape = _judge_shape(issue_data, diff, start)

@@ -30,7 +30,8 @@ def db_upgrade() -> None:
 
 @db_app.command("status")
 def db_status(format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table) -> None:
-    """Show the current and newest schema revisions; exits 3 when the schema is behind (run `swarmq db upgrade`)."""
+    """Show the current and newest schema revisions; exits 3 when the schema is behind (run
+    `swarmq db upgrade`)."""
     current, head = api.db_status()
     if format is Out.json:
         print_json({"current": current, "head": head, "up_to_date": current == head})

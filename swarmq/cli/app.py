@@ -60,8 +60,9 @@ def _click_errors() -> tuple[type[Exception], ...]:
 
 
 def main() -> None:
-    # -v is read here, wherever it stands on the line (`swarmq worker --cpu -v` as well as `swarmq -v worker`),
-    # because logging is configured before any command runs; `root` declares it for --help.
+    # -v is read here, wherever it stands on the line (`swarmq worker --cpu -v` as well as
+    # `swarmq -v worker`), because logging is configured before any command runs; `root` declares it for
+    # --help.
     verbose = any(a in VERBOSE for a in sys.argv[1:])
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -75,7 +76,8 @@ def main() -> None:
     except (typer.Exit, click.exceptions.Exit) as exc:
         sys.exit(getattr(exc, "exit_code", 0))
     except _click_errors() as exc:
-        message = exc.format_message().replace(chr(10), " ").replace("Value error, ", "")  # type: ignore[attr-defined]
+        text = exc.format_message()  # type: ignore[attr-defined]
+        message = text.replace(chr(10), " ").replace("Value error, ", "")
         print(f"swarmq: error: {message} (see `swarmq --help`)", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))
     except (typer.Abort, click.exceptions.Abort):

@@ -107,7 +107,8 @@ def results(
         ),
     ] = None,
 ) -> None:
-    """Results per group: success rates with 95% intervals, paired comparisons on matched pairs, S/F/D metrics."""
+    """Results per group: success rates with 95% intervals, paired comparisons on matched pairs, S/F/D
+    metrics."""
     from swarmq.report import render
 
     data = api.results(experiment, by, matched=not all_outcomes, divergence=divergence)
@@ -140,7 +141,8 @@ def import_eval(
     replicate: Annotated[int, typer.Option(help="Replicate the predictions came from.")] = 0,
     format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
-    """Read a SWE-bench harness report and set `resolved` on the outcomes (reported beside the success rule)."""
+    """Read a SWE-bench harness report and set `resolved` on the outcomes (reported beside the success
+    rule)."""
     updated, resolved = api.import_eval(experiment, report, condition, replicate)
     if format is Out.json:
         print_json(
@@ -173,7 +175,8 @@ def replay(
     ] = False,
     format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
-    """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is identical.
+    """Re-run a job's recorded prompt with its recorded sampling and seed; report whether the text is
+    identical.
 
     Exits 0 when it is, 7 when it differs (4: no such job or outcome, 5: model problem)."""
     report = api.replay(job_id, model, force)

@@ -38,8 +38,8 @@ def plan_jobs(
 
 
 def replicate_orders(issues: int, replicates: int, seed: int, independent: bool) -> list[list[int]]:
-    """Each replicate's issue order: the same for all, or (``shuffle: per_replicate``) a seeded permutation per
-    replicate, stable forever like every other seed."""
+    """Each replicate's issue order: the same for all, or (``shuffle: per_replicate``) a seeded permutation
+    per replicate, stable forever like every other seed."""
     orders = []
     for replicate in range(replicates):
         order = list(range(issues))
@@ -57,8 +57,8 @@ def design_warnings(routers: dict[str, str], task_types: set[str]) -> list[str]:
     only = next(iter(task_types), "?")
     return [
         f"condition {name!r} routes by per-type history ({router}) but every issue has task type {only!r}: "
-        "routing cannot specialize (declare task types: dataset.categories_file, dataset.task_types: repo, or "
-        "dataset.category_map)"
+        "routing cannot specialize (declare task types: dataset.categories_file, dataset.task_types: "
+        "repo, or dataset.category_map)"
         for name, router in routers.items()
         if router in HISTORY_ROUTERS
     ]

@@ -144,8 +144,8 @@ def cancel(sessions: sessionmaker[Session], redis: redis_lib.Redis, name: str) -
 
 
 RebuildStream = Callable[[int, str, int], None]
-"""Rebuilds a stream's Redis state from Postgres (experiment id, condition, replicate): `swarm.sync`,
-injected."""
+"""Rebuilds a stream's Redis state from Postgres (experiment id, condition, replicate); injected, since
+`streams.sync` sits above the queue."""
 
 
 def retry_failed(sessions: sessionmaker[Session], app: Celery, name: str, rebuild: RebuildStream) -> Change:

@@ -52,7 +52,7 @@ _OLD_QUEUED = text(
 """Queued jobs of active experiments published more than ``g`` seconds ago (`_republish_missing`)."""
 _STILL_QUEUED = text(f"SELECT id FROM jobs WHERE id = ANY(:ids) AND status IN {_QUEUED}")
 CompleteStream = Callable[[int, str, int], None]
-"""Finishes a stream's half-applied swarm updates (`swarm.sync.StreamSync.complete_stream`)."""
+"""Finishes a stream's half-applied swarm updates (`streams.sync.StreamSync.complete_stream`)."""
 
 
 @dataclass

@@ -8,8 +8,7 @@ pairs, and the difference the design could detect at 80% power. Pure functions o
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from swarmq.report.signflip import sign_flip_p
@@ -52,14 +51,10 @@ def _cluster_se(residuals_by_cluster: Sequence[float], n: int) -> float:
     return math.sqrt(g / (g - 1) * sum(r * r for r in residuals_by_cluster)) / n
 
 
-def clustered_rate(outcomes: Mapping[str, Sequence[bool]]) -> ClusteredRate:
-    """Success rate over every outcome, with a 95% interval clustered by issue (``outcomes[issue]`` holds
-    that issue's outcomes across replicates). Fewer than two issues: the interval is (0, 1)."""
-    return rate_from_counts([(len(v), sum(v)) for v in outcomes.values()])
-
-
 def rate_from_counts(per_issue: Sequence[tuple[int, int]]) -> ClusteredRate:
-    """`clustered_rate` from each issue's (outcomes, successes), as a GROUP BY delivers them."""
+    """Success rate over every outcome, with a 95% interval clustered by issue, from each issue's
+    (outcomes, successes) across replicates, as a GROUP BY delivers them. Fewer than two issues: the
+    interval is (0, 1)."""
     n = sum(k for k, _ in per_issue)
     if n == 0:
         return ClusteredRate(float("nan"), (0.0, 1.0), 0, 0)
@@ -70,26 +65,15 @@ def rate_from_counts(per_issue: Sequence[tuple[int, int]]) -> ClusteredRate:
     return ClusteredRate(rate, (max(0.0, rate - Z95 * se), min(1.0, rate + Z95 * se)), n, len(per_issue))
 
 
-def paired_compare(
-    pairs: Sequence[tuple[str, bool, bool]], *, permutations: int = 10_000, seed: int = 0
-) -> PairedComparison:
-    """Compare A and B on matched pairs ``(issue, a_success, b_success)`` (one per issue and replicate).
-
-    The test statistic is the summed difference; under no effect each issue's pairs may swap A and B
-    together, so the null distribution flips the sign of each issue's sum (`signflip.sign_flip_p`: exact; past
-    its budget the normal approximation, or ``permutations`` seeded draws)."""
-    by_issue: dict[str, list[int]] = defaultdict(list)
-    for issue, a, b in pairs:
-        by_issue[issue].append(int(a) - int(b))
-    return paired_from_sums(
-        [(len(d), sum(d)) for d in by_issue.values()], permutations=permutations, seed=seed
-    )
-
-
 def paired_from_sums(
     per_issue: Sequence[tuple[int, int]], *, permutations: int = 10_000, seed: int = 0
 ) -> PairedComparison:
-    """`paired_compare` from each issue's (matched pairs, summed A − B difference), as SQL delivers them."""
+    """Compare A and B on matched (issue, replicate) pairs, from each issue's (matched pairs, summed
+    A − B success difference), as SQL delivers them.
+
+    The test statistic is the summed difference; under no effect each issue's pairs may swap A and B
+    together, so the null distribution flips the sign of each issue's sum (`signflip.sign_flip_p`: exact;
+    past its budget the normal approximation, or ``permutations`` seeded draws)."""
     n = sum(k for k, _ in per_issue)
     if n == 0:
         return PairedComparison(0, 0, 0.0, float("nan"), (-1.0, 1.0), 1.0, float("nan"))

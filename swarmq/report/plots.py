@@ -1,7 +1,8 @@
-"""Plots of an experiment's outcomes: success rate with 95% Wilson intervals, learning curves, routing heatmaps.
+"""Plots of an experiment's outcomes: success rate with 95% Wilson intervals, learning curves, routing
+heatmaps.
 
-The numbers come from the same queries as `results.py`; turning them into curves and shares are pure
-functions here. matplotlib is optional (``pip install 'swarmq[plots]'``) and imported only when plotting.
+The numbers come from the same queries as `results.py`; turning them into curves and shares are pure functions
+here. matplotlib is optional (``pip install 'swarmq[plots]'``) and imported only when plotting.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def progress(session: Session, name: str) -> dict[str, Any]:
                    count(*) FILTER (WHERE {SUCCESS}) AS successes,
                    count(*) FILTER (WHERE {SCORING_ERROR}) AS scoring_errors,
                    extract(epoch FROM now() - min(j.started_at)) AS elapsed_seconds,
-                   count(*) FILTER (WHERE j.finished_at > now() - make_interval(secs => :w)) AS recent_finished
+                   count(*) FILTER (WHERE j.finished_at > now() - make_interval(secs => :w))
+                       AS recent_finished
             FROM jobs j LEFT JOIN outcomes o ON o.job_id = j.id
             WHERE j.experiment_id = :e GROUP BY j.condition, j.replicate ORDER BY j.condition, j.replicate
             """
@@ -105,20 +106,27 @@ def progress_view(data: dict[str, Any]) -> Group:
         finished = int(s["done"]) + int(s["failed"])
         held = "".join(f" · {s[k]} {k}" for k in ("paused", "cancelled") if s[k])
         detail = (
-            f"{s['done']} done · {s['running']} running · {s['failed']} failed · {s['queued']} queued{held} · "
-            f"{s['successes']} successes · {s['scoring_errors']} unscored · elapsed {_clock(s['elapsed_seconds'])} · ETA {_clock(s['eta_seconds'])}"
+            f"{s['done']} done · {s['running']} running · {s['failed']} failed · "
+            f"{s['queued']} queued{held} · {s['successes']} successes · {s['scoring_errors']} unscored · "
+            f"elapsed {_clock(s['elapsed_seconds'])} · ETA {_clock(s['eta_seconds'])}"
         )
         bar.add_task(
             f"{s['condition']}/r{s['replicate']}", total=int(s["jobs"]), completed=finished, detail=detail
         )
     t = data["total"]
-    head = f"[bold]{data['experiment']}[/bold]: {t['done']}/{t['jobs']} done, {t['running']} running, {t['failed']} failed"
+    head = (
+        f"[bold]{data['experiment']}[/bold]: {t['done']}/{t['jobs']} done, {t['running']} running, "
+        f"{t['failed']} failed"
+    )
     if data["state"] != "active":
         head += f" · [bold yellow]{data['state']}[/bold yellow]" + (
             f" (`swarmq resume {data['experiment']}`)" if data["state"] == "paused" else ""
         )
     if t["scoring_errors"]:
-        head += f", [bold red]{t['scoring_errors']} could not be scored[/bold red] (scorer errors, not model failures)"
+        head += (
+            f", [bold red]{t['scoring_errors']} could not be scored[/bold red]"
+            " (scorer errors, not model failures)"
+        )
     return Group(head, bar)
 
 
@@ -143,8 +151,8 @@ def watch_progress(
 def watch_json(
     sessions: sessionmaker[Session], name: str, emit: Callable[[dict[str, Any]], None], interval: float = 1.0
 ) -> None:
-    """`--watch --format json`: ``emit`` the `progress` document (the CLI prints it as one JSON line) each time
-    its counts change, until nothing is left to run."""
+    """`--watch --format json`: ``emit`` the `progress` document (the CLI prints it as one JSON line) each
+    time its counts change, until nothing is left to run."""
     last = None
     while True:
         with sessions() as session:
@@ -179,7 +187,8 @@ GROUP BY e.id ORDER BY e.created_at, e.id
 
 
 def experiments_json(session: Session) -> dict[str, Any]:
-    """Every experiment, oldest first: name, benchmark, models, job counts, created, state (`swarmq experiments`)."""
+    """Every experiment, oldest first: name, benchmark, models, job counts, created, state
+    (`swarmq experiments`)."""
     rows = []
     for r in session.execute(text(EXPERIMENTS_SQL)).mappings():
         row = {k: v for k, v in r.items() if k != "config"}
@@ -191,7 +200,8 @@ def experiments_json(session: Session) -> dict[str, Any]:
 
 
 def model_names(config: dict[str, Any]) -> list[str]:
-    """The model(s) a stored experiment config names: `models:` (a list) or `model:`, by name else file name."""
+    """The model(s) a stored experiment config names: `models:` (a list) or `model:`, by name else file
+    name."""
     found = config.get("models") or [config.get("model") or {}]
     return [
         str(m.get("name") or str(m.get("path", "?")).rsplit("/", 1)[-1]) for m in found if isinstance(m, dict)

@@ -99,7 +99,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         console.print(
             "rate intervals clustered by issue (replicates of an issue are not independent): "
             + ", ".join(
-                f"{g['condition']} [{_pct(g['ci95_clustered'][0])}, {_pct(g['ci95_clustered'][1])}] over {g['issues']} issues"
+                f"{g['condition']} [{_pct(g['ci95_clustered'][0])}, {_pct(g['ci95_clustered'][1])}] "
+                f"over {g['issues']} issues"
                 for g in clustered
             )
         )

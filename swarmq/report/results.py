@@ -5,11 +5,10 @@ means over replicates, and the swarm's specialization metrics (S beside its rand
 and D per replicate, replayed from Postgres, beside its null reference). Rates are over the matched set by
 default: a partial run compares conditions on the same (replicate, issue) pairs.
 
-Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP BY
-over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`. Over a
-million outcomes the report reads each aggregate table once (`queries.group_levels`) and computes on columns
-(numpy) rather than a Python row per agent or cell; most of what is left is Postgres reading ~20,000 cells and,
-for ``by="agent"``, ~150,000 histogram rows (bench figure 5).
+Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP
+BY over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`.
+The report reads each aggregate table once (`queries.group_levels`) and computes on columns (numpy) rather
+than a Python row per agent or cell, so that a million outcomes stay cheap (bench figure 5).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from swarmq.experiment.config import ExperimentConfig
 from swarmq.report import paired, queries, stats
 from swarmq.report.queries import GROUPINGS
 from swarmq.store.experiments import experiment_row, latest_name
-from swarmq.swarm.sync import final_buffers
+from swarmq.streams.sync import final_buffers
 
 AGENT_STRIDE = 1_000_000
 """(replicate, agent) → one integer id for the contingency tables."""
@@ -38,8 +37,9 @@ AGENT_STRIDE = 1_000_000
 def comparisons(
     session: Session, experiment_id: int, groups: list[dict[str, Any]], *, recount: bool = False
 ) -> list[dict[str, Any]]:
-    """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted across
-    pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were independent."""
+    """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted
+    across pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were
+    independent."""
     pairs = list(combinations(groups, 2))
     sums = queries.paired_sums_of(
         session, experiment_id, [(a["condition"], b["condition"]) for a, b in pairs], recount=recount
@@ -103,7 +103,7 @@ def replicate_spread(replicates: list[dict[str, Any]]) -> dict[str, dict[str, An
 
 
 def divergence(session: Session, experiment_id: int, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """D per replicate, from the buffers replayed out of Postgres (`swarm.sync.final_buffers`), as mean ± sd
+    """D per replicate, from the buffers replayed out of Postgres (`streams.sync.final_buffers`), as mean ± sd
     over replicates beside the mean of its null reference (`stats.divergence_null`). Conditions that do not
     accumulate have empty buffers and no D."""
     cfg = ExperimentConfig.stored(config)
@@ -125,7 +125,8 @@ def divergence(session: Session, experiment_id: int, config: dict[str, Any]) -> 
 
 DIVERGENCE_AUTO = 20_000
 """Up to this many outcomes `results` computes D unless told otherwise: D replays every replicate's buffers
-and deals each 200 times for its null reference, seconds at a million outcomes (`--divergence` asks anyway)."""
+and deals each 200 times for its null reference, seconds at a million outcomes (`--divergence` asks
+anyway)."""
 
 
 def specialization_metrics(
@@ -161,9 +162,9 @@ def specialization_metrics(
 
 
 def agent_type_tables(cells: queries.AgentTypeCells) -> tuple[np.ndarray, np.ndarray]:
-    """One condition's agents × task types tables of jobs and of successes, rows by (replicate, agent) and columns
-    by task type, both in sorted order (task types by code point): the order the permutation test of S takes
-    the cells in, whatever order they were read in or the database's collation."""
+    """One condition's agents × task types tables of jobs and of successes, rows by (replicate, agent) and
+    columns by task type, both in sorted order (task types by code point): the order the permutation test of S
+    takes the cells in, whatever order they were read in or the database's collation."""
     agents = np.asarray(cells.replicate, dtype=np.int64) * AGENT_STRIDE + np.asarray(
         cells.agent, dtype=np.int64
     )
@@ -202,10 +203,10 @@ def collection_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused while a report is built, then resumed as it was.
 
     Why: a million outcomes make ~60,000 container objects (fetched rows, group keys, the report's own rows);
-    every 700 allocations start a collection and every few of those walk all of the process's objects (~140,000
-    with SQLAlchemy, numpy and scipy loaded): a quarter to a third of `results(by="agent")` at that size,
-    measured. Reference counting still frees everything the report drops; only objects in reference cycles wait,
-    until the collector resumes."""
+    every 700 allocations start a collection and every few of those walk all of the process's objects
+    (~140,000 with SQLAlchemy, numpy and scipy loaded): a large share of `results(by="agent")` at that size
+    (bench figure 5). Reference counting still frees everything the report drops; only objects in reference
+    cycles wait, until the collector resumes."""
     enabled = gc.isenabled()
     gc.disable()
     try:

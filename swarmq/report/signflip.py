@@ -2,10 +2,10 @@
 together, so each issue's summed difference d_i keeps or flips its sign with probability 1/2, independently.
 The two-sided p is P(|Σ ε_i d_i| ≥ |Σ d_i|) over those 2^k sign vectors.
 
-The null is computed exactly, not sampled: the d_i are integers, so Σ ε_i |d_i| = A − 2U, where A = Σ |d_i| and
-U is the sum of the flipped |d_i|, and U's distribution is a subset-sum count (one vector pass per issue). Only
-when that would take more than `EXACT_WORK` steps does the test fall back to the normal approximation (when it
-is as good, `normal_p`) or to seeded Monte Carlo draws. Pure functions on integer sums.
+The null is computed exactly, not sampled: the d_i are integers, so Σ ε_i |d_i| = A − 2U, where A = Σ |d_i|
+and U is the sum of the flipped |d_i|, and U's distribution is a subset-sum count (one vector pass per issue).
+Only when that would take more than `EXACT_WORK` steps does the test fall back to the normal approximation
+(when it is as good, `normal_p`) or to seeded Monte Carlo draws. Pure functions on integer sums.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 EXACT_WORK = 20_000_000
-"""Largest issues × tail length (⌊(A − observed)/2⌋ + 1, see `exact_p`) the exact null is computed for: 20-30 ms
-of numpy on 2 busy cores. Figure 5's million outcomes (492 issues × 678 replicates, |d_i| ≈ 20) take ~3e6, any
-SWE-bench run of 2,294 issues × 5 replicates at most 1.4e7."""
+"""Largest issues × tail length (⌊(A − observed)/2⌋ + 1, see `exact_p`) the exact null is computed for:
+enough for figure 5's million outcomes and for any SWE-bench run, at a small cost (bench/README.md)."""
 LINDEBERG = 0.01
 """Past `EXACT_WORK`, the normal approximation is used when no issue carries more than this share of the null
 variance (max d_i² ≤ LINDEBERG · Σ d_i²); see `normal_p` for what that buys."""
@@ -86,8 +85,8 @@ def normal_p(a: np.ndarray, observed: int) -> float:
 
 
 def monte_carlo_p(sums: np.ndarray, permutations: int, seed: int) -> float:
-    """``permutations`` seeded sign vectors over the non-zero ``sums``, p = (1 + hits) / (1 + draws) (never 0):
-    the fallback for a null too large to count whose variance one issue dominates."""
+    """``permutations`` seeded sign vectors over the non-zero ``sums``, p = (1 + hits) / (1 + draws) (never
+    0): the fallback for a null too large to count whose variance one issue dominates."""
     d = np.asarray(sums, dtype=np.float64)
     rng = np.random.default_rng(seed)
     signs = rng.choice((1.0, -1.0), size=(permutations, d.size))

@@ -157,42 +157,23 @@ EXACT_LIMIT = 20_000
 """Above this many jobs the permutation test of S gives way to its large-sample equivalent (G-test)."""
 
 
-def specialization_from_counts(
-    counts: Mapping[tuple[int, str], int],
-    *,
-    permutations: int = 1000,
-    seed: int = 0,
-    exact_limit: int = EXACT_LIMIT,
-) -> Specialization:
-    """S from an (agent, task type) → jobs table, as results queries deliver it.
-
-    Up to ``exact_limit`` jobs this is `specialization` (permutation test). Beyond, shuffling a million
-    labels a thousand times costs minutes, and the permutation p converges to the G-test's: under
-    independence 2·n·ln 2·I(agent; type) (I in bits, = S·H(type)) is chi-square with (r-1)(c-1) degrees
-    of freedom, so that p is reported instead, and the expected S under random routing is that chi-square's
-    mean, (r-1)(c-1) / (2·n·ln 2), over H(type).
-    """
-    n = sum(counts.values())
-    if n <= exact_limit:
-        agents = [a for (a, _), k in counts.items() for _ in range(k)]
-        types = [t for (_, t), k in counts.items() for _ in range(k)]
-        return specialization(agents, types, permutations=permutations, seed=seed)
-    agent_ids = sorted({a for a, _ in counts})
-    type_ids = sorted({t for _, t in counts})
-    return _specialization_g_test(np.array([[counts.get((a, t), 0) for t in type_ids] for a in agent_ids]))
-
-
 def specialization_from_matrix(
     m: np.ndarray, *, permutations: int = 1000, seed: int = 0, exact_limit: int = EXACT_LIMIT
 ) -> Specialization:
-    """`specialization_from_counts` of an agents × task types table of jobs whose rows and columns are in
-    sorted order, taking its cells in that (row-major) order: the same S, p and expected S, without a Python
-    loop over thousands of cells."""
+    """S from an agents × task types table of jobs, as results queries deliver it, rows and columns in
+    sorted order.
+
+    Up to ``exact_limit`` jobs this is `specialization` of one (agent, type) label pair per job, taken cell
+    by cell in row-major order (no Python loop over thousands of cells). Beyond, shuffling a million labels
+    a thousand times costs minutes, and the permutation p converges to the G-test's: under independence
+    2·n·ln 2·I(agent; type) (I in bits, = S·H(type)) is chi-square with (r-1)(c-1) degrees of freedom, so
+    that p is reported instead, and the expected S under random routing is that chi-square's mean,
+    (r-1)(c-1) / (2·n·ln 2), over H(type)."""
     m = np.asarray(m, dtype=np.int64)
     if int(m.sum()) <= exact_limit:
         rows, cols = np.nonzero(m)
         k = m[rows, cols]
-        # Row and column indices relabel agents and types in their sorted order, as `specialization` codes them.
+        # Row and column indices relabel agents and types in sorted order, as `specialization` codes them.
         return specialization(np.repeat(rows, k), np.repeat(cols, k), permutations=permutations, seed=seed)
     return _specialization_g_test(m)
 
@@ -205,7 +186,7 @@ def _row_entropies(m: np.ndarray) -> np.ndarray:
 
 
 def _specialization_g_test(counts: np.ndarray) -> Specialization:
-    """The large-sample S of `specialization_from_counts` from its agents × task types matrix."""
+    """The large-sample S of `specialization_from_matrix`."""
     m = np.asarray(counts, dtype=float)
     n = float(m.sum())
     h_type = _entropy(m.sum(axis=0))
@@ -223,20 +204,10 @@ def _specialization_g_test(counts: np.ndarray) -> Specialization:
     return Specialization(s, float(sps.chi2.sf(g, df)), expected)
 
 
-def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measure:
-    """Whether agents succeed on different task types: Cramér's V and the chi-square p of independence.
-
-    ``table[agent_id][task_type]`` is a count of successes. All-zero rows and columns are dropped first;
-    a table smaller than 2x2 after that has nothing to test and gives V = 0.0, p = 1.0.
-    """
-    types = sorted({tt for row in table.values() for tt in row})
-    return differentiation_from_matrix(
-        np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)])
-    )
-
-
 def differentiation_from_matrix(successes: np.ndarray) -> Measure:
-    """`functional_differentiation` of an agents × task types matrix of successes."""
+    """Whether agents succeed on different task types: Cramér's V and the chi-square p of independence,
+    from an agents × task types matrix of successes. All-zero rows and columns are dropped first; a table
+    smaller than 2x2 after that has nothing to test and gives V = 0.0, p = 1.0."""
     m = np.asarray(successes, dtype=float)
     if m.size:
         m = m[m.sum(axis=1) > 0][:, m.sum(axis=0) > 0]

@@ -51,8 +51,8 @@ def _seconds(age: float) -> float | None:
 
 
 def runnable_streams(config: ExperimentConfig) -> int:
-    """How many jobs of the experiment can run at once: a strict stream runs one at a time, a relaxed one up to
-    ``max_in_flight`` and never more than ``max_spread`` (the position window, `queue.jobs.release`)."""
+    """How many jobs of the experiment can run at once: a strict stream runs one at a time, a relaxed one up
+    to ``max_in_flight`` and never more than ``max_spread`` (the position window, `queue.jobs.release`)."""
     per_stream = [
         min(limit or config.max_spread, config.max_spread) for limit in config.in_flight_limits().values()
     ]
@@ -69,8 +69,8 @@ def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | No
         return None
     return (
         f"warning: {len(live)} live worker(s) with {slots} slots in all serve this model, but {config.name} "
-        f"can run only {runnable} job(s) at once (its streams' ordering and max_spread); {slots - runnable} slot(s) "
-        "stay idle"
+        f"can run only {runnable} job(s) at once (its streams' ordering and max_spread); "
+        f"{slots - runnable} slot(s) stay idle"
     )
 
 

@@ -44,7 +44,8 @@ class SwarmStore:
         self._restore = client.register_script((lua / "restore.lua").read_text())
 
     def snapshot(self, stream: Stream, agents: int, job_id: int) -> StreamState | None:
-        """Read the state and record that ``job_id`` routed from this version; None if the state is missing."""
+        """Read the state and record that ``job_id`` routed from this version; None if the state is
+        missing."""
         keys = [stream.key("meta"), stream.key("hist"), stream.key("inflight"), *stream.buffer_keys(agents)]
         raw = self._snapshot(keys=keys, args=[job_id])
         return None if raw is None else _parse_state(raw, agents)

@@ -21,7 +21,7 @@ from swarmq.benchmarks.base import Issue
 from swarmq.benchmarks.sandbox import Cancelled as SandboxCancelled
 from swarmq.errors import GenerationCancelled, GenerationError, ServiceUnavailable, first_line
 from swarmq.queue import jobs
-from swarmq.swarm.sync import ExperimentInfo
+from swarmq.streams.sync import ExperimentInfo
 from swarmq.worker.cancel import Cancel, CancelKind, Cause, JobCancelled
 from swarmq.worker.planning import JobPlan, Verdict
 from swarmq.worker.shutdown import WorkerExit

@@ -21,7 +21,7 @@ from swarmq.queue import jobs
 from swarmq.queue.dispatch import release_next
 from swarmq.queue.retry import with_retry
 from swarmq.store.outcomes import AppliedMark
-from swarmq.swarm.sync import ExperimentInfo, StreamSync
+from swarmq.streams.sync import ExperimentInfo, StreamSync
 from swarmq.worker.plan import EndPlan, Failure, Report
 from swarmq.worker.shutdown import give_back
 

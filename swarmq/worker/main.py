@@ -33,8 +33,8 @@ from swarmq.queue import broker
 from swarmq.queue.reaper import complete_unapplied
 from swarmq.settings import Settings
 from swarmq.store.services import Services, connect
+from swarmq.streams.sync import StreamSync
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.sync import StreamSync
 from swarmq.worker.housekeeping import WorkerInfo, housekeeping, mark_stopped
 from swarmq.worker.loading import choose_model, choose_slots, experiments_on, load_generator
 from swarmq.worker.naming import NameLease

@@ -16,8 +16,8 @@ from swarmq.benchmarks.base import judged
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import jobs
 from swarmq.states import JobStatus
+from swarmq.streams.updates import update_for
 from swarmq.swarm.state import Stream, Update
-from swarmq.swarm.sync import update_for
 from swarmq.worker.attempt import Attempt, Dropped, Failed, Judged, Pending, Running, Stuck
 from swarmq.worker.cancel import CancelKind, Cause
 from swarmq.worker.planning import Verdict

@@ -30,8 +30,8 @@ from swarmq.model.base import Generation, Generator
 from swarmq.queue import jobs
 from swarmq.settings import DEFAULTS
 from swarmq.store.db import autocommit_connections
+from swarmq.streams.sync import ExperimentInfo, StreamSync
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.sync import ExperimentInfo, StreamSync
 from swarmq.worker.attempt import (
     RUNNING,
     Attempt,

@@ -12,21 +12,17 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.benchmarks.base import Issue, judged
-from swarmq.benchmarks.registry import get_benchmark
+from swarmq.benchmarks.base import Issue
 from swarmq.experiment.config import ConditionConfig, ExperimentConfig
 from swarmq.store import outcomes
 from swarmq.store.outcomes import AppliedMark
-from swarmq.store.schema import Experiment, Outcome
+from swarmq.store.schema import Experiment
 from swarmq.store.schema import Issue as IssueRow
+from swarmq.streams.updates import issue_of, update_of
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream, StreamState, Update, state_from_updates
 
 log = logging.getLogger(__name__)
-
-
-def issue_of(row: IssueRow) -> Issue:
-    return Issue(row.instance_id, row.problem, row.task_type, row.category, row.repo, row.data)
 
 
 @dataclass(frozen=True)
@@ -42,47 +38,6 @@ class ExperimentInfo:
         return Stream(self.id, self.name, condition, replicate)
 
 
-def update_for(
-    job_id: int,
-    agent_id: int,
-    issue: Issue,
-    completion: str,
-    config: ExperimentConfig,
-    condition: str,
-    *,
-    success: bool,
-    judged: bool,
-    chat: bool,
-) -> Update:
-    """The swarm update a job makes (pure): an attempt when its outcome was judged, and on a success with
-    accumulation an example. The worker (live) and the rebuild (from Postgres) both make it here."""
-    example = None
-    if success and judged and config.conditions[condition].accumulate:
-        bench = get_benchmark(config.dataset.benchmark)
-        example = bench.example(str(job_id), issue, completion, chat=chat)
-    return Update(job_id, agent_id, issue.task_type, success, example, judged)
-
-
-def update_of(
-    job_id: int, outcome: Outcome, issue: Issue, config: ExperimentConfig, condition: str
-) -> Update:
-    """The update a recorded outcome made. A failure outcome (no agent: `store.outcomes.failure_record`)
-    counts no attempt: it only moves the stream's version on, for the record."""
-    if outcome.agent_id is None:
-        return Update(job_id, 0, issue.task_type, False, None, judged=False)
-    return update_for(
-        job_id,
-        outcome.agent_id,
-        issue,
-        outcome.completion,
-        config,
-        condition,
-        success=outcome.success,
-        judged=judged(outcome.score_status),
-        chat=outcome.chat,
-    )
-
-
 def final_buffers(
     session: Session, experiment_id: int, config: ExperimentConfig
 ) -> dict[tuple[str, int], StreamState]:
@@ -91,7 +46,7 @@ def final_buffers(
     holds or lost. Attempt counts in these states are partial; read only the buffers."""
     capacity = max(c.max_examples for c in config.conditions.values())
     pairs = outcomes.latest_successes(session, experiment_id, capacity)
-    issues = StreamSync._issues(session, [j.issue_id for j, _ in pairs])
+    issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
     per_stream: dict[tuple[str, int], list[Update]] = {}
     for job, outcome in pairs:
         update = update_of(job.id, outcome, issues[job.issue_id], config, job.condition)
@@ -133,17 +88,18 @@ class StreamSync:
         raise RuntimeError(f"stream {stream} state vanished three times in a row")
 
     def complete_stream(self, experiment_id: int, condition: str, replicate: int) -> None:
-        """The reaper's entry: finish a stream's half-applied updates (a worker died after its outcome write)."""
+        """The reaper's entry: finish a stream's half-applied updates (a worker died after its outcome
+        write)."""
         with self.sessions() as session:
             info = self.experiment(session, experiment_id)
         self.complete_pending(info.stream(condition, replicate), info.config)
 
     def complete_pending(self, stream: Stream, config: ExperimentConfig) -> None:
-        """Apply a stream's unapplied updates, in order. Called only for a stream known to hold some (the claim
-        said so, or the reaper's sweep found it): no probe first."""
+        """Apply a stream's unapplied updates, in order. Called only for a stream known to hold some (the
+        claim said so, or the reaper's sweep found it): no probe first."""
         with self.sessions() as session:
             pending = outcomes.stream_outcomes(session, stream, unapplied_only=True)
-            issues = self._issues(session, [j.issue_id for j, _ in pending])
+            issues = issues_by_id(session, [j.issue_id for j, _ in pending])
         for job, outcome in pending:
             self.apply(
                 stream, config, update_of(job.id, outcome, issues[job.issue_id], config, stream.condition)
@@ -173,7 +129,7 @@ class StreamSync:
         cond: ConditionConfig = config.conditions[stream.condition]
         with self.sessions() as session:
             pairs = outcomes.stream_outcomes(session, stream)
-            issues = self._issues(session, [j.issue_id for j, _ in pairs])
+            issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
         updates = [update_of(j.id, o, issues[j.issue_id], config, stream.condition) for j, o in pairs]
         state, applied = state_from_updates(updates, cond.agents, cond.max_examples)
         restored = self.swarm.restore(stream, cond.agents, state, applied)
@@ -181,8 +137,10 @@ class StreamSync:
             log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(updates))
         return restored
 
-    @staticmethod
-    def _issues(session: Session, ids: list[int]) -> dict[int, Issue]:
-        if not ids:
-            return {}
-        return {r.id: issue_of(r) for r in session.scalars(select(IssueRow).where(IssueRow.id.in_(set(ids))))}
+
+def issues_by_id(session: Session, ids: list[int]) -> dict[int, Issue]:
+    """The issue rows of these ids, as benchmark issues."""
+    if not ids:
+        return {}
+    rows = session.scalars(select(IssueRow).where(IssueRow.id.in_(set(ids))))
+    return {r.id: issue_of(r) for r in rows}
