@@ -5,13 +5,13 @@ shared box's admin, a container runtime) is respected, never overwritten with so
 position in the visible list, in ``CUDA_VISIBLE_DEVICES``'s order. The worker then pins its one GPU by UUID
 (stable whatever the numbering) and goes on with the physical GPU's NVML index (PCI bus order: what its VRAM
 checks, `swarmq workers list` and ``outcomes.gpu_index`` use). Decisions are pure functions of the GPU
-listing and the variable; ``visible_gpus``, ``gpu_positions`` and ``pin_gpu`` are the I/O edges.
+listing and the variable; ``gpu_positions`` and ``pin_gpu`` are the I/O edges.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from swarmq.errors import ConfigError, ModelError
 from swarmq.worker.gpus import Gpu, list_gpus
@@ -106,12 +106,6 @@ def pinned_environment(gpu: Gpu) -> dict[str, str]:
     listing has one (immune to any numbering), else its index in PCI bus order (NVML's, which CUDA then
     shares)."""
     return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", ENV: gpu.uuid or str(gpu.index)}
-
-
-def visible_gpus(environ: Mapping[str, str] | None = None) -> list[Gpu]:
-    """This machine's GPUs as this process may use them (NVML or nvidia-smi, filtered by the environment)."""
-    env = os.environ if environ is None else environ
-    return visible(list_gpus(), env.get(ENV))
 
 
 def gpu_positions(spec: str) -> list[int]:

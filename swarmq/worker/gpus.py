@@ -67,19 +67,3 @@ def _nvidia_smi() -> list[Gpu]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_gpu_list(spec: str, available: list[Gpu]) -> list[int]:
-    """``all`` or ``0,1,3`` → GPU indices; names the first index that does not exist."""
-    have = [g.index for g in available]
-    if spec.strip() == "all":
-        return have
-    wanted = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part.isdigit():
-            raise ValueError(f"--gpus: {part!r} is not a GPU index (use 'all' or e.g. 0,1,3)")
-        if int(part) not in have:
-            raise ValueError(f"--gpus: no GPU {part} on this machine (found: {have or 'none'})")
-        wanted.append(int(part))
-    return wanted

@@ -5,8 +5,8 @@ judge's report pipe, which the candidate never holds (see ``harness`` for both p
 Guaranteed: "passed" means the judge's ``check`` returned. No object of the candidate's exists in the judge
 (values cross as JSON of plain data, decoded strictly), the candidate holds no secret and no fd but stdio
 and its own two pipes, and the judge runs under another uid, in another PID namespace where the machine has
-one, and not dumpable, so its memory, fds and ptrace are refused to the candidate. So exiting early (``sys.exit``,
-``os._exit``, atexit, excepthook, signals, threads, forks), walking frames, scanning memory, writing to
+one, and not dumpable, so its memory, fds and ptrace are refused to the candidate. So exiting early
+(``sys.exit``, ``os._exit``, atexit, excepthook, signals, threads, forks), walking frames, scanning memory, writing to
 every fd, trace hooks, replacing the prompt's helpers, builtins or modules, ctypes, gc, objects that compare
 equal to anything, and malformed replies all end as "failed" (or "timeout"), never "passed"; and nothing
 the candidate's code does turns its failure into an "error".

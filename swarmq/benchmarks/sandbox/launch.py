@@ -137,8 +137,8 @@ def _run_isolation(caps: _Caps, limits: SandboxLimits) -> tuple[int | None, dict
 
 
 def _write_main(workdir: str, program: str, uid: int | None, name: str = "main.py") -> dict[str, bytes]:
-    """``name`` = ``program`` in ``workdir``, both owned by ``uid``; returns the files the cwd must hold. A lone
-    surrogate is written as such (surrogatepass), so the interpreter rejects it, as ``compile`` would."""
+    """``name`` = ``program`` in ``workdir``, both owned by ``uid``; returns the files the cwd must hold. A
+    lone surrogate is written as such (surrogatepass), so the interpreter rejects it, as ``compile`` would."""
     files = {name: program.encode("utf-8", errors="surrogatepass")}
     with open(os.path.join(workdir, name), "wb") as f:
         f.write(files[name])
