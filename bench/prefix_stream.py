@@ -117,7 +117,14 @@ def main(spec_path: str, out_path: str) -> int:
     runs = []
     for k in spec["slots"]:  # cache off and on side by side for each K
         for holders in (0, spec["holders"]):
-            runs.append(run_engine(spec, texts, k, holders))
+            r = run_engine(spec, texts, k, holders)
+            runs.append(r)
+            print(
+                f"prefix stream K={k} holders={holders}: {r['jobs_s']:.3f} jobs/s, "
+                f"{r['prompt_eval_tokens']}/{r['prompt_tokens']} prompt tokens evaluated",
+                file=sys.stderr,
+                flush=True,
+            )
     fresh = fresh_texts(spec, texts)
     cached_k1 = next(r for r in runs if r["slots"] == 1 and r["holders"])
     same = sum(a == b for a, b in zip(fresh, cached_k1["texts"], strict=True))

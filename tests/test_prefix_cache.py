@@ -179,3 +179,18 @@ def test_the_switch_off_means_no_holders(demo_model: Path) -> None:
         assert gen.info.prefix_holders == 0 and gen.preload(request, 16) == 0
     finally:
         gen.close()
+
+
+def test_holders_are_chosen_from_memory_and_printed(
+    demo_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarmq.experiment.config import ModelConfig
+    from swarmq.worker.loading import choose_holders
+
+    on = ModelConfig(path=str(demo_model), n_ctx=512)
+    holders = choose_holders(demo_model, on, None, 2)
+    assert 1 <= holders <= 16
+    assert f"prefix cache {holders} holders" in capsys.readouterr().out
+    off = on.model_copy(update={"prefix_cache": False})
+    assert choose_holders(demo_model, off, None, 2) == 0
+    assert "prefix cache off (model.prefix_cache: false)" in capsys.readouterr().out
