@@ -41,6 +41,8 @@ def test_next_prefill(waiting: list[tuple[bool, int]], expected: int | None) -> 
 def test_prefill_chunks_split_where_llama_eval_does() -> None:
     assert [prefill_chunk(f, 1100, 512) for f in (0, 512, 1024, 1100)] == [512, 512, 76, 0]
     assert prefill_chunk(48, 100, 512) == 52  # after a cached prefix: the rest in one chunk
+    # After 416 cached tokens of 519: up to 512, then the same 7-token chunk as the one-pass run.
+    assert [prefill_chunk(f, 519, 512) for f in (416, 512)] == [96, 7]
 
 
 def test_text_state_stops_like_create_completion() -> None:

@@ -78,7 +78,7 @@ class BatchedGenerator:
         in Python. The benchmark reports its share."""
         self.decode_seconds = 0.0
         self.sample_seconds = 0.0
-        """llama_decode, and sampling plus the stop rules per sequence (llama.cpp's sampler, in C, dominates)."""
+        """llama_decode, and sampling plus the stop rules per sequence (llama.cpp's C sampler dominates)."""
         self._thread = threading.Thread(target=self._loop, name="swarmq-batch-engine", daemon=True)
         self._thread.start()
 
@@ -121,7 +121,7 @@ class BatchedGenerator:
         return seq
 
     def cache_stats(self) -> dict[str, int]:
-        """Holders, lookups, hits, and prompt tokens taken from the cache so far (zeros with the cache off)."""
+        """Holders, lookups, hits, and prompt tokens taken from the cache so far (zeros with it off)."""
         return self.cache.stats() if self.cache is not None else dict.fromkeys(STATS, 0)
 
     def close(self) -> None:

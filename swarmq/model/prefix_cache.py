@@ -122,8 +122,8 @@ class PrefixCache:
         return Insert(target.seq_id)
 
     def _victim(self, key: tuple[int, ...]) -> Holder:
-        """A holder the new prompt extends (it is then dominated), else an empty one, else a holder dominated by
-        another, else the least recently used."""
+        """A holder the new prompt extends (it is then dominated), else an empty one, else a holder
+        dominated by another, else the least recently used."""
         extended = [h for h in self.holders if not h.empty and key[: len(h.tokens)] == h.tokens]
         if extended:
             return max(extended, key=lambda h: len(h.tokens))

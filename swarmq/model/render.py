@@ -11,7 +11,7 @@ from swarmq.model.base import GenerationRequest
 
 
 class _Captured(Exception):
-    """Raised by the chat-rendering proxy instead of generating: carries what the chat handler would decode."""
+    """Raised by the chat-rendering proxy instead of generating: carries what the handler would decode."""
 
     def __init__(self, kwargs: dict[str, Any]) -> None:
         super().__init__("captured")
@@ -33,7 +33,7 @@ class _RenderOnly:
 
 
 def render(llm: Any, request: GenerationRequest) -> tuple[list[int], list[str]]:
-    """(prompt tokens, stop strings) of ``request`` for the `Llama` ``llm`` (its tokenizer and chat handler)."""
+    """(prompt tokens, stop strings) of ``request`` for the `Llama` ``llm`` (tokenizer, chat handler)."""
     if request.messages is None:
         model = llm._model
         bos = [model.token_cls() if model.token_cls() != -1 else llm.token_bos()]

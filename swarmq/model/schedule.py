@@ -1,6 +1,6 @@
-"""The batching engine's decisions, as pure functions: which prompt to evaluate next and in what chunks, when a
-sequence's text is finished (the same rules as llama-cpp-python's ``create_completion``), and how many slots
-fit a GPU.
+"""The batching engine's decisions, as pure functions: which prompt to evaluate next and in what chunks,
+when a sequence's text is finished (the same rules as llama-cpp-python's ``create_completion``), and how
+many slots and prefix-cache holders fit.
 
 `batched.py` does the I/O (llama_decode, sampling) around these; keeping them here lets them be tested
 without a model.
@@ -20,10 +20,10 @@ bare prompt), rarely more than a dozen per worker; each holder costs a full KV c
 
 
 def next_prefill(waiting: Sequence[tuple[bool, int]]) -> int | None:
-    """Which waiting prompt to evaluate next, given (started, tokens the prefix cache would give) for each, oldest
-    first: a started prompt goes on (its slot's cells are half written); else the one the cache covers most, the
-    oldest on a tie. One prompt at a time lets a prompt that shares a prefix with the one being read take it from
-    the cache once that one is inserted, instead of evaluating it a second time beside it."""
+    """Which waiting prompt to evaluate next, given (started, tokens the prefix cache would give) for each,
+    oldest first: a started prompt goes on (its slot's cells are half written); else the one the cache covers
+    most, the oldest on a tie. One prompt at a time lets a prompt that shares a prefix with the one being read
+    take it from the cache once that one is inserted, instead of evaluating it a second time beside it."""
     if not waiting:
         return None
     started = [i for i, (s, _) in enumerate(waiting) if s]
@@ -33,14 +33,16 @@ def next_prefill(waiting: Sequence[tuple[bool, int]]) -> int | None:
 
 
 def prefill_chunk(fed: int, prompt_len: int, n_batch: int) -> int:
-    """Prompt tokens in the next evaluation of a prompt: up to ``n_batch``, as `Llama.eval` splits a prompt, so
-    the split points are those of the one-pass path (counted from the cached prefix, itself aligned)."""
-    return max(0, min(n_batch, prompt_len - fed))
+    """Prompt tokens in the next evaluation of a prompt: up to the next multiple of ``n_batch`` from
+    position 0, where `Llama.eval` splits a prompt. After a cached prefix the chunks end where the one-pass
+    run's end, so the last one has the same rows: llama.cpp picks its kernels by the rows in a batch, and a
+    short last chunk computed inside a longer one gives other logits."""
+    return max(0, min(n_batch - fed % n_batch, prompt_len - fed))
 
 
 def default_holders(free_bytes: int, seq_bytes: int, cap: int, share: float = 0.25) -> int:
-    """Prefix-cache holders beside the slots: each is one more sequence of ``n_ctx`` tokens (``seq_bytes`` of KV
-    cache); they take at most ``share`` of the memory free after the weights and slots, and at most ``cap``."""
+    """Prefix-cache holders beside the slots: each is one more sequence of ``n_ctx`` tokens (``seq_bytes`` of
+    KV cache); they take at most ``share`` of the memory free after the weights and slots, at most ``cap``."""
     if seq_bytes <= 0:
         return 0
     return max(0, min(cap, int(free_bytes * share) // seq_bytes))
@@ -95,7 +97,7 @@ class TextState:
 
 
 def effective_max_tokens(max_tokens: int, prompt_tokens: int, n_ctx: int) -> int:
-    """``create_completion``'s bound: unlimited (≤ 0) or past the context means up to the end of the context."""
+    """``create_completion``'s bound: unlimited (≤ 0) or past the context means up to the context's end."""
     if max_tokens <= 0:
         max_tokens = n_ctx - prompt_tokens
     return max_tokens if max_tokens + prompt_tokens < n_ctx else n_ctx - prompt_tokens

@@ -48,8 +48,8 @@ class Seq:
     def of(
         cls, request: GenerationRequest, tokens: list[int], stops: list[str], n_ctx: int, prime: int | None
     ) -> Seq:
-        """The sequence for ``request`` rendered as ``tokens``; with ``prime``, only its first ``prime`` tokens,
-        to be evaluated into the prefix cache."""
+        """The sequence for ``request`` rendered as ``tokens``; with ``prime``, only its first ``prime``
+        tokens, to be evaluated into the prefix cache."""
         budget = request.deadline_seconds
         return cls(
             prompt=tokens if prime is None else tokens[:prime],

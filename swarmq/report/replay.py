@@ -65,7 +65,8 @@ class ReplayReport:
         lines = []
         if self.identical:
             lines.append(
-                f"job {self.job_id}: replay identical ({len(self.replayed)} chars, finish {self.finish_reason})"
+                f"job {self.job_id}: replay identical ({len(self.replayed)} chars, "
+                f"finish {self.finish_reason})"
             )
         else:
             lines += [
@@ -83,8 +84,8 @@ class ReplayReport:
             )
         if self.recorded_cached_tokens:
             lines.append(
-                f"  note: recorded with {self.recorded_cached_tokens} of {self.prompt_tokens} prompt tokens from "
-                f"the prefix cache; replay evaluated {self.replayed_cached_tokens} first, then the rest "
+                f"  note: recorded with {self.recorded_cached_tokens} of {self.prompt_tokens} prompt tokens "
+                f"from the prefix cache; replay evaluated {self.replayed_cached_tokens} first, then the rest "
                 "(the same split)"
             )
         if not self.sha_matches:
@@ -204,7 +205,8 @@ def _recorded(session: Session, job_id: int) -> dict[str, Any]:
                 "SELECT j.status, e.config->'model' AS model_config, o.id AS outcome_id, o.prompt, o.chat, "
                 "o.sampling, o.completion, o.finish_reason, o.model_sha256, o.llama_cpp_version, o.slots, "
                 "o.mean_batch_size, o.prompt_cached_tokens "
-                "FROM jobs j JOIN experiments e ON e.id = j.experiment_id LEFT JOIN outcomes o ON o.job_id = j.id "
+                "FROM jobs j JOIN experiments e ON e.id = j.experiment_id "
+                "LEFT JOIN outcomes o ON o.job_id = j.id "
                 "WHERE j.id = :j"
             ),
             {"j": job_id},
@@ -223,7 +225,7 @@ def _recorded(session: Session, job_id: int) -> dict[str, Any]:
 
 
 def _engine(path: Path, cfg: ModelConfig, gpu: int | None) -> Generator:
-    """The workers' engine at one slot, with one holder for a recorded cached prefix (`BatchedGenerator.preload`)."""
+    """The workers' engine at one slot, with a holder for a recorded cached prefix (`preload`)."""
     from swarmq.model.batched import BatchedGenerator
 
     return BatchedGenerator(

@@ -54,7 +54,8 @@ def experiments_on(services: Services, model_key: str) -> list[str]:
 def pick_model(pending: list[tuple[str, int]], serving: dict[str, int]) -> str:
     """The model a worker that follows the work takes (pure): the most unfinished jobs per worker already on
     it, so that `workers --gpus all` spreads the models over the GPUs by their pending work; ties go to the
-    oldest experiment's (the first). ``pending`` lists (model key, unfinished jobs), oldest experiment first."""
+    oldest experiment's (the first). ``pending`` lists (model key, unfinished jobs), oldest experiment
+    first."""
     return max(pending, key=lambda kn: (kn[1] / (1 + serving.get(kn[0], 0)), -pending.index(kn)))[0]
 
 
