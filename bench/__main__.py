@@ -31,9 +31,10 @@ FIGURES = {
     "results": "results_query",
     "gpuscale": "gpuscale",
     "slots": "slots",
+    "prefix": "prefix",
 }
 """--only key → module in bench/figures. `null` also yields figure 6 (scaling); `gpuscale` runs only on request."""
-DEFAULT = ("e2e", "null", "enqueue", "swarm", "results", "slots")
+DEFAULT = ("e2e", "null", "enqueue", "swarm", "results", "slots", "prefix")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

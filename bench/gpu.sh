@@ -11,8 +11,8 @@
 #    machine), and puts the libraries into the site's llama_cpp package.
 # 3. Makes the benchmark model (bench/make_gguf.py): random weights, gemma-3-1B shape (SWARMQ_GPU_SHAPE),
 #    the demo GGUF's tokenizer, every job generates exactly max_tokens tokens (greedy, stop tokens never win).
-# 4. Runs the slots sweep (K = SWARMQ_GPU_SLOTS, default 1,2,4,8,16,32) and then figure 1 on GPU 0, each as its
-#    own `python -m bench` run with its own JSON, against embedded PostgreSQL and redis-server (from the pack).
+# 4. Runs the slots sweep (K = SWARMQ_GPU_SLOTS, default 1,2,4,8,16,32), the prefix figure (K = 1 and 16) and
+#    then figure 1 on GPU 0, each as its own `python -m bench` run with its own JSON, against embedded PostgreSQL and redis-server (from the pack).
 # Everything (JSON, tables, logs, build and step timings) goes to $OUT (default bench/results/gpu).
 #
 # SWARMQ_GPU_BACKEND=cpu rehearses every step but CUDA on a machine without a GPU (CPU build of the same
@@ -168,6 +168,9 @@ bench() {  # NAME ARGS...: one `python -m bench` run, bounded by what is left of
 }
 common=(--model "$model" --n "$n" --max-tokens "$max_tokens" --repeats "$repeats" "${gpu_args[@]}")
 bench slots --only slots --slots "$slots" "${common[@]}" "$@"
+# The prefix cache (figure "prefix", stream part): K = 1 and 16, 5-shot prompts, cache on vs off, and the K = 1
+# cached texts against fresh one-pass runs (whether the 16-token alignment holds on CUDA too).
+bench prefix --only prefix --slots 1,16 "${common[@]}" "$@"
 bench e2e --only e2e "${common[@]}" "$@"
 # Stop the embedded servers (PostgreSQL under home/, the bench's own redis-server under home/bench/).
 "$python" -m swarmq services stop >/dev/null 2>&1 || true

@@ -13,29 +13,36 @@ import pytest
 
 from swarmq.errors import GenerationError, GenerationTimedOut
 from swarmq.model.base import Generation, GenerationRequest
+from swarmq.model.render import render
 from swarmq.model.schedule import (
     TextState,
     default_slots,
     effective_max_tokens,
     kv_bytes_per_token,
-    plan_batch,
+    next_prefill,
+    prefill_chunk,
 )
 
 
 @pytest.mark.parametrize(
-    ("decoding", "prefilling", "n_batch", "expected"),
+    ("waiting", "expected"),
     [
-        ([0, 1], [], 8, [(0, 1), (1, 1)]),
-        ([0], [(1, 100)], 8, [(0, 1), (1, 7)]),  # a long prompt is chunked behind the running sequence
-        ([], [(2, 3), (1, 10)], 8, [(2, 3), (1, 5)]),  # oldest request first, the next one gets the rest
-        ([0, 1, 2], [(3, 5)], 3, [(0, 1), (1, 1), (2, 1)]),  # decodes never wait for a prompt
-        ([], [(0, 0)], 4, []),
+        ([], None),
+        ([(False, 0), (False, 0)], 0),  # nothing cached: the oldest
+        ([(False, 0), (False, 32)], 1),  # the one the cache covers most goes first
+        ([(False, 64), (True, 0), (False, 96)], 1),  # a prompt half read goes on
+        ([(False, 16), (False, 16)], 0),  # ties: the oldest
     ],
 )
-def test_plan_batch(
-    decoding: list[int], prefilling: list[tuple[int, int]], n_batch: int, expected: list[tuple[int, int]]
-) -> None:
-    assert plan_batch(decoding, prefilling, n_batch) == expected
+def test_next_prefill(waiting: list[tuple[bool, int]], expected: int | None) -> None:
+    assert next_prefill(waiting) == expected
+
+
+def test_prefill_chunks_split_where_llama_eval_does() -> None:
+    assert [prefill_chunk(f, 1100, 512) for f in (0, 512, 1024, 1100)] == [512, 512, 76, 0]
+    assert prefill_chunk(48, 100, 512) == 52  # after a cached prefix: the rest in one chunk
+    # After 416 cached tokens of 519: up to 512, then the same 7-token chunk as the one-pass run.
+    assert [prefill_chunk(f, 519, 512) for f in (416, 512)] == [96, 7]
 
 
 def test_text_state_stops_like_create_completion() -> None:
@@ -173,6 +180,6 @@ def test_prompts_are_rendered_as_the_one_at_a_time_path_does(engine: object, dem
         a, b = one.generate(request), engine.generate(request)  # type: ignore[attr-defined]
         assert a.prompt_tokens == b.prompt_tokens
         got[request.prompt] = b
-    tokens, stops = engine._render(chat)  # type: ignore[attr-defined]
+    tokens, stops = render(engine._llm, chat)  # type: ignore[attr-defined]
     assert len(tokens) == got[""].prompt_tokens and stops[0] == "\ndef "
     assert got[""].mean_batch_size == 1.0  # alone in the engine

@@ -168,10 +168,13 @@ def test_replay_real_model_is_identical(
         model=str(demo_model),
         max_tokens=24,
     )
-    [(job_id, completion, tokens, sha)] = _sql(
-        database_url, "SELECT job_id, completion, completion_tokens, model_sha256 FROM outcomes"
+    [(job_id, completion, tokens, sha, prompt, cached, evaluated)] = _sql(
+        database_url,
+        "SELECT job_id, completion, completion_tokens, model_sha256, prompt_tokens, prompt_cached_tokens, "
+        "prompt_eval_tokens FROM outcomes",
     )
     assert sha == DEMO_SHA and tokens > 0
+    assert (cached, evaluated) == (0, prompt)  # the first job: nothing in the cache yet
 
     with svc.sessions() as session:  # the default model: the experiment's own path
         report = replay(session, job_id, None, False)
@@ -185,6 +188,15 @@ def test_replay_real_model_is_identical(
         == report.recorded_llama_cpp_version
         == importlib.metadata.version("llama-cpp-python")
     )
+
+    assert report.replayed_cached_tokens == 0 and "prefix cache" not in report.summary()
+
+    # As if the job had taken its first 16 tokens from the cache: replay evaluates them apart, then the rest.
+    _sql(database_url, "UPDATE outcomes SET prompt_cached_tokens = 16 WHERE job_id = %s", job_id)
+    with svc.sessions() as session:
+        report = replay(session, job_id, None, False)
+    assert report.identical and report.replayed_cached_tokens == 16
+    assert f"recorded with 16 of {prompt} prompt tokens from the prefix cache" in report.summary()
 
     _sql(database_url, "UPDATE outcomes SET model_sha256 = %s WHERE job_id = %s", "ab" * 32, job_id)
     with svc.sessions() as session, pytest.raises(ModelError) as exc:

@@ -41,10 +41,10 @@ def test_a_slots_worker_runs_every_job_once_on_the_real_model(
     assert w.returncode == 0, (w.stdout + w.stderr)[-3000:]
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
         rows = conn.execute(
-            "SELECT j.status, j.attempts, o.slots, o.mean_batch_size, o.completion_tokens, o.finish_reason "
+            "SELECT j.status, j.attempts, o.slots, o.mean_batch_size, o.completion_tokens, o.finish_reason, o.error "
             "FROM jobs j JOIN outcomes o ON o.job_id = j.id"
         ).fetchall()
-    assert len(rows) == 6 and {r[:3] for r in rows} == {("done", 1, 3)}
+    assert len(rows) == 6 and {r[:3] for r in rows} == {("done", 1, 3)}, [r[6] for r in rows]
     assert all(1.0 <= r[3] <= 3.0 for r in rows) and max(r[3] for r in rows) > 1.5  # decoded together
     assert all(r[4] > 0 and r[5] in ("stop", "length") for r in rows)
 

@@ -74,6 +74,8 @@ class ModelInfo:
     eog_texts: tuple[str, ...] = ()
     slots: int = 1
     """Sequences decoded together in one llama.cpp context (`swarmq worker --slots`)."""
+    prefix_holders: int = 0
+    """Evaluated prompts the prefix cache keeps beside the slots (0: the cache is off)."""
 
 
 class Generator(Protocol):

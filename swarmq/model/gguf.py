@@ -40,7 +40,7 @@ def metadata(path: Path, wanted: set[str] | None = None) -> dict[str, Any]:
                 if wanted is not None and wanted <= found.keys():
                     break
         except (struct.error, UnicodeDecodeError, ValueError, OverflowError) as exc:
-            # A truncated download or a file that only starts like a GGUF: one line naming it, not a traceback.
+            # A truncated download or a file that only starts like a GGUF: one line naming it, no traceback.
             raise ModelError(f"model file {path}: unreadable GGUF header ({exc})") from None
     return found
 

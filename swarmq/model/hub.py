@@ -1,4 +1,5 @@
-"""`hf:ORG/REPO/FILE.gguf` model references: a GGUF on the Hugging Face hub, resolved into the local hub cache.
+"""`hf:ORG/REPO/FILE.gguf` model references: a GGUF on the Hugging Face hub, resolved into the local hub
+cache.
 
 A worker resolves the reference where it runs (each machine has its own cache); the file's sha256 is computed
 at load and recorded with every outcome, as for a local path. The cache is read first, so a machine that has

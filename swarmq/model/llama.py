@@ -35,7 +35,8 @@ def check_fits(path: Path, free_bytes: int, where: str) -> None:
     size = path.stat().st_size
     if size > free_bytes:
         raise ModelError(
-            f"model {path.name} ({size / 2**30:.1f} GiB) is larger than free {where} ({free_bytes / 2**30:.1f} GiB)"
+            f"model {path.name} ({size / 2**30:.1f} GiB) is larger than free {where} "
+            f"({free_bytes / 2**30:.1f} GiB)"
         )
 
 
@@ -113,7 +114,7 @@ class LlamaGenerator:
         eos = llm.token_eos()
 
         def past_deadline(_tokens: Any, _logits: Any) -> bool:
-            # Checked after every token: a stop here is clean, where an interruption could leave llama.cpp mid-step.
+            # Checked after every token: a stop here is clean; an interruption could leave llama.cpp mid-step.
             nonlocal timed_out
             timed_out = timed_out or (budget is not None and time.perf_counter() - start > budget)
             return timed_out

@@ -1,6 +1,6 @@
-"""The batching engine's decisions, as pure functions: what goes into the next llama.cpp batch, when a
-sequence's text is finished (the same rules as llama-cpp-python's ``create_completion``), and how many slots
-fit a GPU.
+"""The batching engine's decisions, as pure functions: which prompt to evaluate next and in what chunks,
+when a sequence's text is finished (the same rules as llama-cpp-python's ``create_completion``), and how
+many slots and prefix-cache holders fit.
 
 `batched.py` does the I/O (llama_decode, sampling) around these; keeping them here lets them be tested
 without a model.
@@ -14,26 +14,38 @@ from dataclasses import dataclass, field
 MAX_SLOTS = 32
 """Upper bound of ``--slots``: beyond this, batched decoding of one GGUF gains little and each slot costs a
 full KV cache of ``n_ctx``."""
+MAX_HOLDERS = 16
+"""Upper bound of the prefix cache's holders: an experiment's live prefixes are its agents' buffers (and the
+bare prompt), rarely more than a dozen per worker; each holder costs a full KV cache of ``n_ctx``."""
 
 
-def plan_batch(
-    decoding: Sequence[int], prefilling: Sequence[tuple[int, int]], n_batch: int
-) -> list[tuple[int, int]]:
-    """(slot, tokens) to put into the next batch: one token for every decoding sequence first (they never wait
-    for a prompt), then prompt chunks, oldest request first, up to ``n_batch`` tokens in all.
+def next_prefill(waiting: Sequence[tuple[bool, int]]) -> int | None:
+    """Which waiting prompt to evaluate next, given (started, tokens the prefix cache would give) for each,
+    oldest first: a started prompt goes on (its slot's cells are half written); else the one the cache covers
+    most, the oldest on a tie. One prompt at a time lets a prompt that shares a prefix with the one being read
+    take it from the cache once that one is inserted, instead of evaluating it a second time beside it."""
+    if not waiting:
+        return None
+    started = [i for i, (s, _) in enumerate(waiting) if s]
+    if started:
+        return started[0]
+    return max(range(len(waiting)), key=lambda i: (waiting[i][1], -i))
 
-    ``prefilling`` holds (slot, prompt tokens not yet evaluated). A long prompt is split across steps, so the
-    running sequences keep producing a token per step while it is read."""
-    plan = [(slot, 1) for slot in decoding[:n_batch]]
-    budget = n_batch - len(plan)
-    for slot, remaining in prefilling:
-        if budget <= 0:
-            break
-        take = min(budget, remaining)
-        if take > 0:
-            plan.append((slot, take))
-            budget -= take
-    return plan
+
+def prefill_chunk(fed: int, prompt_len: int, n_batch: int) -> int:
+    """Prompt tokens in the next evaluation of a prompt: up to the next multiple of ``n_batch`` from
+    position 0, where `Llama.eval` splits a prompt. After a cached prefix the chunks end where the one-pass
+    run's end, so the last one has the same rows: llama.cpp picks its kernels by the rows in a batch, and a
+    short last chunk computed inside a longer one gives other logits."""
+    return max(0, min(n_batch - fed % n_batch, prompt_len - fed))
+
+
+def default_holders(free_bytes: int, seq_bytes: int, cap: int, share: float = 0.25) -> int:
+    """Prefix-cache holders beside the slots: each is one more sequence of ``n_ctx`` tokens (``seq_bytes`` of
+    KV cache); they take at most ``share`` of the memory free after the weights and slots, at most ``cap``."""
+    if seq_bytes <= 0:
+        return 0
+    return max(0, min(cap, int(free_bytes * share) // seq_bytes))
 
 
 @dataclass
@@ -85,7 +97,7 @@ class TextState:
 
 
 def effective_max_tokens(max_tokens: int, prompt_tokens: int, n_ctx: int) -> int:
-    """``create_completion``'s bound: unlimited (≤ 0) or past the context means up to the end of the context."""
+    """``create_completion``'s bound: unlimited (≤ 0) or past the context means up to the context's end."""
     if max_tokens <= 0:
         max_tokens = n_ctx - prompt_tokens
     return max_tokens if max_tokens + prompt_tokens < n_ctx else n_ctx - prompt_tokens
