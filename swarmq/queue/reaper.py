@@ -182,7 +182,8 @@ def message_job_ids(raw: bytes | str) -> list[int]:
 
     kombu's Redis transport stores a message as JSON whose ``body`` (base64 when ``properties.body_encoding``
     says so) is Celery's protocol-2 body ``[args, kwargs, embed]``; ``args[0]`` is a job id (one job) or a
-    list of them (a batch, `broker.publish`). A body that cannot be read falls back to the task id, which names the message's first job (`keys.task_id`)."""
+    list of them (a batch, `broker.publish`). A body that cannot be read falls back to the task id, which
+    names the message's first job (`keys.task_id`)."""
     try:
         msg = json.loads(raw)
     except ValueError:  # includes a UnicodeDecodeError

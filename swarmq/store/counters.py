@@ -3,9 +3,9 @@
 
 Each counter's ``sql`` is its value for one job ``j`` and its outcome ``o``, 0 for an outcome's counter when
 the job has none (``o`` all NULL); the server-side SQL adds a sign. The files in ``store/sql`` write these
-expressions out, readable as they run; ``tests/test_sql_files.py`` checks that they write exactly these. `store.schema` builds the table's columns
-from `CELL_COUNTERS`, `store.aggregates` reads them in this order, and the recount in `report.queries` counts
-by the same rules.
+expressions out, readable as they run; ``tests/test_sql_files.py`` checks that they write exactly these.
+`store.schema` builds the table's columns from `CELL_COUNTERS`, `store.aggregates` reads them in this order,
+and the recount in `report.queries` counts by the same rules.
 """
 
 from __future__ import annotations

