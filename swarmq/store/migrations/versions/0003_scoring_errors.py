@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from swarmq.store.sql import read
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -22,26 +24,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("DROP VIEW v_condition_summary")
-    op.execute(
-        """
-        CREATE VIEW v_condition_summary AS
-        SELECT experiment, condition,
-               count(*) AS jobs,
-               count(*) FILTER (WHERE status = 'done') AS done,
-               count(*) FILTER (WHERE status = 'failed') AS failed,
-               count(success) AS outcomes,
-               count(*) FILTER (WHERE score_status = 'error') AS scoring_errors,
-               count(*) FILTER (WHERE success) AS successes,
-               avg(success::int) FILTER (WHERE score_status IS DISTINCT FROM 'error') AS success_rate,
-               count(*) FILTER (WHERE resolved) AS resolved,
-               count(resolved) AS imported,
-               avg(job_seconds) AS mean_job_seconds,
-               sum(completion_tokens) / nullif(sum(generation_seconds), 0) AS generation_tokens_per_second,
-               avg((finish_reason = 'length')::int) AS share_max_tokens
-        FROM v_outcomes
-        GROUP BY experiment, condition
-        """
-    )
+    op.execute(read("0003", "v_condition_summary"))
 
 
 def downgrade() -> None:
