@@ -1,7 +1,10 @@
-"""llama-cpp-python behind the `Generator` interface: one GGUF loaded once per worker and kept resident.
+"""The model-file checks every loader runs, and llama-cpp-python's high-level `Llama` behind the `Generator`
+interface.
 
-Loading and calling llama.cpp is the only I/O here; which strings stop generation and which token ids end it
-are the pure functions of `stops.py`.
+Workers and replay generate through the batching engine (`batched.py`); `LlamaGenerator` is the one-pass
+reference it is held to: the tests and bench figure "prefix" compare the engine's T=0 texts with a fresh
+`Llama` run of the same prompt. Which strings stop generation and which token ids end it are the pure
+functions of `stops.py`.
 """
 
 from __future__ import annotations
