@@ -34,7 +34,7 @@ def _loop(mode: str, url: str, proc: int, ops: int, barrier: Any, results: Any) 
     client = redis_lib.Redis.from_url(url)
     store = SwarmStore(client)
     key = Stream(0, "bench-swarm", "experimental", 0)
-    lua = resources.files("swarmq") / "lua"
+    lua = resources.files("swarmq") / "swarm" / "lua"
     snap = client.register_script((lua / "snapshot.lua").read_text())
     apply = client.register_script((lua / "apply.lua").read_text())
     snap_keys = [key.key("meta"), key.key("hist"), key.key("inflight"), *key.buffer_keys(AGENTS)]
