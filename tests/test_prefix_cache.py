@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from swarmq.benchmarks.humaneval import bundled_problem_rows
 from swarmq.errors import GenerationCancelled
 from swarmq.model.base import GenerationRequest
-from swarmq.model.prefix_cache import PrefixCache, common_prefix, usable
+from swarmq.model.prefix_cache import MIN_EVAL, PrefixCache, common_prefix, usable
 from swarmq.model.schedule import default_holders
 
 
@@ -29,9 +30,10 @@ def test_common_prefix(a: list[int], b: list[int], expected: int) -> None:
 
 def test_usable_is_aligned_and_leaves_a_token_to_evaluate() -> None:
     assert usable(100, 200, 16) == 96
-    assert usable(100, 100, 16) == 96  # an exact repeat still evaluates its last tokens
-    assert usable(64, 65, 16) == 64
-    assert usable(64, 64, 16) == 48  # not all 64: one token must be left, and 63 rounds down
+    assert usable(100, 100, 16) == 80  # an exact repeat still evaluates its last MIN_EVAL tokens or more
+    assert usable(64, 80, 16) == 64
+    assert usable(64, 79, 16) == 48  # 63 usable at most, rounded down
+    assert usable(132, 132, 16) == 112  # not 128: four tokens alone took other kernels and parted texts
     assert usable(15, 200, 16) == 0
     assert usable(15, 200, 1) == 15
 
@@ -110,12 +112,27 @@ def test_a_cached_job_at_one_slot_equals_a_fresh_one_pass_run(cached: object, de
     gens = [cached.generate(GenerationRequest(prompt=SHOTS + t, **REQ)) for t in TAILS]  # type: ignore[attr-defined]
     assert gens[0].prompt_cached_tokens == 0
     assert all(g.prompt_cached_tokens > 0 and g.prompt_cached_tokens % 16 == 0 for g in gens[1:])
-    assert gens[2].prompt_cached_tokens == (gens[2].prompt_tokens - 1) // 16 * 16  # the exact repeat
-    assert all(g.prompt_eval_tokens >= 1 for g in gens)
+    assert gens[2].prompt_cached_tokens == (gens[2].prompt_tokens - MIN_EVAL) // 16 * 16  # the exact repeat
+    assert all(g.prompt_eval_tokens >= MIN_EVAL for g in gens)
     fresh = LlamaGenerator(demo_model, n_ctx=512, threads=1)
     for tail, g in zip(TAILS, gens, strict=True):
         fresh._llm.reset()  # no reuse on this side: the whole prompt from position 0
         assert fresh.generate(GenerationRequest(prompt=SHOTS + tail, **REQ)).text == g.text, tail
+
+
+@pytest.mark.model
+def test_an_exact_repeat_of_a_short_prompt_equals_a_fresh_run(cached: object, demo_model: Path) -> None:
+    """The demo's bare HumanEval/0 prompt (132 tokens), sent again as a baseline replicate does: with only 4
+    tokens left to evaluate its text parted from the one-pass run's; `MIN_EVAL` keeps it identical."""
+    from swarmq.model.llama import LlamaGenerator
+
+    problem = next(r for r in bundled_problem_rows() if r["task_id"] == "HumanEval/0")["prompt"]
+    request = GenerationRequest(prompt=problem, max_tokens=128, temperature=0.0, top_p=1.0, seed=0)
+    first = cached.generate(request)  # type: ignore[attr-defined]
+    again = cached.generate(request)  # type: ignore[attr-defined]
+    assert again.prompt_cached_tokens > 0
+    fresh = LlamaGenerator(demo_model, n_ctx=512, threads=1)
+    assert again.text == first.text == fresh.generate(request).text
 
 
 @pytest.mark.model

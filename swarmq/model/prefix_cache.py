@@ -4,8 +4,9 @@ A holder is a llama.cpp sequence (beside the engine's slots) whose KV cells hold
 it. A new prompt starts from the holder it shares the most leading tokens with: the engine copies that
 holder's cells into the prompt's slot (`llama_memory_seq_cp`, bit-exact) and evaluates only the rest. The
 shared length is rounded down to ``align`` tokens, because llama.cpp's kernels group rows of a batch and an
-evaluation split elsewhere changes the last bits of the logits; at least one prompt token is always left to
-evaluate, since sampling needs its logits. Nothing is keyed by agent or buffer version: a changed buffer
+evaluation split elsewhere changes the last bits of the logits; at least `MIN_EVAL` prompt tokens are always
+left to evaluate, since sampling needs the last one's logits and a batch of very few rows is computed by
+other kernels than the one-pass run's. Nothing is keyed by agent or buffer version: a changed buffer
 simply matches less.
 
 Eviction (SGLang's radix cache drops least-recently-used leaves; llama.cpp's server keeps one prompt per
@@ -21,6 +22,10 @@ from dataclasses import dataclass
 STATS = ("holders", "lookups", "hits", "cached_tokens", "prompt_tokens")
 DEFAULT_ALIGN = 16
 """Split points that leave the logits unchanged on the CPU build (multiples of 4 and of 16 both did)."""
+MIN_EVAL = 16
+"""Prompt tokens always evaluated, never taken from the cache. With only a few left (4 of 132), the CPU
+build's last batch took other kernels than a one-pass evaluation and parted T=0 texts; 16 kept every text of
+the demo workload identical (bench/README.md, run 12)."""
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -34,8 +39,8 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def usable(shared: int, prompt_len: int, align: int) -> int:
     """Tokens a prompt may take from a holder it shares ``shared`` with: rounded down to ``align``, and at
-    least one prompt token left to evaluate."""
-    n = min(shared, prompt_len - 1)
+    least `MIN_EVAL` prompt tokens left to evaluate."""
+    n = min(shared, prompt_len - MIN_EVAL)
     return max(0, n - n % align) if align > 1 else max(0, n)
 
 
