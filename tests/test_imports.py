@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("swarmq.__main__",),
     ("swarmq.cli",),
     ("swarmq.api", "swarmq.demo"),
+    ("swarmq.view",),
     ("swarmq.worker", "swarmq.report"),
     ("swarmq.queue", "swarmq.streams"),
     ("swarmq.experiment",),

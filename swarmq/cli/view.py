@@ -1,0 +1,65 @@
+"""Commands that look at an experiment: `view` (a local web viewer), `report --html` (the same pages as one
+file) and `show` (a job in the terminal)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from swarmq import api
+from swarmq.cli.common import note, out
+from swarmq.errors import ConfigError
+
+
+def view(
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on (default: this machine only: the pages show every prompt)."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+) -> None:
+    """Serve a read-only web viewer over Postgres: experiments, results, curves, routing, every job's prompt,
+    completion and verdict; pages of a running experiment refresh themselves. Ctrl-C stops it."""
+    import uvicorn
+
+    from swarmq.view.web import make_app
+
+    app = make_app(api.connect().sessions)
+    note(f"swarmq view: http://{host}:{port}/ (Ctrl-C stops it)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def report(
+    experiment: Annotated[str, typer.Argument(help="Experiment name.")],
+    html: Annotated[bool, typer.Option("--html", help="Write the viewer's pages as one HTML file.")] = False,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")] = Path("report.html"),
+) -> None:
+    """Write the experiment's pages (results, charts, outcome matrix, every job) as one self-contained HTML
+    file that opens offline."""
+    if not html:
+        raise ConfigError("report: only --html is supported (for tables use `swarmq results`)")
+    from swarmq.view.bundle import write
+
+    with api.connect().sessions() as session:
+        size = write(session, experiment, output)
+    out.print(f"wrote {output} ({size / 1e6:.1f} MB)", markup=False, highlight=False)
+
+
+def show(job_id: Annotated[int, typer.Argument(help="Job id (from `swarmq view`, export or psql).")]) -> None:
+    """Print a job: identity, model and sampling, timings, errors, verdict and the scorer's detail, routing,
+    the agent's buffer, the prompt with its examples marked, the completion and the replay command."""
+    from rich.console import Console
+
+    from swarmq.view.pages import job_page
+    from swarmq.view.terminal import show as print_job
+
+    with api.connect().sessions() as session:
+        page = job_page(session, job_id)
+    print_job(page, Console(soft_wrap=False))
+
+
+def register(app: typer.Typer) -> None:
+    for command in (view, report, show):
+        app.command()(command)
