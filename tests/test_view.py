@@ -18,6 +18,7 @@ from swarmq.model.scripted import ScriptedGenerator
 from swarmq.swarm.state import Example, select_examples
 from swarmq.view import charts, pages, prompt
 from swarmq.view.filters import JobFilter
+from swarmq.view.models import JobRow
 from tests.conftest import swarmq
 from tests.test_runner import drain, rows, runner, setup
 
@@ -88,6 +89,19 @@ def test_results_become_tables_field_by_field_whatever_the_fields() -> None:
     assert [c.text for c in groups.rows[0]] == ["a", "0.250", "[0.100, 0.500]", "-"]
     assert [json.loads(c.value) for c in groups.rows[0]] == ["a", 0.25, [0.1, 0.5], None]
     assert spec.columns == ["condition", "S"] and [c.text for c in spec.rows[0]] == ["a", "0.500"]
+
+
+def test_the_matrix_places_each_job_and_keeps_to_its_issue_limit() -> None:
+    def job(i: int, cond: str, rep: int, issue: str) -> JobRow:
+        return JobRow(i, cond, rep, 0, issue, "math", "done", "success", "passed", 0, 1.0, "")
+
+    jobs = [job(1, "b", 0, "x"), job(2, "a", 0, "x"), job(3, "a", 1, "y"), job(4, "b", 1, "z")]
+    m = pages.matrix(jobs)
+    assert m.columns == [("a", 0), ("a", 1), ("b", 0), ("b", 1)] and m.issues == 3
+    cells = {r.instance_id: [c.job_id if c else None for c in r.cells] for r in m.rows}
+    assert cells == {"x": [2, None, 1, None], "y": [None, 3, None, None], "z": [None, None, None, 4]}
+    cut = pages.matrix(jobs, issues=2)
+    assert [r.instance_id for r in cut.rows] == ["x", "y"] and cut.issues == 3
 
 
 def test_curves_and_heatmaps_draw_every_condition() -> None:

@@ -164,6 +164,17 @@ def test_a_running_experiment_refreshes_itself(
         assert run.run(int(job_id)) == "done"
     status = json.loads(swarmq("status", "t", "--format", "json", env=services_env).stdout)
     page = browser.page(1400, 1000)
+    # A job not run yet has a page too: nothing routed, nothing to replay, and it refreshes itself.
+    ((waiting,),) = rows(svc, "SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1")
+    page.goto(f"{server}/jobs/{waiting}")
+    assert page.eval("document.body.hasAttribute('data-live')")
+    assert page.eval("document.querySelector('h1').textContent").startswith(f"job {waiting}")
+    assert page.eval("document.querySelector('code.replay')") is None
+    # Unknown names and bad filters are said in one line, with their HTTP status.
+    page.goto(f"{server}/experiments/nope")
+    assert page.eval("document.querySelector('p.error').textContent") == "unknown experiment 'nope'"
+    page.goto(f"{server}/experiments/t?replicate=x")
+    assert page.eval("document.querySelector('h1').textContent") == "400"
     page.goto(server + "/experiments/t")
     assert page.eval("document.body.hasAttribute('data-live')")
     assert page.eval("document.querySelector('h1 .badge').textContent") == "running"

@@ -65,6 +65,8 @@ class Matrix:
 
     columns: list[tuple[str, int]]
     rows: list[MatrixRow]
+    issues: int = 0
+    """Issues in the experiment (more than ``rows`` when the matrix is cut)."""
 
 
 @dataclass(frozen=True)

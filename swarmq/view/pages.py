@@ -92,18 +92,24 @@ def tables_of(data: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[Tabl
     return facts, tables
 
 
-def matrix(rows: list[JobRow]) -> Matrix:
-    """Issue × (condition, replicate) of the given jobs; issues in the order their first job was
-    published."""
+MATRIX_ISSUES = 300
+"""Issues the outcome matrix shows (the first published); the job list and its filters reach the rest."""
+
+
+def matrix(rows: list[JobRow], issues: int = MATRIX_ISSUES) -> Matrix:
+    """Issue × (condition, replicate) of the given jobs; the first ``issues`` issues, in the order their
+    first job was published."""
     columns = sorted({(r.condition, r.replicate) for r in rows})
     index = {c: i for i, c in enumerate(columns)}
     by_issue: dict[str, MatrixRow] = {}
     for r in rows:
-        line = by_issue.setdefault(
-            r.instance_id, MatrixRow(r.instance_id, r.task_type, [None] * len(columns))
-        )
+        line = by_issue.get(r.instance_id)
+        if line is None:
+            if len(by_issue) >= issues:
+                continue
+            line = by_issue[r.instance_id] = MatrixRow(r.instance_id, r.task_type, [None] * len(columns))
         line.cells[index[(r.condition, r.replicate)]] = r
-    return Matrix(columns, list(by_issue.values()))
+    return Matrix(columns, list(by_issue.values()), len({r.instance_id for r in rows}))
 
 
 def experiment_page(
