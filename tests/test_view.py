@@ -6,7 +6,9 @@ the browser tests are in test_view_browser.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,18 @@ def finished(svc: Any, tmp_path: Path, **kw: Any) -> None:
 
 
 # Pure parts first.
+
+
+def test_view_refuses_a_port_in_use_on_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = swarmq("view", "--port", str(port), env={**os.environ, "SWARMQ_EMBEDDED": "0"})
+    assert r.returncode == 2 and r.stderr.startswith(
+        f"swarmq: error: view: cannot listen on 127.0.0.1:{port}: "
+    )
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_examples_are_marked_where_they_stand_in_the_prompt() -> None:

@@ -3,6 +3,7 @@ file) and `show` (a job in the terminal)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -26,9 +27,22 @@ def view(
 
     from swarmq.view.web import make_app
 
+    _can_listen(host, port)
     app = make_app(api.connect().sessions)
     note(f"swarmq view: http://{host}:{port}/ (Ctrl-C stops it)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Refuse at once, on one line, an address this machine cannot listen on (a port in use, a foreign
+    address), before connecting to anything."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"view: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def report(
