@@ -248,3 +248,27 @@ def test_report_html_is_one_file_with_every_job(
     assert refused.returncode == 2 and "--html" in refused.stderr
     unknown = swarmq("report", "nope", "--html", "-o", str(tmp_path / "x.html"), env=services_env)
     assert unknown.returncode == 4 and not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.services
+def test_pages_of_an_unstarted_experiment_and_a_failed_job(svc: Any, tmp_path: Path) -> None:
+    from tests.test_runner import TooLong
+
+    setup(svc, tmp_path, limit=3, conditions={"swarm": SWARM["swarm"]})
+    with svc.sessions() as session:
+        fresh = pages.experiment_page(session, "t")
+        assert not fresh.complete and fresh.progress["done"] == 0 and fresh.matching == 3
+        assert {j.verdict for j in fresh.jobs} == {"none"}
+        ((first,),) = rows(svc, "SELECT id FROM jobs ORDER BY seq LIMIT 1")
+        waiting = pages.job_page(session, int(first))
+        assert not waiting.has_outcome and waiting.routes == [] and waiting.replay_command == ""
+    assert drain(svc, runner(svc, TooLong())) == ["done", "done", "failed"]
+    ((failed,),) = rows(svc, "SELECT id FROM jobs WHERE status = 'failed'")
+    with svc.sessions() as session:
+        page = pages.job_page(session, int(failed))
+        listed = pages.experiment_page(session, "t", JobFilter(status="failed", q="context window"))
+    assert page.status == "failed" and page.verdict == "failure"
+    assert page.errors == [("job", "Requested tokens (9000) exceed context window of 2048")]  # once
+    assert ("scorer status", "skipped") in page.score
+    assert page.replay_command == "swarmq replay " + str(failed) and page.completion == ""
+    assert [j.job_id for j in listed.jobs] == [failed]

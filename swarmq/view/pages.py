@@ -217,10 +217,11 @@ def job_page(
         ("tokens/s", fmt((o or {}).get("tokens_per_second"))),
         ("finish", str((o or {}).get("finish_reason") or "-")),
     ]
-    errors = [
+    job_error, outcome_error = row["error"], (o or {}).get("error")
+    errors = [  # a job that failed in its generation records the same reason twice: shown once
         (where, str(msg))
-        for where, msg in (("job", row["error"]), ("outcome", (o or {}).get("error")))
-        if msg
+        for where, msg in (("job", job_error), ("outcome", outcome_error))
+        if msg and not (where == "outcome" and msg == job_error)
     ]
     score = [
         ("verdict", str(row["verdict"])),
@@ -244,7 +245,7 @@ def job_page(
             float(scores[a]) if a < len(scores) else None,
             a == agent,
         )
-        for a in (range(n) if o else ())
+        for a in (range(n) if agent is not None else ())  # a failure outcome was never routed
     ]
     shown = [str(x) for x in (o or {}).get("example_ids") or []]
     buffer_ids: list[str] = []
