@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -156,7 +156,7 @@ def experiment_page(
 
 
 def _when(t: datetime | None) -> str:
-    return "-" if t is None else t.isoformat(sep=" ", timespec="milliseconds")
+    return "-" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _seconds(v: Any) -> str:
@@ -200,9 +200,9 @@ def job_page(
         ("chat", fmt((o or {}).get("chat"))),
     ]
     timing_facts = [
-        ("created", _when(row["created_at"])),
-        ("started", _when(row["started_at"])),
-        ("finished", _when(row["finished_at"])),
+        ("created (UTC)", _when(row["created_at"])),
+        ("started (UTC)", _when(row["started_at"])),
+        ("finished (UTC)", _when(row["finished_at"])),
         ("job", _seconds((o or {}).get("job_seconds"))),
         ("model load", _seconds((o or {}).get("load_seconds"))),
         ("prompt", _seconds((o or {}).get("prompt_seconds"))),
