@@ -161,5 +161,7 @@ class Page:
         """The whole page as a PNG."""
         data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")  # two test runs at once never mix their files
+        tmp.write_bytes(base64.b64decode(data))
+        tmp.replace(path)
         return path

@@ -18,7 +18,7 @@ from swarmq.errors import ConfigError
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.model.scripted import ScriptedGenerator
 from swarmq.swarm.state import Example, select_examples
-from swarmq.view import charts, pages, prompt
+from swarmq.view import charts, pages, prompt, reads
 from swarmq.view.filters import JobFilter
 from swarmq.view.models import JobRow
 from tests.conftest import swarmq
@@ -204,6 +204,11 @@ def test_the_job_list_filters_and_searches(svc: Any, tmp_path: Path) -> None:
         narrow = pages.experiment_page(session, "t", JobFilter(condition="swarm", replicate=1, agent=0))
         assert narrow.jobs and {(j.condition, j.replicate, j.agent) for j in narrow.jobs} == {("swarm", 1, 0)}
         assert every.complete and every.progress["done"] == total
+        assert every.matrix.issues == 6 and len(every.matrix.rows) == 6
+        exp_id = int(rows(svc, "SELECT id FROM experiments")[0][0])
+        first_two, _ = reads.jobs(session, exp_id, JobFilter(), limit=None, first_issues=2)
+    want = {i for (i,) in rows(svc, "SELECT instance_id FROM jobs GROUP BY 1 ORDER BY min(seq) LIMIT 2")}
+    assert {j.instance_id for j in first_two} == want and len(first_two) == len(want) * 4
 
 
 @pytest.mark.services
@@ -221,6 +226,8 @@ def test_show_prints_the_job_at_80_columns(svc: Any, tmp_path: Path, services_en
     assert completion.strip() in r.stdout and f"replay: swarmq replay {job_id}" in r.stdout
     for example in example_ids:
         assert f"example {example}" in r.stdout and f"end of example {example}" in r.stdout
+    data = json.loads(swarmq("show", str(job_id), "--format", "json", env=services_env).stdout)
+    assert data["completion"] == completion and data["shown_ids"] == example_ids
     missing = swarmq("show", "999999", env=services_env)
     assert missing.returncode == 4 and missing.stderr.strip() == "swarmq: error: no job with id 999999"
 

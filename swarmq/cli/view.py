@@ -3,6 +3,7 @@ file) and `show` (a job in the terminal)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 
 from swarmq import api
-from swarmq.cli.common import note, out
+from swarmq.cli.common import Out, note, out, print_json
 from swarmq.errors import ConfigError
 
 
@@ -61,7 +62,10 @@ def report(
     out.print(f"wrote {output} ({size / 1e6:.1f} MB)", markup=False, highlight=False)
 
 
-def show(job_id: Annotated[int, typer.Argument(help="Job id (from `swarmq view`, export or psql).")]) -> None:
+def show(
+    job_id: Annotated[int, typer.Argument(help="Job id (from `swarmq view`, export or psql).")],
+    format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
+) -> None:
     """Print a job: identity, model and sampling, timings, errors, verdict and the scorer's detail, routing,
     the agent's buffer, the prompt with its examples marked, the completion and the replay command."""
     from rich.console import Console
@@ -71,7 +75,10 @@ def show(job_id: Annotated[int, typer.Argument(help="Job id (from `swarmq view`,
 
     with api.connect().sessions() as session:
         page = job_page(session, job_id)
-    print_job(page, Console(soft_wrap=False))
+    if format is Out.json:
+        print_json(dataclasses.asdict(page))
+    else:
+        print_job(page, Console(soft_wrap=False))
 
 
 def register(app: typer.Typer) -> None:

@@ -96,9 +96,9 @@ MATRIX_ISSUES = 300
 """Issues the outcome matrix shows (the first published); the job list and its filters reach the rest."""
 
 
-def matrix(rows: list[JobRow], issues: int = MATRIX_ISSUES) -> Matrix:
+def matrix(rows: list[JobRow], issues: int = MATRIX_ISSUES, total: int | None = None) -> Matrix:
     """Issue × (condition, replicate) of the given jobs; the first ``issues`` issues, in the order their
-    first job was published."""
+    first job was published, of ``total`` (default: the issues of ``rows``)."""
     columns = sorted({(r.condition, r.replicate) for r in rows})
     index = {c: i for i, c in enumerate(columns)}
     by_issue: dict[str, MatrixRow] = {}
@@ -109,7 +109,9 @@ def matrix(rows: list[JobRow], issues: int = MATRIX_ISSUES) -> Matrix:
                 continue
             line = by_issue[r.instance_id] = MatrixRow(r.instance_id, r.task_type, [None] * len(columns))
         line.cells[index[(r.condition, r.replicate)]] = r
-    return Matrix(columns, list(by_issue.values()), len({r.instance_id for r in rows}))
+    return Matrix(
+        columns, list(by_issue.values()), len({r.instance_id for r in rows}) if total is None else total
+    )
 
 
 def experiment_page(
@@ -125,11 +127,13 @@ def experiment_page(
     rows = reads.curve_rows(session, exp_id)
     agents = {c: int(v.get("agents", 1)) for c, v in config.get("conditions", {}).items()}
     maps = charts.heatmaps(rows, agents)
-    all_jobs, _ = reads.jobs(session, exp_id, JobFilter(), limit=None, search_text=every_job)
-    listed, matching = (
-        (all_jobs, len(all_jobs)) if every_job else reads.jobs(session, exp_id, where, limit=LIMIT)
-    )
     values = reads.filter_values(session, exp_id)
+    if every_job:
+        listed, matching = reads.jobs(session, exp_id, JobFilter(), limit=None, search_text=True)
+        in_matrix = listed
+    else:
+        listed, matching = reads.jobs(session, exp_id, where, limit=LIMIT)
+        in_matrix, _ = reads.jobs(session, exp_id, JobFilter(), limit=None, first_issues=MATRIX_ISSUES)
     return ExperimentPage(
         name=name,
         benchmark=str(exp["benchmark"]),
@@ -140,7 +144,7 @@ def experiment_page(
         tables=tables,
         curves_svg=charts.curves_svg(charts.curves(rows)),
         heatmaps_svg=[(c, charts.heatmap_svg(*m)) for c, m in maps.items()],
-        matrix=matrix(all_jobs),
+        matrix=matrix(in_matrix, total=int(values["issues"])),
         jobs=listed,
         matching=matching,
         filters=where,

@@ -38,12 +38,25 @@ def experiment(session: Session, name: str) -> dict[str, Any]:
 
 
 def jobs(
-    session: Session, experiment_id: int, where: JobFilter, *, limit: int | None, search_text: bool = False
+    session: Session,
+    experiment_id: int,
+    where: JobFilter,
+    *,
+    limit: int | None,
+    search_text: bool = False,
+    first_issues: int | None = None,
 ) -> tuple[list[JobRow], int]:
     """The jobs the filter matches, in publish order (at most ``limit``), and how many match in all. With
-    ``search_text``, each row carries the text the one-file report searches in."""
+    ``search_text``, each row carries the text the one-file report searches in; with ``first_issues``, only
+    the jobs of the first that many issues (by their first job's publish order) are read."""
     condition, params = where.where()
     params = {**params, "e": experiment_id}
+    if first_issues is not None:
+        condition += (
+            " AND j.instance_id IN (SELECT instance_id FROM jobs WHERE experiment_id = :e "
+            "GROUP BY instance_id ORDER BY min(seq) LIMIT :first_issues)"
+        )
+        params["first_issues"] = first_issues
     total = int(session.execute(text(f"SELECT count(*) {FROM} AND {condition}"), params).scalar_one())
     extra = (
         ", concat_ws(' ', j.instance_id, o.completion, j.error, o.error, o.score_detail::text) AS search"
@@ -78,16 +91,18 @@ def jobs(
     return rows, total
 
 
-def filter_values(session: Session, experiment_id: int) -> dict[str, list[Any]]:
-    """The distinct conditions, replicates, agents, task types and statuses of the experiment's jobs."""
+def filter_values(session: Session, experiment_id: int) -> dict[str, Any]:
+    """The distinct conditions, replicates, agents, task types and statuses of the experiment's jobs, and
+    how many issues it has (``issues``)."""
     sql = f"""
         SELECT array_agg(DISTINCT j.condition) AS conditions, array_agg(DISTINCT j.replicate) AS replicates,
                array_agg(DISTINCT o.agent_id) FILTER (WHERE o.agent_id IS NOT NULL) AS agents,
-               array_agg(DISTINCT i.task_type) AS task_types, array_agg(DISTINCT j.status) AS statuses
+               array_agg(DISTINCT i.task_type) AS task_types, array_agg(DISTINCT j.status) AS statuses,
+               count(DISTINCT j.instance_id) AS issues
         {FROM}
     """
     row = session.execute(text(sql), {"e": experiment_id}).mappings().one()
-    return {k: sorted(v or []) for k, v in row.items()}
+    return {k: v if k == "issues" else sorted(v or []) for k, v in row.items()}
 
 
 def curve_rows(session: Session, experiment_id: int) -> list[dict[str, Any]]:
