@@ -105,6 +105,12 @@ def test_finished_experiment_in_the_browser(
     page = browser.page(1400, 1000)
 
     page.goto(server + "/")
+    listed = json.loads(swarmq("experiments", "--format", "json", env=services_env).stdout)["experiments"]
+    shown = page.eval(
+        "Object.fromEntries([...document.querySelectorAll('tr[data-experiment=t] td[data-count]')].map(e => "
+        "[e.dataset.count, Number(e.textContent)]))"
+    )
+    assert shown == {k: v for k, v in listed[0].items() if k in shown} and shown["done"] == 24
     assert (
         page.eval("document.querySelector('tr[data-experiment=t] a').getAttribute('href')")
         == "/experiments/t"

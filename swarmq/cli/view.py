@@ -22,8 +22,10 @@ def view(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
 ) -> None:
-    """Serve a read-only web viewer over Postgres: experiments, results, curves, routing, every job's prompt,
-    completion and verdict; pages of a running experiment refresh themselves. Ctrl-C stops it."""
+    """Serve a read-only web viewer of the experiments in Postgres (live while they run).
+
+    Experiments, results, learning curves, routing, the outcome matrix and every job's prompt, completion and
+    verdict; pages of a running experiment refresh themselves. Ctrl-C stops it."""
     import uvicorn
 
     from swarmq.view.web import make_app
@@ -51,8 +53,9 @@ def report(
     html: Annotated[bool, typer.Option("--html", help="Write the viewer's pages as one HTML file.")] = False,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")] = Path("report.html"),
 ) -> None:
-    """Write the experiment's pages (results, charts, outcome matrix, every job) as one self-contained HTML
-    file that opens offline."""
+    """Write an experiment's viewer pages as one HTML file that opens offline (--html).
+
+    Results, charts, the outcome matrix and every job's page, with styles and scripts inline."""
     if not html:
         raise ConfigError("report: only --html is supported (for tables use `swarmq results`)")
     from swarmq.view.bundle import write
@@ -66,8 +69,9 @@ def show(
     job_id: Annotated[int, typer.Argument(help="Job id (from `swarmq view`, export or psql).")],
     format: Annotated[Out, typer.Option("--format", help="table or json")] = Out.table,
 ) -> None:
-    """Print a job: identity, model and sampling, timings, errors, verdict and the scorer's detail, routing,
-    the agent's buffer, the prompt with its examples marked, the completion and the replay command."""
+    """Print one job: prompt with its examples marked, completion, verdict, routing, timings.
+
+    Also the model and sampling, errors, the scorer's detail, the agent's buffer and the replay command."""
     from rich.console import Console
 
     from swarmq.view.pages import job_page

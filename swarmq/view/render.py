@@ -56,7 +56,12 @@ def environment() -> Environment:
 
 def experiments_html(rows: list[ExperimentSummary], links: Links) -> str:
     live = any(not r.complete for r in rows)
-    return environment().get_template("experiments.html").render(experiments=rows, links=links, live=live)
+    columns = list(dict.fromkeys(k for r in rows for k in r.counts))  # the counts `swarmq experiments` gives
+    return (
+        environment()
+        .get_template("experiments.html")
+        .render(experiments=rows, columns=columns, links=links, live=live)
+    )
 
 
 def experiment_html(page: ExperimentPage, links: Links) -> str:
