@@ -4,9 +4,10 @@
   var every = 3000;
   async function refresh() {
     if (!document.body.hasAttribute("data-live")) return;
-    if (!document.hidden) {
+    var typing = document.activeElement && document.activeElement.closest && document.activeElement.closest("form");
+    if (!document.hidden && !typing) {  // never wipe a filter being typed
       try {
-        var response = await fetch(location.href, { headers: { "X-Swarmq-Live": "1" } });
+        var response = await fetch(location.href);
         if (response.ok) {
           var fresh = new DOMParser().parseFromString(await response.text(), "text/html");
           document.querySelector("main").replaceWith(fresh.querySelector("main"));
