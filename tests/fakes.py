@@ -144,9 +144,10 @@ def failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
 
 
 def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
-    """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code); with
-    SWARMQ_TEST_STUCK set as well, the hang also blocks the worker's interrupt signal, like native code that
-    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call). Neither
+    """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code: short sleeps in a
+    loop, so an exception injected into its thread lands at the next bytecode); with SWARMQ_TEST_STUCK set as
+    well, the hang is one call that never returns to the interpreter and blocks the worker's interrupt
+    signal, like native code. Every call is logged to SWARMQ_TEST_CALLS (one line per call). Neither
     the hang nor SWARMQ_TEST_GEN_DELAY looks at the request's cancel: only the worker's backstop ends them."""
     import signal
     import time
@@ -158,7 +159,9 @@ def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
             if os.environ.get("SWARMQ_TEST_HANG", "\0") in request.prompt:
                 if os.environ.get("SWARMQ_TEST_STUCK"):
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
-                time.sleep(3600)
+                    time.sleep(3600)
+                while True:
+                    time.sleep(0.05)
             time.sleep(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))  # deaf to the request's cancel
             return super().generate(request)
 
