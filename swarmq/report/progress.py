@@ -348,35 +348,38 @@ def model_names(config: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_experiments(data: dict[str, Any], console: Console) -> None:
-    from rich.table import Table
+EXPERIMENT_COLUMNS = (
+    Column("name"),
+    Column("state"),
+    Column("jobs", priority=1, right=True),
+    Column("done", priority=1, right=True),
+    Column("failed", priority=2, right=True),
+    Column("running", priority=3, right=True),
+    Column("queued", priority=4, right=True),
+    Column("models", priority=5),
+    Column("benchmark", priority=6),
+    Column("paused", priority=7, right=True),
+    Column("cancelled", priority=7, right=True),
+    Column("created", priority=8),
+)
+"""`swarmq experiments`, most useful first (`columns.fitted`)."""
 
+
+def render_experiments(data: dict[str, Any], console: Console) -> None:
     if not data["experiments"]:
         console.print("no experiments yet (`swarmq enqueue CONFIG` creates one)")
         return
-    t = Table(title="swarmq experiments")
-    for col in (
-        "name",
-        "benchmark",
-        "models",
-        "jobs",
-        "done",
-        "failed",
-        "running",
-        "queued",
-        "paused",
-        "cancelled",
-        "created",
-        "state",
-    ):
-        t.add_column(col)
-    for e in data["experiments"]:
-        t.add_row(
+    rows = [
+        [
             e["name"],
-            e["benchmark"],
-            ", ".join(e["models"]),
-            *(str(e[k]) for k in ("jobs", "done", "failed", "running", "queued", "paused", "cancelled")),
-            e["created_at"],
             e["state"] if e["state"] != "active" or not e["complete"] else "complete",
-        )
-    console.print(t)
+            *(str(e[k]) for k in ("jobs", "done", "failed", "running", "queued")),
+            ", ".join(e["models"]),
+            e["benchmark"],
+            str(e["paused"]),
+            str(e["cancelled"]),
+            e["created_at"],
+        ]
+        for e in data["experiments"]
+    ]
+    console.print(fitted(EXPERIMENT_COLUMNS, rows, console.size.width, title="swarmq experiments"))
