@@ -21,7 +21,7 @@ from bench.env import ROOT, discover, machine, versions
 from bench.figures import Context
 from bench.measure import FigureResult
 from bench.table import render
-from swarmq.errors import ConfigError
+from swarmq.errors import ConfigError, ModelError
 
 FIGURES = {
     "e2e": "e2e",
@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         gpus = _gpus(args.gpus)
-    except ConfigError as exc:
+    except (ConfigError, ModelError) as exc:  # a bad --gpus, or a GPU that is not there
         print(f"bench: {exc}", file=sys.stderr)
         return 2
 

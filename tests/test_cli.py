@@ -308,8 +308,10 @@ def test_workers_without_gpus_suggest_cpu(services_env: dict[str, str]) -> None:
     if shutil.which("nvidia-smi"):
         pytest.skip("this machine has an NVIDIA driver")
     r = swarmq("workers", "--gpus", "all", env=services_env)
-    assert r.returncode == 2
+    assert r.returncode == 5  # as `worker --gpu 0` on the same machine: a device problem
     assert "no GPU found on this machine" in one_error_line(r.stderr) and "--cpus N" in r.stderr
+    r = swarmq("worker", "--gpu", "0", env=services_env)
+    assert r.returncode == 5 and "--gpu 0: no such GPU on this machine" in one_error_line(r.stderr)
 
 
 def test_usage_errors_and_stream_bound_exports_are_one_line(

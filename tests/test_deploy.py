@@ -32,8 +32,11 @@ def run_sbatch(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     """The batch script as Slurm's batch step runs it, with `srun` running its command once (one node) and a
     venv whose `swarmq` writes down how it was called."""
     bin_dir = tmp_path / "bin"
-    # srun: drop its own options, run the task.
-    executable(bin_dir / "srun", 'while [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n')
+    # srun: write down its own options, drop them, run the task.
+    executable(
+        bin_dir / "srun",
+        f'echo "$*" > {tmp_path}/srun\nwhile [ "${{1#-}}" != "$1" ]; do shift; done\nexec "$@"\n',
+    )
     executable(tmp_path / "venv" / "bin" / "swarmq", f'echo "$SWARMQ_EMBEDDED $*" > {tmp_path}/called\n')
     base = {k: v for k, v in os.environ.items() if not k.startswith("SWARMQ_")}
     full_env = {**base, "PATH": f"{bin_dir}:{base['PATH']}", "SWARMQ_VENV": str(tmp_path / "venv"), **env}
@@ -53,8 +56,10 @@ def test_sbatch_starts_one_supervised_worker_set_per_node_on_the_shared_servers(
     signal, _, early = sbatch["signal"].partition("@")
     assert signal == "TERM" and float(early) > DEFAULTS.supervisor_grace_seconds
     urls = {"SWARMQ_DATABASE_URL": "postgresql://u:p@db/swarmq", "SWARMQ_REDIS_URL": "redis://:p@r:6379/0"}
-    r = run_sbatch(tmp_path, "--model", "models/x.gguf", **urls)
+    r = run_sbatch(tmp_path, "--model", "models/x.gguf", SLURM_CPUS_PER_TASK=sbatch["cpus-per-task"], **urls)
     assert r.returncode == 0, r.stderr
+    # Slurm 22.05-23.02 do not pass the batch's --cpus-per-task on to srun's step: the script does.
+    assert f"--cpus-per-task={sbatch['cpus-per-task']}" in (tmp_path / "srun").read_text().split()
     assert (tmp_path / "called").read_text().split() == [
         "0",
         "workers",
@@ -117,3 +122,45 @@ def test_readme_documents_running_on_a_cluster() -> None:
     for path in (SBATCH, UNIT, ROOT / "docker-compose.yml", ROOT / ".env.example"):
         assert str(path.relative_to(ROOT)) in section, path
     assert "SWARMQ_EMBEDDED=0" in section and "CUDA_VISIBLE_DEVICES" in section
+
+
+@pytest.mark.services
+def test_a_worker_signalled_by_slurm_and_its_supervisor_finishes_its_job(
+    tmp_path: Path, services_env: dict[str, str], database_url: str
+) -> None:
+    """Slurm's --signal reaches every process of the step, and the supervisor passes its own SIGTERM on: the
+    worker gets two. The second is the same stop, so the running job still finishes (exit 0, job done)."""
+    import signal
+    import threading
+
+    from tests.conftest import swarmq
+    from tests.helpers import write_config
+    from tests.test_reliability import scalar, start_worker, wait_for
+
+    gate = tmp_path / "gate"
+    env = {**services_env, "SWARMQ_TEST_GATE_AFTER": "0", "SWARMQ_TEST_GATE": str(gate)}
+    config = write_config(tmp_path, name="twice", limit=1, conditions={"baseline": {}})
+    assert swarmq("enqueue", str(config), env=env).returncode == 0
+    proc = start_worker(env, generator="gated_generator")
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_for(
+            lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1,
+            60,
+            "the job",
+        )
+        proc.send_signal(signal.SIGTERM)  # Slurm's
+        wait_for(lambda: any("finishing job(s)" in line for line in lines), 30, "the first SIGTERM taken")
+        proc.send_signal(signal.SIGTERM)  # the supervisor's
+        wait_for(lambda: any("already stopping" in line for line in lines), 30, "the second SIGTERM taken")
+        assert proc.poll() is None, "".join(lines)
+        gate.touch()  # the generation may end now
+        assert proc.wait(timeout=60) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+    assert scalar(database_url, "SELECT string_agg(status, ',') FROM jobs") == "done"

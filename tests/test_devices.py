@@ -64,7 +64,7 @@ def test_choose_and_select_count_visible_gpus() -> None:
     assert choose("1", shown, "2,3") == [1]
     assert select(1, shown, "2,3").index == 3
     with pytest.raises(
-        ConfigError, match=r"--gpus: no GPU 2 on this machine \(visible: 0 \(GPU 2\), 1 \(GPU 3\);"
+        ModelError, match=r"--gpus: no GPU 2 on this machine \(visible: 0 \(GPU 2\), 1 \(GPU 3\);"
     ):
         choose("0,2", shown, "2,3")
     with pytest.raises(ModelError, match=r"--gpu 2: no such GPU on this machine .*CUDA_VISIBLE_DEVICES=2,3"):
@@ -107,7 +107,7 @@ def test_pin_gpu_respects_and_narrows_the_existing_setting(
 def test_no_visible_gpu_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devices, "list_gpus", lambda: list(GPUS))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with pytest.raises(ConfigError, match="CUDA_VISIBLE_DEVICES= hides all 4"):
+    with pytest.raises(ModelError, match="CUDA_VISIBLE_DEVICES= hides all 4"):
         devices.gpu_positions("all")
 
 

@@ -141,7 +141,7 @@ def test_a_worker_name_in_use_is_refused(
             lambda: client.exists(keys.worker_key(f"twin@{_host()}")), 30, "the first worker's heartbeat"
         )
         r = swarmq("worker", "--cpu", "--generator", "tests.fakes:hash_generator", "--name", "twin", env=env)
-        assert r.returncode == 2, r.stderr
+        assert r.returncode == 4, r.stderr  # a name clash, as the README says
         errors = [ln for ln in r.stderr.splitlines() if ln.startswith("swarmq: error: ")]
         assert (
             len(errors) == 1 and f"worker name 'twin@{_host()}' is in use by pid {first.pid}" in errors[0]

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from swarmq import keys
-from swarmq.errors import ConfigError, ExperimentConflict
+from swarmq.errors import ExperimentConflict, NameInUse
 from swarmq.experiment.dataset import load_issues
 from swarmq.experiment.file import load_config
 from swarmq.queue import jobs
@@ -62,7 +62,7 @@ def test_a_worker_name_is_one_processs(svc: Any) -> None:
     first = NameLease(svc.redis, "w@h", host, "a", 5)
     first.acquire()
     try:
-        with pytest.raises(ConfigError, match=rf"worker name 'w@h' is in use by pid {os.getpid()} on {host}"):
+        with pytest.raises(NameInUse, match=rf"worker name 'w@h' is in use by pid {os.getpid()} on {host}"):
             NameLease(svc.redis, "w@h", "another-host", "b", 5).acquire()
     finally:
         first.release()
@@ -81,7 +81,7 @@ def test_a_dead_holder_on_this_host_is_taken_over(svc: Any, pid: int, taken_over
             lease.acquire()
             assert svc.redis.get(keys.worker_name_key("w@h")) == f"{host}:{os.getpid()}:new".encode()
         else:
-            with pytest.raises(ConfigError, match="is in use by pid 1"):
+            with pytest.raises(NameInUse, match="is in use by pid 1"):
                 lease.acquire()
     finally:
         lease.release()

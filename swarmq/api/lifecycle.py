@@ -34,8 +34,8 @@ def enqueue(
     cfg: ExperimentConfig, progress: Say | None = None, *, model_on_workers: bool = False
 ) -> EnqueueResult:
     """Create the experiment and publish its jobs, or resume it (same name, same configuration). Each local
-    model file must be here (or in SWARMQ_MODELS_DIR) unless ``model_on_workers`` says it lives only on the
-    worker machines: a typo is refused now, not found by every worker later."""
+    model file must be here (or in SWARMQ_MODELS_DIR or SWARMQ_HOME/models) unless ``model_on_workers``
+    says it lives only on the worker machines: a typo is refused now, not found by every worker later."""
     from swarmq.experiment.dataset import load_dataset
     from swarmq.model.llama import missing_models
     from swarmq.queue.broker import make_app
@@ -47,8 +47,9 @@ def enqueue(
         missing := missing_models([m.path for m in cfg.models().values()], get_settings())
     ):
         raise ModelError(
-            f"{cfg.name}: model file not found: {', '.join(missing)} (looked in the current directory "
-            f"and SWARMQ_MODELS_DIR); pass --model-on-workers if it exists only where workers run"
+            f"{cfg.name}: model file not found: {', '.join(missing)} (looked in the current directory, "
+            "SWARMQ_MODELS_DIR and SWARMQ_HOME/models); pass --model-on-workers if it exists only where "
+            "workers run"
         )
     svc = connect()
     with svc.sessions() as session:

@@ -4,13 +4,14 @@ non-zero exit (`errors.py` says which code means what)."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Annotated
 
 import click
 import typer
 
-from swarmq.cli import admin, experiments, lifecycle, view, workers
+from swarmq.cli import admin, doctor, experiments, lifecycle, view, workers
 from swarmq.cli.common import err
 from swarmq.errors import SwarmqError
 
@@ -23,7 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for group in (experiments, lifecycle, workers, admin, view):
+for group in (experiments, lifecycle, workers, admin, view, doctor):
     group.register(app)
 
 
@@ -64,6 +65,8 @@ def main() -> None:
     # `swarmq -v worker`), because logging is configured before any command runs; `root` declares it for
     # --help.
     verbose = any(a in VERBOSE for a in sys.argv[1:])
+    if verbose:  # llama.cpp's own log lines too, in this process and the workers it starts
+        os.environ["SWARMQ_LLAMA_VERBOSE"] = "1"
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = [a for a in sys.argv[1:] if a not in VERBOSE]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
 
-# Pipes and files get a wide table instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
+# Pipes and files get a wide table instead of rich's 80-column default, unless COLUMNS names a width.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160)
 err = Console(stderr=True)
 
 

@@ -58,7 +58,12 @@ def _watch(experiment: str, format: Out) -> None:
     if format is Out.json:
         watch_json(api.connect().sessions, experiment, print_json_line)
     else:
-        watch_progress(api.connect().sessions, experiment, out)
+        watch_progress(api.connect().sessions, experiment, out, live_workers=_live_workers)
+
+
+def _live_workers() -> int:
+    """For the hint `--watch` shows while no ETA can be given and no worker is there."""
+    return sum(w["state"] == "live" for w in api.workers()["workers"])
 
 
 def status(

@@ -177,14 +177,10 @@ class LlamaGenerator:
 
 def resolve_model_path(path: str, settings: Settings) -> Path:
     """``hf:ORG/REPO/FILE.gguf``: the file in the local hub cache (`hub.resolve`); a path: as given
-    (relative to the current directory), else by file name in SWARMQ_MODELS_DIR."""
+    (relative to the current directory), else by file name in `hub.local_dirs` (`hub.local_path`)."""
     if path.startswith(hub.PREFIX):
         return hub.resolve(path)
-    p = Path(path).expanduser()
-    if p.exists() or p.is_absolute():
-        return p
-    alt = settings.models_dir / p.name
-    return alt if alt.exists() else p
+    return hub.local_path(path, settings)
 
 
 def missing_models(paths: list[str], settings: Settings) -> list[str]:

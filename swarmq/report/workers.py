@@ -8,10 +8,10 @@ from typing import Any
 
 import redis as redis_lib
 from rich.console import Console
-from rich.table import Table
 
 from swarmq import keys
 from swarmq.experiment.config import ExperimentConfig
+from swarmq.report.columns import Column, fitted
 from swarmq.store import heartbeats
 
 
@@ -74,45 +74,49 @@ def slots_warning(workers: dict[str, Any], config: ExperimentConfig) -> str | No
     )
 
 
+WORKER_COLUMNS = (
+    Column("name"),
+    Column("state"),
+    Column("busy", priority=1, right=True),
+    Column("model", priority=2),
+    Column("gpu", priority=3),
+    Column("done", priority=4, right=True),
+    Column("jobs", priority=5),
+    Column("running s", priority=6, right=True),
+    Column("tok/s", priority=7, right=True),
+    Column("heartbeat", priority=8, right=True),
+    Column("host", priority=9),
+    Column("VRAM MB", priority=10, right=True),
+)
+"""`workers list`, most useful first: at 80 columns the name, state, busy slots and model stay whole, and
+the rest go from the right (`columns.fitted`)."""
+
+
 def render_workers(data: dict[str, Any], console: Console) -> None:
-    t = Table(title="swarmq workers")
-    cols = (
-        "name",
-        "host",
-        "gpu",
-        "model",
-        "busy slots",
-        "current jobs",
-        "running s",
-        "jobs done",
-        "tok/s",
-        "VRAM MB",
-        "heartbeat",
-        "state",
-    )
-    for c in cols:
-        t.add_column(c)
-    for w in data["workers"]:
-        gpu = "cpu" if w["gpu"] is None else f"{w['gpu']} {w['gpu_name'] or ''}".strip()
-        t.add_row(
-            w["name"],
-            w["host"],
-            gpu,
-            w["model"],
-            f"{w['busy_slots']}/{w['slots']}",
-            ",".join(map(str, w["current_jobs"])) or "-",
-            str(w["job_seconds"] or "-"),
-            str(w["jobs_done"]),
-            f"{w['tokens_per_second']:.1f}",
-            "-" if w["vram_used_mb"] is None else f"{w['vram_used_mb']:.0f}",
-            "-"
-            if w["last_heartbeat_seconds_ago"] is None
-            else f"{w['last_heartbeat_seconds_ago']:.0f} s ago",
-            w["state"],
-        )
     if not data["workers"]:
         console.print(
             "no worker has published a heartbeat (start one with `swarmq worker --gpu 0` or `--cpu`)"
         )
         return
-    console.print(t)
+    rows = []
+    for w in data["workers"]:
+        gpu = "cpu" if w["gpu"] is None else f"{w['gpu']} {w['gpu_name'] or ''}".strip()
+        rows.append(
+            [
+                w["name"],
+                w["state"],
+                f"{w['busy_slots']}/{w['slots']}",
+                w["model"] or "-",
+                gpu,
+                str(w["jobs_done"]),
+                ",".join(map(str, w["current_jobs"])) or "-",
+                str(w["job_seconds"] or "-"),
+                f"{w['tokens_per_second']:.1f}",
+                "-"
+                if w["last_heartbeat_seconds_ago"] is None
+                else f"{w['last_heartbeat_seconds_ago']:.0f} s ago",
+                w["host"] or "-",
+                "-" if w["vram_used_mb"] is None else f"{w['vram_used_mb']:.0f}",
+            ]
+        )
+    console.print(fitted(WORKER_COLUMNS, rows, console.size.width, title="swarmq workers"))

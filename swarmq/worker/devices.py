@@ -75,7 +75,9 @@ def describe(shown: Sequence[Gpu], cuda_visible_devices: str | None) -> str:
 
 
 def choose(spec: str, shown: Sequence[Gpu], cuda_visible_devices: str | None = None) -> list[int]:
-    """``workers --gpus``: ``all`` or ``0,1,3`` → positions in the visible list (each worker's ``--gpu``)."""
+    """``workers --gpus``: ``all`` or ``0,1,3`` → positions in the visible list (each worker's ``--gpu``). A
+    spec that is not GPU indices is bad input (exit 2); a GPU that is not there is a device problem (exit 5),
+    as for ``worker --gpu N`` (`select`)."""
     if spec.strip() == "all":
         return list(range(len(shown)))
     wanted = []
@@ -83,7 +85,7 @@ def choose(spec: str, shown: Sequence[Gpu], cuda_visible_devices: str | None = N
         if not part.isdigit():
             raise ConfigError(f"--gpus: {part!r} is not a GPU index (use 'all' or e.g. 0,1,3)")
         if int(part) >= len(shown):
-            raise ConfigError(
+            raise ModelError(
                 f"--gpus: no GPU {part} on this machine (visible: {describe(shown, cuda_visible_devices)})"
             )
         wanted.append(int(part))
@@ -110,12 +112,12 @@ def pinned_environment(gpu: Gpu) -> dict[str, str]:
 
 def gpu_positions(spec: str) -> list[int]:
     """``workers --gpus SPEC``: the positions to start one worker on each (``--gpu N`` of each child, which
-    inherits this CUDA_VISIBLE_DEVICES)."""
+    inherits this CUDA_VISIBLE_DEVICES). No GPU at all is exit 5, as for ``worker --gpu 0``."""
     setting, found = os.environ.get(ENV), list_gpus()
     shown = visible(found, setting)
     if not shown:
         why = f"{ENV}={setting} hides all {len(found)}" if found else "NVML and nvidia-smi see none"
-        raise ConfigError(f"no GPU found on this machine ({why}); use --cpus N to run N CPU workers")
+        raise ModelError(f"no GPU found on this machine ({why}); use --cpus N to run N CPU workers")
     return choose(spec, shown, setting)
 
 

@@ -2,10 +2,10 @@
 
 It is an ordinary Celery worker (late acks, prefetch 1 per slot: one message, of one job or several) plus a
 job watch per running message (lease renewal and deadline, in `watch.py`) and housekeeping (heartbeat
-record, reaper, `--burst` exit). With one slot it uses the solo pool: one job at a time, on the main thread.
-With ``--slots K`` it uses a threads pool of K: each thread claims its job, does routing and state, and hands
-its generation to the batching engine (`model/batched.py`), which decodes the K sequences together; a busy
-worker still answers `inspect ping`.
+record, reaper, `--burst` exit). It uses a threads pool of ``--slots K`` (1 included): each thread claims
+its job, does routing and state, and hands its generation to the batching engine (`model/batched.py`), which
+decodes the K sequences together; the consumer keeps the main thread, so a busy worker still answers
+`inspect ping`. Task events are on, and each message is named after its job (`tasks`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from celery import signals as celery_signals
 from celery.exceptions import SecurityWarning
+from celery.worker.request import Request
 
 from swarmq import keys
 from swarmq.benchmarks.registry import BENCHMARKS
@@ -40,6 +42,7 @@ from swarmq.worker.loading import choose_model, choose_slots, experiments_on, lo
 from swarmq.worker.naming import NameLease
 from swarmq.worker.runner import JobRunner, RunnerIdentity
 from swarmq.worker.shutdown import GracefulShutdown, exit_worker, install_interrupts
+from swarmq.worker.tasks import JobFailed, Lines, TaskNames, job_errors, task_result
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,10 @@ def _serve(
     settings, key = services.settings, keys.model_key(model_cfg.path)
     self_test_scorers()
     app = broker.make_app(services.redis_url)
+    # Task events, the messages this worker publishes (releases) included, so that Flower and `celery events`
+    # see every task from its first; `tasks` names them and says how they ended.
+    app.conf.update(worker_send_task_events=True, task_send_sent_event=True)
+    lines = Lines(None if opts.quiet else lambda line: print(line, flush=True))
     runner = JobRunner(
         services.sessions,
         SwarmStore(services.redis),
@@ -153,14 +160,28 @@ def _serve(
         outage_seconds=settings.outage_seconds,
         max_attempts=settings.max_attempts,
         stuck_seconds=settings.stuck_seconds,
-        say=None if opts.quiet else lambda line: print(line, flush=True),
+        say=lines,
     )
+    names = TaskNames(services.sessions)
 
-    @app.task(name=keys.TASK_NAME, acks_late=True, ignore_result=True)
+    class NamedRequest(Request):
+        """A received message, shown by its job's name (`tasks.TaskNames`) in events and `inspect`."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.name: str = names(self.args) or self.name
+
+    @app.task(
+        name=keys.TASK_NAME, acks_late=True, ignore_result=True, Request=NamedRequest, throws=(JobFailed,)
+    )
     def run_job(job: int | list[int]) -> str:
-        """One message: a job id, or a list of them (`broker.publish` with ``jobs_per_message``)."""
+        """One message: a job id, or a list of them (`broker.publish` with ``jobs_per_message``). Returns the
+        jobs' lines (a Celery SUCCESS); raises `JobFailed` with the reason when one failed (a FAILURE)."""
         try:
-            return ",".join(runner.run_many([int(j) for j in job] if isinstance(job, list) else [int(job)]))
+            ids = [int(j) for j in job] if isinstance(job, list) else [int(job)]
+            lines.start()
+            statuses = runner.run_many(ids)
+            return task_result(ids, statuses, lines.take(), lambda: job_errors(services.sessions, ids))
         except ServiceUnavailable as exc:
             # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
             exit_worker(3, f"swarmq: error: worker {identity.worker}: {exc}")
@@ -199,7 +220,9 @@ def _serve(
     worker = app.Worker(
         hostname=identity.worker,
         queues=[keys.queue_name(key)],
-        pool_cls="solo" if slots == 1 else "threads",
+        # Threads even for one slot: the consumer keeps the main thread, so a busy worker still answers
+        # `celery inspect ping/active` (the solo pool runs the job there and goes silent).
+        pool_cls="threads",
         concurrency=slots,
         without_mingle=True,
         without_gossip=True,

@@ -16,7 +16,7 @@ import threading
 import redis as redis_lib
 
 from swarmq import keys
-from swarmq.errors import ConfigError
+from swarmq.errors import NameInUse
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class NameLease:
             self.redis.set(self.key, self.value, px=self.ttl_ms)
             self._keep()
             return
-        raise ConfigError(
+        raise NameInUse(
             f"worker name {self.name!r} is in use by pid {pid or '?'} on {host or '?'}; choose another --name"
         )
 

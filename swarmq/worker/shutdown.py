@@ -115,7 +115,9 @@ thread of a ``--slots`` worker (not the main thread) keeps the process alive unt
 class GracefulShutdown:
     """SIGTERM/SIGINT: finish the running jobs (all slots, up to the grace period), then exit. Past the grace
     period every job still running is given back (queued again), not lost, and cancelled, so that it stops
-    where it waits. A second signal exits at once; the leases then expire."""
+    where it waits. SIGTERM again changes nothing: one stop often arrives twice (Slurm signals every process
+    of its step, and the supervisor passes its own SIGTERM on). A second SIGINT (Ctrl-C) exits at once; the
+    leases then expire."""
 
     def __init__(self, runner: _Runner, sessions: Any, app: Any, grace_seconds: float) -> None:
         self.runner, self.sessions, self.app, self.grace = runner, sessions, app, grace_seconds
@@ -129,6 +131,9 @@ class GracefulShutdown:
         from celery.worker import state as worker_state
 
         self.signals += 1
+        if self.signals > 1 and signum == signal.SIGTERM:
+            log.warning("signal %s again: already stopping (Ctrl-C or SIGINT exits at once)", signum)
+            return
         if self.signals > 1:
             exit_worker(1, "swarmq: worker: second signal: exiting now (the running job's lease will expire)")
         running = sorted(self.runner.running())
@@ -137,7 +142,7 @@ class GracefulShutdown:
             if running
             else "no job running"
         )
-        log.warning("signal %s: %s, then exiting (send it again to exit at once)", signum, what)
+        log.warning("signal %s: %s, then exiting (SIGINT again to exit at once)", signum, what)
         worker_state.should_stop = 0  # Celery stops once its running tasks return
         if running:
             threading.Thread(target=self._expire, args=(running,), name="swarmq-grace", daemon=True).start()

@@ -3,8 +3,8 @@
 The leases are renewed every heartbeat interval. At a step's deadline the watch cancels the step
 (`cancel.Cancel`, which the generator, the sandbox and the service retries look at), and the runner records
 the timeout as the job's outcome. A step that does not stop within `cancel.GRACE_SECONDS` gets the backstop:
-its thread is interrupted with `JobTimedOut`, the main thread by a signal (solo pool, one slot), a Celery pool
-thread (``--slots K``) by an asynchronous exception at its next bytecode. A thread stuck in native code cannot
+its thread is interrupted with `JobTimedOut`, the main thread by a signal, a Celery pool thread (a worker's
+every slot) by an asynchronous exception at its next bytecode. A thread stuck in native code cannot
 take that either: ``stuck_seconds`` later, ``on_stuck`` fails the job and ends the worker. A hung job never
 holds its stream for longer than its deadline plus those margins (and the jobs before it in its message,
 with ``jobs_per_message`` above 1: each has its own deadline).
