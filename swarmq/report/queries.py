@@ -10,13 +10,16 @@ the groupings the aggregates do not key, repo and model)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from swarmq.report.aggregated import aggregated_levels, with_rates
 from swarmq.store import aggregates, counters
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `swarmq status` reads through here without it
+    import numpy as np
 
 GROUPINGS = {
     "condition": ("j.condition",),
@@ -248,3 +251,91 @@ def paired_sums(
         {"e": experiment_id, "a": a, "b": b},
     ).all()
     return [(int(n), int(d)) for n, d in rows]
+
+
+class Cells(NamedTuple):
+    """Every (replicate, issue) cell with a judged outcome in some condition, as columns: the conditions in
+    byte order (``names``), and per cell which of them have a judged outcome and which succeeded."""
+
+    names: list[str]
+    replicate: np.ndarray
+    """int64, one per cell."""
+    issue: np.ndarray
+    """int64 codes of the issues: indices into ``issue_ids``."""
+    issue_ids: list[str]
+    """The instance ids, sorted."""
+    task_type: list[str]
+    judged: np.ndarray
+    """bool, cells × conditions."""
+    success: np.ndarray
+    """bool, cells × conditions (False where not judged)."""
+
+
+def cells(session: Session, experiment_id: int, config: dict[str, Any], *, recount: bool = False) -> Cells:
+    """The (replicate, issue) cells of the paired comparisons, from the aggregates' per-pair bitmasks
+    (`agg_pairs`: bit k of a mask is the k-th condition in byte order) or, with ``recount``, from every judged
+    outcome."""
+    import numpy as np
+
+    names = sorted(config["conditions"], key=str.encode)
+    if recount:
+        sql = (
+            f"SELECT j.replicate, j.instance_id, min(i.task_type), j.condition, bool_or({SUCCESS}) "
+            "FROM jobs j JOIN issues i ON i.id = j.issue_id JOIN outcomes o ON o.job_id = j.id "
+            f"WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2, 4"
+        )
+        per: dict[tuple[int, str], tuple[str, int, int]] = {}
+        index = {c: k for k, c in enumerate(names)}
+        for r, i, t, c, s in session.execute(text(sql), {"e": experiment_id}).all():
+            _, judged, succeeded = per.get((int(r), str(i)), (str(t), 0, 0))
+            bit = 1 << index[str(c)]
+            per[(int(r), str(i))] = (str(t), judged | bit, succeeded | (bit if s else 0))
+        rows: Sequence[Any] = [(r, i, t, j, s) for (r, i), (t, j, s) in per.items()]
+    else:
+        rows = session.execute(
+            text(
+                "SELECT replicate, instance_id, coalesce(task_type, ''), judged, succeeded FROM agg_pairs "
+                "WHERE experiment_id = :e AND judged <> 0"
+            ),
+            {"e": experiment_id},
+        ).all()
+    rows = sorted(rows, key=lambda x: (int(x[0]), str(x[1])))
+    bits = 1 << np.arange(len(names), dtype=np.int64)
+    judged_bits = np.array([int(x[3]) for x in rows], dtype=np.int64).reshape(-1, 1)
+    success_bits = np.array([int(x[4]) for x in rows], dtype=np.int64).reshape(-1, 1)
+    ids = sorted({str(x[1]) for x in rows})
+    code = {i: k for k, i in enumerate(ids)}
+    return Cells(
+        names,
+        np.array([int(x[0]) for x in rows], dtype=np.int64),
+        np.array([code[str(x[1])] for x in rows], dtype=np.int64),
+        ids,
+        [str(x[2]) for x in rows],
+        (judged_bits & bits) != 0,
+        ((success_bits & bits) != 0) & ((judged_bits & bits) != 0),
+    )
+
+
+def scoring_error_cells(session: Session, experiment_id: int) -> list[tuple[str, int, str]]:
+    """(condition, replicate, issue) of every outcome the scorer could not judge: the sensitivity line."""
+    rows = session.execute(
+        text(
+            "SELECT j.condition, j.replicate, j.instance_id FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+            f"WHERE j.experiment_id = :e AND {SCORING_ERROR}"
+        ),
+        {"e": experiment_id},
+    ).all()
+    return [(str(c), int(r), str(i)) for c, r, i in rows]
+
+
+def sample_counts(session: Session, experiment_id: int) -> list[tuple[str, int, str, int, int]]:
+    """(condition, replicate, issue, judged samples, successes) of every cell: pass@k."""
+    rows = session.execute(
+        text(
+            f"SELECT j.condition, j.replicate, j.instance_id, count(*), count(*) FILTER (WHERE {SUCCESS}) "
+            "FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+            f"WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2, 3"
+        ),
+        {"e": experiment_id},
+    ).all()
+    return [(str(a), int(r), str(i), int(n), int(s)) for a, r, i, n, s in rows]
