@@ -10,7 +10,7 @@ from typing import Annotated
 import click
 import typer
 
-from swarmq.cli import admin, experiments, lifecycle, workers
+from swarmq.cli import admin, experiments, lifecycle, plan, workers
 from swarmq.cli.common import err
 from swarmq.errors import SwarmqError
 
@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for group in (experiments, lifecycle, workers, admin):
+for group in (experiments, lifecycle, workers, admin, plan):
     group.register(app)
 
 

@@ -72,7 +72,10 @@ class Column(NamedTuple):
 def fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
     """The columns that fit ``width`` characters, in their order, and the headers left out: priority 0 always
     stays (names are never cut; rich folds one that alone is wider than the terminal)."""
-    need = {c.header: max([len(c.header), *(len(x) for x in c.cells)]) + 2 for c in columns}
+    need = {
+        c.header: max(len(line) for text in (c.header, *c.cells) for line in text.split("\n")) + 2
+        for c in columns
+    }
     kept = list(columns)
     for c in sorted(columns, key=lambda c: -c.priority):
         if sum(need[k.header] for k in kept) + 2 <= width or c.priority == 0:
@@ -193,9 +196,11 @@ def print_comparisons(data: dict[str, Any], console: Console) -> None:
         if data.get("matched")
         else "all outcomes, unmatched: each pair on its own (issue, replicate) cells"
     )
-    columns = [
+    pair = [
         Column("a", [c["a"] for c in comps], 0, right=False),
         Column("b", [c["b"] for c in comps], 0, right=False),
+    ]
+    rest = [
         Column("diff a−b", [_pct(c["paired_diff"]) for c in comps], 0),
         Column("95% CI", [_interval(c["paired_ci95"]) for c in comps], 0),
         Column("p Holm", [p_value(c["p_holm"]) for c in comps], 0),
@@ -205,7 +210,9 @@ def print_comparisons(data: dict[str, Any], console: Console) -> None:
         Column("clusters", ["issue×rep" if c["two_way"] else "issue" for c in comps], 4),
         Column("p Fisher (indep.)", [p_value(c["p_fisher"]) for c in comps], 5),
     ]
-    dropped = _table(f"{interim}pairwise comparisons {scope}", columns, console)
+    if "detectable" in fit(pair + rest, console.width)[1]:  # narrow: a over b in one column
+        pair = [Column("a\nvs b", [f"{c['a']}\nvs {c['b']}" for c in comps], 0, right=False)]
+    dropped = _table(f"{interim}pairwise comparisons {scope}", pair + rest, console)
     console.print(
         "diff: mean paired difference; 95% CI and p: t(df) on a standard error clustered by issue (and by "
         "replicate where 'issue×rep'); p Holm: adjusted across pairs; detectable: the difference found with "
@@ -283,7 +290,7 @@ def print_specialization(spec: dict[str, dict[str, Any]], console: Console) -> N
         Column("F rand", [f3(m["F_random"]) for m in rows], 1),
         Column("p(F)", [f3(m["F_p"]) for m in rows], 1),
         Column("D ± sd", [f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-" for m in rows], 2),
-        Column("D rand", [_num(m.get("D_null"), "{:.3f}") for m in rows], 2),
+        Column("D rand", [_num(m.get("D_null"), "{:.3f}") for m in rows], 3),
     ]
     dropped = _table("swarm metrics, pooled and per replicate, each beside its reference", columns, console)
     console.print(
