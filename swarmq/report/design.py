@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from swarmq.report import paired
+MIN_REPLICATES = 5
+"""Swarms needed to estimate the variance between swarms: with fewer, comparisons of accumulating
+conditions are conditional on these swarms (the table says so, `enqueue` warns)."""
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Plan:
     se: float
     df: int
     two_way: bool
-    """Whether the table's test takes the variance between swarms (≥ `paired.MIN_REPLICATES` replicates)."""
+    """Whether the table's test takes the variance between swarms (≥ `MIN_REPLICATES` replicates)."""
     detectable: float | None
     """At 80% power after Holm across the table's pairs; None: no difference could be detected."""
 
@@ -43,12 +45,14 @@ def pairs(conditions: int) -> int:
 
 def plan(design: Design, rate: float, icc: float, swarm_sd: float) -> Plan:
     """What the results table's comparison of two conditions at ``rate`` would detect with this design."""
+    from swarmq.report import paired  # numpy, scipy: `enqueue` imports this module for its warning only
+
     if not (0 < rate < 1 and 0 <= icc < 1 and swarm_sd >= 0):
         raise ValueError("need 0 < rate < 1, 0 <= icc < 1 and swarm_sd >= 0")
     sigma2 = rate * (1 - rate)
     tau2 = (sigma2 * (1 - icc) * swarm_sd) ** 2  # the mean slope of the logistic, E[p_i(1 − p_i)], times sd
     n = design.issues * design.replicates
-    two_way = design.accumulating > 0 and design.replicates >= paired.MIN_REPLICATES
+    two_way = design.accumulating > 0 and design.replicates >= MIN_REPLICATES
     # Below MIN_REPLICATES the table's test is conditional on the swarms run: their variance is not in it.
     var = 2 * sigma2 * (1 - icc) / n + (design.accumulating * tau2 / design.replicates if two_way else 0.0)
     df = (min(design.issues, design.replicates) if two_way else design.issues) - 1
@@ -60,9 +64,9 @@ def replicates_needed(
     design: Design, rate: float, icc: float, swarm_sd: float, difference: float, *, most: int = 200
 ) -> int | None:
     """The fewest replicates with which the table's test detects ``difference`` at 80% power (None: not within
-    ``most``). Accumulating conditions count only from `paired.MIN_REPLICATES` swarms, where the table
+    ``most``). Accumulating conditions count only from `MIN_REPLICATES` swarms, where the table
     stops calling its comparison conditional on these swarms."""
-    start = paired.MIN_REPLICATES if design.accumulating else 1
+    start = MIN_REPLICATES if design.accumulating else 1
     for r in range(start, most + 1):
         p = plan(Design(design.issues, r, design.conditions, design.accumulating), rate, icc, swarm_sd)
         if p.detectable is not None and p.detectable <= difference:
@@ -73,11 +77,11 @@ def replicates_needed(
 def replicates_warning(replicates: int, accumulating: list[str]) -> str | None:
     """What `enqueue` says when accumulating conditions get fewer swarms than the table needs to
     generalise."""
-    if not accumulating or replicates >= paired.MIN_REPLICATES:
+    if not accumulating or replicates >= MIN_REPLICATES:
         return None
     return (
         f"{', '.join(accumulating)} accumulate{'s' if len(accumulating) == 1 else ''}: each replicate is one "
         f"swarm, and {replicates} replicate(s) are too few to estimate the variance between swarms; "
         "`results` will call their comparisons conditional on these swarms (use "
-        f"{paired.MIN_REPLICATES} or more to generalise; `swarmq plan` sizes it)"
+        f"{MIN_REPLICATES} or more to generalise; `swarmq plan` sizes it)"
     )

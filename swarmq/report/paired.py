@@ -7,7 +7,7 @@ Miller (2011) for two-way clustering:
   condition and replicate) and, for an accumulating condition, a swarm effect per (c, r);
 - a rate or a paired difference is a mean over (replicate, issue) cells; its variance is clustered by issue,
   and also by replicate (two-way: V_issue + V_replicate − V_cell) when ``two_way`` (an accumulating condition
-  with at least `MIN_REPLICATES` swarms); with fewer swarms the inference is conditional on these swarms;
+  with at least `design.MIN_REPLICATES` swarms); with fewer, the inference is conditional on these swarms;
 - intervals and tests use t with G − 1 degrees of freedom (G: the fewest clusters of a clustered dimension),
   and both come from one statistic, so an interval excludes 0 exactly when p < 0.05;
 - a variance never falls below its small-sample floor (Agresti–Min's half a pseudo-pair on each side for a
@@ -29,9 +29,6 @@ from scipy import stats as sps
 ALPHA = 0.05
 POWER = 0.80
 Z95 = 1.959963984540054
-MIN_REPLICATES = 5
-"""Swarms needed to estimate the variance between swarms: with fewer, comparisons of accumulating
-conditions are conditional on these swarms (the table says so, `enqueue` warns)."""
 
 
 @dataclass(frozen=True)

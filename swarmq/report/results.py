@@ -1,9 +1,10 @@
-"""Results tables: per-group counts and rates with 95% intervals (Wilson, and clustered by issue per
-condition), pairwise comparisons of conditions on matched (issue, replicate) pairs (paired difference with a
-clustered interval, sign-flip test, Holm-adjusted p; Fisher's test beside, for independent outcomes only),
-means over replicates, and the swarm's specialization metrics (S beside its random-routing expectation, F,
-and D per replicate, replayed from Postgres, beside its null reference). Rates are over the matched set by
-default: a partial run compares conditions on the same (replicate, issue) pairs.
+"""Results tables: per-group counts and rates with 95% intervals (clustered per condition; Wilson, which
+assumes independence, beside), pairwise comparisons of conditions on the matched (replicate, issue) cells
+(`paired`: t(G − 1) on a standard error clustered by issue, and by replicate where swarms vary; Holm across
+pairs; the detectable difference of that test), the conclusion and its sensitivity to scoring errors, an
+interim flag while jobs remain (`interim`), pass@k when several samples were run (`passk`), means over
+replicates, and the swarm metrics S, F and D, each beside its reference. Rates and comparisons are over the
+same matched set by default: a partial run compares conditions on the same (replicate, issue) pairs.
 
 Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP
 BY over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`.
@@ -25,7 +26,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.report import interim, paired, passk, queries, signflip, stats
+from swarmq.report import design, interim, paired, passk, queries, signflip, stats
 from swarmq.report.queries import GROUPINGS
 from swarmq.store.experiments import experiment_row, latest_name
 from swarmq.streams.sync import final_buffers
@@ -45,7 +46,7 @@ def comparisons(
     ``matched``, the matched set every condition's rate is over (so a difference is the gap between the rates
     shown); else each pair's own cells judged in both. Holm-adjusted across pairs; "detectable" is for that
     test after Holm. The variance between swarms is in the comparison when either condition accumulates and
-    there are at least `paired.MIN_REPLICATES` replicates; with fewer, ``conditional`` says the comparison
+    there are at least `design.MIN_REPLICATES` replicates; with fewer, ``conditional`` says the comparison
     holds for these swarms only. Fisher's exact test on the same cells' counts is kept beside, valid only if
     outcomes were independent, and so is the exact sign-flip test of the issues' summed differences
     (``p_sign_flip``: valid conditional on these swarms only, as it ignores the variance between them)."""
@@ -63,7 +64,7 @@ def comparisons(
             sa.astype(float) - sb,
             cells.issue[mask],
             cells.replicate[mask],
-            two_way=swarms and replicates >= paired.MIN_REPLICATES,
+            two_way=swarms and replicates >= design.MIN_REPLICATES,
         )
         n = int(mask.sum())
         issue_sums = np.bincount(
@@ -115,7 +116,7 @@ def clustered_intervals(
             cells.success[mask, k].astype(float),
             cells.issue[mask],
             cells.replicate[mask],
-            two_way=g["condition"] in accumulating and reps >= paired.MIN_REPLICATES,
+            two_way=g["condition"] in accumulating and reps >= design.MIN_REPLICATES,
         )
         g["ci95_clustered"], g["issues"] = list(r.ci95), r.clusters
 
@@ -184,7 +185,7 @@ def pass_at_k_of(session: Session, experiment_id: int, accumulating: set[str]) -
             np.array([x[3] for x in rows], dtype=np.int64),
             issue.ravel(),
             reps,
-            two_way=cond in accumulating and np.unique(reps).size >= paired.MIN_REPLICATES,
+            two_way=cond in accumulating and np.unique(reps).size >= design.MIN_REPLICATES,
         )
         out[cond] = {"samples": int(samples.max()), "pass": table}
     return out
@@ -243,8 +244,8 @@ def specialization_metrics(
     recount: bool = False,
     divergence_too: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """S (with permutation p and its expectation under random routing), F (Cramér's V and chi-square p) per
-    condition; D per replicate with its null reference (`divergence`).
+    """Per condition, S and F beside their references and p-values (`swarm_metrics`), pooled and, up to
+    `PER_REPLICATE_MAX` replicates, per replicate; D per replicate with its null reference (`divergence`).
 
     Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents (independent swarms), so the
     agent in these tables is the pair (replicate, agent): pooling replicates never merges unrelated agents.
@@ -258,7 +259,9 @@ def specialization_metrics(
         row_reps = rows // AGENT_STRIDE
         out[cond] = {
             **swarm_metrics(jobs, successes, row_reps, permutations=1000),
-            "per_replicate": {
+            "per_replicate": {}
+            if np.unique(row_reps).size > PER_REPLICATE_MAX
+            else {
                 int(r): swarm_metrics(
                     jobs[row_reps == r],
                     successes[row_reps == r],
@@ -274,6 +277,12 @@ def specialization_metrics(
 
 PER_REPLICATE_PERMUTATIONS = 200
 """Shuffles of each replicate's own S and F references (the pooled ones take 1,000)."""
+PER_REPLICATE_MAX = 10
+"""Up to this many replicates each gets its own S and F row; beyond, the pooled row only (a table of hundreds
+of replicates is not read row by row, and each row costs its shuffles)."""
+LARGE_F_PERMUTATIONS = 200
+"""Deals of F's reference beyond `stats.EXACT_LIMIT` jobs: each deal draws every (replicate, type)'s
+successes, seconds per thousand deals at a million outcomes; 200 still put p within ±0.03 at 0.05."""
 
 
 def swarm_metrics(
@@ -285,9 +294,8 @@ def swarm_metrics(
     s_val = stats.specialization_from_matrix(
         jobs, row_replicates=row_replicates, permutations=permutations, seed=0
     )
-    f_val = stats.differentiation(
-        jobs, successes, row_replicates=row_replicates, permutations=permutations, seed=0
-    )
+    deals = permutations if int(jobs.sum()) <= stats.EXACT_LIMIT else min(permutations, LARGE_F_PERMUTATIONS)
+    f_val = stats.differentiation(jobs, successes, row_replicates=row_replicates, permutations=deals, seed=0)
     return {
         "S": s_val.value,
         "S_p": s_val.p,
