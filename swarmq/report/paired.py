@@ -202,15 +202,6 @@ def clopper_pearson(p: float, n: float) -> tuple[float, float]:
     return (min(p, lo), max(p, hi))
 
 
-def wilson(p: float, n: float, z: float) -> tuple[float, float]:
-    """Wilson's score interval of a proportion p over an (effective) sample size n, pinned to contain p."""
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(max(0.0, p * (1 - p) / n + z2 / (4 * n * n)))
-    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
-
-
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment (family-wise error across the pairs compared), in the input order."""
     order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])

@@ -90,7 +90,7 @@ def group_levels(
     ``brief`` may have only their key, judged, successes and success_rate.
 
     From the aggregates, the experiment's unfolded outcomes are folded first (`aggregates.fold`, waiting for
-    folds in progress): this call and the aggregate reads after it (`issue_counts`, `paired_sums_of`,
+    folds in progress): this call and the aggregate reads after it (`cells`, `issue_counts`, `paired_sums_of`,
     `agent_type_cells`) count every outcome committed before it."""
     wanted = list(dict.fromkeys(levels))
     kept = [by for by in wanted if by in AGGREGATED and not recount]

@@ -279,9 +279,6 @@ def cramers_v(successes: np.ndarray) -> Measure:
     return Measure(v, float(p))
 
 
-differentiation_from_matrix = cramers_v
-
-
 def _cramers_v_rows(tables: np.ndarray) -> np.ndarray:
     """`cramers_v`'s V of each of many agents × types tables at once (draws × agents × types)."""
     t = np.asarray(tables, dtype=float)
