@@ -273,44 +273,42 @@ class Cells(NamedTuple):
 
 def cells(session: Session, experiment_id: int, config: dict[str, Any], *, recount: bool = False) -> Cells:
     """The (replicate, issue) cells of the paired comparisons, from the aggregates' per-pair bitmasks
-    (`agg_pairs`: bit k of a mask is the k-th condition in byte order) or, with ``recount``, from every judged
-    outcome."""
+    (`agg_pairs`: bit k of a mask is the k-th condition in byte order) or, with ``recount``, the same masks
+    from every judged outcome. Read as a handful of arrays, not a row per cell (hundreds of thousands at a
+    million outcomes)."""
     import numpy as np
 
     names = sorted(config["conditions"], key=str.encode)
     if recount:
-        sql = (
-            f"SELECT j.replicate, j.instance_id, min(i.task_type), j.condition, bool_or({SUCCESS}) "
-            "FROM jobs j JOIN issues i ON i.id = j.issue_id JOIN outcomes o ON o.job_id = j.id "
-            f"WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2, 4"
-        )
-        per: dict[tuple[int, str], tuple[str, int, int]] = {}
-        index = {c: k for k, c in enumerate(names)}
-        for r, i, t, c, s in session.execute(text(sql), {"e": experiment_id}).all():
-            _, judged, succeeded = per.get((int(r), str(i)), (str(t), 0, 0))
-            bit = 1 << index[str(c)]
-            per[(int(r), str(i))] = (str(t), judged | bit, succeeded | (bit if s else 0))
-        rows: Sequence[Any] = [(r, i, t, j, s) for (r, i), (t, j, s) in per.items()]
+        bit = "(1::bigint << (array_position(CAST(:names AS text[]), j.condition::text) - 1))"
+        source = f"""
+            SELECT j.replicate, j.instance_id, min(i.task_type) AS task_type, bit_or({bit}) AS judged,
+                   coalesce(bit_or({bit}) FILTER (WHERE {SUCCESS}), 0) AS succeeded
+            FROM jobs j JOIN issues i ON i.id = j.issue_id JOIN outcomes o ON o.job_id = j.id
+            WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2"""
     else:
-        rows = session.execute(
-            text(
-                "SELECT replicate, instance_id, coalesce(task_type, ''), judged, succeeded FROM agg_pairs "
-                "WHERE experiment_id = :e AND judged <> 0"
-            ),
-            {"e": experiment_id},
-        ).all()
-    rows = sorted(rows, key=lambda x: (int(x[0]), str(x[1])))
+        source = "SELECT replicate, instance_id, task_type, judged, succeeded FROM agg_pairs " + (
+            "WHERE experiment_id = :e AND judged <> 0"
+        )
+    sql = f"""
+        WITH p AS ({source}),
+        r AS (SELECT *, dense_rank() OVER (ORDER BY instance_id COLLATE "C") - 1 AS code FROM p)
+        SELECT array_agg(replicate ORDER BY replicate, code), array_agg(code ORDER BY replicate, code),
+               array_agg(coalesce(task_type, '') ORDER BY replicate, code),
+               array_agg(judged ORDER BY replicate, code), array_agg(succeeded ORDER BY replicate, code),
+               (SELECT array_agg(instance_id ORDER BY code) FROM (SELECT DISTINCT code, instance_id FROM r) d)
+        FROM r"""
+    row = session.execute(text(sql), {"e": experiment_id, "names": names}).one()
+    replicate, code, task_type, judged, succeeded, ids = (list(x) if x is not None else [] for x in row)
     bits = 1 << np.arange(len(names), dtype=np.int64)
-    judged_bits = np.array([int(x[3]) for x in rows], dtype=np.int64).reshape(-1, 1)
-    success_bits = np.array([int(x[4]) for x in rows], dtype=np.int64).reshape(-1, 1)
-    ids = sorted({str(x[1]) for x in rows})
-    code = {i: k for k, i in enumerate(ids)}
+    judged_bits = np.array(judged, dtype=np.int64).reshape(-1, 1)
+    success_bits = np.array(succeeded, dtype=np.int64).reshape(-1, 1)
     return Cells(
         names,
-        np.array([int(x[0]) for x in rows], dtype=np.int64),
-        np.array([code[str(x[1])] for x in rows], dtype=np.int64),
-        ids,
-        [str(x[2]) for x in rows],
+        np.array(replicate, dtype=np.int64),
+        np.array(code, dtype=np.int64),
+        [str(i) for i in ids],
+        [str(t) for t in task_type],
         (judged_bits & bits) != 0,
         ((success_bits & bits) != 0) & ((judged_bits & bits) != 0),
     )

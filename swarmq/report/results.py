@@ -59,7 +59,7 @@ def comparisons(
         mask = everywhere if matched else cells.judged[:, ka] & cells.judged[:, kb]
         sa, sb = cells.success[mask, ka], cells.success[mask, kb]
         swarms = bool({a, b} & accumulating)
-        replicates = int(np.unique(cells.replicate[mask]).size)
+        replicates = paired.groups(cells.replicate[mask])
         c = paired.compare(
             sa.astype(float) - sb,
             cells.issue[mask],
@@ -111,7 +111,7 @@ def clustered_intervals(
             g["ci95_clustered"], g["issues"] = [0.0, 1.0], 0
             continue
         mask = everywhere if matched else cells.judged[:, k]
-        reps = int(np.unique(cells.replicate[mask]).size)
+        reps = paired.groups(cells.replicate[mask])
         r = paired.rate(
             cells.success[mask, k].astype(float),
             cells.issue[mask],
@@ -391,7 +391,7 @@ def _results(
         "success_rule": config.get("success", {}).get("rule", "scorer"),
         "matched": matched,
         "interim": interim.experiment_is_interim(session, exp_id),
-        "replicates_run": int(np.unique(cells.replicate).size),
+        "replicates_run": paired.groups(cells.replicate),
         "accumulating": sorted(accumulating),
         "groups": groups,
         "comparisons": comps,
