@@ -343,3 +343,24 @@ def test_exact_null_at_figure_5_scale() -> None:
     assert 0.0 < sign_flip_p(d) < 1e-20
     assert sign_flip_p(np.full(1000, 5)) == 2.0**-999  # all one sign: the observed vector and its mirror only
     assert sign_flip_p(np.full(2000, 5)) == math.ulp(0.0)  # 2^-1999 underflows: the smallest double, not 0
+
+
+def test_task_type_comparisons_control_the_family() -> None:
+    """Null, 4 task types × 3 conditions: Holm across the 12 type × pair tests keeps the family-wise error
+    at or under 5% over 500 runs (each type alone at 5% would give about 30%), and each row is its type's."""
+    from swarmq.report.results import task_type_comparisons
+
+    rng = np.random.default_rng(12)
+    names = ["a", "b", "c"]
+    any_raw, any_holm, sims = 0, 0, 500
+    for _ in range(sims):
+        y = rng.random((3, 2, 80)) < rng.uniform(0, 1, 80)
+        cells = cells_of(y, tuple(names))
+        cells = cells._replace(task_type=[f"t{i % 4}" for i in cells.issue.tolist()])
+        comps = task_type_comparisons(cells, names, set(), matched=True)
+        assert len(comps) == 12 and {c["task_type"] for c in comps} == {"t0", "t1", "t2", "t3"}
+        assert all(c["pairs"] == 40 for c in comps)  # 20 issues of the type × 2 replicates
+        any_raw += any(c["p_paired"] < 0.05 for c in comps)
+        any_holm += any(c["p_holm"] < 0.05 for c in comps)
+    assert any_holm / sims <= 0.06, any_holm / sims
+    assert any_raw / sims > 0.15

@@ -142,3 +142,10 @@ def test_by_model_shows_whole_names() -> None:
     for m in models:
         assert m in text
     assert "rate [Wilson, indep.]" in text
+
+
+def test_task_type_comparisons_table() -> None:
+    comps = [{**c, "task_type": t} for t in ("string_manipulation", "math") for c in data()["comparisons"]]
+    text = render(data(by="task_type", task_type_comparisons=comps), 80)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "Holm across all 6 type × pair" in text and "string_manipulation" in text

@@ -18,6 +18,7 @@ Pure functions on numpy arrays: one value per (replicate, issue) cell, as `queri
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -163,8 +164,10 @@ def detectable(
     return m if m < 1.0 else None
 
 
+@functools.lru_cache(maxsize=1024)
 def noncentrality(df: int, alpha: float, power: float) -> float:
-    """λ with P(|T'| > t_{1−α/2}) = power for T' noncentral t(df, λ)."""
+    """λ with P(|T'| > t_{1−α/2}) = power for T' noncentral t(df, λ) (a root search: cached, as a table asks
+    for the same few (df, alpha) again and again)."""
     crit = t_quantile(1 - alpha / 2, df)
 
     def shortfall(lam: float) -> float:

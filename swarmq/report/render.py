@@ -170,6 +170,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         )
     if data["comparisons"]:
         print_comparisons(data, console)
+    if data.get("task_type_comparisons"):
+        print_task_type_comparisons(data["task_type_comparisons"], console)
     if data.get("pass_at_k"):
         print_pass_at_k(data, console)
     if data.get("specialization"):
@@ -239,6 +241,25 @@ def print_comparisons(data: dict[str, Any], console: Console) -> None:
             + "; a success: "
             + (", ".join(sens["as_successes"]) or "no difference")
         )
+
+
+def print_task_type_comparisons(comps: list[dict[str, Any]], console: Console) -> None:
+    columns = [
+        Column("task type", [c["task_type"] for c in comps], 0, right=False),
+        Column("a\nvs b", [f"{c['a']}\nvs {c['b']}" for c in comps], 0, right=False),
+        Column("diff a−b", [_pct(c["paired_diff"]) for c in comps], 0),
+        Column("95% CI", [_interval(c["paired_ci95"]) for c in comps], 1),
+        Column("p Holm", [p_value(c["p_holm"]) for c in comps], 0),
+        Column("detectable", ["—" if c["mdd80"] is None else _pct(c["mdd80"]) for c in comps], 2),
+        Column("n", [str(c["pairs"]) for c in comps], 3),
+    ]
+    dropped = _table(
+        f"comparisons within each task type (Holm across all {len(comps)} type × pair tests)",
+        columns,
+        console,
+    )
+    if dropped:
+        console.print(f"left out at this width: {', '.join(dropped)}")
 
 
 def print_pass_at_k(data: dict[str, Any], console: Console) -> None:

@@ -98,6 +98,30 @@ def comparisons(
     return out
 
 
+def task_type_comparisons(
+    cells: queries.Cells, order: list[str], accumulating: set[str], *, matched: bool
+) -> list[dict[str, Any]]:
+    """`comparisons` within each task type, Holm-adjusted (and "detectable" sized) across the whole family of
+    task types × pairs: looking at every type is that many more chances of a false positive."""
+    types = np.array(cells.task_type, dtype=object)
+    out: list[dict[str, Any]] = []
+    for t in sorted(set(cells.task_type)):
+        keep = types == t
+        sub = cells._replace(
+            replicate=cells.replicate[keep],
+            issue=cells.issue[keep],
+            task_type=[t] * int(keep.sum()),
+            judged=cells.judged[keep],
+            success=cells.success[keep],
+        )
+        out.extend({"task_type": t, **c} for c in comparisons(sub, order, accumulating, matched=matched))
+    for entry, adjusted in zip(out, paired.holm([e["p_paired"] for e in out]), strict=True):
+        entry["p_holm"] = adjusted
+        se = entry["paired_se"]
+        entry["mdd80"] = None if se is None else paired.detectable(se, entry["df"], len(out))
+    return out
+
+
 def clustered_intervals(
     cells: queries.Cells, groups: list[dict[str, Any]], accumulating: set[str], *, matched: bool
 ) -> None:
@@ -396,6 +420,9 @@ def _results(
         "groups": groups,
         "comparisons": comps,
         "conclusion": significant(comps),
+        "task_type_comparisons": (
+            task_type_comparisons(cells, order, accumulating, matched=matched) if by == "task_type" else []
+        ),
         "scoring_sensitivity": scoring_sensitivity(cells, errors, order, accumulating, matched=matched),
         "pass_at_k": pass_at_k_of(session, exp_id, accumulating) if samples_of(config) > 1 else {},
         "replicates": replicate_spread(levels["replicate"]),
