@@ -11,9 +11,10 @@ Miller (2011) for two-way clustering:
 - intervals and tests use t with G − 1 degrees of freedom (G: the fewest clusters of a clustered dimension),
   and both come from one statistic, so an interval excludes 0 exactly when p < 0.05;
 - a variance never falls below its small-sample floor (Agresti–Min's half a pseudo-pair on each side for a
-  difference, a Wilson interval at the effective sample size for a rate), so no interval has zero width.
+  difference; for a rate, Clopper–Pearson at the effective sample size, which stays open at 0 % and 100 %),
+  so no interval has zero width.
 
-Pure functions on numpy arrays: one value per (replicate, issue) cell, as `queries.matched_cells` reads them.
+Pure functions on numpy arrays: one value per (replicate, issue) cell, as `queries.cells` reads them.
 """
 
 from __future__ import annotations
@@ -189,10 +190,10 @@ def rate(
     two_way: bool,
 ) -> ClusteredRate:
     """Success rate over (replicate, issue) cells (a success per cell, or a pass@k in [0, 1]) with a 95%
-    interval that accounts for clustering: Wilson's score interval at the effective sample size
-    n_eff = p(1 − p) / V (V: `cluster_variance`, n_eff at most n) with t(df) in place of z (Korn & Graubard
-    1998). At 0 % or 100 % V is 0 and cannot say how correlated the cells are; n_eff is then the number of
-    issues (every replicate of an issue alike, the least information the cells could hold)."""
+    interval that accounts for clustering (Korn & Graubard 1998): Clopper–Pearson at the effective sample size
+    n_eff = p(1 − p) / V (V: `cluster_variance`, n_eff at most n), times (z / t_df)² for the few clusters.
+    At 0 % or 100 % V is 0 and cannot say how correlated the cells are; n_eff is then the number of issues
+    (every replicate of an issue alike, the least information the cells could hold)."""
     y = np.asarray(successes, dtype=float)
     iss, rep = np.asarray(issue), np.asarray(replicate)
     n, issues = y.size, groups(iss)
