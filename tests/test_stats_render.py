@@ -149,3 +149,9 @@ def test_task_type_comparisons_table() -> None:
     text = render(data(by="task_type", task_type_comparisons=comps), 80)
     assert max(len(line) for line in text.splitlines()) <= 80, text
     assert "Holm across all 6 type × pair" in text and "string_manipulation" in text
+
+
+def test_no_cell_is_folded_when_its_column_is_kept() -> None:
+    """The width estimate matches rich's layout: every kept interval prints on one line."""
+    text = render(data(), 80)
+    assert all(line.count("[") == line.count("]") for line in text.splitlines() if "%" in line), text

@@ -73,12 +73,12 @@ def fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
     """The columns that fit ``width`` characters, in their order, and the headers left out: priority 0 always
     stays (names are never cut; rich folds one that alone is wider than the terminal)."""
     need = {
-        c.header: max(len(line) for text in (c.header, *c.cells) for line in text.split("\n")) + 2
+        c.header: max(len(line) for text in (c.header, *c.cells) for line in text.split("\n")) + 3
         for c in columns
-    }
+    }  # a column's widest line, its padding on each side and the separator between columns
     kept = list(columns)
-    for c in sorted(columns, key=lambda c: -c.priority):
-        if sum(need[k.header] for k in kept) + 2 <= width or c.priority == 0:
+    for c in sorted(columns, key=lambda c: -c.priority):  # the outer columns have no outer padding: 3 less
+        if sum(need[k.header] for k in kept) - 3 <= width or c.priority == 0:
             break
         kept.remove(c)
     return kept, [c.header for c in columns if c not in kept]
@@ -87,7 +87,7 @@ def fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
 def _table(title: str, columns: list[Column], console: Console) -> list[str]:
     """A rich table of the columns that fit the console; returns the headers left out."""
     kept, dropped = fit(columns, console.width)
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title_justify="left")
     for c in kept:
         table.add_column(
             c.header,
