@@ -165,25 +165,33 @@ def test_outcomes_record_what_routing_chose_from(svc: Any, tmp_path: Path) -> No
 
 
 def test_conditions_are_compared_on_matched_pairs(svc: Any, tmp_path: Path) -> None:
+    from swarmq.report.paired import compare
     from swarmq.report.results import results
-    from tests.test_paired import paired_compare
 
     setup(svc, tmp_path, limit=5, replicates=2, conditions=SWARM)
     drain(svc, runner(svc, ScriptedGenerator()))
     sql = "SELECT j.condition, j.replicate, j.instance_id, o.success FROM jobs j JOIN outcomes o ON o.job_id = j.id"
     outcome = {(c, r, i): bool(s) for c, r, i, s in rows(svc, sql)}
-    pairs = [
-        (i, outcome[("baseline", r, i)], outcome[("swarm", r, i)]) for (c, r, i) in outcome if c == "baseline"
-    ]
-    expected = paired_compare(pairs)
+    cells = sorted((r, i) for (c, r, i) in outcome if c == "baseline")
+    issues = sorted({i for _, i in cells})
+    expected = compare(
+        [int(outcome[("baseline", r, i)]) - int(outcome[("swarm", r, i)]) for r, i in cells],
+        [issues.index(i) for _, i in cells],
+        [r for r, _ in cells],
+        two_way=False,
+    )
     with svc.sessions() as session:
         data = results(session, "t")
+        recounted = results(session, "t", recount=True)
     (comp,) = data["comparisons"]
     assert (comp["a"], comp["b"], comp["pairs"], comp["issues"]) == ("baseline", "swarm", 10, 5)
     assert comp["paired_diff"] == pytest.approx(expected.diff)
     assert comp["p_paired"] == pytest.approx(expected.p) and comp["p_holm"] == pytest.approx(expected.p)
     assert comp["paired_ci95"] == pytest.approx(list(expected.ci95))
+    assert comp["conditional"] and not comp["two_way"]  # the swarm accumulates; 2 replicates are too few
+    assert recounted["comparisons"] == data["comparisons"]
     assert all(g["issues"] == 5 and len(g["ci95_clustered"]) == 2 for g in data["groups"])
+    assert data["interim"] is False
 
 
 def test_views_status_and_results_count_alike(svc: Any, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from scipy import stats as sps
 from swarmq.report.stats import (
     Measure,
     context_divergence,
-    differentiation_from_matrix,
+    cramers_v,
     fisher_compare,
     mean_spread,
     specialization,
@@ -31,11 +31,9 @@ def wilson_by_hand(s: int, n: int) -> tuple[float, float]:
 
 
 def functional_differentiation(table: Mapping[int, Mapping[str, int]]) -> Measure:
-    """`differentiation_from_matrix` of ``table[agent_id][task_type]`` (successes), agents and types sorted."""
+    """`cramers_v` of ``table[agent_id][task_type]`` (successes), agents and types sorted."""
     types = sorted({tt for row in table.values() for tt in row})
-    return differentiation_from_matrix(
-        np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)])
-    )
+    return cramers_v(np.array([[table[a].get(tt, 0) for tt in types] for a in sorted(table)]))
 
 
 def labels(counts: Mapping[tuple[int, str], int]) -> tuple[list[int], list[str]]:

@@ -11,7 +11,7 @@ from typing import Annotated
 import click
 import typer
 
-from swarmq.cli import admin, doctor, experiments, lifecycle, view, workers
+from swarmq.cli import admin, doctor, experiments, lifecycle, plan, view, workers
 from swarmq.cli.common import err
 from swarmq.errors import SwarmqError
 
@@ -24,7 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for group in (experiments, lifecycle, workers, admin, view, doctor):
+for group in (experiments, lifecycle, workers, admin, plan, view, doctor):
     group.register(app)
 
 

@@ -48,6 +48,11 @@ def enqueue(
 
     if (warning := slots_warning(api.workers(), cfg)) is not None:
         note(warning)
+    from swarmq.report.design import replicates_warning  # few swarms: comparisons hold for these only
+
+    accumulating = sorted(c for c, cond in cfg.conditions.items() if cond.accumulate)
+    if (warning := replicates_warning(cfg.replicates, accumulating)) is not None:
+        note(warning)
     if watch:
         _watch(result.experiment, format)
 

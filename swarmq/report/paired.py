@@ -1,21 +1,36 @@
 """Statistics for outcomes that are not independent: replicates share issues, conditions share issues and
-seeds. Following Miller (2024), "Adding Error Bars to Evals" (arXiv:2411.00640), rates get intervals clustered
-by issue, and conditions are compared on matched (issue, replicate) pairs: the mean paired difference with a
-clustered standard error, an exact sign-flip test at the issue level (`signflip`), Holm-adjusted p across
-pairs, and the difference the design could detect at 80% power. Pure functions on plain tuples.
+seeds, and each replicate of an accumulating condition is one swarm whose buffers shape all of its later
+outcomes. Following Miller (2024), "Adding Error Bars to Evals" (arXiv:2411.00640), and Cameron, Gelbach &
+Miller (2011) for two-way clustering:
+
+- the model: outcome y(c, r, i) of condition c, replicate r, issue i has an issue effect (shared by every
+  condition and replicate) and, for an accumulating condition, a swarm effect per (c, r);
+- a rate or a paired difference is a mean over (replicate, issue) cells; its variance is clustered by issue,
+  and also by replicate (two-way: V_issue + V_replicate − V_cell) when ``two_way`` (an accumulating condition
+  with at least `design.MIN_REPLICATES` swarms); with fewer, the inference is conditional on these swarms;
+- intervals and tests use t with G − 1 degrees of freedom (G: the fewest clusters of a clustered dimension),
+  and both come from one statistic, so an interval excludes 0 exactly when p < 0.05;
+- a variance never falls below its small-sample floor (Agresti–Min's half a pseudo-pair on each side for a
+  difference; for a rate, Clopper–Pearson at the effective sample size, which stays open at 0 % and 100 %),
+  so no interval has zero width.
+
+Pure functions on numpy arrays: one value per (replicate, issue) cell, as `queries.cells` reads them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from swarmq.report.signflip import sign_flip_p
+import numpy as np
+from scipy import optimize
+from scipy import stats as sps
 
+ALPHA = 0.05
+POWER = 0.80
 Z95 = 1.959963984540054
-Z80 = 0.8416212335729143
-"""One-sided normal quantile for 80% power."""
 
 
 @dataclass(frozen=True)
@@ -24,64 +39,182 @@ class ClusteredRate:
     ci95: tuple[float, float]
     n: int
     clusters: int
+    """Issues."""
+    df: int
+    """Degrees of freedom of the t quantile (0: too few clusters, the interval is (0, 1))."""
 
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Condition A against B on matched (issue, replicate) pairs."""
+    """Condition A against B on matched (issue, replicate) cells."""
 
     pairs: int
     issues: int
+    replicates: int
     diff: float
-    """Mean of (A success − B success) over the pairs."""
+    """Mean of (A success − B success) over the cells."""
     se: float
-    """Standard error clustered by issue."""
+    """Clustered standard error (by issue, or by issue and replicate), never below its floor."""
+    df: int
     ci95: tuple[float, float]
     p: float
-    """Two-sided p of the sign-flip test: an issue's pairs flip together (under no effect, A and B swap)."""
-    mdd80: float
-    """The smallest difference this many pairs would detect with 80% power at 5% (two-sided)."""
+    """Two-sided p of diff / se against t(df): the interval's own test."""
+    two_way: bool
+    """Whether the variance between swarms (replicates) is in the standard error."""
 
 
-def _cluster_se(residuals_by_cluster: Sequence[float], n: int) -> float:
-    """CR1 standard error of a mean: sqrt(G/(G−1) · Σ_c r_c²) / n, with r_c a cluster's summed residuals."""
-    g = len(residuals_by_cluster)
-    if g < 2 or n == 0:
-        return float("nan")
-    return math.sqrt(g / (g - 1) * sum(r * r for r in residuals_by_cluster)) / n
+def t_quantile(q: float, df: int) -> float:
+    return float(sps.t.ppf(q, df))
 
 
-def rate_from_counts(per_issue: Sequence[tuple[int, int]]) -> ClusteredRate:
-    """Success rate over every outcome, with a 95% interval clustered by issue, from each issue's
-    (outcomes, successes) across replicates, as a GROUP BY delivers them. Fewer than two issues: the
-    interval is (0, 1)."""
-    n = sum(k for k, _ in per_issue)
-    if n == 0:
-        return ClusteredRate(float("nan"), (0.0, 1.0), 0, 0)
-    rate = sum(s for _, s in per_issue) / n
-    se = _cluster_se([s - rate * k for k, s in per_issue], n)
-    if math.isnan(se):
-        return ClusteredRate(rate, (0.0, 1.0), n, len(per_issue))
-    return ClusteredRate(rate, (max(0.0, rate - Z95 * se), min(1.0, rate + Z95 * se)), n, len(per_issue))
+def _codes(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense codes 0..G−1 of the labels, and G. Non-negative integer labels (issue codes, replicates) are
+    coded by counting, in one pass: a million cells sort slowly."""
+    x = np.asarray(labels)
+    if x.size and np.issubdtype(x.dtype, np.integer) and int(x.min()) >= 0 and int(x.max()) <= 4 * x.size:
+        present = np.bincount(x) > 0
+        return (np.cumsum(present) - 1)[x], int(present.sum())
+    _, codes = np.unique(x, return_inverse=True)
+    codes = codes.ravel()
+    return codes, int(codes.max(initial=-1)) + 1
 
 
-def paired_from_sums(
-    per_issue: Sequence[tuple[int, int]], *, permutations: int = 10_000, seed: int = 0
+def groups(labels: np.ndarray | Sequence[int]) -> int:
+    """How many distinct labels (clusters) there are."""
+    return _codes(np.asarray(labels))[1]
+
+
+def cluster_variance(
+    residuals: np.ndarray, issue: np.ndarray, replicate: np.ndarray, *, two_way: bool
+) -> tuple[float, int]:
+    """Variance of a mean of n cells with these residuals, and its degrees of freedom: CR1 clustered by issue
+    (G/(G−1) · Σ_g (Σ e)² / n²), or two-way by issue and replicate (V_issue + V_replicate − V_cell, each with
+    its own G/(G−1); V_issue + V_replicate bounds it below when that difference is not positive). df = G − 1
+    of the dimension with fewer clusters; (nan, 0) with fewer than two."""
+    e = np.asarray(residuals, dtype=float)
+    n = e.size
+    parts = [(issue, 1.0)] + (
+        [(replicate, 1.0), (issue * (int(replicate.max(initial=0)) + 1) + replicate, -1.0)] if two_way else []
+    )
+    total, smallest, terms = 0.0, n, []
+    for labels, sign in parts:
+        codes, g = _codes(labels)
+        if sign > 0:
+            smallest = min(smallest, g)
+        if g < 2:
+            if sign > 0:
+                return float("nan"), 0
+            continue
+        sums = np.bincount(codes, weights=e, minlength=g)
+        v = g / (g - 1) * float(sums @ sums) / (n * n)
+        terms.append(v)
+        total += sign * v
+    if two_way and total <= 0.0:
+        total = max(terms[0], terms[1])
+    return total, smallest - 1
+
+
+def _floor_variance(diffs: np.ndarray) -> float:
+    """Agresti–Min (2005): the variance of a paired difference of proportions with half a pseudo-pair added
+    to each discordant side; for differences in [−1, 1], their positive and negative parts play n10, n01."""
+    n = diffs.size
+    p10 = (float(np.clip(diffs, 0, None).sum()) + 0.5) / (n + 1)
+    p01 = (float(np.clip(-diffs, 0, None).sum()) + 0.5) / (n + 1)
+    return (p10 + p01 - (p10 - p01) ** 2) / (n + 1)
+
+
+def compare(
+    diffs: np.ndarray | Sequence[float],
+    issue: np.ndarray | Sequence[int],
+    replicate: np.ndarray | Sequence[int],
+    *,
+    two_way: bool,
 ) -> PairedComparison:
-    """Compare A and B on matched (issue, replicate) pairs, from each issue's (matched pairs, summed
-    A − B success difference), as SQL delivers them.
-
-    The test statistic is the summed difference; under no effect each issue's pairs may swap A and B
-    together, so the null distribution flips the sign of each issue's sum (`signflip.sign_flip_p`: exact;
-    past its budget the normal approximation, or ``permutations`` seeded draws)."""
-    n = sum(k for k, _ in per_issue)
+    """A against B from one difference per matched (replicate, issue) cell (A success − B success; a pass@k
+    difference works alike): mean, clustered standard error (`cluster_variance`, never below
+    `_floor_variance`), t(df) interval and p."""
+    d = np.asarray(diffs, dtype=float)
+    iss, rep = np.asarray(issue), np.asarray(replicate)
+    n, issues, reps = d.size, groups(iss), groups(rep)
+    two_way = two_way and reps >= 2
     if n == 0:
-        return PairedComparison(0, 0, 0.0, float("nan"), (-1.0, 1.0), 1.0, float("nan"))
-    diff = sum(d for _, d in per_issue) / n
-    se = _cluster_se([d - diff * k for k, d in per_issue], n)
-    ci = (-1.0, 1.0) if math.isnan(se) else (max(-1.0, diff - Z95 * se), min(1.0, diff + Z95 * se))
-    p = sign_flip_p([d for _, d in per_issue], permutations=permutations, seed=seed)
-    return PairedComparison(n, len(per_issue), diff, se, ci, p, (Z95 + Z80) * se)
+        return PairedComparison(0, 0, 0, 0.0, float("nan"), 0, (-1.0, 1.0), 1.0, two_way)
+    diff = float(d.mean())
+    var, df = cluster_variance(d - diff, iss, rep, two_way=two_way)
+    if df < 1:
+        return PairedComparison(n, issues, reps, diff, float("nan"), 0, (-1.0, 1.0), 1.0, two_way)
+    se = math.sqrt(max(var, _floor_variance(d)))
+    half = t_quantile(1 - ALPHA / 2, df) * se
+    p = float(2 * sps.t.sf(abs(diff) / se, df))
+    return PairedComparison(
+        n, issues, reps, diff, se, df, (max(-1.0, diff - half), min(1.0, diff + half)), p, two_way
+    )
+
+
+def detectable(
+    se: float, df: int, family: int, *, alpha: float = ALPHA, power: float = POWER
+) -> float | None:
+    """The smallest true difference the printed test (t(df), two-sided) detects with ``power`` at ``alpha``
+    after Holm across ``family`` comparisons (its first step, alpha/family: the bound every comparison must
+    clear to be sure of rejecting), given this standard error: λ · se, with λ the noncentrality at which the
+    noncentral t(df) exceeds the critical value with probability ``power``. None where that is beyond the
+    range of a difference (1): no effect of any size could be detected."""
+    if df < 1 or math.isnan(se):
+        return None
+    m = noncentrality(df, alpha / max(1, family), power) * se
+    return m if m < 1.0 else None
+
+
+@functools.lru_cache(maxsize=1024)
+def noncentrality(df: int, alpha: float, power: float) -> float:
+    """λ with P(|T'| > t_{1−α/2}) = power for T' noncentral t(df, λ) (a root search: cached, as a table asks
+    for the same few (df, alpha) again and again)."""
+    crit = t_quantile(1 - alpha / 2, df)
+
+    def shortfall(lam: float) -> float:
+        return float(sps.nct.sf(crit, df, lam) + sps.nct.cdf(-crit, df, lam)) - power
+
+    upper = crit + t_quantile(power, df) + 1.0
+    if math.isnan(shortfall(upper)):  # scipy's noncentral t fails far in the tail (df 1): out of reach anyway
+        return math.inf
+    while shortfall(upper) < 0:
+        upper *= 2
+    return float(optimize.brentq(shortfall, 0.0, upper, xtol=1e-10))
+
+
+def rate(
+    successes: np.ndarray | Sequence[float],
+    issue: np.ndarray | Sequence[int],
+    replicate: np.ndarray | Sequence[int],
+    *,
+    two_way: bool,
+) -> ClusteredRate:
+    """Success rate over (replicate, issue) cells (a success per cell, or a pass@k in [0, 1]) with a 95%
+    interval that accounts for clustering (Korn & Graubard 1998): Clopper–Pearson at the effective sample size
+    n_eff = p(1 − p) / V (V: `cluster_variance`, n_eff at most n), times (z / t_df)² for the few clusters.
+    At 0 % or 100 % V is 0 and cannot say how correlated the cells are; n_eff is then the number of issues
+    (every replicate of an issue alike, the least information the cells could hold)."""
+    y = np.asarray(successes, dtype=float)
+    iss, rep = np.asarray(issue), np.asarray(replicate)
+    n, issues = y.size, groups(iss)
+    if n == 0:
+        return ClusteredRate(float("nan"), (0.0, 1.0), 0, 0, 0)
+    p = float(y.mean())
+    var, df = cluster_variance(y - p, iss, rep, two_way=two_way and groups(rep) >= 2)
+    if df < 1:
+        return ClusteredRate(p, (0.0, 1.0), n, issues, 0)
+    n_eff = min(float(n), p * (1 - p) / var) if var > 0 and 0 < p < 1 else float(issues)
+    lo, hi = clopper_pearson(p, n_eff * (Z95 / t_quantile(1 - ALPHA / 2, df)) ** 2)
+    return ClusteredRate(p, (lo, hi), n, issues, df)
+
+
+def clopper_pearson(p: float, n: float) -> tuple[float, float]:
+    """Clopper–Pearson's 95% interval of a proportion p over a (non-integer, effective) sample size n: the
+    beta quantiles at x = p·n successes, pinned to contain p."""
+    x = p * n
+    lo = 0.0 if x <= 0 else float(sps.beta.ppf(ALPHA / 2, x, n - x + 1))
+    hi = 1.0 if x >= n else float(sps.beta.ppf(1 - ALPHA / 2, x + 1, n - x))
+    return (min(p, lo), max(p, hi))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

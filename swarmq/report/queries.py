@@ -10,13 +10,16 @@ the groupings the aggregates do not key, repo and model)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from swarmq.report.aggregated import aggregated_levels, with_rates
 from swarmq.store import aggregates, counters
+
+if TYPE_CHECKING:  # numpy is imported where it is used: `swarmq status` reads through here without it
+    import numpy as np
 
 GROUPINGS = {
     "condition": ("j.condition",),
@@ -87,7 +90,7 @@ def group_levels(
     ``brief`` may have only their key, judged, successes and success_rate.
 
     From the aggregates, the experiment's unfolded outcomes are folded first (`aggregates.fold`, waiting for
-    folds in progress): this call and the aggregate reads after it (`issue_counts`, `paired_sums_of`,
+    folds in progress): this call and the aggregate reads after it (`cells`, `issue_counts`, `paired_sums_of`,
     `agent_type_cells`) count every outcome committed before it."""
     wanted = list(dict.fromkeys(levels))
     kept = [by for by in wanted if by in AGGREGATED and not recount]
@@ -248,3 +251,89 @@ def paired_sums(
         {"e": experiment_id, "a": a, "b": b},
     ).all()
     return [(int(n), int(d)) for n, d in rows]
+
+
+class Cells(NamedTuple):
+    """Every (replicate, issue) cell with a judged outcome in some condition, as columns: the conditions in
+    byte order (``names``), and per cell which of them have a judged outcome and which succeeded."""
+
+    names: list[str]
+    replicate: np.ndarray
+    """int64, one per cell."""
+    issue: np.ndarray
+    """int64 codes of the issues: indices into ``issue_ids``."""
+    issue_ids: list[str]
+    """The instance ids, sorted."""
+    task_type: list[str]
+    judged: np.ndarray
+    """bool, cells × conditions."""
+    success: np.ndarray
+    """bool, cells × conditions (False where not judged)."""
+
+
+def cells(session: Session, experiment_id: int, config: dict[str, Any], *, recount: bool = False) -> Cells:
+    """The (replicate, issue) cells of the paired comparisons, from the aggregates' per-pair bitmasks
+    (`agg_pairs`: bit k of a mask is the k-th condition in byte order) or, with ``recount``, the same masks
+    from every judged outcome. Read as a handful of arrays, not a row per cell (hundreds of thousands at a
+    million outcomes)."""
+    import numpy as np
+
+    names = sorted(config["conditions"], key=str.encode)
+    if recount:
+        bit = "(1::bigint << (array_position(CAST(:names AS text[]), j.condition::text) - 1))"
+        source = f"""
+            SELECT j.replicate, j.instance_id, min(i.task_type) AS task_type, bit_or({bit}) AS judged,
+                   coalesce(bit_or({bit}) FILTER (WHERE {SUCCESS}), 0) AS succeeded
+            FROM jobs j JOIN issues i ON i.id = j.issue_id JOIN outcomes o ON o.job_id = j.id
+            WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2"""
+    else:
+        source = "SELECT replicate, instance_id, task_type, judged, succeeded FROM agg_pairs " + (
+            "WHERE experiment_id = :e AND judged <> 0"
+        )
+    sql = f"""
+        WITH p AS ({source}),
+        r AS (SELECT *, dense_rank() OVER (ORDER BY instance_id COLLATE "C") - 1 AS code FROM p)
+        SELECT array_agg(replicate ORDER BY replicate, code), array_agg(code ORDER BY replicate, code),
+               array_agg(coalesce(task_type, '') ORDER BY replicate, code),
+               array_agg(judged ORDER BY replicate, code), array_agg(succeeded ORDER BY replicate, code),
+               (SELECT array_agg(instance_id ORDER BY code) FROM (SELECT DISTINCT code, instance_id FROM r) d)
+        FROM r"""
+    row = session.execute(text(sql), {"e": experiment_id, "names": names}).one()
+    replicate, code, task_type, judged, succeeded, ids = (list(x) if x is not None else [] for x in row)
+    bits = 1 << np.arange(len(names), dtype=np.int64)
+    judged_bits = np.array(judged, dtype=np.int64).reshape(-1, 1)
+    success_bits = np.array(succeeded, dtype=np.int64).reshape(-1, 1)
+    return Cells(
+        names,
+        np.array(replicate, dtype=np.int64),
+        np.array(code, dtype=np.int64),
+        [str(i) for i in ids],
+        [str(t) for t in task_type],
+        (judged_bits & bits) != 0,
+        ((success_bits & bits) != 0) & ((judged_bits & bits) != 0),
+    )
+
+
+def scoring_error_cells(session: Session, experiment_id: int) -> list[tuple[str, int, str]]:
+    """(condition, replicate, issue) of every outcome the scorer could not judge: the sensitivity line."""
+    rows = session.execute(
+        text(
+            "SELECT j.condition, j.replicate, j.instance_id FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+            f"WHERE j.experiment_id = :e AND {SCORING_ERROR}"
+        ),
+        {"e": experiment_id},
+    ).all()
+    return [(str(c), int(r), str(i)) for c, r, i in rows]
+
+
+def sample_counts(session: Session, experiment_id: int) -> list[tuple[str, int, str, int, int]]:
+    """(condition, replicate, issue, judged samples, successes) of every cell: pass@k."""
+    rows = session.execute(
+        text(
+            f"SELECT j.condition, j.replicate, j.instance_id, count(*), count(*) FILTER (WHERE {SUCCESS}) "
+            "FROM jobs j JOIN outcomes o ON o.job_id = j.id "
+            f"WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2, 3"
+        ),
+        {"e": experiment_id},
+    ).all()
+    return [(str(a), int(r), str(i), int(n), int(s)) for a, r, i, n, s in rows]

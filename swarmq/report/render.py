@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -51,58 +52,115 @@ LEGEND = (
 """What the table's less obvious columns mean, printed under it."""
 
 
+def p_value(p: float) -> str:
+    """A p-value as printed: four decimals, and ``< 0.0001`` below that (never ``0.0000``)."""
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _interval(ci: list[float]) -> str:
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
+class Column(NamedTuple):
+    header: str
+    cells: list[str]
+    priority: int
+    """Lower stays longer: columns are left out from the highest priority until the table fits."""
+    right: bool = True
+
+
+def fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
+    """The columns that fit ``width`` characters, in their order, and the headers left out: priority 0 always
+    stays (names are never cut; rich folds one that alone is wider than the terminal)."""
+    need = {
+        c.header: max(len(line) for text in (c.header, *c.cells) for line in text.split("\n")) + 3
+        for c in columns
+    }  # a column's widest line, its padding on each side and the separator between columns
+    kept = list(columns)
+    for c in sorted(columns, key=lambda c: -c.priority):  # the outer columns have no outer padding: 3 less
+        if sum(need[k.header] for k in kept) - 3 <= width or c.priority == 0:
+            break
+        kept.remove(c)
+    return kept, [c.header for c in columns if c not in kept]
+
+
+def _table(title: str, columns: list[Column], console: Console) -> list[str]:
+    """A rich table of the columns that fit the console; returns the headers left out."""
+    kept, dropped = fit(columns, console.width)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title_justify="left")
+    for c in kept:
+        table.add_column(
+            c.header,
+            justify="right" if c.right else "left",
+            overflow="fold",
+            min_width=len(c.header) if c.priority == 0 else None,
+        )
+    for row in zip(*(c.cells for c in kept), strict=True):
+        table.add_row(*row)
+    console.print(table)
+    return dropped
+
+
 def print_table(data: dict[str, Any], console: Console) -> None:
+    """The results for people, at the console's width: columns are left out by priority (named under the
+    table; `--format json` has them all), names are never cut."""
     groups = data["groups"]
     keys = [k for k in KEY_COLUMNS if groups and k in groups[0]]
-    table = Table(title=f"{data['experiment']} — by {data['by']} (success: {data['success_rule']})")
-    for k in keys:
-        table.add_column(k)
-    imported = any(g["imported"] for g in groups)
     matched = data.get("matched", False)
-    cols = ["jobs", "done", "failed", "outcomes", "scoring errors", "successes", "rate [95% CI]"]
-    cols += (["outside"] if matched else []) + ["s/job", "p95 s", "gen tok/s", "max_tokens", "errors"]
-    cols += ["resolved"] if imported else []
-    for col in cols:
-        table.add_column(col, justify="right")
-    for g in groups:
-        ci = g["ci95"]
-        rate = (
-            "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} [{_pct(ci[0])}, {_pct(ci[1])}]"
-        )
-        table.add_row(
-            *[str(g[k]) for k in keys],
-            str(g["jobs"]),
-            str(g["done"]),
-            str(g["failed"]),
-            str(g["outcomes"]),
-            str(g["scoring_errors"]),
-            str(g["successes"]),
-            rate,
-            *([str(g["outside"])] if matched else []),
-            _num(g["mean_seconds"]),
-            _num(g["p95_seconds"]),
-            _num(g["tokens_per_second"], "{:.1f}"),
-            _pct(g["share_max_tokens"]),
-            _pct(g["share_errors"]),
-            *([f"{g['resolved']}/{g['imported']}"] if imported else []),
-        )
-    console.print(table)
+    clustered = bool(groups) and "ci95_clustered" in groups[0]
+    imported = any(g["imported"] for g in groups)
+    ci = "ci95_clustered" if clustered else "ci95"
+    rate_header = "rate [95% CI]" if clustered else "rate [Wilson, indep.]"
+    columns = [Column(k, [str(g[k]) for g in groups], 0, right=False) for k in keys]
+    columns += [
+        Column(
+            rate_header,
+            [
+                "-" if g["success_rate"] is None else f"{_pct(g['success_rate'])} {_interval(g[ci])}"
+                for g in groups
+            ],
+            0,
+        ),
+        Column("n", [str(g["judged"]) for g in groups], 1),
+        Column("succ.", [str(g["successes"]) for g in groups], 2),
+        Column("score err", [str(g["scoring_errors"]) for g in groups], 2),
+    ]
+    columns += [Column("outside", [str(g["outside"]) for g in groups], 3)] if matched else []
+    columns += [Column("issues", [str(g.get("issues", "")) for g in groups], 4)] if clustered else []
+    columns += [
+        Column("jobs", [str(g["jobs"]) for g in groups], 5),
+        Column("failed", [str(g["failed"]) for g in groups], 5),
+        Column("s/job", [_num(g["mean_seconds"]) for g in groups], 6),
+        Column("errors", [_pct(g["share_errors"]) for g in groups], 6),
+        Column("max_tokens", [_pct(g["share_max_tokens"]) for g in groups], 7),
+    ]
+    columns += [Column("Wilson (indep.)", [_interval(g["ci95"]) for g in groups], 8)] if clustered else []
+    columns += [
+        Column("done", [str(g["done"]) for g in groups], 9),
+        Column("outcomes", [str(g["outcomes"]) for g in groups], 9),
+        Column("p95 s", [_num(g["p95_seconds"]) for g in groups], 9),
+        Column("gen tok/s", [_num(g["tokens_per_second"], "{:.1f}") for g in groups], 9),
+    ]
+    columns += (
+        [Column("resolved", [f"{g['resolved']}/{g['imported']}" for g in groups], 4)] if imported else []
+    )
+    scope = "matched set" if matched else "all outcomes, unmatched"
+    dropped = _table(
+        f"{data['experiment']} by {data['by']} ({scope}; success: {data['success_rule']})", columns, console
+    )
     console.print(LEGEND)
-    outside = sum(int(g["outside"]) for g in groups) if matched else 0
+    if clustered:
+        console.print(
+            "rate [95% CI]: clustered by issue (and by replicate for a condition that accumulates, from 5 "
+            "replicates), t(issues−1), never zero-width; Wilson (indep.) assumes independent outcomes"
+        )
+    if dropped:
+        console.print(f"left out at this width: {', '.join(dropped)} (a wider terminal or --format json)")
     if matched:
+        outside = sum(int(g["outside"]) for g in groups)
         console.print(
             f"rates over the matched set: (replicate, issue) pairs every condition has a judged outcome "
             f"for; {outside} judged outcome(s) outside it (`--all` counts them)"
-        )
-    clustered = [g for g in groups if "ci95_clustered" in g]
-    if clustered:
-        console.print(
-            "rate intervals clustered by issue (replicates of an issue are not independent): "
-            + ", ".join(
-                f"{g['condition']} [{_pct(g['ci95_clustered'][0])}, {_pct(g['ci95_clustered'][1])}] "
-                f"over {g['issues']} issues"
-                for g in clustered
-            )
         )
     unjudged = sum(int(g["scoring_errors"]) for g in groups)
     if unjudged:
@@ -111,54 +169,156 @@ def print_table(data: dict[str, Any], console: Console) -> None:
             "model): left out of the rates; see score_detail in `swarmq export`."
         )
     if data["comparisons"]:
-        comp = Table(
-            title="pairwise comparisons on matched (issue, replicate) pairs; Fisher assumes independence"
-        )
-        for col in (
-            "a",
-            "b",
-            "pairs (issues)",
-            "diff (a-b)",
-            "95% CI (clustered)",
-            "p sign-flip",
-            "p Holm",
-            "detectable (80%)",
-            "p Fisher",
-        ):
-            comp.add_column(col, justify="right" if col not in ("a", "b") else "left")
-        for c in data["comparisons"]:
-            lo, hi = c["paired_ci95"]
-            comp.add_row(
-                c["a"],
-                c["b"],
-                f"{c['pairs']} ({c['issues']})",
-                _pct(c["paired_diff"]),
-                f"[{_pct(lo)}, {_pct(hi)}]",
-                f"{c['p_paired']:.4f}",
-                f"{c['p_holm']:.4f}",
-                _pct(c["mdd80"]),
-                f"{c['p_fisher']:.4f}",
-            )
-        console.print(comp)
-    spec = data.get("specialization") or {}
-    if spec:
-        st = Table(title="specialization (S: 1-H(type|agent)/H(type); F: Cramér's V; D: context divergence)")
-        for col in ("condition", "S", "S random", "p(S)", "F (V)", "p(F)", "D mean ± sd", "D random"):
-            st.add_column(col, justify="left" if col == "condition" else "right")
-        for cond, m in spec.items():
-            d = f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-"  # no D: no buffers, or not asked
-            st.add_row(
-                cond,
-                f"{m['S']:.3f}",
-                f"{m['S_random']:.3f}",
-                f"{m['S_p']:.3f}",
-                f"{m['F_cramers_v']:.3f}",
-                f"{m['F_p']:.3f}",
-                d,
-                _num(m.get("D_null"), "{:.3f}"),
-            )
-        console.print(st)
+        print_comparisons(data, console)
+    if data.get("task_type_comparisons"):
+        print_task_type_comparisons(data["task_type_comparisons"], console)
+    if data.get("pass_at_k"):
+        print_pass_at_k(data, console)
+    if data.get("specialization"):
+        print_specialization(data["specialization"], console)
+
+
+def conditional_note(data: dict[str, Any]) -> str | None:
+    """The words a comparison of accumulating conditions carries with too few swarms to estimate their
+    variance."""
+    if not any(c.get("conditional") for c in data["comparisons"]):
+        return None
+    return (
+        f"conditional on these swarms: comparisons of accumulating conditions rest on "
+        f"{data.get('replicates_run', '?')} swarm(s) each, too few (< 5) to estimate the variance between "
+        "swarms; other swarms of the same conditions may differ (run 5 or more replicates to generalise)"
+    )
+
+
+def print_comparisons(data: dict[str, Any], console: Console) -> None:
+    comps = data["comparisons"]
+    interim = "[bold yellow]interim: not a final test[/bold yellow] — " if data.get("interim") else ""
+    scope = (
+        "on the matched set (the rates' cells)"
+        if data.get("matched")
+        else "all outcomes, unmatched: each pair on its own (issue, replicate) cells"
+    )
+    pair = [
+        Column("a", [c["a"] for c in comps], 0, right=False),
+        Column("b", [c["b"] for c in comps], 0, right=False),
+    ]
+    rest = [
+        Column("diff a−b", [_pct(c["paired_diff"]) for c in comps], 0),
+        Column("95% CI", [_interval(c["paired_ci95"]) for c in comps], 0),
+        Column("p Holm", [p_value(c["p_holm"]) for c in comps], 0),
+        Column("detectable", ["—" if c["mdd80"] is None else _pct(c["mdd80"]) for c in comps], 1),
+        Column("n (iss×rep)", [f"{c['pairs']} ({c['issues']}×{c['replicates']})" for c in comps], 2),
+        Column("p", [p_value(c["p_paired"]) for c in comps], 3),
+        Column("clusters", ["issue×rep" if c["two_way"] else "issue" for c in comps], 4),
+        Column("p Fisher (indep.)", [p_value(c["p_fisher"]) for c in comps], 5),
+    ]
+    if "detectable" in fit(pair + rest, console.width)[1]:  # narrow: a over b in one column
+        pair = [Column("a\nvs b", [f"{c['a']}\nvs {c['b']}" for c in comps], 0, right=False)]
+    dropped = _table(f"{interim}pairwise comparisons {scope}", pair + rest, console)
+    console.print(
+        "diff: mean paired difference; 95% CI and p: t(df) on a standard error clustered by issue (and by "
+        "replicate where 'issue×rep'); p Holm: adjusted across pairs; detectable: the difference found with "
+        "80% power by that test after Holm ('—': none could be)"
+    )
+    if dropped:
+        console.print(f"left out at this width: {', '.join(dropped)}")
+    note = conditional_note(data)
+    if note:
+        console.print(f"[bold]{note}[/bold]")
+    if data.get("interim"):
         console.print(
-            "S random: S expected if routing ignored task type (same agent loads); D per replicate, "
-            "from the buffers replayed out of Postgres; D random: the same examples dealt at random"
+            "[bold yellow]interim: not a final test[/bold yellow]: jobs remain; reading p again as outcomes "
+            "arrive and stopping at p < 0.05 inflates false positives"
         )
+    console.print(
+        "conclusion (Holm p < 0.05): " + (", ".join(data.get("conclusion") or []) or "no difference")
+    )
+    sens = data.get("scoring_sensitivity")
+    if sens:
+        console.print(
+            "if every scoring error were a failure: "
+            + (", ".join(sens["as_failures"]) or "no difference")
+            + "; a success: "
+            + (", ".join(sens["as_successes"]) or "no difference")
+        )
+
+
+def print_task_type_comparisons(comps: list[dict[str, Any]], console: Console) -> None:
+    columns = [
+        Column("task type", [c["task_type"] for c in comps], 0, right=False),
+        Column("a\nvs b", [f"{c['a']}\nvs {c['b']}" for c in comps], 0, right=False),
+        Column("diff a−b", [_pct(c["paired_diff"]) for c in comps], 0),
+        Column("95% CI", [_interval(c["paired_ci95"]) for c in comps], 1),
+        Column("p Holm", [p_value(c["p_holm"]) for c in comps], 0),
+        Column("detectable", ["—" if c["mdd80"] is None else _pct(c["mdd80"]) for c in comps], 2),
+        Column("n", [str(c["pairs"]) for c in comps], 3),
+    ]
+    dropped = _table(
+        f"comparisons within each task type (Holm across all {len(comps)} type × pair tests)",
+        columns,
+        console,
+    )
+    if dropped:
+        console.print(f"left out at this width: {', '.join(dropped)}")
+
+
+def print_pass_at_k(data: dict[str, Any], console: Console) -> None:
+    rows = data["pass_at_k"]
+    ks = sorted({int(k) for r in rows.values() for k in r["pass"]})
+    columns = [
+        Column("condition", list(rows), 0, right=False),
+        Column("samples", [str(r["samples"]) for r in rows.values()], 1),
+    ]
+    for k in ks:
+        columns.append(
+            Column(
+                f"pass@{k} [95% CI]",
+                [
+                    f"{_pct(r['pass'][str(k)]['value'])} {_interval(r['pass'][str(k)]['ci95'])}"
+                    if str(k) in r["pass"]
+                    else "-"
+                    for r in rows.values()
+                ],
+                0 if k == 1 else k,
+            )
+        )
+    dropped = _table(
+        "pass@k (unbiased estimator, Chen et al. 2021; intervals clustered by issue)", columns, console
+    )
+    if dropped:
+        console.print(f"left out at this width: {', '.join(dropped)}")
+
+
+def print_specialization(spec: dict[str, dict[str, Any]], console: Console) -> None:
+    names, rows = [], []
+    for cond, m in spec.items():
+        names.append(cond)
+        rows.append(m)
+        for r, per in sorted((m.get("per_replicate") or {}).items()):
+            if len(m["per_replicate"]) > 1:
+                names.append(f"  replicate {r}")
+                rows.append(per)
+
+    def f3(x: float | None) -> str:
+        return "—" if x is None else f"{x:.3f}"
+
+    columns = [
+        Column("condition", names, 0, right=False),
+        Column("S", [f3(m["S"]) for m in rows], 0),
+        Column("S rand", [f3(m["S_random"]) for m in rows], 0),
+        Column("p(S)", [f3(m["S_p"]) for m in rows], 0),
+        Column("F (V)", [f3(m["F_cramers_v"]) for m in rows], 1),
+        Column("F rand", [f3(m["F_random"]) for m in rows], 1),
+        Column("p(F)", [f3(m["F_p"]) for m in rows], 1),
+        Column("D ± sd", [f"{m['D']:.3f} ± {m['D_sd']:.3f}" if "D" in m else "-" for m in rows], 2),
+        Column("D rand", [_num(m.get("D_null"), "{:.3f}") for m in rows], 3),
+    ]
+    dropped = _table("swarm metrics, pooled and per replicate, each beside its reference", columns, console)
+    console.print(
+        "S = I(agent; type | replicate)/H(type | replicate), S rand: agents shuffled within each replicate; "
+        "F: Cramér's V of agent × type successes, F rand: successes dealt at random within each (replicate, "
+        "type) (no agent effect); D: context divergence, D rand: the same examples dealt at random; "
+        "'—': one agent"
+    )
+    if dropped:
+        console.print(f"left out at this width: {', '.join(dropped)}")

@@ -1,9 +1,10 @@
-"""Results tables: per-group counts and rates with 95% intervals (Wilson, and clustered by issue per
-condition), pairwise comparisons of conditions on matched (issue, replicate) pairs (paired difference with a
-clustered interval, sign-flip test, Holm-adjusted p; Fisher's test beside, for independent outcomes only),
-means over replicates, and the swarm's specialization metrics (S beside its random-routing expectation, F,
-and D per replicate, replayed from Postgres, beside its null reference). Rates are over the matched set by
-default: a partial run compares conditions on the same (replicate, issue) pairs.
+"""Results tables: per-group counts and rates with 95% intervals (clustered per condition; Wilson, which
+assumes independence, beside), pairwise comparisons of conditions on the matched (replicate, issue) cells
+(`paired`: t(G − 1) on a standard error clustered by issue, and by replicate where swarms vary; Holm across
+pairs; the detectable difference of that test), the conclusion and its sensitivity to scoring errors, an
+interim flag while jobs remain (`interim`), pass@k when several samples were run (`passk`), means over
+replicates, and the swarm metrics S, F and D, each beside its reference. Rates and comparisons are over the
+same matched set by default: a partial run compares conditions on the same (replicate, issue) pairs.
 
 Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP
 BY over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`.
@@ -25,7 +26,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.report import paired, queries, stats
+from swarmq.report import design, interim, paired, passk, queries, signflip, stats
 from swarmq.report.queries import GROUPINGS
 from swarmq.store.experiments import experiment_row, latest_name
 from swarmq.streams.sync import final_buffers
@@ -35,53 +36,183 @@ AGENT_STRIDE = 1_000_000
 
 
 def comparisons(
-    session: Session, experiment_id: int, groups: list[dict[str, Any]], *, recount: bool = False
+    cells: queries.Cells,
+    order: list[str],
+    accumulating: set[str],
+    *,
+    matched: bool,
 ) -> list[dict[str, Any]]:
-    """Every pair of conditions on their matched (issue, replicate) pairs (`paired.py`), Holm-adjusted
-    across pairs; Fisher's exact test on the pooled counts is kept beside, valid only if outcomes were
-    independent."""
-    pairs = list(combinations(groups, 2))
-    sums = queries.paired_sums_of(
-        session, experiment_id, [(a["condition"], b["condition"]) for a, b in pairs], recount=recount
-    )
-    out = []
-    for (a, b), per_issue in zip(pairs, sums, strict=True):
-        c = stats.fisher_compare(int(a["successes"]), int(a["judged"]), int(b["successes"]), int(b["judged"]))
-        p = paired.paired_from_sums(per_issue)
+    """Every pair of conditions (in ``order``) compared on (replicate, issue) cells (`paired.compare`): with
+    ``matched``, the matched set every condition's rate is over (so a difference is the gap between the rates
+    shown); else each pair's own cells judged in both. Holm-adjusted across pairs; "detectable" is for that
+    test after Holm. The variance between swarms is in the comparison when either condition accumulates and
+    there are at least `design.MIN_REPLICATES` replicates; with fewer, ``conditional`` says the comparison
+    holds for these swarms only. Fisher's exact test on the same cells' counts is kept beside, valid only if
+    outcomes were independent, and so is the exact sign-flip test of the issues' summed differences
+    (``p_sign_flip``: valid conditional on these swarms only, as it ignores the variance between them)."""
+    index = {c: k for k, c in enumerate(cells.names)}
+    pairs = [(a, b) for a, b in combinations(order, 2) if a in index and b in index]
+    everywhere = cells.judged.all(axis=1)
+    out: list[dict[str, Any]] = []
+    for a, b in pairs:
+        ka, kb = index[a], index[b]
+        mask = everywhere if matched else cells.judged[:, ka] & cells.judged[:, kb]
+        sa, sb = cells.success[mask, ka], cells.success[mask, kb]
+        swarms = bool({a, b} & accumulating)
+        replicates = paired.groups(cells.replicate[mask])
+        c = paired.compare(
+            sa.astype(float) - sb,
+            cells.issue[mask],
+            cells.replicate[mask],
+            two_way=swarms and replicates >= design.MIN_REPLICATES,
+        )
+        n = int(mask.sum())
+        issue_sums = np.bincount(
+            cells.issue[mask], weights=sa.astype(np.int64) - sb, minlength=len(cells.issue_ids)
+        )
+        f = stats.fisher_compare(int(sa.sum()), n, int(sb.sum()), n)
         out.append(
             {
-                "a": a["condition"],
-                "b": b["condition"],
-                "pairs": p.pairs,
-                "issues": p.issues,
-                "paired_diff": p.diff,
-                "paired_ci95": list(p.ci95),
-                "p_paired": p.p,
-                "mdd80": _num(p.mdd80),
-                "p_fisher": c.p_fisher,
-                "diff": c.diff,
-                "diff_ci95": list(c.diff_ci95),
+                "a": a,
+                "b": b,
+                "pairs": c.pairs,
+                "issues": c.issues,
+                "replicates": c.replicates,
+                "paired_diff": c.diff,
+                "paired_se": _num(c.se),
+                "df": c.df,
+                "paired_ci95": list(c.ci95),
+                "p_paired": c.p,
+                "two_way": c.two_way,
+                "conditional": swarms and not c.two_way,
+                "p_sign_flip": signflip.sign_flip_p(issue_sums.astype(np.int64)),
+                "p_fisher": f.p_fisher,
+                "diff": f.diff,
+                "diff_ci95": list(f.diff_ci95),
             }
         )
     for entry, adjusted in zip(out, paired.holm([e["p_paired"] for e in out]), strict=True):
         entry["p_holm"] = adjusted
+        se = entry["paired_se"]
+        entry["mdd80"] = None if se is None else paired.detectable(se, entry["df"], len(out))
+    return out
+
+
+def task_type_comparisons(
+    cells: queries.Cells, order: list[str], accumulating: set[str], *, matched: bool
+) -> list[dict[str, Any]]:
+    """`comparisons` within each task type, Holm-adjusted (and "detectable" sized) across the whole family of
+    task types × pairs: looking at every type is that many more chances of a false positive."""
+    types = np.array(cells.task_type, dtype=object)
+    out: list[dict[str, Any]] = []
+    for t in sorted(set(cells.task_type)):
+        keep = types == t
+        sub = cells._replace(
+            replicate=cells.replicate[keep],
+            issue=cells.issue[keep],
+            task_type=[t] * int(keep.sum()),
+            judged=cells.judged[keep],
+            success=cells.success[keep],
+        )
+        out.extend({"task_type": t, **c} for c in comparisons(sub, order, accumulating, matched=matched))
+    for entry, adjusted in zip(out, paired.holm([e["p_paired"] for e in out]), strict=True):
+        entry["p_holm"] = adjusted
+        se = entry["paired_se"]
+        entry["mdd80"] = None if se is None else paired.detectable(se, entry["df"], len(out))
     return out
 
 
 def clustered_intervals(
-    session: Session,
-    experiment_id: int,
-    groups: list[dict[str, Any]],
-    conditions: int | None,
-    *,
-    recount: bool = False,
+    cells: queries.Cells, groups: list[dict[str, Any]], accumulating: set[str], *, matched: bool
 ) -> None:
-    """Add each condition's 95% interval clustered by issue (replicates of an issue are not independent), over
-    the matched set when ``conditions`` is given."""
-    counts = queries.issue_counts(session, experiment_id, conditions, recount=recount)
+    """Add each condition's 95% interval accounting for clustering (`paired.rate`: by issue, and by replicate
+    for an accumulating condition with enough swarms), over the matched set when ``matched``."""
+    index = {c: k for k, c in enumerate(cells.names)}
+    everywhere = cells.judged.all(axis=1)
     for g in groups:
-        r = paired.rate_from_counts(counts.get(g["condition"], []))
+        k = index.get(g["condition"])
+        if k is None:
+            g["ci95_clustered"], g["issues"] = [0.0, 1.0], 0
+            continue
+        mask = everywhere if matched else cells.judged[:, k]
+        reps = paired.groups(cells.replicate[mask])
+        r = paired.rate(
+            cells.success[mask, k].astype(float),
+            cells.issue[mask],
+            cells.replicate[mask],
+            two_way=g["condition"] in accumulating and reps >= design.MIN_REPLICATES,
+        )
         g["ci95_clustered"], g["issues"] = list(r.ci95), r.clusters
+
+
+def significant(comps: list[dict[str, Any]]) -> list[str]:
+    """The pairs whose Holm p is below 0.05, as "a > b" or "a < b": the conclusion of a comparison table."""
+    return [
+        f"{c['a']} {'>' if c['paired_diff'] > 0 else '<'} {c['b']}"
+        for c in comps
+        if c["p_holm"] < paired.ALPHA
+    ]
+
+
+def scoring_sensitivity(
+    cells: queries.Cells,
+    errors: list[tuple[str, int, str]],
+    order: list[str],
+    accumulating: set[str],
+    *,
+    matched: bool,
+) -> dict[str, list[str]] | None:
+    """The conclusions (`significant`) if every outcome the scorer could not judge were a failure, and if
+    every one were a success; None without scoring errors."""
+    if not errors:
+        return None
+    index = {c: k for k, c in enumerate(cells.names)}
+    issue_codes = {i: k for k, i in enumerate(cells.issue_ids)}
+    for _, _, i in errors:
+        issue_codes.setdefault(i, len(issue_codes))
+    where = {(int(r), int(i)): k for k, (r, i) in enumerate(zip(cells.replicate, cells.issue, strict=True))}
+    extra = sorted({(r, issue_codes[i]) for _, r, i in errors} - set(where))
+    replicate = np.concatenate([cells.replicate, np.array([r for r, _ in extra], dtype=np.int64)])
+    issue = np.concatenate([cells.issue, np.array([i for _, i in extra], dtype=np.int64)])
+    where.update({key: len(cells.replicate) + k for k, key in enumerate(extra)})
+    out = {}
+    for name, value in (("as_failures", False), ("as_successes", True)):
+        judged = np.vstack([cells.judged, np.zeros((len(extra), len(cells.names)), dtype=bool)])
+        success = np.vstack([cells.success, np.zeros((len(extra), len(cells.names)), dtype=bool)])
+        for c, r, i in errors:
+            if c in index:
+                row = where[(r, issue_codes[i])]
+                judged[row, index[c]], success[row, index[c]] = True, value
+        changed = cells._replace(replicate=replicate, issue=issue, judged=judged, success=success)
+        out[name] = significant(comparisons(changed, order, accumulating, matched=matched))
+    return out
+
+
+def samples_of(config: dict[str, Any]) -> int:
+    """Samples per (condition, replicate, issue) the experiment asked for (``generation.samples``, 1 when
+    absent)."""
+    return int((config.get("generation") or {}).get("samples", 1) or 1)
+
+
+def pass_at_k_of(session: Session, experiment_id: int, accumulating: set[str]) -> dict[str, dict[str, Any]]:
+    """Per condition, pass@1 … pass@k over its (replicate, issue) cells (`passk.pass_table`)."""
+    per: dict[str, list[tuple[int, str, int, int]]] = defaultdict(list)
+    for cond, r, i, n, c in queries.sample_counts(session, experiment_id):
+        per[cond].append((r, i, n, c))
+    out = {}
+    for cond, rows in sorted(per.items()):
+        reps = np.array([r for r, _, _, _ in rows], dtype=np.int64)
+        _, issue = np.unique(np.array([i for _, i, _, _ in rows], dtype=object), return_inverse=True)
+        samples = np.array([x[2] for x in rows], dtype=np.int64)
+        table = passk.pass_table(
+            samples,
+            np.array([x[3] for x in rows], dtype=np.int64),
+            issue.ravel(),
+            reps,
+            two_way=cond in accumulating and np.unique(reps).size >= design.MIN_REPLICATES,
+        )
+        out[cond] = {"samples": int(samples.max()), "pass": table}
+    return out
 
 
 def _num(x: float) -> float | None:
@@ -137,8 +268,8 @@ def specialization_metrics(
     recount: bool = False,
     divergence_too: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """S (with permutation p and its expectation under random routing), F (Cramér's V and chi-square p) per
-    condition; D per replicate with its null reference (`divergence`).
+    """Per condition, S and F beside their references and p-values (`swarm_metrics`), pooled and, up to
+    `PER_REPLICATE_MAX` replicates, per replicate; D per replicate with its null reference (`divergence`).
 
     Agent 0 of replicate 0 and agent 0 of replicate 1 are different agents (independent swarms), so the
     agent in these tables is the pair (replicate, agent): pooling replicates never merges unrelated agents.
@@ -148,17 +279,55 @@ def specialization_metrics(
     out: dict[str, dict[str, Any]] = {}
     for cond, c in sorted(cells.items()):
         jobs, successes = agent_type_tables(c)
-        s_val = stats.specialization_from_matrix(jobs, permutations=1000, seed=0)
-        f_val = stats.differentiation_from_matrix(successes)
+        rows = np.unique(np.asarray(c.replicate, dtype=np.int64) * AGENT_STRIDE + np.asarray(c.agent))
+        row_reps = rows // AGENT_STRIDE
         out[cond] = {
-            "S": s_val.value,
-            "S_p": s_val.p,
-            "S_random": s_val.expected,
-            "F_cramers_v": f_val.value,
-            "F_p": f_val.p,
+            **swarm_metrics(jobs, successes, row_reps, permutations=1000),
+            "per_replicate": {}
+            if np.unique(row_reps).size > PER_REPLICATE_MAX
+            else {
+                int(r): swarm_metrics(
+                    jobs[row_reps == r],
+                    successes[row_reps == r],
+                    row_reps[row_reps == r],
+                    permutations=PER_REPLICATE_PERMUTATIONS,
+                )
+                for r in np.unique(row_reps).tolist()
+            },
             **d_values.get(cond, {}),
         }
     return out
+
+
+PER_REPLICATE_PERMUTATIONS = 200
+"""Shuffles of each replicate's own S and F references (the pooled ones take 1,000)."""
+PER_REPLICATE_MAX = 10
+"""Up to this many replicates each gets its own S and F row; beyond, the pooled row only (a table of hundreds
+of replicates is not read row by row, and each row costs its shuffles)."""
+LARGE_F_PERMUTATIONS = 200
+"""Deals of F's reference beyond `stats.EXACT_LIMIT` jobs: each deal draws every (replicate, type)'s
+successes, seconds per thousand deals at a million outcomes; 200 still put p within ±0.03 at 0.05."""
+
+
+def swarm_metrics(
+    jobs: np.ndarray, successes: np.ndarray, row_replicates: np.ndarray, *, permutations: int
+) -> dict[str, Any]:
+    """S and F with their references and p-values, from agents × task types tables whose rows are (replicate,
+    agent) with these replicates: S against within-replicate shuffles of the agents, F against successes
+    dealt at random within each (replicate, task type). F is None with one agent per replicate."""
+    s_val = stats.specialization_from_matrix(
+        jobs, row_replicates=row_replicates, permutations=permutations, seed=0
+    )
+    deals = permutations if int(jobs.sum()) <= stats.EXACT_LIMIT else min(permutations, LARGE_F_PERMUTATIONS)
+    f_val = stats.differentiation(jobs, successes, row_replicates=row_replicates, permutations=deals, seed=0)
+    return {
+        "S": s_val.value,
+        "S_p": s_val.p,
+        "S_random": s_val.expected,
+        "F_cramers_v": f_val.value,
+        "F_p": f_val.p if f_val.value is not None else None,
+        "F_random": f_val.expected,
+    }
 
 
 def agent_type_tables(cells: queries.AgentTypeCells) -> tuple[np.ndarray, np.ndarray]:
@@ -233,16 +402,29 @@ def _results(
         brief=brief,
     )
     groups, by_condition = levels[by], levels["condition"]
-    clustered_intervals(
-        session, exp_id, by_condition, len(config["conditions"]) if matched else None, recount=recount
-    )
+    cfg = ExperimentConfig.stored(config)
+    accumulating = {c for c, cond in cfg.conditions.items() if cond.accumulate}
+    cells = queries.cells(session, exp_id, config, recount=recount)
+    clustered_intervals(cells, by_condition, accumulating, matched=matched)
+    order = [g["condition"] for g in by_condition]
+    comps = comparisons(cells, order, accumulating, matched=matched)
+    errors = queries.scoring_error_cells(session, exp_id) if comps else []
     return {
         "experiment": name,
         "by": by,
         "success_rule": config.get("success", {}).get("rule", "scorer"),
         "matched": matched,
+        "interim": interim.experiment_is_interim(session, exp_id),
+        "replicates_run": paired.groups(cells.replicate),
+        "accumulating": sorted(accumulating),
         "groups": groups,
-        "comparisons": comparisons(session, exp_id, by_condition, recount=recount),
+        "comparisons": comps,
+        "conclusion": significant(comps),
+        "task_type_comparisons": (
+            task_type_comparisons(cells, order, accumulating, matched=matched) if by == "task_type" else []
+        ),
+        "scoring_sensitivity": scoring_sensitivity(cells, errors, order, accumulating, matched=matched),
+        "pass_at_k": pass_at_k_of(session, exp_id, accumulating) if samples_of(config) > 1 else {},
         "replicates": replicate_spread(levels["replicate"]),
         "specialization": specialization_metrics(
             session,

@@ -1,6 +1,7 @@
-"""The sign-flip test of a paired comparison: under no effect each issue's matched pairs may swap A and B
-together, so each issue's summed difference d_i keeps or flips its sign with probability 1/2, independently.
-The two-sided p is P(|Σ ε_i d_i| ≥ |Σ d_i|) over those 2^k sign vectors.
+"""The sign-flip test of a paired comparison (``p_sign_flip`` in `results`: issue-level, so valid
+conditional on the swarms run; the table's test is `paired.compare`'s t): under no effect each issue's
+matched pairs may swap A and B together, so each issue's summed difference d_i keeps or flips its sign with
+probability 1/2, independently. The two-sided p is P(|Σ ε_i d_i| ≥ |Σ d_i|) over those 2^k sign vectors.
 
 The null is computed exactly, not sampled: the d_i are integers, so Σ ε_i |d_i| = A − 2U, where A = Σ |d_i|
 and U is the sum of the flipped |d_i|, and U's distribution is a subset-sum count (one vector pass per issue).

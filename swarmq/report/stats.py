@@ -114,43 +114,90 @@ def _entropy(counts: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def _specialization(agent_codes: np.ndarray, type_codes: np.ndarray, n_types: int, h_type: float) -> float:
-    # H(T|A) = H(A,T) - H(A), from the joint counts of the (agent, type) pairs.
-    joint = np.bincount(agent_codes * n_types + type_codes)
-    h_agent = _entropy(np.bincount(agent_codes))
-    return min(1.0, max(0.0, 1.0 - (_entropy(joint) - h_agent) / h_type))
+def _conditional_entropy_terms(
+    replicates: np.ndarray, agents: np.ndarray, types: np.ndarray, n_types: int
+) -> tuple[float, float]:
+    """H(type | replicate) and H(replicate-agent), in bits: the parts of S that within-replicate shuffles
+    keep."""
+    n_rep = int(replicates.max(initial=-1)) + 1
+    h_type = _entropy(np.bincount(replicates * n_types + types)) - _entropy(
+        np.bincount(replicates, minlength=n_rep)
+    )
+    return h_type, _entropy(np.bincount(agents))
+
+
+SHUFFLE_CHUNK = 100
+"""Shuffles computed together (a shuffles × jobs array): bounds the memory of a permutation test."""
 
 
 def specialization(
     agent_ids: Sequence[int] | np.ndarray,
     task_types: Sequence[str] | np.ndarray,
     *,
+    replicates: Sequence[int] | np.ndarray | None = None,
     permutations: int = 1000,
     seed: int = 0,
 ) -> Specialization:
-    """How much knowing the agent tells about the task type: S = 1 - H(type | agent) / H(type).
+    """How much knowing the agent tells about the task type, within a replicate:
+    S = I(agent; type | replicate) / H(type | replicate), in bits.
 
-    Pairs are (agent that took a job, the job's task type), in bits. S = 1 when each type goes to its own
-    agents, 0 when routing ignores type; S = 0 (p = 1.0) when there is one task type or no job. The
-    p-value is a permutation test that shuffles agent ids (numpy ``default_rng(seed)``), computed as
-    (1 + #{S_null >= S}) / (1 + permutations) so it is never exactly 0 (Phipson & Smyth 2010).
-    """
+    Pairs are (agent that took a job, the job's task type), with the job's replicate (None: one replicate); an
+    agent is an agent of one replicate (the same id in two replicates is two agents). S = 1 when each type
+    goes to its own agents, 0 when routing ignores type, and exactly 0 with one agent per replicate; S = 0
+    (p = 1.0) with one task type or no job. The reference, ``expected``, is the mean S of ``permutations``
+    seeded shuffles of the agent ids within each replicate (random routing with the same agent loads and
+    task mix in every swarm); p = (1 + #{S_null >= S}) / (1 + permutations), never exactly 0
+    (Phipson & Smyth 2010)."""
     if len(agent_ids) != len(task_types):
         raise ValueError(f"{len(agent_ids)} agent ids but {len(task_types)} task types")
-    if len(agent_ids) == 0:
+    n = len(agent_ids)
+    if n == 0:
         return Specialization(0.0, 1.0, 0.0)
-    _, a = np.unique(np.asarray(agent_ids), return_inverse=True)
+    reps = np.zeros(n, dtype=np.int64) if replicates is None else np.asarray(replicates)
+    if len(reps) != n:
+        raise ValueError(f"{n} agent ids but {len(reps)} replicates")
+    _, r = np.unique(reps, return_inverse=True)
+    _, a = np.unique(
+        np.stack([r.ravel(), np.unique(np.asarray(agent_ids), return_inverse=True)[1].ravel()]),
+        axis=1,
+        return_inverse=True,
+    )
     types, t = np.unique(np.asarray(task_types), return_inverse=True)
-    a, t = a.ravel(), t.ravel()
-    h_type = _entropy(np.bincount(t))
-    if h_type == 0.0:
+    r, a, t = r.ravel(), a.ravel(), t.ravel()
+    n_types, n_agents = len(types), int(a.max()) + 1
+    h_type, h_agent = _conditional_entropy_terms(r, a, t, n_types)
+    if h_type <= 1e-12:
         return Specialization(0.0, 1.0, 0.0)
-    observed = _specialization(a, t, len(types), h_type)
+    observed = _s_values((a * n_types + t)[None, :], n_agents * n_types, h_agent, h_type)[0]
+    if n_agents == int(r.max()) + 1:  # one agent per replicate: the agent says nothing the replicate does not
+        return Specialization(0.0, 1.0, 0.0)
     rng = np.random.default_rng(seed)
-    null = [_specialization(rng.permutation(a), t, len(types), h_type) for _ in range(permutations)]
+    order = np.argsort(r, kind="stable")
+    a_sorted, t_sorted, r_sorted = a[order], t[order], r[order]
+    null = []
+    for start in range(0, permutations, SHUFFLE_CHUNK):
+        k = min(SHUFFLE_CHUNK, permutations - start)
+        # Within-replicate shuffles: sort random keys inside each replicate's block (blocks stay in place).
+        shuffle = np.argsort(r_sorted[None, :] + rng.random((k, n)), axis=1)
+        null.append(
+            _s_values(a_sorted[shuffle] * n_types + t_sorted[None, :], n_agents * n_types, h_agent, h_type)
+        )
+    values = np.concatenate(null) if null else np.zeros(0)
     # The tolerance counts shuffles that reproduce the observed table despite float rounding.
-    hits = sum(v >= observed - 1e-12 for v in null)
-    return Specialization(observed, (1 + hits) / (1 + permutations), float(np.mean(null)) if null else 0.0)
+    hits = int(np.sum(values >= observed - 1e-12))
+    return Specialization(
+        observed, (1 + hits) / (1 + permutations), float(values.mean()) if values.size else 0.0
+    )
+
+
+def _s_values(joint_codes: np.ndarray, cells: int, h_agent: float, h_type: float) -> np.ndarray:
+    """S of each row of (agent, type) cell codes: 1 − (H(agent, type) − H(agent)) / H(type | replicate)."""
+    k = joint_codes.shape[0]
+    counts = np.bincount((joint_codes + cells * np.arange(k)[:, None]).ravel(), minlength=k * cells).reshape(
+        k, cells
+    )
+    h_joint = _row_entropies(counts)
+    return np.clip(1.0 - (h_joint - h_agent) / h_type, 0.0, 1.0)
 
 
 EXACT_LIMIT = 20_000
@@ -158,24 +205,34 @@ EXACT_LIMIT = 20_000
 
 
 def specialization_from_matrix(
-    m: np.ndarray, *, permutations: int = 1000, seed: int = 0, exact_limit: int = EXACT_LIMIT
+    m: np.ndarray,
+    *,
+    row_replicates: np.ndarray | Sequence[int] | None = None,
+    permutations: int = 1000,
+    seed: int = 0,
+    exact_limit: int = EXACT_LIMIT,
 ) -> Specialization:
     """S from an agents × task types table of jobs, as results queries deliver it, rows and columns in
-    sorted order.
+    sorted order, each row's replicate in ``row_replicates`` (None: one replicate).
 
     Up to ``exact_limit`` jobs this is `specialization` of one (agent, type) label pair per job, taken cell
-    by cell in row-major order (no Python loop over thousands of cells). Beyond, shuffling a million labels
-    a thousand times costs minutes, and the permutation p converges to the G-test's: under independence
-    2·n·ln 2·I(agent; type) (I in bits, = S·H(type)) is chi-square with (r-1)(c-1) degrees of freedom, so
-    that p is reported instead, and the expected S under random routing is that chi-square's mean,
-    (r-1)(c-1) / (2·n·ln 2), over H(type)."""
+    by cell in row-major order. Beyond, the permutation p converges to the G-test's: under random routing
+    within each replicate, 2·n·ln 2·I(agent; type | replicate) (I in bits) is chi-square with
+    Σ_r (agents_r − 1)(types_r − 1) degrees of freedom, so that p is reported instead, and the expected S is
+    that chi-square's mean over 2·n·ln 2·H(type | replicate)."""
     m = np.asarray(m, dtype=np.int64)
+    reps = np.zeros(m.shape[0], dtype=np.int64) if row_replicates is None else np.asarray(row_replicates)
     if int(m.sum()) <= exact_limit:
         rows, cols = np.nonzero(m)
         k = m[rows, cols]
-        # Row and column indices relabel agents and types in sorted order, as `specialization` codes them.
-        return specialization(np.repeat(rows, k), np.repeat(cols, k), permutations=permutations, seed=seed)
-    return _specialization_g_test(m)
+        return specialization(
+            np.repeat(rows, k),
+            np.repeat(cols, k),
+            replicates=np.repeat(reps[rows], k),
+            permutations=permutations,
+            seed=seed,
+        )
+    return _specialization_g_test(m, reps)
 
 
 def _row_entropies(m: np.ndarray) -> np.ndarray:
@@ -185,29 +242,33 @@ def _row_entropies(m: np.ndarray) -> np.ndarray:
     return -(p * np.log2(p, out=np.zeros(m.shape), where=p > 0)).sum(axis=1)
 
 
-def _specialization_g_test(counts: np.ndarray) -> Specialization:
+def _specialization_g_test(counts: np.ndarray, row_replicates: np.ndarray) -> Specialization:
     """The large-sample S of `specialization_from_matrix`."""
     m = np.asarray(counts, dtype=float)
     n = float(m.sum())
-    h_type = _entropy(m.sum(axis=0))
-    if h_type == 0.0:
+    g_bits, h_type, df = 0.0, 0.0, 0
+    for rep in np.unique(row_replicates):
+        block = m[row_replicates == rep]
+        nr = float(block.sum())
+        if nr == 0:
+            continue
+        h_t = _entropy(block.sum(axis=0))
+        totals = block.sum(axis=1)
+        h_cond = float((totals / nr * _row_entropies(block)).sum())
+        h_type += nr / n * h_t
+        g_bits += nr * (h_t - h_cond)
+        df += max(0, int((totals > 0).sum()) - 1) * max(0, int((block.sum(axis=0) > 0).sum()) - 1)
+    if h_type <= 1e-12 or df == 0:
         return Specialization(0.0, 1.0, 0.0)
-    totals = m.sum(axis=1)
-    h_cond = float((totals / n * _row_entropies(m)).sum())
-    s = 1.0 - h_cond / h_type
-    r, c = int((totals > 0).sum()), int((m.sum(axis=0) > 0).sum())
-    if r < 2 or c < 2:
-        return Specialization(s, 1.0, 0.0)
-    g = 2.0 * n * math.log(2.0) * (h_type - h_cond)
-    df = (r - 1) * (c - 1)
+    s = min(1.0, max(0.0, g_bits / n / h_type))
+    g = 2.0 * math.log(2.0) * g_bits
     expected = min(1.0, df / (2.0 * n * math.log(2.0)) / h_type)
     return Specialization(s, float(sps.chi2.sf(g, df)), expected)
 
 
-def differentiation_from_matrix(successes: np.ndarray) -> Measure:
-    """Whether agents succeed on different task types: Cramér's V and the chi-square p of independence,
-    from an agents × task types matrix of successes. All-zero rows and columns are dropped first; a table
-    smaller than 2x2 after that has nothing to test and gives V = 0.0, p = 1.0."""
+def cramers_v(successes: np.ndarray) -> Measure:
+    """Cramér's V and the chi-square p of independence of an agents × task types matrix of successes. All-zero
+    rows and columns are dropped first; a table smaller than 2x2 after that gives V = 0.0, p = 1.0."""
     m = np.asarray(successes, dtype=float)
     if m.size:
         m = m[m.sum(axis=1) > 0][:, m.sum(axis=0) > 0]
@@ -216,6 +277,63 @@ def differentiation_from_matrix(successes: np.ndarray) -> Measure:
     chi2, p, _, _ = sps.chi2_contingency(m, correction=False)
     v = math.sqrt(float(chi2) / (m.sum() * (min(m.shape) - 1)))
     return Measure(v, float(p))
+
+
+def _cramers_v_rows(tables: np.ndarray) -> np.ndarray:
+    """`cramers_v`'s V of each of many agents × types tables at once (draws × agents × types)."""
+    t = np.asarray(tables, dtype=float)
+    rows, cols = t.sum(axis=2), t.sum(axis=1)
+    total = rows.sum(axis=1)
+    expected = rows[:, :, None] * cols[:, None, :] / np.where(total > 0, total, 1.0)[:, None, None]
+    chi2 = np.where(expected > 0, (t - expected) ** 2 / np.where(expected > 0, expected, 1.0), 0.0).sum(
+        axis=(1, 2)
+    )
+    k = np.minimum((rows > 0).sum(axis=1), (cols > 0).sum(axis=1)) - 1
+    return np.where(k >= 1, np.sqrt(chi2 / np.where(total * k > 0, total * k, 1.0)), 0.0)
+
+
+class Differentiation(NamedTuple):
+    """F: Cramér's V of the agents × types success table, its reference under no agent effect, and p."""
+
+    value: float | None
+    """None with one agent per replicate: there is nothing to differentiate."""
+    p: float
+    expected: float | None
+
+
+def differentiation(
+    jobs: np.ndarray,
+    successes: np.ndarray,
+    *,
+    row_replicates: np.ndarray | Sequence[int] | None = None,
+    permutations: int = 1000,
+    seed: int = 0,
+) -> Differentiation:
+    """Whether agents differ in success beyond what their task types explain. V alone mostly measures routing
+    (an agent given more of an easy type has more successes there), so it is read against its reference: the
+    V of the same jobs with each (replicate, task type)'s successes dealt at random among its jobs, i.e. under
+    no agent effect within task type; ``expected`` is the mean V of ``permutations`` seeded deals and p =
+    (1 + #{V_null >= V}) / (1 + permutations). Rows are (replicate, agent), ``row_replicates`` their
+    replicates (None: one)."""
+    jobs_m, succ = np.asarray(jobs, dtype=np.int64), np.asarray(successes, dtype=np.int64)
+    reps = np.zeros(jobs_m.shape[0], dtype=np.int64) if row_replicates is None else np.asarray(row_replicates)
+    if jobs_m.shape[0] == 0 or np.unique(reps).size == jobs_m.shape[0]:
+        return Differentiation(None, 1.0, None)
+    observed = cramers_v(succ).value
+    rng = np.random.default_rng(seed)
+    strata = [(np.flatnonzero(reps == rep), col) for rep in np.unique(reps) for col in range(jobs_m.shape[1])]
+    values = []
+    for start in range(0, permutations, SHUFFLE_CHUNK):
+        k = min(SHUFFLE_CHUNK, permutations - start)
+        draws = np.zeros((k, *jobs_m.shape), dtype=np.int64)
+        for rows, col in strata:
+            colors, drawn = jobs_m[rows, col], int(succ[rows, col].sum())
+            if drawn:
+                draws[:, rows, col] = rng.multivariate_hypergeometric(colors, drawn, size=k)
+        values.append(_cramers_v_rows(draws))
+    null = np.concatenate(values)
+    hits = int(np.sum(null >= observed - 1e-12))
+    return Differentiation(observed, (1 + hits) / (1 + permutations), float(null.mean()))
 
 
 def _tokens(text: str) -> list[str]:
