@@ -11,6 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from swarmq.report.columns import keep
+
 KEY_COLUMNS = ("model", "condition", "replicate", "task_type", "agent", "repo")
 
 
@@ -70,18 +72,12 @@ class Column(NamedTuple):
 
 
 def fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
-    """The columns that fit ``width`` characters, in their order, and the headers left out: priority 0 always
-    stays (names are never cut; rich folds one that alone is wider than the terminal)."""
-    need = {
-        c.header: max(len(line) for text in (c.header, *c.cells) for line in text.split("\n")) + 3
-        for c in columns
-    }  # a column's widest line, its padding on each side and the separator between columns
-    kept = list(columns)
-    for c in sorted(columns, key=lambda c: -c.priority):  # the outer columns have no outer padding: 3 less
-        if sum(need[k.header] for k in kept) - 3 <= width or c.priority == 0:
-            break
-        kept.remove(c)
-    return kept, [c.header for c in columns if c not in kept]
+    """The columns that fit ``width`` characters, in their order, and the headers left out, by `columns.keep`
+    (the one rule for every table): priority 0 always stays (names are never cut; rich folds one that alone
+    is wider than the terminal). Between two columns: their padding and the separator, 3 characters."""
+    widths = [max(len(line) for text in (c.header, *c.cells) for line in text.split("\n")) for c in columns]
+    shown = keep(widths, [c.priority for c in columns], width, gap=3)
+    return [columns[i] for i in shown], [c.header for i, c in enumerate(columns) if i not in shown]
 
 
 def _table(title: str, columns: list[Column], console: Console) -> list[str]:
