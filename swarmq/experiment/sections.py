@@ -126,6 +126,24 @@ class ModelConfig(Strict):
     every prompt from its first token, for strict reproducibility runs; operational, not part of the
     experiment's identity."""
 
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, v: str) -> str:
+        """The path names the model's queue (`keys.model_key`): a reference that names no file would publish
+        to a queue such as ``swarmq.hf_`` that no worker serves."""
+        from swarmq.errors import ModelError
+        from swarmq.keys import model_key
+        from swarmq.model import hub
+
+        if v.startswith(hub.PREFIX):
+            try:
+                hub.parse(v)
+            except ModelError as exc:
+                raise ValueError(str(exc)) from None
+        elif model_key(v).strip(".") == "":
+            raise ValueError(f"{v!r} names no model file (a .gguf path, or hf:ORG/REPO/FILE.gguf)")
+        return v
+
     @property
     def label(self) -> str:
         return self.name or Path(self.path).name
