@@ -132,8 +132,33 @@ def test_name_clash_and_resume(tmp_path: Path, services_env: dict[str, str], dat
     other = write_config(tmp_path, name="same", limit=3)
     clash = swarmq("enqueue", str(other), env=services_env)
     assert clash.returncode == 4
-    assert "experiment 'same' exists with a different configuration" in one_error_line(clash.stderr)
+    # The one field that differs is named: nobody has to diff the files.
+    assert (
+        "experiment 'same' exists with a different configuration (dataset.limit differs)"
+        in one_error_line(clash.stderr)
+    )
     assert counts(database_url) == (1, 4, 0)
+
+
+def test_services_urls_prints_a_url_psql_takes(services_env: dict[str, str]) -> None:
+    """The README says to give the printed URL to psql: libpq refuses SQLAlchemy's `postgresql+psycopg://`."""
+    import shutil
+    import subprocess
+
+    r = swarmq("services", "urls", env=services_env)
+    assert r.returncode == 0, r.stderr
+    printed = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    url = printed["SWARMQ_DATABASE_URL"]
+    assert url.startswith("postgresql://") and url == services_env["SWARMQ_DATABASE_URL"].replace(
+        "+psycopg", ""
+    )
+    if shutil.which("psql") is None:
+        pytest.skip("no psql here")
+    done = subprocess.run(["psql", url, "-Atc", "SELECT 1"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    # And swarmq itself takes it back.
+    again = swarmq("experiments", "--format", "json", env={**services_env, "SWARMQ_DATABASE_URL": url})
+    assert again.returncode == 0, again.stderr
 
 
 def test_resume_publishes_only_jobs_without_outcome(
