@@ -458,3 +458,38 @@ def test_replay_json_and_its_own_exit_code_when_the_text_differs(
     assert r.returncode == REPLAY_DIFFERS, r.stderr
     data = json.loads(r.stdout)
     assert data["identical"] is False and data["recorded"] == "recorded text" and data["job_id"] == row[0]
+
+
+def test_enqueue_watch_without_a_live_worker_says_why_nothing_moves(
+    tmp_path: Path, services_env: dict[str, str]
+) -> None:
+    """`--watch` with no worker would show `ETA ?` for ever: it says so once, and how to start one."""
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import ROOT
+
+    cfg = write_config(tmp_path, name="lonely", limit=1, conditions={"a": {}})
+    p = subprocess.Popen(
+        [sys.executable, "-m", "swarmq", "enqueue", str(cfg), "--watch"],
+        cwd=ROOT,
+        env=services_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = threading.Timer(120, p.kill)  # the watch never ends by itself: end it if the line never comes
+    deadline.start()
+    found = ""
+    try:
+        assert p.stderr is not None
+        for line in p.stderr:
+            if "no live worker" in line:
+                found = line
+                break
+    finally:
+        deadline.cancel()
+        p.kill()
+        p.wait()
+    assert found.startswith("no live worker: the jobs wait"), found

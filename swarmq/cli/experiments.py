@@ -46,8 +46,14 @@ def enqueue(
         )
     from swarmq.report.workers import slots_warning  # more slots than the streams can fill stay idle
 
-    if (warning := slots_warning(api.workers(), cfg)) is not None:
+    live = api.workers()
+    if (warning := slots_warning(live, cfg)) is not None:
         note(warning)
+    if watch and not any(w["state"] == "live" for w in live["workers"]):
+        note(
+            "no live worker: the jobs wait, and the ETA shows ?, until one starts "
+            "(`swarmq worker --cpu`, or `swarmq workers --gpus all`)"
+        )
     if watch:
         _watch(result.experiment, format)
 
