@@ -41,7 +41,7 @@ def url_problem(url: str, schemes: tuple[str, ...], kind: str) -> str | None:
     if kind == "Redis" and parts.scheme != "unix":
         db = parts.path.strip("/")
         if db and not (db.isdigit() and db.isascii() and int(db) < 1 << 31):
-            return f"{shown!r}: the database index {db!r} is not a number (redis://host:6379/0)"
+            return f"{shown!r}: the database index {db!r} is not a number from 0 to {(1 << 31) - 1}"
     return None
 
 

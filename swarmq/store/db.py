@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.errors import SchemaOutOfDate, ServiceUnavailable, mask_url
+from swarmq.errors import ConfigError, SchemaOutOfDate, ServiceUnavailable, first_line, mask_url
 from swarmq.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,14 +50,18 @@ def libpq_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     # No pre-ping: it costs a round trip per checkout, several per job. A connection that died (Postgres
     # restarted) fails its statement, SQLAlchemy discards it, and the worker's retry gets a fresh one.
-    engine = create_engine(url, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
     try:
+        engine = create_engine(url, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         missing = _missing_database(url, reason)
         raise ServiceUnavailable(missing or f"cannot reach Postgres at {mask_url(url)}: {reason}") from None
+    except (DBAPIError, ArgumentError, ValueError) as exc:
+        # The driver or SQLAlchemy refused the URL itself (an unknown ``?option``, a bad value): bad input.
+        reason = first_line(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc)
+        raise ConfigError(f"SWARMQ_DATABASE_URL: {mask_url(url)}: {reason}") from None
     return engine
 
 

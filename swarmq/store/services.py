@@ -9,7 +9,7 @@ import redis as redis_lib
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.errors import ServiceUnavailable, first_line, mask_url
+from swarmq.errors import ConfigError, ServiceUnavailable, first_line, mask_url
 from swarmq.settings import Settings
 from swarmq.store import db
 
@@ -31,8 +31,11 @@ def make_redis(url: str) -> redis_lib.Redis:
     the server does not have) is one line, with the URL's password masked."""
     try:
         client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    except ValueError as exc:  # redis-py refused the URL itself (e.g. ?socket_timeout=soon): bad input
+        raise ConfigError(f"SWARMQ_REDIS_URL: {mask_url(url)}: {first_line(exc)}") from None
+    try:
         client.ping()
-    except (redis_lib.RedisError, OSError, ValueError) as exc:
+    except (redis_lib.RedisError, OSError) as exc:
         raise ServiceUnavailable(f"cannot reach Redis at {mask_url(url)}: {first_line(exc)}") from None
     return client
 
