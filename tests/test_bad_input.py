@@ -91,13 +91,13 @@ def case(
     fragment: str,
     *,
     files: dict[str, Content] | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     absent: str | None = None,
     marks: Any = (),
 ) -> Any:
     """One catalogue entry. ``{tmp}`` in args, env values and text files is the case's own folder and
-    ``{redis}`` the test Redis's ``redis://host:port``; a file whose content is None is created as an empty
-    folder. ``absent``: text that must not appear anywhere on stderr (a password)."""
+    ``{redis}`` the test Redis's ``redis://host:port``, and None unsets a variable; a file whose content is None
+    is created as an empty folder. ``absent``: text that must not appear anywhere on stderr (a password)."""
     return pytest.param(args, code, fragment, files or {}, env or {}, absent, id=id, marks=marks)
 
 
@@ -380,6 +380,12 @@ CATALOGUE = [
     settings({"SWARMQ_SUPERVISOR_MARGIN_SECONDS": "Infinity"}, "SWARMQ_SUPERVISOR_MARGIN_SECONDS",
              "supervisor-margin-inf"),
     settings({"SWARMQ_EMBEDDED": "maybe"}, "SWARMQ_EMBEDDED", "embedded-not-a-bool"),
+    case("home-is-a-device", ["results", "shared"], 2, "SWARMQ_HOME: /dev/null is not a folder",
+         env={"SWARMQ_HOME": "/dev/null", "SWARMQ_DATABASE_URL": None, "SWARMQ_REDIS_URL": None}),
+    case("home-is-a-file", ["results", "shared"], 2, "f.txt is not a folder", files={"f.txt": "x"},
+         env={"SWARMQ_HOME": "{tmp}/f.txt", "SWARMQ_DATABASE_URL": None, "SWARMQ_REDIS_URL": None}),
+    case("home-under-a-file", ["results", "shared"], 2, "cannot be created (Not a directory)", files={"f.txt": "x"},
+         env={"SWARMQ_HOME": "{tmp}/f.txt/home", "SWARMQ_DATABASE_URL": None, "SWARMQ_REDIS_URL": None}),
     settings({"SWARMQ_DATABASE_URL": "postgresql://u@127.0.0.1:port/db"}, "SWARMQ_DATABASE_URL: 'postgresql://u@127.0.0.1:port/db' is malformed",
              "db-url-port-not-a-number"),
     settings({"SWARMQ_DATABASE_URL": "postgresql://u@127.0.0.1:99999/db"}, "is malformed", "db-url-port-out-of-range"),
@@ -569,15 +575,20 @@ def test_bad_input_is_one_line_and_writes_nothing(
     code: int,
     fragment: str,
     files: dict[str, Content],
-    env: dict[str, str],
+    env: dict[str, str | None],
     absent: str | None,
 ) -> None:
     sockets = make_files(tmp_path, files)
     redis_base = redis_url.rsplit("/", 1)[0]
-    env = {k: v.replace("{tmp}", str(tmp_path)).replace("{redis}", redis_base) for k, v in env.items()}
+    full_env = {**shared_env, **env}  # None: unset
+    run_env = {
+        k: v.replace("{tmp}", str(tmp_path)).replace("{redis}", redis_base)
+        for k, v in full_env.items()
+        if v is not None
+    }
     before_rows, before_files = counts(database_url), tree(tmp_path)
     try:
-        r = swarmq(*(a.replace("{tmp}", str(tmp_path)) for a in args), env={**shared_env, **env}, timeout=120)
+        r = swarmq(*(a.replace("{tmp}", str(tmp_path)) for a in args), env=run_env, timeout=120)
     finally:
         for sock in sockets:
             sock.close()
