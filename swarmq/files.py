@@ -36,6 +36,14 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def user_path(text: str, label: str) -> Path:
+    """A path a user wrote, ``~`` expanded; ``~nosuchuser/...`` is one line, not a RuntimeError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:
+        raise DatasetError(f"{label}: cannot expand {text!r}: {exc}") from None
+
+
 def check_regular(path: Path, label: str) -> None:
     """Refuse anything but a regular file (symlinks followed) before reading it: ``/dev/zero`` never ends and
     a FIFO blocks until someone writes, so reading (or hashing) either would hang the command."""

@@ -345,6 +345,12 @@ CATALOGUE = [
     case("config-fifo", ["enqueue", "{tmp}/exp.yaml"], 2, "exp.yaml: is a FIFO", files={"exp.yaml": Fifo()}),
     case("config-dangling-link", ["enqueue", "{tmp}/exp.yaml"], 2, "experiment file not found",
          files={"exp.yaml": Link("{tmp}/nowhere.yaml")}),
+    enqueue(cfg("limit: 2", "source: '~nosuchuser/rows.json'"), "cannot expand '~nosuchuser/rows.json'",
+            "source-unknown-user-home"),
+    enqueue(cfg("limit: 2", "source: ''"), "exp.yaml:2: dataset.source: is empty", "source-empty"),
+    enqueue(cfg("limit: 2", "source: 'hub:'"), "dataset.source: hub: needs a dataset name", "source-hub-no-name"),
+    enqueue(cfg("a: {}", "a: {ordering: relaxed, max_in_flight: 99999999999999999999}"),
+            "conditions.a.max_in_flight: 99999999999999999999 is above the limit", "max-in-flight-huge"),
     # Model references that name no file (they would publish to a queue such as `swarmq.hf_`).
     enqueue(cfg("path: models/stand-in.gguf", "path: 'hf:'"), "model.path: model 'hf:': expected hf:ORG/REPO/FILE.gguf",
             "hf-empty"),

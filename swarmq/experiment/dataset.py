@@ -12,7 +12,6 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from swarmq.benchmarks.base import Benchmark, Issue, TaskTypes
@@ -20,7 +19,18 @@ from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.swebench import study_rows
 from swarmq.errors import DatasetError
 from swarmq.experiment.config import DatasetConfig
-from swarmq.files import Rows, bad_text, check_regular, file_sha256, json_lines, kind, loads, read_text, where
+from swarmq.files import (
+    Rows,
+    bad_text,
+    check_regular,
+    file_sha256,
+    json_lines,
+    kind,
+    loads,
+    read_text,
+    user_path,
+    where,
+)
 
 HUB_PREFIX = "hub:"
 SHA = re.compile(r"[0-9a-f]{40}")
@@ -89,7 +99,7 @@ def read_categories(path: str | None) -> dict[str, str]:
         return {}
     label = f"dataset.categories_file {path}"
     try:
-        document = loads(read_text(Path(path).expanduser(), label))
+        document = loads(read_text(user_path(path, label), label))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{label}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
     if not isinstance(document, dict) or not all(isinstance(v, str) and v for v in document.values()):
@@ -109,7 +119,7 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | No
         sha = hub_commit(name, cfg.revision, cfg.source)
         ds = _with_datasets(lambda d: d.load_dataset(name, split=cfg.split, revision=sha), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source), sha
-    path = Path(cfg.source).expanduser()
+    path = user_path(cfg.source, cfg.source)
     if not path.exists():
         raise DatasetError(f"dataset file not found: {path}")
     if path.is_dir():  # a folder written by Dataset.save_to_disk / DatasetDict.save_to_disk

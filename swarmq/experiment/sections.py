@@ -71,6 +71,15 @@ class DatasetConfig(Strict):
     is resolved at enqueue; either way the commit read is recorded with the experiment, with a fingerprint of
     the rows used (`swarmq experiments`, `experiments.dataset` in Postgres)."""
 
+    @field_validator("source")
+    @classmethod
+    def _names_a_source(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty: give bundled, a file path or hub:<name>")
+        if v.startswith("hub:") and not v.removeprefix("hub:").strip():
+            raise ValueError("hub: needs a dataset name (hub:princeton-nlp/SWE-bench_Lite)")
+        return v
+
     @field_validator("benchmark")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
@@ -174,7 +183,9 @@ class GenerationConfig(Strict):
 class GenerationOverride(Strict):
     """A condition's changes to the experiment's `generation` (unset fields keep the experiment's value)."""
 
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Annotated[int | None, at_most(1 << 20, "more than any context window holds")] = Field(
+        default=None, ge=1
+    )
     temperature: float | None = Field(default=None, ge=0.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = None
@@ -215,7 +226,9 @@ class ConditionConfig(Strict):
     """strict: one job of a stream in flight at a time (default when accumulating or when the router reads
     the history); relaxed: up to max_in_flight at once."""
 
-    max_in_flight: int | None = Field(default=None, ge=1)
+    max_in_flight: Annotated[
+        int | None, at_most(1_000_000, "a stream never holds more jobs than issues (at most a million)")
+    ] = Field(default=None, ge=1)
     """relaxed streams: how many jobs of one stream may run at once (default: unlimited)."""
 
     system_prompt: str | None = None
