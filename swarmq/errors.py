@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import re
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (driver errors span several), else its type's name."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def mask_url(url: str) -> str:
+    """A connection URL with its password replaced by ``***``: the one function every message, log line or
+    printout that may show a URL goes through. It masks the ``user:password@`` part (up to the last ``@``
+    before the query: a password may hold an unencoded ``/`` or ``@``) and a ``password=`` parameter (redis-py
+    reads one), and works on text that is no valid URL too: a malformed URL is exactly what an error shows."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        before_query = rest.split("?", 1)[0].split("#", 1)[0]
+        if "@" in before_query:
+            at = before_query.rindex("@")
+            user, colon, _password = rest[:at].partition(":")
+            if colon:
+                rest = f"{user}:***{rest[at:]}"
+        url = f"{scheme}{sep}{rest}"
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 REPLAY_DIFFERS = 7
@@ -32,6 +54,13 @@ class DatasetError(SwarmqError):
     exit_code = 2
 
 
+class OutputError(SwarmqError):
+    """An output path (`export -o`, `plot -o`) cannot be written: a folder where a file is wanted, a block
+    device, a missing or read-only place. Nothing is left half-written."""
+
+    exit_code = 2
+
+
 class ServiceUnavailable(SwarmqError):
     """Postgres or Redis cannot be reached."""
 
@@ -46,6 +75,13 @@ class SchemaOutOfDate(SwarmqError):
 
 class UnknownExperiment(SwarmqError):
     """No experiment of that name exists."""
+
+    exit_code = 4
+
+
+class UnknownSelection(SwarmqError):
+    """A ``--condition`` or ``--replicate`` the experiment does not have: refused like an unknown experiment,
+    never answered with zero rows."""
 
     exit_code = 4
 

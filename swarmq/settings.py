@@ -10,19 +10,44 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from swarmq.errors import ConfigError
+from swarmq.errors import ConfigError, mask_url
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+WEEK = 7 * 24 * 3600.0
+"""Upper bound of every duration setting: a longer one is a typo (or ``inf``), and timers, sleeps and Redis
+expiries need a finite number they can hold (``Event.wait(1e20)`` raises OverflowError)."""
+MAX_ATTEMPTS = 1000
+"""Upper bound of `Settings.max_attempts`: attempts are counted in a Postgres integer column."""
+
+
+def url_problem(url: str, schemes: tuple[str, ...], kind: str) -> str | None:
+    """Why a connection URL cannot be used (checked once, here, so that no driver fails on it later with a
+    traceback), or None. The URL in the message is masked (`errors.mask_url`)."""
+    shown = mask_url(url)
+    if not url.startswith(schemes):
+        return f"{shown!r} is not a {kind} URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number in 0..65535
+    except ValueError as exc:
+        return f"{shown!r} is malformed: {exc}"
+    if kind == "Redis" and parts.scheme != "unix":
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and db.isascii() and int(db) < 1 << 31):
+            return f"{shown!r}: the database index {db!r} is not a number from 0 to {(1 << 31) - 1}"
+    return None
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SWARMQ_", extra="ignore")
+    # Finite floats only: `inf` passes a "> 0" check and then breaks every timer that reads it.
+    model_config = SettingsConfigDict(env_prefix="SWARMQ_", extra="ignore", allow_inf_nan=False)
 
     database_url: str | None = None
     """SQLAlchemy URL of Postgres, e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/swarmq``."""
@@ -46,49 +71,49 @@ class Settings(BaseSettings):
     applies; a missing one is cloned there on first use. Under ``home`` by default: clones are large and
     shared by every worker and experiment of the machine, wherever a worker is started from."""
 
-    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=WEEK)
     """How often a worker renews the lease on the job it runs."""
 
-    lease_seconds: float = Field(default=60.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0, le=WEEK)
     """A job whose lease is older than this is considered abandoned and released to run again."""
 
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1, le=MAX_ATTEMPTS)
     """A job that was claimed this many times without finishing (its worker died) is marked failed."""
 
-    reaper_seconds: float = Field(default=5.0, gt=0)
+    reaper_seconds: float = Field(default=5.0, gt=0, le=WEEK)
     """How often each worker looks for expired leases and jobs missing from the broker."""
 
-    idle_poll_seconds: float = Field(default=5.0, gt=0)
+    idle_poll_seconds: float = Field(default=5.0, gt=0, le=WEEK)
     """How often a worker with nothing to serve (no ``--model``, no unfinished experiment) looks for work."""
 
-    outage_seconds: float = Field(default=60.0, ge=0)
+    outage_seconds: float = Field(default=60.0, ge=0, le=WEEK)
     """How long a worker waits for Redis/Postgres to come back before exiting non-zero."""
 
-    shutdown_grace_seconds: float = Field(default=300.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=300.0, ge=0, le=WEEK)
     """On SIGTERM/SIGINT, how long the current job may run before it is released."""
 
-    stuck_seconds: float = Field(default=30.0, gt=0)
+    stuck_seconds: float = Field(default=30.0, gt=0, le=WEEK)
     """A job past its deadline is interrupted; still running this much later, it is stuck in native code (a
     hung llama.cpp call): it is failed and the worker exits so that its supervisor restarts it."""
 
-    supervisor_margin_seconds: float = Field(default=30.0, ge=0)
+    supervisor_margin_seconds: float = Field(default=30.0, ge=0, le=WEEK)
     """`swarmq workers` waits this much longer than the grace period before it SIGKILLs a stopping worker."""
 
-    worker_record_seconds: float = Field(default=3600.0, gt=0)
+    worker_record_seconds: float = Field(default=3600.0, gt=0, le=WEEK)
     """How long a worker's heartbeat record stays in Redis after its last beat (shown as lost meanwhile)."""
 
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(POSTGRES_SCHEMES):
-            raise ValueError(f"{v!r} is not a Postgres URL (postgresql://user@host:5432/db)")
+        if v is not None and (problem := url_problem(v, POSTGRES_SCHEMES, "Postgres")):
+            raise ValueError(f"{problem} (postgresql://user@host:5432/db)")
         return v
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(REDIS_SCHEMES):
-            raise ValueError(f"{v!r} is not a Redis URL (redis://host:6379/0 or unix:///path/redis.sock)")
+        if v is not None and (problem := url_problem(v, REDIS_SCHEMES, "Redis")):
+            raise ValueError(f"{problem} (redis://host:6379/0 or unix:///path/redis.sock)")
         return v
 
     @field_validator("lease_seconds")

@@ -132,8 +132,33 @@ def test_name_clash_and_resume(tmp_path: Path, services_env: dict[str, str], dat
     other = write_config(tmp_path, name="same", limit=3)
     clash = swarmq("enqueue", str(other), env=services_env)
     assert clash.returncode == 4
-    assert "experiment 'same' exists with a different configuration" in one_error_line(clash.stderr)
+    # The one field that differs is named: nobody has to diff the files.
+    assert (
+        "experiment 'same' exists with a different configuration (dataset.limit differs)"
+        in one_error_line(clash.stderr)
+    )
     assert counts(database_url) == (1, 4, 0)
+
+
+def test_services_urls_prints_a_url_psql_takes(services_env: dict[str, str]) -> None:
+    """The README says to give the printed URL to psql: libpq refuses SQLAlchemy's `postgresql+psycopg://`."""
+    import shutil
+    import subprocess
+
+    r = swarmq("services", "urls", env=services_env)
+    assert r.returncode == 0, r.stderr
+    printed = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    url = printed["SWARMQ_DATABASE_URL"]
+    assert url.startswith("postgresql://") and url == services_env["SWARMQ_DATABASE_URL"].replace(
+        "+psycopg", ""
+    )
+    if shutil.which("psql") is None:
+        pytest.skip("no psql here")
+    done = subprocess.run(["psql", url, "-Atc", "SELECT 1"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    # And swarmq itself takes it back.
+    again = swarmq("experiments", "--format", "json", env={**services_env, "SWARMQ_DATABASE_URL": url})
+    assert again.returncode == 0, again.stderr
 
 
 def test_resume_publishes_only_jobs_without_outcome(
@@ -435,3 +460,39 @@ def test_replay_json_and_its_own_exit_code_when_the_text_differs(
     assert r.returncode == REPLAY_DIFFERS, r.stderr
     data = json.loads(r.stdout)
     assert data["identical"] is False and data["recorded"] == "recorded text" and data["job_id"] == row[0]
+
+
+def test_enqueue_watch_without_a_live_worker_says_why_nothing_moves(
+    tmp_path: Path, services_env: dict[str, str]
+) -> None:
+    """`--watch` with no worker would show `ETA ?` for ever: it says so once, and how to start one."""
+    import subprocess
+    import sys
+    import threading
+
+    from swarmq.report.progress import NO_WORKER_HINT
+    from tests.conftest import ROOT
+
+    cfg = write_config(tmp_path, name="lonely", limit=1, conditions={"a": {}})
+    p = subprocess.Popen(
+        [sys.executable, "-m", "swarmq", "enqueue", str(cfg), "--watch"],
+        cwd=ROOT,
+        env=services_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = threading.Timer(120, p.kill)  # the watch never ends by itself: end it if the line never comes
+    deadline.start()
+    found = ""
+    try:
+        assert p.stdout is not None
+        for line in p.stdout:
+            if "no live worker" in line:
+                found = line
+                break
+    finally:
+        deadline.cancel()
+        p.kill()
+        p.wait()
+    assert found.strip() == NO_WORKER_HINT, found

@@ -1,6 +1,8 @@
 """docker-compose.yml, Dockerfile and .dockerignore, checked statically (no Docker engine in CI): against the
 Compose Specification's JSON schema (vendored in tests/data, see its README), and for what the file promises:
-passwords from .env, no embedded fallback, the sandbox's capability, a worker healthcheck."""
+passwords from .env and never on a command line, least privilege (a `swarmq` role owns its database, services
+are no superusers, Flower asks for a password), no embedded fallback, the sandbox's capability, a worker
+healthcheck."""
 
 from __future__ import annotations
 
@@ -21,9 +23,15 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
-PASSWORDS = {"POSTGRES_PASSWORD": "pg0secret", "REDIS_PASSWORD": "redis0secret"}
+PASSWORDS = {
+    "POSTGRES_PASSWORD": "pg0secret",
+    "SWARMQ_DB_PASSWORD": "swarmq0secret",
+    "REDIS_PASSWORD": "redis0secret",
+    "FLOWER_PASSWORD": "flower0secret",
+}
 """What a user puts in .env; the interpolated file must carry exactly these."""
-DB_URL = "postgresql+psycopg://postgres:pg0secret@postgres:5432/swarmq"
+INIT_SCRIPT = ROOT / "compose" / "postgres-init.sh"
+DB_URL = "postgresql+psycopg://swarmq:swarmq0secret@postgres:5432/swarmq"
 REDIS_URL = "redis://:redis0secret@redis:6379/0"
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\})")
 
@@ -130,19 +138,21 @@ def test_compose_file_matches_the_compose_spec_schema(raw: dict[str, Any], compo
 def test_passwords_come_from_the_env_file(raw: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     example = env_file(ENV_EXAMPLE)
     assert set(example) == set(PASSWORDS) and not any(example.values()), ".env.example ships no password"
-    # As shipped, Compose refuses to start and names the missing password.
-    with pytest.raises(
-        ValueError, match="required variable POSTGRES_PASSWORD is missing a value: set POSTGRES"
-    ):
+    # As shipped, Compose refuses to start and names the missing password; so it does for each one left out.
+    with pytest.raises(ValueError, match=r"required variable [A-Z_]+_PASSWORD is missing a value: set "):
         interpolate(raw, example)
-    with pytest.raises(ValueError, match="REDIS_PASSWORD is missing"):
-        interpolate(raw, {**example, "POSTGRES_PASSWORD": "x"})
+    for name in PASSWORDS:
+        with pytest.raises(
+            ValueError, match=f"required variable {name} is missing a value: set {name} in .env"
+        ):
+            interpolate(raw, {**example, **PASSWORDS, name: ""})
     # Filled in, every service carries the .env passwords and no other.
-    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == PASSWORDS["POSTGRES_PASSWORD"]
-    redis_cmd = _command(services["redis"])
-    assert redis_cmd[redis_cmd.index("--requirepass") + 1] == PASSWORDS["REDIS_PASSWORD"]
+    pg_env = services["postgres"]["environment"]
+    assert pg_env["POSTGRES_PASSWORD"] == PASSWORDS["POSTGRES_PASSWORD"]
+    assert pg_env["SWARMQ_DB_PASSWORD"] == PASSWORDS["SWARMQ_DB_PASSWORD"]  # for the init script
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == PASSWORDS["REDIS_PASSWORD"]
     assert services["redis"]["environment"]["REDISCLI_AUTH"] == PASSWORDS["REDIS_PASSWORD"]  # its healthcheck
-    assert f"--broker={REDIS_URL}" in _command(services["flower"])
+    assert _env(services["flower"])["CELERY_BROKER_URL"] == REDIS_URL
     text = COMPOSE.read_text()
     assert "postgres:postgres@" not in text and not re.search(r"PASSWORD:\s*[\"']?\w", text), (
         "a literal password"
@@ -151,6 +161,49 @@ def test_passwords_come_from_the_env_file(raw: dict[str, Any], services: dict[st
         assert ".env" in (ROOT / ignore).read_text().splitlines(), (
             f"{ignore} must keep .env (the secrets) out"
         )
+
+
+def test_no_password_on_any_command_line(services: dict[str, dict[str, Any]]) -> None:
+    """`ps` and `docker inspect` show a process's arguments to anyone on the host: passwords travel in the
+    environment. Redis reads its password from a file that a shell builtin writes (no `--requirepass`)."""
+    for name, service in services.items():
+        words = " ".join(_command(service)) if "command" in service else ""
+        for secret in PASSWORDS.values():
+            assert secret not in words, f"{name}: a password on the command line"
+        assert "--requirepass" not in words and "--broker" not in words and "--basic_auth" not in words, name
+    redis = " ".join(_command(services["redis"]))
+    assert "printf 'requirepass" in redis and '"$REDIS_PASSWORD"' in redis and "umask 077" in redis
+    assert re.search(r"exec redis-server /tmp/auth\.conf\b", redis)
+
+
+def test_least_privilege_roles(services: dict[str, dict[str, Any]]) -> None:
+    """Postgres's superuser belongs to its container; every swarmq service logs in as the `swarmq` role, which
+    the init script creates without privileges beyond owning its database."""
+    for name, service in services.items():
+        if service.get("image") == "swarmq:local":
+            url = _env(service)["SWARMQ_DATABASE_URL"]
+            assert url == DB_URL and "postgres:pg0secret" not in url, name
+            assert PASSWORDS["POSTGRES_PASSWORD"] not in json.dumps(service), f"{name} holds the superuser's"
+    pg = services["postgres"]
+    assert "./compose/postgres-init.sh:/docker-entrypoint-initdb.d/10-swarmq-role.sh:ro" in pg["volumes"]
+    assert "POSTGRES_DB" not in pg["environment"], "the image would create swarmq owned by the superuser"
+    script = INIT_SCRIPT.read_text()
+    assert script.startswith("#!/bin/sh\n") and INIT_SCRIPT.stat().st_mode & 0o111
+    role = re.search(r"^CREATE ROLE swarmq (.+);$", script, re.M)
+    assert role, "the init script creates the swarmq role"
+    assert {"LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOREPLICATION"} <= set(
+        role.group(1).split()
+    )
+    assert "PASSWORD :'pw'" in role.group(1) and "\\getenv pw SWARMQ_DB_PASSWORD" in script
+    assert re.search(r"^CREATE DATABASE swarmq OWNER swarmq;$", script, re.M)
+    assert "<<'SQL'" in script, "a quoted here-document: the shell expands nothing in the SQL"
+    assert "pg_isready -h 127.0.0.1 -U swarmq -d swarmq" in " ".join(pg["healthcheck"]["test"])
+
+
+def test_flower_asks_for_a_password(services: dict[str, dict[str, Any]]) -> None:
+    env = _env(services["flower"])
+    assert env["FLOWER_BASIC_AUTH"] == f"swarmq:{PASSWORDS['FLOWER_PASSWORD']}"
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
 
 
 def test_no_embedded_fallback_in_containers(services: dict[str, dict[str, Any]]) -> None:
@@ -188,14 +241,13 @@ def test_postgres(compose: dict[str, Any], services: dict[str, dict[str, Any]]) 
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
     volume = pg["volumes"][0].split(":")[0]
     assert volume in compose["volumes"], "postgres data must be on a named volume"
-    assert pg["environment"]["POSTGRES_DB"] == "swarmq"
 
 
 def test_redis_appendonly(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
     redis = services["redis"]
     assert redis["image"].startswith("redis:7")
-    cmd = _command(redis)
-    assert cmd[0] == "redis-server" and cmd[cmd.index("--appendonly") + 1] == "yes"
+    cmd = " ".join(_command(redis))
+    assert re.search(r"exec redis-server \S+ --appendonly yes$", cmd)
     assert redis["volumes"][0].split(":")[0] in compose["volumes"]
     assert redis["volumes"][0].split(":")[1] == "/data"  # where redis:7 writes its append-only file
 
@@ -240,7 +292,7 @@ def test_worker_gpu_indices_are_consistent(workers: dict[str, dict[str, Any]]) -
 def test_flower_is_optional(services: dict[str, dict[str, Any]]) -> None:
     flower = services["flower"]
     assert flower["profiles"] == ["flower"]
-    assert f"--broker={REDIS_URL}" in _command(flower)
+    assert _command(flower) == ["celery", "flower", "--port=5555"]
 
 
 def test_dockerfile_builds_cuda_llama_and_installs_the_repo() -> None:

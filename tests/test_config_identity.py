@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from swarmq.experiment.config import DatasetConfig, ExperimentConfig
 from swarmq.experiment.file import load_config
-from swarmq.experiment.identity import HASHED_AT_DEFAULT, OPERATIONAL, identity
+from swarmq.experiment.identity import HASHED_AT_DEFAULT, OPERATIONAL, differences, identity
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,3 +163,20 @@ def test_identity_tables_name_real_fields() -> None:
     assert "conditions.*.model.n_batch" in paths and "dataset.category_map" in paths
     assert sorted(HASHED_AT_DEFAULT - paths) == []
     assert sorted(OPERATIONAL - paths) == []
+
+
+def test_differences_name_the_fields_a_refused_resume_differs_in() -> None:
+    base = ExperimentConfig.model_validate(MINIMAL)
+    assert differences(base, base) == []
+    changed = ExperimentConfig.model_validate(
+        {
+            **MINIMAL,
+            "seed": 99,
+            "dataset": {**MINIMAL["dataset"], "limit": 7},
+            "conditions": {**MINIMAL["conditions"], "extra": {"agents": 2}},
+        }
+    )
+    assert differences(base, changed) == ["conditions.extra", "dataset.limit", "seed"]
+    # Operational guards are no part of the identity, so never named.
+    assert differences(base, base.model_copy(update={"max_jobs": 5})) == []
+    assert len(differences(base, changed, limit=2)) == 2

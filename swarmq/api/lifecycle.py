@@ -20,13 +20,20 @@ Say = Callable[[str], None]
 
 def load_experiment(path: Path, *, name: str | None = None, limit: int | None = None) -> ExperimentConfig:
     """Read and validate an experiment file, with the command line's overrides."""
+    from pydantic import ValidationError
+
+    from swarmq.experiment.config import DatasetConfig
     from swarmq.experiment.file import load_config
 
     cfg = load_config(path, {"name": name} if name is not None else None)
     if limit is not None:
         if limit < 1:
             raise ConfigError("--limit must be at least 1")
-        cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"limit": limit})})
+        try:  # validated as the file's own dataset.limit is, bounds included
+            dataset = DatasetConfig.model_validate({**cfg.dataset.model_dump(), "limit": limit})
+        except ValidationError as exc:
+            raise ConfigError(f"--limit: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        cfg = cfg.model_copy(update={"dataset": dataset})
     return cfg
 
 

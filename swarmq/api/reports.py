@@ -37,19 +37,25 @@ def progress(experiment: str) -> dict[str, Any]:
 
 
 def export(
-    experiment: str, fmt: str, output: Path, condition: str | None = None, replicate: int | None = None
-) -> int:
-    """Write one row per outcome (atomically); returns the number of rows."""
+    experiment: str,
+    fmt: str,
+    output: Path | None = None,
+    condition: str | None = None,
+    replicate: int | None = None,
+) -> tuple[int, Path]:
+    """Write one row per outcome (atomically) to ``output`` (None: `report.export.default_output`); returns
+    the number of rows and the path written."""
     from swarmq.benchmarks.registry import BENCHMARKS
-    from swarmq.report.export import FORMATS, write
+    from swarmq.report.export import FORMATS, default_output, write
 
     if fmt not in FORMATS:
         raise ConfigError(f"--format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt in BENCHMARKS and BENCHMARKS[fmt].export_per_stream and (condition is None or replicate is None):
         # The SWE-bench harness takes one prediction per instance: one stream, as import-eval takes it back.
         raise ConfigError(f"--format {fmt} needs --condition and --replicate (one prediction per instance)")
+    path = output if output is not None else default_output(fmt)
     with connect().sessions() as session:
-        return write(session, experiment, fmt, output, condition, replicate)
+        return write(session, experiment, fmt, path, condition, replicate), path
 
 
 def import_eval(experiment: str, report: Path, condition: str, replicate: int) -> tuple[int, int]:
@@ -72,8 +78,13 @@ def plot(experiment: str, out_dir: Path) -> list[Path]:
 def replay(job_id: int, model: Path | None = None, force: bool = False) -> ReplayReport:
     """Re-run a recorded job's prompt with its recorded sampling; the report says whether the text is
     identical."""
+    from swarmq.errors import UnknownExperiment
     from swarmq.report.replay import replay as run
 
+    if (
+        not 0 < job_id < 1 << 63
+    ):  # job ids are positive bigints: a larger number is no job, not a driver error
+        raise UnknownExperiment(f"no job with id {job_id}")
     with connect().sessions() as session:
         return run(session, job_id, model, force, settings=get_settings())
 
@@ -81,9 +92,11 @@ def replay(job_id: int, model: Path | None = None, force: bool = False) -> Repla
 def state(experiment: str, condition: str | None = None, replicate: int | None = None) -> dict[str, Any]:
     """Agents, buffer sizes and per-type histories of each stream, read live from Redis."""
     from swarmq.report.swarm_state import state_json
+    from swarmq.store.experiments import check_selection, experiment_row
 
     svc = connect()
     with svc.sessions() as session:
+        check_selection(experiment, experiment_row(session, experiment)[1], condition, replicate)
         return state_json(svc.redis, session, experiment, condition, replicate)
 
 

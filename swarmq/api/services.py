@@ -74,12 +74,14 @@ def rebuild_aggregates(experiment: str | None = None) -> list[str]:
 
 
 def service_urls() -> tuple[str, str]:
-    """The Postgres and Redis URLs in use (starting the embedded servers when no URL is set)."""
-    from swarmq.store.db import database_url
+    """The Postgres and Redis URLs in use (starting the embedded servers when no URL is set). The Postgres
+    URL is in libpq's form (``postgresql://``), which psql takes as it is and swarmq reads too; SQLAlchemy's
+    ``postgresql+psycopg://`` form is refused by psql."""
+    from swarmq.store.db import database_url, libpq_url
     from swarmq.store.services import redis_url
 
     settings = get_settings()
-    return database_url(settings), redis_url(settings)
+    return libpq_url(database_url(settings)), redis_url(settings)
 
 
 def stop_services() -> Path:

@@ -15,12 +15,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.errors import DatasetError, ExperimentConflict
-from swarmq.store.experiments import experiment_row
+from swarmq.store.experiments import check_selection, experiment_row
 
 
 def parse_report(data: Any, source: str = "report") -> dict[str, bool]:
     """Instance id → resolved (pure). Instances the harness could not evaluate count as not resolved."""
     if isinstance(data, dict) and ("resolved_ids" in data or "unresolved_ids" in data):
+        keys = ("resolved_ids", "unresolved_ids", "error_ids", "empty_patch_ids")
+        for key in keys:
+            ids = data.get(key) or []
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise DatasetError(f"{source}: {key} must be a list of instance ids (strings)")
         verdicts = {
             str(i): False
             for key in ("unresolved_ids", "error_ids", "empty_patch_ids")
@@ -43,15 +48,17 @@ def parse_report(data: Any, source: str = "report") -> dict[str, bool]:
 def load_report(path: Path) -> dict[str, bool]:
     """Verdicts from the harness's report file; a file that cannot be one is named in one line, before any
     connection is made."""
-    from swarmq.files import read_text
+    from swarmq.files import bad_text, loads, read_text, where
 
     if not path.exists():
         raise DatasetError(f"report not found: {path}")
     text = read_text(path, str(path))
     try:
-        data = json.loads(text)
+        data = loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if (bad := bad_text(data)) is not None:
+        raise DatasetError(f"{path}: {where(bad[0])}: {bad[1]}")
     return parse_report(data, str(path))
 
 
@@ -60,8 +67,7 @@ def import_verdicts(
 ) -> tuple[int, int]:
     """Set ``resolved`` on the stream's outcomes; returns (updated, resolved). All or nothing."""
     exp_id, config = experiment_row(session, experiment)
-    if condition not in config["conditions"]:
-        raise DatasetError(f"--condition: experiment {experiment!r} has no condition {condition!r}")
+    check_selection(experiment, config, condition, replicate)
     ids = set(
         session.execute(
             text(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import keyword
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,10 @@ class HumanEval:
         # A row may carry its own task type (custom sets); otherwise the study's classification decides.
         task_type = _text(row, "task_type") or task_types().get(task_id, FALLBACK_TASK_TYPE)
         data = {key: row[key] for key in ("prompt", "entry_point", "test")}
+        entry = data["entry_point"]
+        if not entry.isidentifier() or keyword.iskeyword(entry):
+            # It becomes code in the judge (`check(<entry_point>)`): anything but a name is refused here.
+            raise ValueError(f"field 'entry_point' must be a Python function name, got {entry!r}")
         if _text(row, "canonical_solution"):
             data["canonical_solution"] = row["canonical_solution"]
         return Issue(instance_id=task_id, problem=row["prompt"], task_type=task_type, data=data)

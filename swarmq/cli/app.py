@@ -12,7 +12,7 @@ import click
 import typer
 
 from swarmq.cli import admin, doctor, experiments, lifecycle, plan, view, workers
-from swarmq.cli.common import err
+from swarmq.cli.common import check_arguments, err
 from swarmq.errors import SwarmqError
 
 VERBOSE = ("-v", "--verbose")
@@ -71,6 +71,7 @@ def main() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = [a for a in sys.argv[1:] if a not in VERBOSE]
     try:
+        check_arguments(argv)
         rc = app(args=argv, prog_name="swarmq", standalone_mode=False)
     except SwarmqError as exc:
         # Plain print: rich would wrap a long message over several lines; an error is one line.

@@ -31,6 +31,18 @@ class Out(StrEnum):
     json = "json"
 
 
+def check_arguments(argv: list[str]) -> None:
+    """Refuse an argument that is not UTF-8 text (Python hands bytes that are not as lone surrogates): as an
+    experiment name it would reach Postgres, as a path a stored configuration, and fail there with a
+    traceback. One check for every command, before any runs."""
+    from swarmq.errors import ConfigError
+    from swarmq.files import text_problem
+
+    for number, arg in enumerate(argv, 1):
+        if text_problem(arg) is not None:
+            raise ConfigError(f"argument {number} ({arg!r}) is not UTF-8 text")
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 

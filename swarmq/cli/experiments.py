@@ -135,13 +135,22 @@ def export(
     format: Annotated[
         str, typer.Option("--format", help="jsonl | csv | parquet | humaneval | swebench")
     ] = "jsonl",
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output file.")] = Path("outcomes.jsonl"),
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output file (default: outcomes.<format>, e.g. outcomes.csv; a benchmark's format: "
+            "outcomes.<format>.jsonl). Replaced atomically; /dev/null, /dev/stdout and pipes are written in "
+            "place.",
+        ),
+    ] = None,
     condition: Annotated[str | None, typer.Option(help="Only this condition.")] = None,
     replicate: Annotated[int | None, typer.Option(help="Only this replicate.")] = None,
 ) -> None:
     """Write one row per outcome."""
-    n = api.export(experiment, format, output, condition, replicate)
-    out.print(f"wrote {n} rows to {output}")
+    n, written = api.export(experiment, format, output, condition, replicate)
+    note(f"wrote {n} rows to {written}")
 
 
 def import_eval(

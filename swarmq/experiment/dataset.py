@@ -12,7 +12,6 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from swarmq.benchmarks.base import Benchmark, Issue, TaskTypes
@@ -20,7 +19,18 @@ from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.swebench import study_rows
 from swarmq.errors import DatasetError
 from swarmq.experiment.config import DatasetConfig
-from swarmq.files import Rows, file_sha256, json_lines, kind, read_text
+from swarmq.files import (
+    Rows,
+    bad_text,
+    check_regular,
+    file_sha256,
+    json_lines,
+    kind,
+    loads,
+    read_text,
+    user_path,
+    where,
+)
 
 HUB_PREFIX = "hub:"
 SHA = re.compile(r"[0-9a-f]{40}")
@@ -89,11 +99,13 @@ def read_categories(path: str | None) -> dict[str, str]:
         return {}
     label = f"dataset.categories_file {path}"
     try:
-        document = json.loads(read_text(Path(path).expanduser(), label))
+        document = loads(read_text(user_path(path, label), label))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{label}: not valid JSON: {exc.msg} (line {exc.lineno})") from None
     if not isinstance(document, dict) or not all(isinstance(v, str) and v for v in document.values()):
         raise DatasetError(f"{label}: expected a JSON object mapping instance id to a category name")
+    if (bad := bad_text(document)) is not None:
+        raise DatasetError(f"{label}: {where(bad[0])}: {bad[1]}")
     return {str(k): v for k, v in document.items()}
 
 
@@ -107,7 +119,7 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | No
         sha = hub_commit(name, cfg.revision, cfg.source)
         ds = _with_datasets(lambda d: d.load_dataset(name, split=cfg.split, revision=sha), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source), sha
-    path = Path(cfg.source).expanduser()
+    path = user_path(cfg.source, cfg.source)
     if not path.exists():
         raise DatasetError(f"dataset file not found: {path}")
     if path.is_dir():  # a folder written by Dataset.save_to_disk / DatasetDict.save_to_disk
@@ -119,21 +131,20 @@ def read_rows(cfg: DatasetConfig, bench: Benchmark) -> tuple[list[Any], str | No
         ds = _with_datasets(lambda d: d.load_from_disk(str(path)), cfg.source)
         return _rows_from_dataset(ds, cfg.split, cfg.source), None
     suffix = path.suffix.lower()
+    if suffix not in (".json", ".jsonl", ".parquet"):
+        raise DatasetError(
+            f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)"
+        )
+    check_regular(path, cfg.source)  # before the hash: /dev/zero or a FIFO would never end
     revision = f"sha256:{file_sha256(path)}"
     if suffix == ".json":
         return _read_json(read_text(path, cfg.source), cfg.source), revision
     if suffix == ".jsonl":
         return json_lines(read_text(path, cfg.source), cfg.source), revision
-    if suffix == ".parquet":
-        if path.stat().st_size == 0:
-            raise DatasetError(f"{cfg.source}: the file is empty")
-        ds = _with_datasets(
-            lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source
-        )
-        return _rows_from_dataset(ds, cfg.split, cfg.source), revision
-    raise DatasetError(
-        f"{cfg.source}: unsupported dataset file type {suffix!r} (use .json, .jsonl or .parquet)"
-    )
+    if path.stat().st_size == 0:  # .parquet
+        raise DatasetError(f"{cfg.source}: the file is empty")
+    ds = _with_datasets(lambda d: d.load_dataset("parquet", data_files=str(path), split="train"), cfg.source)
+    return _rows_from_dataset(ds, cfg.split, cfg.source), revision
 
 
 def hub_commit(name: str, revision: str | None, label: str) -> str:
@@ -188,7 +199,7 @@ def _rows_from_dataset(ds: Any, split: str, label: str) -> Rows:
 def _read_json(text: str, label: str) -> list[Any]:
     """A list of rows, or the study's ``{"metadata": ..., "issues": [...]}`` document."""
     try:
-        document = json.loads(text)
+        document = loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":  # JSON lines saved under a .json name, as hub exports often are
             return json_lines(text, label)
@@ -230,17 +241,19 @@ def _where(label: str, index: int, row: Any, id_field: str) -> str:
     return f"{label} row {index}{suffix}"
 
 
-def _check_row(row: Any, required: Sequence[str], where: str) -> None:
+def _check_row(row: Any, required: Sequence[str], at: str) -> None:
     if not isinstance(row, dict):
-        raise DatasetError(f"{where}: expected an object with fields, got {kind(row)}")
+        raise DatasetError(f"{at}: expected an object with fields, got {kind(row)}")
+    if (bad := bad_text(row)) is not None:  # rows from parquet or the hub meet the rule here
+        raise DatasetError(f"{at}: field {where(bad[0])}: {bad[1]}")
     for name in required:
         value = row.get(name)
         if value is None:
-            raise DatasetError(f"{where}: missing field {name!r}")
+            raise DatasetError(f"{at}: missing field {name!r}")
         if not isinstance(value, str):
-            raise DatasetError(f"{where}: field {name!r} must be text, got {type(value).__name__}")
+            raise DatasetError(f"{at}: field {name!r} must be text, got {type(value).__name__}")
         if not value.strip():
-            raise DatasetError(f"{where}: field {name!r} is empty")
+            raise DatasetError(f"{at}: field {name!r} is empty")
 
 
 def select_issues(

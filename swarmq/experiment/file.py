@@ -2,8 +2,9 @@
 the YAML line and the field, e.g.
 ``config/exp3.yaml:12: conditions.control.router: unknown router 'randon' (choose from ...)``.
 
-Duplicate keys are refused (YAML would silently keep the last), and a file that is not UTF-8 text is named
-as such, never a traceback.
+Duplicate keys are refused (YAML would silently keep the last), and so are keys that are lists or mappings,
+nesting past `files.MAX_DEPTH`, and text Postgres cannot store (a NUL, a lone surrogate); a file that is not
+UTF-8 text is named as such, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from pydantic import ValidationError
 
 from swarmq.errors import ConfigError, DatasetError
 from swarmq.experiment.config import ExperimentConfig
-from swarmq.files import read_text
+from swarmq.files import bad_text, depth_error, read_text, where
+
+MAX_VALUES = 100_000
+"""Most values one experiment file may stand for once its aliases are expanded: thousands of times what any
+real file holds."""
 
 
 class _UniqueKeys(yaml.SafeLoader):
@@ -25,8 +30,11 @@ class _UniqueKeys(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                what = "a list" if isinstance(key_node, yaml.SequenceNode) else "a mapping"
+                raise ConfigError(f"{{source}}:{line}: a key must be a plain value, not {what}")
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ConfigError(f"{{source}}:{line}: duplicate key {key!r} (first on line {seen[key]})")
             seen[key] = line
@@ -73,11 +81,19 @@ def parse_config(
         raise ConfigError(str(exc).replace("{source}", source)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
+        at = f"{source}:{mark.line + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+        raise ConfigError(f"{at}: malformed YAML: {problem}") from None
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise ConfigError(f"{source}: nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of fields at the top level")
+    if (problem := depth_error(data, MAX_VALUES)) is not None:
+        raise ConfigError(f"{source}: {problem}")
+    if (bad := bad_text(data)) is not None:
+        loc, problem = bad
+        line = _node_line(root, loc)
+        raise ConfigError(f"{source}:{line}: {where(loc)}: {problem}" if line else f"{source}: {problem}")
     data.update(overrides or {})
     try:
         return ExperimentConfig.model_validate(data)
@@ -86,8 +102,8 @@ def parse_config(
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         field = ".".join(str(p) for p in loc) or "(top level)"
         line = _node_line(root, loc)
-        where = f"{source}:{line}" if line else source
-        raise ConfigError(f"{where}: {field}: {_format_error(err)}") from None
+        at = f"{source}:{line}" if line else source
+        raise ConfigError(f"{at}: {field}: {_format_error(err)}") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:

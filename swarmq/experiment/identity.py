@@ -122,3 +122,20 @@ def _value(value: Any, path: str) -> Any:
     if isinstance(value, list | tuple):
         return [_value(item, path + ".*") for item in value]
     return to_jsonable_python(value)
+
+
+def differences(old: BaseModel, new: BaseModel, limit: int = 5) -> list[str]:
+    """The fields (dotted paths, e.g. ``conditions.swarm.agents``) whose identity differs between two
+    configurations, at most ``limit`` of them: what a refused resume names, so that no one has to diff
+    files."""
+    found: list[str] = []
+    _diff(identity(old), identity(new), "", found)
+    return found[:limit]
+
+
+def _diff(a: Any, b: Any, path: str, found: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            _diff(a.get(key), b.get(key), f"{path}.{key}" if path else str(key), found)
+    elif a != b:
+        found.append(path or "(the whole configuration)")

@@ -71,6 +71,15 @@ class DatasetConfig(Strict):
     is resolved at enqueue; either way the commit read is recorded with the experiment, with a fingerprint of
     the rows used (`swarmq experiments`, `experiments.dataset` in Postgres)."""
 
+    @field_validator("source")
+    @classmethod
+    def _names_a_source(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("is empty: give bundled, a file path or hub:<name>")
+        if v.startswith("hub:") and not v.removeprefix("hub:").strip():
+            raise ValueError("hub: needs a dataset name (hub:princeton-nlp/SWE-bench_Lite)")
+        return v
+
     @field_validator("benchmark")
     @classmethod
     def _known_benchmark(cls, v: str) -> str:
@@ -126,6 +135,24 @@ class ModelConfig(Strict):
     every prompt from its first token, for strict reproducibility runs; operational, not part of the
     experiment's identity."""
 
+    @field_validator("path")
+    @classmethod
+    def _a_file(cls, v: str) -> str:
+        """The path names the model's queue (`keys.model_key`): a reference that names no file would publish
+        to a queue such as ``swarmq.hf_`` that no worker serves."""
+        from swarmq.errors import ModelError
+        from swarmq.keys import model_key
+        from swarmq.model import hub
+
+        if v.startswith(hub.PREFIX):
+            try:
+                hub.parse(v)
+            except ModelError as exc:
+                raise ValueError(str(exc)) from None
+        elif model_key(v).strip(".") == "":
+            raise ValueError(f"{v!r} names no model file (a .gguf path, or hf:ORG/REPO/FILE.gguf)")
+        return v
+
     @property
     def label(self) -> str:
         return self.name or Path(self.path).name
@@ -156,7 +183,9 @@ class GenerationConfig(Strict):
 class GenerationOverride(Strict):
     """A condition's changes to the experiment's `generation` (unset fields keep the experiment's value)."""
 
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Annotated[int | None, at_most(1 << 20, "more than any context window holds")] = Field(
+        default=None, ge=1
+    )
     temperature: float | None = Field(default=None, ge=0.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = None
@@ -197,7 +226,9 @@ class ConditionConfig(Strict):
     """strict: one job of a stream in flight at a time (default when accumulating or when the router reads
     the history); relaxed: up to max_in_flight at once."""
 
-    max_in_flight: int | None = Field(default=None, ge=1)
+    max_in_flight: Annotated[
+        int | None, at_most(1_000_000, "a stream never holds more jobs than issues (at most a million)")
+    ] = Field(default=None, ge=1)
     """relaxed streams: how many jobs of one stream may run at once (default: unlimited)."""
 
     system_prompt: str | None = None

@@ -22,6 +22,7 @@ from swarmq.benchmarks.base import Issue
 from swarmq.errors import ConfigError, ExperimentConflict
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.experiment.dataset import DatasetRecord, fingerprint
+from swarmq.experiment.identity import differences
 from swarmq.experiment.plan import design_warnings, job_count, plan_jobs, replicate_orders
 from swarmq.queue import dispatch
 from swarmq.states import INITIAL, JobStatus
@@ -84,8 +85,10 @@ def enqueue(
         existing = session.scalar(select(Experiment).where(Experiment.name == config.name))
         if existing is not None:
             if existing.config_hash != config.config_hash():
+                changed = differences(ExperimentConfig.stored(existing.config), config)
                 raise ExperimentConflict(
-                    f"experiment {config.name!r} exists with a different configuration; "
+                    f"experiment {config.name!r} exists with a different configuration "
+                    f"({', '.join(changed) or 'its identity'} differ{'' if len(changed) > 1 else 's'}); "
                     "use another --name (or the original file) to resume"
                 )
             _check_rule(session, existing, config)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +13,19 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.benchmarks.registry import BENCHMARKS, get_benchmark
-from swarmq.store.experiments import experiment_row
+from swarmq.files import write_atomic
+from swarmq.store.experiments import check_selection, experiment_row
 
 TABLE_FORMATS = ("jsonl", "csv", "parquet")
 FORMATS = (*TABLE_FORMATS, *BENCHMARKS)
 """Table formats hold every column; a benchmark's name writes that benchmark's own evaluation format."""
+
+
+def default_output(fmt: str) -> Path:
+    """Where `swarmq export` writes without ``-o``: a name that says the format (``outcomes.csv``,
+    ``outcomes.humaneval.jsonl``), so CSV never lands in a ``.jsonl`` file."""
+    return Path(f"outcomes.{fmt}" if fmt in TABLE_FORMATS else f"outcomes.{fmt}.jsonl")
+
 
 _SQL = """
 SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.status, j.attempts,
@@ -39,7 +45,8 @@ ORDER BY j.seq
 def outcome_rows(
     session: Session, name: str, condition: str | None = None, replicate: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    exp_id, _ = experiment_row(session, name)
+    exp_id, config = experiment_row(session, name)
+    check_selection(name, config, condition, replicate)
     filters, params = "", dict[str, Any](e=exp_id)
     if condition is not None:
         filters += " AND j.condition = :c"
@@ -59,19 +66,12 @@ def write(
     condition: str | None = None,
     replicate: int | None = None,
 ) -> int:
-    """Write atomically (temp file, then rename): a failed export leaves nothing half-written."""
+    """Write atomically (`files.write_atomic`): a failed export leaves nothing half-written, and a device or
+    a FIFO is written in place, never replaced."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
     rows = list(outcome_rows(session, name, condition, replicate))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        _write_format(fmt, rows, Path(tmp), name)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, lambda path: _write_format(fmt, rows, path, name), "-o")
     return len(rows)
 
 

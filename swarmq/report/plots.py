@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from swarmq.errors import SwarmqError
+from swarmq.errors import OutputError, SwarmqError
+from swarmq.files import write_atomic
 from swarmq.report.queries import SCORING_ERROR, SUCCESS, group_rows
 from swarmq.store.experiments import experiment_row
 
@@ -57,7 +59,7 @@ def plot(session: Session, experiment: str, out_dir: Path) -> list[Path]:
     if not rows:
         raise SwarmqError(f"experiment {experiment!r} has no outcomes yet; nothing to plot")
     agents_per_condition = {name: int(c.get("agents", 1)) for name, c in config.get("conditions", {}).items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_folder(out_dir)
     figures = {
         "success_rate": _success_figure(figure_cls, experiment, groups),
         "learning_curves": _learning_figure(figure_cls, experiment, rows),
@@ -68,9 +70,23 @@ def plot(session: Session, experiment: str, out_dir: Path) -> list[Path]:
     paths = []
     for name, fig in figures.items():
         path = out_dir / f"{experiment}_{name}.png"
-        fig.savefig(path, dpi=DPI)
+        write_atomic(path, partial(_save_png, fig), "-o")
         paths.append(path)
     return paths
+
+
+def _save_png(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI, format="png")
+
+
+def _make_folder(out_dir: Path) -> None:
+    """The output folder, created if missing (with its parents); anything else there is one line."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"-o: {out_dir} is not a folder (plot writes one PNG per figure into it)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"-o: cannot create the folder {out_dir}: {exc.strerror or exc}") from None
 
 
 def _matplotlib() -> type[Figure]:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.errors import SchemaOutOfDate, ServiceUnavailable
+from swarmq.errors import ConfigError, SchemaOutOfDate, ServiceUnavailable, first_line, mask_url
 from swarmq.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,17 +41,27 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL in the form libpq (psql, pg_dump) accepts: the driver suffix dropped."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}" if sep else url
+
+
 def make_engine(url: str) -> Engine:
     # No pre-ping: it costs a round trip per checkout, several per job. A connection that died (Postgres
     # restarted) fails its statement, SQLAlchemy discards it, and the worker's retry gets a fresh one.
-    engine = create_engine(url, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
     try:
+        engine = create_engine(url, pool_size=2, max_overflow=4, connect_args={"connect_timeout": 5})
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         missing = _missing_database(url, reason)
-        raise ServiceUnavailable(missing or f"cannot reach Postgres at {_redact(url)}: {reason}") from None
+        raise ServiceUnavailable(missing or f"cannot reach Postgres at {mask_url(url)}: {reason}") from None
+    except (DBAPIError, ArgumentError, ValueError) as exc:
+        # The driver or SQLAlchemy refused the URL itself (an unknown ``?option``, a bad value): bad input.
+        reason = first_line(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc)
+        raise ConfigError(f"SWARMQ_DATABASE_URL: {mask_url(url)}: {reason}") from None
     return engine
 
 
@@ -67,7 +77,7 @@ def _missing_database(url: str, reason: str) -> str | None:
         f"{flag} {value}" for flag, value in (("-h", u.host), ("-p", u.port), ("-U", u.username)) if value
     )
     return (
-        f"database {u.database!r} does not exist on the Postgres server at {_redact(url)}: create it with "
+        f"database {u.database!r} does not exist on the Postgres server at {mask_url(url)}: create it with "
         f"`createdb {where} {u.database}`, then run `swarmq db upgrade`"
     )
 
@@ -82,12 +92,6 @@ def autocommit_connections(sessions: sessionmaker[Session]) -> Callable[[], Conn
     transaction by themselves (a worker's job path, `queue.jobs`: claim, finish, release)."""
     engine: Engine = sessions.kw["bind"]
     return engine.execution_options(isolation_level="AUTOCOMMIT").connect
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _alembic_config(engine: Engine) -> Config:

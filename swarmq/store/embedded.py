@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from swarmq.errors import ServiceUnavailable
+from swarmq.errors import ConfigError, ServiceUnavailable
 from swarmq.settings import Settings
 
 DATABASE = "swarmq"
@@ -38,6 +38,13 @@ def embedded_home(settings: Settings) -> Path | None:
             "SWARMQ_DATABASE_URL and SWARMQ_REDIS_URL are unset and SWARMQ_EMBEDDED=0 forbids "
             "embedded servers: export both URLs of the shared Postgres and Redis"
         )
+    try:  # here, once: a SWARMQ_HOME that cannot be a folder is one line, not a traceback from a server start
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "is not a folder" if settings.home.exists() else f"cannot be created ({exc.strerror or exc})"
+        raise ConfigError(
+            f"SWARMQ_HOME: {settings.home} {reason}; embedded servers keep their data there"
+        ) from None
     if settings.home not in _announced:
         _announced.add(settings.home)
         print(

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from swarmq.errors import UnknownExperiment
+from swarmq.errors import UnknownExperiment, UnknownSelection
 
 
 def experiment_row(session: Session, name: str) -> tuple[int, dict[str, Any]]:
@@ -22,6 +22,22 @@ def experiment_row(session: Session, name: str) -> tuple[int, dict[str, Any]]:
         hint = f" (known: {', '.join(known)})" if known else " (no experiments yet)"
         raise UnknownExperiment(f"unknown experiment {name!r}{hint}")
     return int(row[0]), dict(row[1])
+
+
+def check_selection(name: str, config: dict[str, Any], condition: str | None, replicate: int | None) -> None:
+    """Refuse a ``--condition`` or ``--replicate`` that experiment ``name`` (stored ``config``) does not have:
+    the one check every command that selects streams makes, so that a typo is an error (exit 4), never an
+    empty answer that reads like a result."""
+    conditions = list(config.get("conditions", {}))
+    if condition is not None and condition not in conditions:
+        shown = ", ".join(conditions[:10]) + (", ..." if len(conditions) > 10 else "")
+        raise UnknownSelection(f"--condition: experiment {name!r} has no condition {condition!r} ({shown})")
+    replicates = int(config.get("replicates", 1))
+    if replicate is not None and not 0 <= replicate < replicates:
+        raise UnknownSelection(
+            f"--replicate: experiment {name!r} has no replicate {replicate} "
+            f"(replicates 0 to {replicates - 1})"
+        )
 
 
 def latest_name(session: Session) -> str:

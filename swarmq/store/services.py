@@ -9,7 +9,7 @@ import redis as redis_lib
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from swarmq.errors import ServiceUnavailable
+from swarmq.errors import ConfigError, ServiceUnavailable, first_line, mask_url
 from swarmq.settings import Settings
 from swarmq.store import db
 
@@ -27,11 +27,16 @@ def redis_url(settings: Settings) -> str:
 
 
 def make_redis(url: str) -> redis_lib.Redis:
-    client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    """A client that answered a PING. Anything that stops it (unreachable, a wrong password, a database index
+    the server does not have) is one line, with the URL's password masked."""
+    try:
+        client = redis_lib.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    except ValueError as exc:  # redis-py refused the URL itself (e.g. ?socket_timeout=soon): bad input
+        raise ConfigError(f"SWARMQ_REDIS_URL: {mask_url(url)}: {first_line(exc)}") from None
     try:
         client.ping()
-    except (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError) as exc:
-        raise ServiceUnavailable(f"cannot reach Redis at {url}: {exc}") from None
+    except (redis_lib.RedisError, OSError) as exc:
+        raise ServiceUnavailable(f"cannot reach Redis at {mask_url(url)}: {first_line(exc)}") from None
     return client
 
 
