@@ -89,3 +89,18 @@ def test_plot_without_outcomes(tmp_path: Path, services_env: dict[str, str], svc
     assert swarmq("enqueue", str(cfg), env=services_env).returncode == 0
     with svc.sessions() as session, pytest.raises(SwarmqError, match="has no outcomes yet"):
         plot(session, "empty", tmp_path / "p")
+
+
+def test_the_success_bars_carry_the_tables_clustered_interval() -> None:
+    from matplotlib.figure import Figure
+
+    from swarmq.report.plots import _success_figure
+
+    group = {"condition": "a", "success_rate": 0.5, "successes": 5, "judged": 10, "ci95": [0.3, 0.7]}
+    clustered = _success_figure(Figure, "e", [{**group, "ci95_clustered": [0.1, 0.9]}])
+    (errorbar,) = [c for c in clustered.axes[0].containers if hasattr(c, "lines")]
+    (segments,) = errorbar.lines[2]
+    assert list(segments.get_segments()[0][:, 1]) == pytest.approx([0.1, 0.9])
+    assert "issue-clustered" in clustered.axes[0].get_title()
+    wilson = _success_figure(Figure, "e", [group])
+    assert "Wilson interval, outcomes independent" in wilson.axes[0].get_title()

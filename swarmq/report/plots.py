@@ -1,5 +1,5 @@
-"""Plots of an experiment's outcomes: success rate with 95% Wilson intervals, learning curves, routing
-heatmaps.
+"""Plots of an experiment's outcomes: success rate with the table's main 95% interval (issue-clustered),
+learning curves, routing heatmaps.
 
 The numbers come from the same queries as `results.py`; turning them into curves and shares are pure functions
 here. matplotlib is optional (``pip install 'swarmq[plots]'``) and imported only when plotting.
@@ -128,14 +128,15 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
     ax = fig.subplots()
     names = [str(g["condition"]) for g in groups]
     rates = [g["success_rate"] if g["success_rate"] is not None else 0.0 for g in groups]
-    lows = [r - g["ci95"][0] for r, g in zip(rates, groups, strict=True)]
-    highs = [g["ci95"][1] - r for r, g in zip(rates, groups, strict=True)]
+    cis = [_interval(g) for g in groups]
+    lows = [r - ci[0] for r, ci in zip(rates, cis, strict=True)]
+    highs = [ci[1] - r for r, ci in zip(rates, cis, strict=True)]
     xs = list(range(len(names)))
     ax.bar(xs, rates, yerr=[lows, highs], capsize=6, color="tab:blue", alpha=0.8)
-    for x, g in zip(xs, groups, strict=True):
+    for x, g, ci in zip(xs, groups, cis, strict=True):
         ax.annotate(
             f"{g['successes']}/{g['judged']}",
-            (x, g["ci95"][1]),
+            (x, ci[1]),
             textcoords="offset points",
             xytext=(0, 4),
             ha="center",
@@ -144,8 +145,15 @@ def _success_figure(figure_cls: type[Figure], experiment: str, groups: list[dict
     ax.set_xticks(xs, names)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("success rate")
-    ax.set_title(f"{experiment}\nsuccess rate by condition (95% Wilson interval)", fontsize=10)
+    clustered = all("ci95_clustered" in g for g in groups)
+    label = "95% issue-clustered interval" if clustered else "95% Wilson interval, outcomes independent"
+    ax.set_title(f"{experiment}\nsuccess rate by condition ({label})", fontsize=10)
     return fig
+
+
+def _interval(group: dict[str, Any]) -> list[float]:
+    """The table's main interval of a rate: issue-clustered where `results` gives one, else Wilson."""
+    return list(group.get("ci95_clustered", group["ci95"]))
 
 
 def _learning_figure(figure_cls: type[Figure], experiment: str, rows: list[dict[str, Any]]) -> Figure:
