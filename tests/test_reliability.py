@@ -18,6 +18,7 @@ import pytest
 import redis as redis_lib
 
 from swarmq import keys
+from swarmq.report.swarm_state import state_check
 from swarmq.report.workers import workers_json
 from swarmq.swarm.state import Stream
 from tests.conftest import ROOT, free_port, swarmq
@@ -88,7 +89,26 @@ def assert_exactly_once(database_url: str, redis_url: str, jobs: int) -> None:
         assert sum(v for k, v in hist.items() if k.endswith(":a")) == attempts, (name, cond, rep, hist)
         assert sum(v for k, v in hist.items() if k.endswith(":s")) == successes, (cond, rep, hist)
         assert int(r.hget(stream.key("meta"), "version")) == attempts
-        assert r.scard(stream.key("applied")) == attempts
+        assert r.hlen(stream.key("applied")) == attempts
+    assert_redis_equals_rebuild(database_url, redis_url)
+
+
+def assert_redis_equals_rebuild(database_url: str, redis_url: str) -> None:
+    """Every stream's agents' buffers (ids, order, content), histories and versions in Redis equal its
+    rebuild from Postgres (`swarmq state check`, run in process)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    engine = create_engine(database_url)
+    try:
+        sessions = sessionmaker(engine)
+        r = redis_lib.Redis.from_url(redis_url)
+        with db(database_url) as conn:
+            names = [n for (n,) in conn.execute("SELECT name FROM experiments").fetchall()]
+        lines = [line for name in names for line in state_check(sessions, r, name)]
+    finally:
+        engine.dispose()
+    assert lines == [], "\n".join(lines)
 
 
 def enqueue(tmp_path: Path, env: dict[str, str], **kw: Any) -> None:

@@ -20,7 +20,7 @@ from swarmq.store.schema import Experiment
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.streams.updates import issue_of, update_of
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.state import Stream, StreamState, Update, state_from_updates
+from swarmq.swarm.state import Stream, StreamState, Update, replay_plan, state_from_updates
 
 log = logging.getLogger(__name__)
 
@@ -115,26 +115,37 @@ class StreamSync:
         if result.status == "missing":
             self.rebuild(stream, config)  # the rebuild replays this outcome too: it is in Postgres
             result = self.swarm.apply(stream, update, capacity)
-        applied = result.status == "applied"
-        done = AppliedMark(
-            update.job_id, result.staleness if applied else None, result.version if applied else None
-        )
+        if result.status == "missing":  # lost again between the rebuild and the apply: the next try rebuilds
+            raise RuntimeError(f"stream {stream} state vanished while job {update.job_id} was applied")
+        # A duplicate's version is the one its first apply produced (or the rebuild gave it): the mark is
+        # the same whoever writes it, so a rebuild orders this update where Redis has it.
+        done = AppliedMark(update.job_id, result.staleness, result.version)
         if mark:
             with self.sessions() as session:
                 outcomes.mark_applied(session, done)
         return done
 
-    def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
-        """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""
+    def replayed(self, stream: Stream, config: ExperimentConfig) -> tuple[StreamState, dict[int, int]]:
+        """What a rebuild writes (read from Postgres, and from Redis only the versions of updates whose
+        applied-mark has not landed yet): the state, and each applied job id with its version."""
         cond: ConditionConfig = config.conditions[stream.condition]
         with self.sessions() as session:
             pairs = outcomes.stream_outcomes(session, stream)
             issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
-        updates = [update_of(j.id, o, issues[j.issue_id], config, stream.condition) for j, o in pairs]
-        state, applied = state_from_updates(updates, cond.agents, cond.max_examples)
-        restored = self.swarm.restore(stream, cond.agents, state, applied)
-        if restored and updates:
-            log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(updates))
+        held = self.swarm.applied_versions(stream) if any(o.applied_version is None for _, o in pairs) else {}
+        plan = replay_plan([o.applied_version or held.get(j.id) for j, o in pairs])
+        updates = [
+            update_of(pairs[i][0].id, pairs[i][1], issues[pairs[i][0].issue_id], config, stream.condition)
+            for i, _ in plan
+        ]
+        return state_from_updates(updates, cond.agents, cond.max_examples, [v for _, v in plan])
+
+    def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
+        """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""
+        state, applied = self.replayed(stream, config)
+        restored = self.swarm.restore(stream, config.conditions[stream.condition].agents, state, applied)
+        if restored and applied:
+            log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(applied))
         return restored
 
 
