@@ -99,8 +99,10 @@ def test_flushdb_while_a_job_generates_keeps_redis_equal_to_the_rebuild(
     w = start_worker(env, generator="steady_generator")
     try:
         wait_for(
-            lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1
-            and scalar(database_url, "SELECT count(*) FROM outcomes") == 3,
+            lambda: (
+                scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 1
+                and scalar(database_url, "SELECT count(*) FROM outcomes") == 3
+            ),
             60,
             "the fourth job to be generating",
         )

@@ -30,6 +30,7 @@ from swarmq.experiment.config import ModelConfig
 from swarmq.model.base import Generator
 from swarmq.model.llama import resolve_model_path
 from swarmq.queue import broker
+from swarmq.queue.messages import BadMessage, job_ids
 from swarmq.queue.reaper import complete_unapplied
 from swarmq.settings import Settings
 from swarmq.store.services import Services, connect
@@ -141,13 +142,14 @@ def _serve(
 ) -> int:
     settings, key = services.settings, keys.model_key(model_cfg.path)
     self_test_scorers()
-    app = broker.make_app(services.redis_url)
+    app = broker.make_app(services.redis_url, outage_seconds=settings.outage_seconds)
     runner = JobRunner(
         services.sessions,
         SwarmStore(services.redis),
         generator,
         app,
         identity,
+        model_key=key,
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
         outage_seconds=settings.outage_seconds,
@@ -160,7 +162,12 @@ def _serve(
     def run_job(job: int | list[int]) -> str:
         """One message: a job id, or a list of them (`broker.publish` with ``jobs_per_message``)."""
         try:
-            return ",".join(runner.run_many([int(j) for j in job] if isinstance(job, list) else [int(job)]))
+            ids = job_ids(job)
+        except BadMessage as exc:  # the transport checks every entry first (`queue.transport`): a backstop
+            log.warning("queue=%s: dropped a message: %s", keys.queue_name(key), exc)
+            return "dropped"
+        try:
+            return ",".join(runner.run_many(ids))
         except ServiceUnavailable as exc:
             # Past the outage limit: exit non-zero; the job's lease expires and another worker takes it.
             exit_worker(3, f"swarmq: error: worker {identity.worker}: {exc}")

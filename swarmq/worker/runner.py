@@ -27,7 +27,7 @@ from swarmq.benchmarks.base import UNJUDGED, Benchmark, Issue, Score
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.sandbox import cancelling
 from swarmq.model.base import Generation, Generator
-from swarmq.queue import jobs
+from swarmq.queue import broker, jobs
 from swarmq.settings import DEFAULTS
 from swarmq.store.db import autocommit_connections
 from swarmq.streams.sync import ExperimentInfo, StreamSync
@@ -80,6 +80,7 @@ class JobRunner:
         app: Celery,
         identity: RunnerIdentity,
         *,
+        model_key: str,
         lease_seconds: float,
         heartbeat_seconds: float,
         outage_seconds: float,
@@ -95,6 +96,8 @@ class JobRunner:
         """Where one line per finished job goes (the worker prints them unless ``-q``)."""
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
+        self.model_key = model_key
+        """The model this worker serves (`keys.model_key`): it claims no other model's job."""
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
         self.outage_seconds, self.max_attempts = outage_seconds, max_attempts
         self.stuck_seconds = stuck_seconds
@@ -142,13 +145,16 @@ class JobRunner:
 
         def claim() -> list[jobs.Claimed]:
             with self._direct() as session:
-                return jobs.claim_many(session, job_ids, owner, self.lease_seconds, self.max_attempts)
+                return jobs.claim_many(
+                    session, job_ids, owner, self.lease_seconds, self.max_attempts, model_key=self.model_key
+                )
 
         claimed = self.end.retry(claim, "claim")
+        if not claimed:
+            self._refused(job_ids)
+            return ["dropped"] * len(job_ids)
         for job_id in sorted(set(job_ids) - {j.id for j in claimed}):
             log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
-        if not claimed:
-            return ["dropped"] * len(job_ids)
         msg = Message.of(list(claimed))
         with self._lock:
             self._messages.append(msg)
@@ -171,6 +177,24 @@ class JobRunner:
             with self._lock:
                 self._messages.remove(msg)
         return [msg.status.get(j, "dropped") for j in job_ids]
+
+    def _refused(self, job_ids: Sequence[int]) -> None:
+        """A message none of whose jobs could be claimed: one line saying why, and its real jobs that this
+        worker must not run (another model's, or sent in a message no release makes) back to their own
+        queues, one a message."""
+
+        def why() -> jobs.Refusal:
+            with self._direct() as session:
+                return jobs.refusal(session, job_ids, self.model_key)
+
+        refused = self.end.retry(why, "claim")
+        ids = ",".join(map(str, job_ids[:10])) + (f",... ({len(job_ids)} jobs)" if len(job_ids) > 10 else "")
+        if refused.republish:
+            self.end.retry(lambda: broker.publish(self.app, refused.republish), "publish")
+        again = f"; {len(refused.republish)} republished to their own queue" if refused.republish else ""
+        # A second delivery of a job that ran is routine; anything else came from outside swarmq's releases.
+        level = logging.INFO if refused.routine else logging.WARNING
+        log.log(level, "job(s)=%s dropped: %s%s", ids, refused.reason, again)
 
     def _end_after_error(self, msg: Message, exc: BaseException) -> None:
         """An error outside any job's steps (a bug or a library error in the message's end): the jobs not yet
