@@ -282,3 +282,33 @@ def test_lifecycle_commands_refuse_clearly(services_env: dict[str, str]) -> None
     assert r.returncode == 2 and "'csv' is not one of" in r.stderr
     r = swarmq("experiments", env=services_env)
     assert r.returncode == 0 and "no experiments yet" in r.stdout
+
+
+def test_delete_force_leaves_no_key_a_running_worker_writes_back(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    """A worker holds a message of two jobs of two streams; the experiment is deleted with --force while the
+    first generates. The second job then finds its stream's state missing: the rebuild it starts must not
+    leave the deleted experiment's keys behind (they would never expire)."""
+    gate = tmp_path / "gate"
+    env = {**services_env, "SWARMQ_TEST_GATE_AFTER": "0", "SWARMQ_TEST_GATE": str(gate)}
+    swarm = {"swarm": {"agents": 2, "router": "round_robin", "accumulate": True}}
+    enqueue(
+        tmp_path, env, name="doomed", limit=2, conditions=swarm, replicates=2, extra={"jobs_per_message": 2}
+    )
+    w = start_worker(env, generator="steady_generator")
+    try:
+        wait_for(
+            lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 2,
+            60,
+            "a claim",
+        )
+        ok("delete", "doomed", "--yes", "--force", env=env)
+        gate.touch()
+        out, _ = w.communicate(timeout=120)
+    finally:
+        w.kill()
+    assert w.returncode == 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    r = redis_lib.Redis.from_url(redis_url)
+    assert list(r.scan_iter(match=f"{keys.STREAM_PREFIX}*")) == [], out[-3000:]

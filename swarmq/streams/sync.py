@@ -67,7 +67,8 @@ class StreamSync:
         """Name, configuration and model queue of an experiment (cached: immutable once enqueued)."""
         if experiment_id not in self._experiments:
             exp = session.get(Experiment, experiment_id)
-            assert exp is not None
+            if exp is None:
+                raise ExperimentGone(f"experiment {experiment_id} was deleted")
             config = ExperimentConfig.stored(exp.config)
             self._experiments[experiment_id] = ExperimentInfo(exp.id, exp.name, config, exp.model_key)
         return self._experiments[experiment_id]
@@ -125,6 +126,10 @@ class StreamSync:
                 outcomes.mark_applied(session, done)
         return done
 
+    def _exists(self, experiment_id: int) -> bool:
+        with self.sessions() as session:
+            return session.get(Experiment, experiment_id, populate_existing=True) is not None
+
     def replayed(self, stream: Stream, config: ExperimentConfig) -> tuple[StreamState, dict[int, int]]:
         """What a rebuild writes (read from Postgres, and from Redis only the versions of updates whose
         applied-mark has not landed yet): the state, and each applied job id with its version."""
@@ -143,10 +148,21 @@ class StreamSync:
     def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
         """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""
         state, applied = self.replayed(stream, config)
-        restored = self.swarm.restore(stream, config.conditions[stream.condition].agents, state, applied)
+        agents = config.conditions[stream.condition].agents
+        restored = self.swarm.restore(stream, agents, state, applied)
+        if restored and not self._exists(stream.experiment_id):
+            # `swarmq delete --force` removed the experiment while one of its jobs ran here, perhaps after
+            # it removed the stream's keys: remove what this restore wrote again (the delete commits its rows
+            # before it removes the keys, so one of the two always sees the other).
+            self.swarm.purge(stream, agents)
+            raise ExperimentGone(f"experiment {stream.experiment} was deleted")
         if restored and applied:
             log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(applied))
         return restored
+
+
+class ExperimentGone(RuntimeError):
+    """The experiment of a job this worker runs was deleted (`swarmq delete --force`): the job is dropped."""
 
 
 def issues_by_id(session: Session, ids: list[int]) -> dict[int, Issue]:

@@ -114,6 +114,11 @@ class SwarmStore:
         # cjson turns an empty JSON object into an empty table either way; hist {} is fine.
         return bool(self._restore(keys=keys, args=[json.dumps(payload)]))
 
+    def purge(self, stream: Stream, agents: int) -> None:
+        """Remove every key of the stream (its experiment is gone)."""
+        parts = ["meta", "hist", "applied", "inflight"]
+        self.redis.delete(*(stream.key(p) for p in parts), *stream.buffer_keys(agents))
+
     def delete(self, stream: Stream, agents: int) -> None:
         """Drop the stream's state, so that the next reader rebuilds it. The per-job versions stay (the
         rebuild's `restore` replaces them): they order the updates whose applied-mark has not landed in

@@ -26,11 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from swarmq.benchmarks.base import UNJUDGED, Benchmark, Issue, Score
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.sandbox import cancelling
+from swarmq.errors import first_line
 from swarmq.model.base import Generation, Generator
 from swarmq.queue import broker, jobs
 from swarmq.settings import DEFAULTS
 from swarmq.store.db import autocommit_connections
-from swarmq.streams.sync import ExperimentInfo, StreamSync
+from swarmq.streams.sync import ExperimentGone, ExperimentInfo, StreamSync
 from swarmq.swarm.redis import SwarmStore
 from swarmq.worker.attempt import (
     RUNNING,
@@ -223,17 +224,22 @@ class JobRunner:
         """One claimed job, from its swarm state to its outcome row (written at the message's end)."""
         started = time.perf_counter()
         cancel.check()  # the worker may be stopping, or the lease lost, while earlier jobs ran
-        info = self.end.retry(
-            partial(self.end.experiment, job.experiment_id), "load experiment", cancel.sleep
-        )
-        issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
-        config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
-        stream = info.stream(job.condition, job.replicate)
-        state = self.end.retry(
-            lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied),
-            "swarm state",
-            cancel.sleep,
-        )
+        try:
+            info = self.end.retry(
+                partial(self.end.experiment, job.experiment_id), "load experiment", cancel.sleep
+            )
+            issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
+            config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
+            stream = info.stream(job.condition, job.replicate)
+            state = self.end.retry(
+                lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied),
+                "swarm state",
+                cancel.sleep,
+            )
+        except ExperimentGone as exc:  # deleted with --force while the job ran: its result has no home
+            cancel.set(CancelKind.LEASE_LOST, str(exc))
+            cancel.check()
+            raise
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
         cancel.check()
@@ -290,14 +296,35 @@ class JobRunner:
     def _stuck(self, msg: Message, why: str) -> None:
         """Called by the job watch when a job's thread cannot be interrupted (stuck in native code): the stuck
         job fails with the reason, its message's other open jobs are queued again (they did nothing wrong),
-        and the worker ends so that its supervisor restarts it."""
+        and the worker ends so that its supervisor restarts it. The other slots' messages end with it, each
+        job's record true: one that is stuck as well (`JobWatch.overdue`) fails with its own reason, the rest
+        go back to the queue. None is left to die with the worker and be failed, attempts later, as "worker
+        died"."""
         attempts = [Attempt(a.job, Stuck(why) if a.state is RUNNING else a.state) for a in msg.attempts()]
         stuck = [a.job.id for a in attempts if isinstance(a.state, Stuck)] or [j.id for j in msg.claimed]
+        with self._lock:
+            others = [m for m in self._messages if m is not msg]
         try:
             self.end.execute(plan_end(attempts, time.perf_counter(), msg.closed), msg.closed, msg.status)
+            for other in others:
+                stuck += self._abandon(other)
         finally:
             job_ids = ",".join(map(str, stuck))
             hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {job_ids}: {why}; exiting")
+
+    def _abandon(self, msg: Message) -> list[int]:
+        """End another slot's message as the worker exits for a stuck job: its running job fails if it is
+        stuck too, its other open jobs go back to the queue. The jobs failed as stuck."""
+        why = msg.watch.overdue() if msg.watch is not None else None
+        attempts = [
+            Attempt(a.job, Stuck(why) if why and a.state is RUNNING else a.state) for a in msg.attempts()
+        ]
+        try:
+            plan = plan_end(attempts, time.perf_counter(), msg.closed, abandon=True)
+            self.end.execute(plan, msg.closed, msg.status)
+        except Exception as exc:  # the exit goes on: these jobs' leases expire as a dead worker's would
+            log.warning("job(s)=%s: not given back: %s", ",".join(map(str, msg.open())), first_line(exc))
+        return [a.job.id for a in attempts if isinstance(a.state, Stuck)]
 
     def _renew(self, msg: Message) -> bool:
         """Extend the leases of the message's open jobs; a job found no longer ours is cancelled (its result
