@@ -242,3 +242,41 @@ def test_kill9_in_the_middle_of_a_message(
     assert shared > 0
     assert_exactly_once(database_url, redis_url, 18 * experiments)
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over
+
+
+def test_a_stuck_worker_records_the_truth_for_its_other_slots(
+    svc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --slots, the job whose stuck thread ends the worker is not the only one it ends. Another slot's
+    job stuck as well fails with its own reason (not, attempts later, "worker died 3 times"); a third slot's
+    healthy job goes back to the queue."""
+    from swarmq.worker import runner as runner_module
+    from swarmq.worker.attempt import RUNNING, Message
+    from swarmq.worker.watch import JobWatch, _Step
+
+    cfg = load_config(write_config(tmp_path, limit=3, conditions={"a": {}}, extra={"max_spread": 100}))
+    enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
+    first, second, third = queued(svc)
+    run = runner(svc, ScriptedGenerator())
+    messages = []
+    for job_id in (first, second, third):
+        with autocommit_connections(svc.sessions)() as conn:
+            claimed = jobs.claim(conn, job_id, run.identity.owner, 60, 3, model_key="stand-in.gguf")
+        assert claimed is not None
+        msg = Message.of([claimed])
+        msg.states[job_id] = RUNNING
+        msg.watch = JobWatch(lambda: True, 60, lambda why: None, stuck_seconds=5)
+        messages.append(msg)
+    # The second slot's generation is as stuck as the first's (past its deadline and the grace); the third
+    # generates normally.
+    messages[1].watch._step = _Step(1, "generation", 2.0, time.monotonic() - 60, None)  # type: ignore[union-attr]
+    messages[2].watch._step = _Step(1, "generation", 600.0, time.monotonic() + 600, None)  # type: ignore[union-attr]
+    run._messages.extend(messages)
+    exits: list[str] = []
+    monkeypatch.setattr(runner_module, "hard_exit", lambda code, line: exits.append(line))
+    run._stuck(messages[0], "generation timed out after 1 s and did not stop")
+    got = {int(j): (s, e) for j, s, e in rows(svc, "SELECT id, status, error FROM jobs")}
+    assert got[first] == ("failed", "generation timed out after 1 s and did not stop")
+    assert got[second] == ("failed", "generation timed out after 2 s and did not stop")
+    assert got[third] == ("queued", None)
+    assert len(exits) == 1 and f"job {first},{second}:" in exits[0]
