@@ -17,11 +17,17 @@ from typing import Any
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
+from swarmq import keys
 from swarmq.queue.messages import BadMessage, check_envelope
 
 log = logging.getLogger(__name__)
 ALIAS = "swarmq-redis"
 TRANSPORT_ALIASES[ALIAS] = f"{__name__}:Transport"
+
+
+def is_job_queue(queue: str) -> bool:
+    """A queue swarmq publishes jobs on (`keys.queue_name`, `keys.DEFAULT_QUEUE`)."""
+    return queue.startswith(keys.QUEUE_PREFIX) and not queue.endswith(".pidbox")
 
 
 def discard(queue: str, why: str) -> None:
@@ -39,6 +45,8 @@ class Channel(kombu_redis.Channel):
 
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
         tag = super().basic_consume(queue, *args, **kwargs)
+        if not is_job_queue(queue):  # Celery's own (remote control, `celery inspect`) carry its messages
+            return tag
         deliver: Callable[[Any], Any] = self.connection._callbacks[queue]
 
         def checked(raw: Any) -> Any:
