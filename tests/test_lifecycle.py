@@ -69,12 +69,16 @@ def test_cancel_mid_run_with_two_workers(
     tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
 ) -> None:
     """Running jobs finish; nothing cancelled runs afterwards, is re-published by the reaper, or stays queued."""
-    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "0.3"}
+    # Each worker generates two jobs, then holds its next until the cancel is done: jobs certainly remain to
+    # cancel, however slowly the cancel command starts on a loaded machine.
+    gate = tmp_path / "gate"
+    env = {**services_env, **FAST, "SWARMQ_TEST_GATE_AFTER": "2", "SWARMQ_TEST_GATE": str(gate)}
     enqueue(tmp_path, env, name="cx", limit=12, conditions=UNLIMITED)
-    workers = [start_worker(env, burst=False, name=f"w{i}") for i in range(2)]
+    workers = [start_worker(env, generator="gated_generator", burst=False, name=f"w{i}") for i in range(2)]
     try:
         wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 3, 60, "a few outcomes")
         r = ok("cancel", "cx", "--format", "json", env=env)
+        gate.touch()
         change = json.loads(r.stdout)
         assert change["state"] == "cancelled" and change["jobs"] > 0
         assert queue_length(redis_url) == 0  # the cancelled jobs' messages left the broker
