@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from swarmq.experiment.config import ModelConfig
@@ -22,6 +23,7 @@ __all__ = [
     "hanging_generator",
     "hash_generator",
     "killer_generator",
+    "steady_generator",
     "system_exit_generator",
 ]
 
@@ -186,3 +188,33 @@ def checking_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGen
 
     check_model_file(path)
     return hash_generator(path, cfg, gpu)
+
+
+def steady_generator(path: Path, cfg: ModelConfig, gpu: int | None) -> HashGenerator:
+    """Every completion non-empty (so under `success: non_empty` every job succeeds and every buffer fills
+    and trims), with two deterministic faults: ``SWARMQ_TEST_KILL_AFTER_APPLY=N`` kills -9 this worker right
+    after its N-th swarm update is applied in Redis, before the applied-mark reaches Postgres; with
+    ``SWARMQ_TEST_GATE_AFTER``/``SWARMQ_TEST_GATE`` generations past the first few wait for the gate file
+    (as `gated_generator`)."""
+    from swarmq.swarm.redis import SwarmStore
+
+    kill_after = int(os.environ.get("SWARMQ_TEST_KILL_AFTER_APPLY", "0"))
+    applied, apply = [0], SwarmStore.apply
+
+    def apply_then_maybe_die(self, *a, **kw):  # type: ignore[no-untyped-def]
+        result = apply(self, *a, **kw)
+        applied[0] += result.status == "applied"
+        if kill_after and applied[0] >= kill_after:
+            os.kill(os.getpid(), 9)
+        return result
+
+    SwarmStore.apply = apply_then_maybe_die  # type: ignore[method-assign]
+    gate = os.environ.get("SWARMQ_TEST_GATE")
+
+    class Steady(GatedGenerator):
+        def generate(self, request: GenerationRequest) -> Generation:
+            gen = super().generate(request)
+            return gen if gen.text else replace(gen, text=f"    return {request.seed % 97}\n")
+
+    after = int(os.environ.get("SWARMQ_TEST_GATE_AFTER", "1000000")) if gate else 1000000
+    return Steady(float(os.environ.get("SWARMQ_TEST_GEN_DELAY", "0")), after, Path(gate or "/nonexistent"))

@@ -67,7 +67,8 @@ def test_a_message_gives_the_outcomes_of_one_job_per_message(svc: Any, tmp_path:
     setup(svc, tmp_path, 8, name="one", limit=4, conditions=SWARM, replicates=2)
     run = runner(svc, ScriptedGenerator())
     sizes = []
-    while ids := queued(svc):
+    while queued_now := queued(svc):
+        ids = queued_now[:8]  # a message carries at most the experiment's jobs_per_message (the claim checks)
         sizes.append(len(ids))
         assert run.run_many(ids) == ["done"] * len(ids)
     assert sizes[0] >= 4, sizes  # messages of several jobs really ran (the baseline's streams have no limit)
@@ -241,3 +242,41 @@ def test_kill9_in_the_middle_of_a_message(
     assert shared > 0
     assert_exactly_once(database_url, redis_url, 18 * experiments)
     assert scalar(database_url, "SELECT max(attempts) FROM jobs") > 1  # jobs really were taken over
+
+
+def test_a_stuck_worker_records_the_truth_for_its_other_slots(
+    svc: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --slots, the job whose stuck thread ends the worker is not the only one it ends. Another slot's
+    job stuck as well fails with its own reason (not, attempts later, "worker died 3 times"); a third slot's
+    healthy job goes back to the queue."""
+    from swarmq.worker import runner as runner_module
+    from swarmq.worker.attempt import RUNNING, Message
+    from swarmq.worker.watch import JobWatch, _Step
+
+    cfg = load_config(write_config(tmp_path, limit=3, conditions={"a": {}}, extra={"max_spread": 100}))
+    enqueue(svc.sessions, make_app(svc.redis_url), cfg, load_issues(cfg.dataset, cfg.seed))
+    first, second, third = queued(svc)
+    run = runner(svc, ScriptedGenerator())
+    messages = []
+    for job_id in (first, second, third):
+        with autocommit_connections(svc.sessions)() as conn:
+            claimed = jobs.claim(conn, job_id, run.identity.owner, 60, 3, model_key="stand-in.gguf")
+        assert claimed is not None
+        msg = Message.of([claimed])
+        msg.states[job_id] = RUNNING
+        msg.watch = JobWatch(lambda: True, 60, lambda why: None, stuck_seconds=5)
+        messages.append(msg)
+    # The second slot's generation is as stuck as the first's (past its deadline and the grace); the third
+    # generates normally.
+    messages[1].watch._step = _Step(1, "generation", 2.0, time.monotonic() - 60, None)  # type: ignore[union-attr]
+    messages[2].watch._step = _Step(1, "generation", 600.0, time.monotonic() + 600, None)  # type: ignore[union-attr]
+    run._messages.extend(messages)
+    exits: list[str] = []
+    monkeypatch.setattr(runner_module, "hard_exit", lambda code, line: exits.append(line))
+    run._stuck(messages[0], "generation timed out after 1 s and did not stop")
+    got = {int(j): (s, e) for j, s, e in rows(svc, "SELECT id, status, error FROM jobs")}
+    assert got[first] == ("failed", "generation timed out after 1 s and did not stop")
+    assert got[second] == ("failed", "generation timed out after 2 s and did not stop")
+    assert got[third] == ("queued", None)
+    assert len(exits) == 1 and f"job {first},{second}:" in exits[0]

@@ -101,6 +101,7 @@ def test_unknown_experiment(services_env: dict[str, str], tmp_path: Path) -> Non
         ["status", "ghost"],
         ["export", "ghost", "-o", str(tmp_path / "x.jsonl")],
         ["state", "show", "ghost"],
+        ["state", "check", "ghost"],
         ["plot", "ghost", "-o", str(tmp_path)],
     ):
         r = swarmq(*args, env=services_env)

@@ -69,12 +69,16 @@ def test_cancel_mid_run_with_two_workers(
     tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
 ) -> None:
     """Running jobs finish; nothing cancelled runs afterwards, is re-published by the reaper, or stays queued."""
-    env = {**services_env, **FAST, "SWARMQ_TEST_GEN_DELAY": "0.3"}
+    # Each worker generates two jobs, then holds its next until the cancel is done: jobs certainly remain to
+    # cancel, however slowly the cancel command starts on a loaded machine.
+    gate = tmp_path / "gate"
+    env = {**services_env, **FAST, "SWARMQ_TEST_GATE_AFTER": "2", "SWARMQ_TEST_GATE": str(gate)}
     enqueue(tmp_path, env, name="cx", limit=12, conditions=UNLIMITED)
-    workers = [start_worker(env, burst=False, name=f"w{i}") for i in range(2)]
+    workers = [start_worker(env, generator="gated_generator", burst=False, name=f"w{i}") for i in range(2)]
     try:
         wait_for(lambda: scalar(database_url, "SELECT count(*) FROM outcomes") >= 3, 60, "a few outcomes")
         r = ok("cancel", "cx", "--format", "json", env=env)
+        gate.touch()
         change = json.loads(r.stdout)
         assert change["state"] == "cancelled" and change["jobs"] > 0
         assert queue_length(redis_url) == 0  # the cancelled jobs' messages left the broker
@@ -282,3 +286,33 @@ def test_lifecycle_commands_refuse_clearly(services_env: dict[str, str]) -> None
     assert r.returncode == 2 and "'csv' is not one of" in r.stderr
     r = swarmq("experiments", env=services_env)
     assert r.returncode == 0 and "no experiments yet" in r.stdout
+
+
+def test_delete_force_leaves_no_key_a_running_worker_writes_back(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, redis_url: str
+) -> None:
+    """A worker holds a message of two jobs of two streams; the experiment is deleted with --force while the
+    first generates. The second job then finds its stream's state missing: the rebuild it starts must not
+    leave the deleted experiment's keys behind (they would never expire)."""
+    gate = tmp_path / "gate"
+    env = {**services_env, "SWARMQ_TEST_GATE_AFTER": "0", "SWARMQ_TEST_GATE": str(gate)}
+    swarm = {"swarm": {"agents": 2, "router": "round_robin", "accumulate": True}}
+    enqueue(
+        tmp_path, env, name="doomed", limit=2, conditions=swarm, replicates=2, extra={"jobs_per_message": 2}
+    )
+    w = start_worker(env, generator="steady_generator")
+    try:
+        wait_for(
+            lambda: scalar(database_url, "SELECT count(*) FROM jobs WHERE status = 'running'") == 2,
+            60,
+            "a claim",
+        )
+        ok("delete", "doomed", "--yes", "--force", env=env)
+        gate.touch()
+        out, _ = w.communicate(timeout=120)
+    finally:
+        w.kill()
+    assert w.returncode == 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    r = redis_lib.Redis.from_url(redis_url)
+    assert list(r.scan_iter(match=f"{keys.STREAM_PREFIX}*")) == [], out[-3000:]

@@ -34,8 +34,8 @@ def test_queue_per_model_file_name() -> None:
     assert model_key("/data/models/Qwen 1.5B.gguf") == "Qwen_1.5B.gguf"
     assert model_key("models/Qwen 1.5B.gguf") == model_key("/other/Qwen 1.5B.gguf")
     assert queue_name("m.gguf") == "swarmq.m.gguf"
-    assert kombu_url("unix:///tmp/r.sock") == "redis+socket:///tmp/r.sock"
-    assert kombu_url("unix:///tmp/r.sock?db=13") == "redis+socket:///tmp/r.sock?virtual_host=13"
+    assert kombu_url("unix:///tmp/r.sock") == "swarmq-redis+socket:///tmp/r.sock"
+    assert kombu_url("unix:///tmp/r.sock?db=13") == "swarmq-redis+socket:///tmp/r.sock?virtual_host=13"
     assert kombu_url("redis://h:1/0") == "redis://h:1/0"
 
 

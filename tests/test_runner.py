@@ -34,6 +34,7 @@ def runner(svc: Any, generator: Any) -> JobRunner:
         generator,
         make_app(svc.redis_url),
         RunnerIdentity("test-runner@here", None),
+        model_key="stand-in.gguf",
         lease_seconds=60,
         heartbeat_seconds=10,
         outage_seconds=5,

@@ -80,6 +80,24 @@ def state_rebuild(experiment: str) -> None:
     out.print(f"rebuilt {n} streams of {experiment} from Postgres")
 
 
+@state_app.command("check")
+def state_check(experiment: str) -> None:
+    """Compare each stream's state in Redis with its rebuild from Postgres: agents' buffers (ids, order,
+    content), histories and versions. Prints one line per difference and exits 8 when there is any; run it
+    when no job of the experiment is running (an update in flight shows as a passing difference)."""
+    from swarmq.api.services import connect
+    from swarmq.report.swarm_state import STATE_DIFFERS
+    from swarmq.report.swarm_state import state_check as check
+
+    svc = connect()
+    lines = check(svc.sessions, svc.redis, experiment)
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    if lines:
+        raise typer.Exit(STATE_DIFFERS)
+    out.print(f"{experiment}: every stream's Redis state equals its rebuild from Postgres")
+
+
 @score_app.command("humaneval")
 def score_humaneval(
     samples: Path,

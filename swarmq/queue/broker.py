@@ -16,26 +16,35 @@ from typing import Any
 from celery import Celery
 
 from swarmq import keys
+from swarmq.queue import transport
+from swarmq.settings import DEFAULTS
 
 VISIBILITY_TIMEOUT = 7 * 24 * 3600
 
 
 def kombu_url(redis_url: str) -> str:
     """redis-py spells unix sockets ``unix://path?db=N``; kombu spells them
-    ``redis+socket://path?virtual_host=N`` (kombu ignores ``db`` there, and the queues would land in db 0
-    while the swarm state is in db N)."""
+    ``<transport>+socket://path?virtual_host=N`` (kombu ignores ``db`` there, and the queues would land in db
+    0 while the swarm state is in db N). The transport is swarmq's (`transport.ALIAS`)."""
     if not redis_url.startswith("unix://"):
         return redis_url
     path, _, query = redis_url[len("unix://") :].partition("?")
     params = [
         p.replace("db=", "virtual_host=", 1) if p.startswith("db=") else p for p in query.split("&") if p
     ]
-    return "redis+socket://" + path + ("?" + "&".join(params) if params else "")
+    return f"{transport.ALIAS}+socket://" + path + ("?" + "&".join(params) if params else "")
 
 
-def make_app(redis_url: str) -> Celery:
+def make_app(redis_url: str, *, outage_seconds: float = DEFAULTS.outage_seconds) -> Celery:
+    """The Celery app on ``redis_url``. Plain ``redis://`` and unix-socket URLs use swarmq's transport, which
+    discards queue entries it cannot read (`transport`); every worker's consumer rides out broker outages
+    shorter than ``outage_seconds`` (`consumer`)."""
     app = Celery("swarmq", broker=kombu_url(redis_url))
+    if redis_url.startswith("redis://"):
+        app.conf.broker_transport = transport.ALIAS
     app.conf.update(
+        worker_consumer="swarmq.queue.consumer:Consumer",
+        swarmq_outage_seconds=outage_seconds,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

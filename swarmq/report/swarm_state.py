@@ -1,5 +1,6 @@
 """Live views of the swarm state in Redis (the one place `report/` reads Redis): agents, buffers and
-histories per stream. (D is computed from Postgres: `report.results.divergence`.)"""
+histories per stream, and the check that they equal their rebuild from Postgres. (D is computed from
+Postgres: `report.results.divergence`.)"""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 import redis as redis_lib
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.store.experiments import experiment_row
+from swarmq.streams.sync import StreamSync
+from swarmq.swarm.compare import differences
 from swarmq.swarm.redis import SwarmStore
 from swarmq.swarm.state import Stream
 
@@ -61,6 +64,26 @@ def state_json(
                 )
         out.append(entry)
     return {"experiment": experiment, "streams": out}
+
+
+STATE_DIFFERS = 8
+"""Exit code of `swarmq state check` when Redis and the rebuild differ: a finding, not an error."""
+
+
+def state_check(sessions: sessionmaker[Session], redis: redis_lib.Redis, experiment: str) -> list[str]:
+    """One line per difference between each stream's state in Redis and its rebuild from Postgres (buffers:
+    ids, order and content; histories; versions). Read-only. Exact once the experiment is quiet; while jobs
+    run, an update between its outcome write and its Redis apply shows as a passing difference."""
+    with sessions() as session:
+        cfg, streams = streams_of(session, experiment)
+    sync = StreamSync(sessions, SwarmStore(redis))
+    lines = []
+    for stream in streams:
+        rebuilt, versions = sync.replayed(stream, cfg)
+        live = sync.swarm.peek(stream, cfg.conditions[stream.condition].agents)
+        held = sync.swarm.applied_versions(stream) if live is not None else {}
+        lines += [f"{stream}: {d}" for d in differences(live, rebuilt, held, versions)]
+    return lines
 
 
 def render_state(data: dict[str, Any], console: Console) -> None:

@@ -20,7 +20,7 @@ from swarmq.store.schema import Experiment
 from swarmq.store.schema import Issue as IssueRow
 from swarmq.streams.updates import issue_of, update_of
 from swarmq.swarm.redis import SwarmStore
-from swarmq.swarm.state import Stream, StreamState, Update, state_from_updates
+from swarmq.swarm.state import Stream, StreamState, Update, replay_plan, state_from_updates
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class StreamSync:
         """Name, configuration and model queue of an experiment (cached: immutable once enqueued)."""
         if experiment_id not in self._experiments:
             exp = session.get(Experiment, experiment_id)
-            assert exp is not None
+            if exp is None:
+                raise ExperimentGone(f"experiment {experiment_id} was deleted")
             config = ExperimentConfig.stored(exp.config)
             self._experiments[experiment_id] = ExperimentInfo(exp.id, exp.name, config, exp.model_key)
         return self._experiments[experiment_id]
@@ -115,27 +116,53 @@ class StreamSync:
         if result.status == "missing":
             self.rebuild(stream, config)  # the rebuild replays this outcome too: it is in Postgres
             result = self.swarm.apply(stream, update, capacity)
-        applied = result.status == "applied"
-        done = AppliedMark(
-            update.job_id, result.staleness if applied else None, result.version if applied else None
-        )
+        if result.status == "missing":  # lost again between the rebuild and the apply: the next try rebuilds
+            raise RuntimeError(f"stream {stream} state vanished while job {update.job_id} was applied")
+        # A duplicate's version is the one its first apply produced (or the rebuild gave it): the mark is
+        # the same whoever writes it, so a rebuild orders this update where Redis has it.
+        done = AppliedMark(update.job_id, result.staleness, result.version)
         if mark:
             with self.sessions() as session:
                 outcomes.mark_applied(session, done)
         return done
 
-    def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
-        """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""
+    def _exists(self, experiment_id: int) -> bool:
+        with self.sessions() as session:
+            return session.get(Experiment, experiment_id, populate_existing=True) is not None
+
+    def replayed(self, stream: Stream, config: ExperimentConfig) -> tuple[StreamState, dict[int, int]]:
+        """What a rebuild writes (read from Postgres, and from Redis only the versions of updates whose
+        applied-mark has not landed yet): the state, and each applied job id with its version."""
         cond: ConditionConfig = config.conditions[stream.condition]
         with self.sessions() as session:
             pairs = outcomes.stream_outcomes(session, stream)
             issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
-        updates = [update_of(j.id, o, issues[j.issue_id], config, stream.condition) for j, o in pairs]
-        state, applied = state_from_updates(updates, cond.agents, cond.max_examples)
-        restored = self.swarm.restore(stream, cond.agents, state, applied)
-        if restored and updates:
-            log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(updates))
+        held = self.swarm.applied_versions(stream) if any(o.applied_version is None for _, o in pairs) else {}
+        plan = replay_plan([o.applied_version or held.get(j.id) for j, o in pairs])
+        updates = [
+            update_of(pairs[i][0].id, pairs[i][1], issues[pairs[i][0].issue_id], config, stream.condition)
+            for i, _ in plan
+        ]
+        return state_from_updates(updates, cond.agents, cond.max_examples, [v for _, v in plan])
+
+    def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:
+        """Reconstruct a stream's Redis state from its outcomes in Postgres (the source of truth)."""
+        state, applied = self.replayed(stream, config)
+        agents = config.conditions[stream.condition].agents
+        restored = self.swarm.restore(stream, agents, state, applied)
+        if restored and not self._exists(stream.experiment_id):
+            # `swarmq delete --force` removed the experiment while one of its jobs ran here, perhaps after
+            # it removed the stream's keys: remove what this restore wrote again (the delete commits its rows
+            # before it removes the keys, so one of the two always sees the other).
+            self.swarm.purge(stream, agents)
+            raise ExperimentGone(f"experiment {stream.experiment} was deleted")
+        if restored and applied:
+            log.warning("stream=%s state rebuilt from %d outcomes in Postgres", stream, len(applied))
         return restored
+
+
+class ExperimentGone(RuntimeError):
+    """The experiment of a job this worker runs was deleted (`swarmq delete --force`): the job is dropped."""
 
 
 def issues_by_id(session: Session, ids: list[int]) -> dict[int, Issue]:

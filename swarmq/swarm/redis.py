@@ -8,7 +8,7 @@ rebuilds a stream from its outcomes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -81,11 +81,25 @@ class SwarmStore:
             capacity,
             "1" if update.judged else "0",
         ]
-        status, version, seen = self._apply(keys=keys, args=args)
+        status, version, staleness = self._apply(keys=keys, args=args)
         name = {1: "applied", 0: "duplicate", -1: "missing"}[int(status)]
-        return Applied(name, int(version), max(0, int(version) - 1 - int(seen)) if name == "applied" else 0)
+        return Applied(name, int(version), None if int(staleness) < 0 else int(staleness))
 
-    def restore(self, stream: Stream, agents: int, state: StreamState, applied: Sequence[int]) -> bool:
+    def applied_versions(self, stream: Stream) -> dict[int, int]:
+        """Job id → the state version its update produced, for every update the stream's state holds."""
+        key = stream.key("applied")
+        raw = self.redis.hgetall(key) if self.redis.type(key) == b"hash" else {}
+        return {
+            int(k): int(str(v.decode() if isinstance(v, bytes) else v).split(":", 1)[0])
+            for k, v in raw.items()
+        }
+
+    def restore(
+        self, stream: Stream, agents: int, state: StreamState, applied: Mapping[int, int] | Sequence[int]
+    ) -> bool:
+        """Write a rebuilt state unless another process did first. ``applied``: each replayed job id with the
+        version its update produced (`state.state_from_updates`); a plain sequence of ids counts 1, 2, 3."""
+        versions = applied if isinstance(applied, Mapping) else {j: i + 1 for i, j in enumerate(applied)}
         hist: dict[str, int] = {}
         for view in state.agents:
             hist.update({f"{view.agent_id}:{t}:a": n for t, n in view.attempts.items()})
@@ -93,13 +107,21 @@ class SwarmStore:
         payload = {
             "version": state.version,
             "hist": hist,
-            "applied": list(applied),
+            "applied": [[str(job), version] for job, version in versions.items()],
             "buffers": [[e.to_json() for e in b] for b in state.buffers],
         }
         keys = [stream.key("meta"), stream.key("hist"), stream.key("applied"), *stream.buffer_keys(agents)]
         # cjson turns an empty JSON object into an empty table either way; hist {} is fine.
         return bool(self._restore(keys=keys, args=[json.dumps(payload)]))
 
-    def delete(self, stream: Stream, agents: int) -> None:
+    def purge(self, stream: Stream, agents: int) -> None:
+        """Remove every key of the stream (its experiment is gone)."""
         parts = ["meta", "hist", "applied", "inflight"]
+        self.redis.delete(*(stream.key(p) for p in parts), *stream.buffer_keys(agents))
+
+    def delete(self, stream: Stream, agents: int) -> None:
+        """Drop the stream's state, so that the next reader rebuilds it. The per-job versions stay (the
+        rebuild's `restore` replaces them): they order the updates whose applied-mark has not landed in
+        Postgres yet where Redis applied them."""
+        parts = ["meta", "hist", "inflight"]
         self.redis.delete(*(stream.key(p) for p in parts), *stream.buffer_keys(agents))

@@ -77,7 +77,11 @@ class Applied:
     status: str
     """applied, duplicate (already applied: a re-delivered job), or missing (no state: rebuild first)."""
     version: int
-    staleness: int
+    """The state version this job's update produced, when it was first applied (so also for a duplicate:
+    Redis keeps it with the job's id, `lua/apply.lua`); 0 when missing."""
+    staleness: int | None
+    """Updates applied between the job's routing and its own; None when unknown (a duplicate of an update
+    that a rebuild replayed) or missing."""
 
 
 def select_examples(
@@ -88,18 +92,38 @@ def select_examples(
     return pool[-max_show:] if max_show > 0 else []
 
 
+def replay_plan(versions: Sequence[int | None]) -> list[tuple[int, int]]:
+    """The order of a rebuild's replay and the state version each update produces: (index into
+    ``versions``, version) pairs. ``versions`` are the outcomes' versions as known (recorded in Postgres, or
+    else still held by Redis for a job whose applied-mark never landed), None where neither knows one, in
+    commit order. Known versions replay in their order and are kept, so Postgres, Redis and the rebuild
+    agree; the unknown ones come last, in commit order, each taking the next number. Strictly increasing: a
+    gap (a failure outcome `retry --failed` removed) stays a gap, and no later update reuses a number."""
+    order = sorted(range(len(versions)), key=lambda i: (versions[i] is None, versions[i] or 0, i))
+    out: list[tuple[int, int]] = []
+    for i in order:
+        prev = out[-1][1] if out else 0
+        v = versions[i]
+        out.append((i, v if v is not None and v > prev else prev + 1))
+    return out
+
+
 def state_from_updates(
-    updates: Iterable[Update], agents: int, capacity: int
-) -> tuple[StreamState, list[int]]:
-    """Replay updates in order (pure): the state Redis would hold after applying them, and their job ids."""
+    updates: Iterable[Update], agents: int, capacity: int, versions: Sequence[int] | None = None
+) -> tuple[StreamState, dict[int, int]]:
+    """Replay updates in order (pure): the state Redis would hold after applying them, and each applied job
+    id with the state version its update produced (``versions``, parallel to ``updates``, from
+    `replay_plan`; by default 1, 2, 3, ...). A job id seen again is skipped, as Redis skips it."""
     attempts: list[dict[str, int]] = [{} for _ in range(agents)]
     successes: list[dict[str, int]] = [{} for _ in range(agents)]
     buffers: list[list[Example]] = [[] for _ in range(agents)]
-    applied: list[int] = []
-    for u in updates:
+    applied: dict[int, int] = {}
+    version = 0
+    for i, u in enumerate(updates):
         if u.job_id in applied:
             continue
-        applied.append(u.job_id)
+        version = versions[i] if versions is not None else version + 1
+        applied[u.job_id] = version
         if not u.judged:
             continue
         attempts[u.agent_id][u.task_type] = attempts[u.agent_id].get(u.task_type, 0) + 1
@@ -108,4 +132,4 @@ def state_from_updates(
             if u.example is not None and capacity > 0:
                 buffers[u.agent_id] = [*buffers[u.agent_id], u.example][-capacity:]
     views = tuple(AgentView(i, attempts[i], successes[i]) for i in range(agents))
-    return StreamState(len(applied), views, tuple(tuple(b) for b in buffers)), applied
+    return StreamState(version, views, tuple(tuple(b) for b in buffers)), applied

@@ -32,6 +32,7 @@ from swarmq.experiment.config import ModelConfig
 from swarmq.model.base import Generator
 from swarmq.model.llama import resolve_model_path
 from swarmq.queue import broker
+from swarmq.queue.messages import BadMessage, job_ids
 from swarmq.queue.reaper import complete_unapplied
 from swarmq.settings import Settings
 from swarmq.store.services import Services, connect
@@ -144,7 +145,7 @@ def _serve(
 ) -> int:
     settings, key = services.settings, keys.model_key(model_cfg.path)
     self_test_scorers()
-    app = broker.make_app(services.redis_url)
+    app = broker.make_app(services.redis_url, outage_seconds=settings.outage_seconds)
     # Task events, the messages this worker publishes (releases) included, so that Flower and `celery events`
     # see every task from its first; `tasks` names them and says how they ended.
     app.conf.update(worker_send_task_events=True, task_send_sent_event=True)
@@ -155,6 +156,7 @@ def _serve(
         generator,
         app,
         identity,
+        model_key=key,
         lease_seconds=settings.lease_seconds,
         heartbeat_seconds=settings.heartbeat_seconds,
         outage_seconds=settings.outage_seconds,
@@ -178,7 +180,11 @@ def _serve(
         """One message: a job id, or a list of them (`broker.publish` with ``jobs_per_message``). Returns the
         jobs' lines (a Celery SUCCESS); raises `JobFailed` with the reason when one failed (a FAILURE)."""
         try:
-            ids = [int(j) for j in job] if isinstance(job, list) else [int(job)]
+            ids = job_ids(job)
+        except BadMessage as exc:  # the transport checks every entry first (`queue.transport`): a backstop
+            log.warning("queue=%s: dropped a message: %s", keys.queue_name(key), exc)
+            return "dropped"
+        try:
             lines.start()
             statuses = runner.run_many(ids)
             return task_result(ids, statuses, lines.take(), lambda: job_errors(services.sessions, ids))

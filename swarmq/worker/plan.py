@@ -97,15 +97,18 @@ class EndPlan:
         )
 
 
-def plan_end(attempts: Sequence[Attempt], now: float, closed: Collection[int] = ()) -> EndPlan:
+def plan_end(
+    attempts: Sequence[Attempt], now: float, closed: Collection[int] = (), *, abandon: bool = False
+) -> EndPlan:
     """The end of a message whose jobs' attempts are ``attempts`` (in message order), at ``now``
     (`time.perf_counter`). ``closed``: jobs whose rows or failures this message already wrote (an error
     part-way through its end); they are released with the rest, not written again.
 
     A stuck job abandons its message: it fails, the other jobs still open are given back, nothing is written.
     Otherwise each judged job's row is written (done, or failed with its generation error), each failed job
-    fails, a dropped job is only logged, and a job never started (the worker is stopping) is left as it is."""
-    stuck = any(isinstance(a.state, Stuck) for a in attempts)
+    fails, a dropped job is only logged, and a job never started (the worker is stopping) is left as it is.
+    ``abandon``: the worker ends for another message's stuck job; this message is abandoned likewise."""
+    stuck = abandon or any(isinstance(a.state, Stuck) for a in attempts)
     finish: list[jobs.Finished] = []
     fail: list[Failure] = []
     give_back: list[int] = []

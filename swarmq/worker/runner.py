@@ -26,11 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from swarmq.benchmarks.base import UNJUDGED, Benchmark, Issue, Score
 from swarmq.benchmarks.registry import get_benchmark
 from swarmq.benchmarks.sandbox import cancelling
+from swarmq.errors import first_line
 from swarmq.model.base import Generation, Generator
-from swarmq.queue import jobs
+from swarmq.queue import broker, jobs
 from swarmq.settings import DEFAULTS
 from swarmq.store.db import autocommit_connections
-from swarmq.streams.sync import ExperimentInfo, StreamSync
+from swarmq.streams.sync import ExperimentGone, ExperimentInfo, StreamSync
 from swarmq.swarm.redis import SwarmStore
 from swarmq.worker.attempt import (
     RUNNING,
@@ -80,6 +81,7 @@ class JobRunner:
         app: Celery,
         identity: RunnerIdentity,
         *,
+        model_key: str,
         lease_seconds: float,
         heartbeat_seconds: float,
         outage_seconds: float,
@@ -95,6 +97,8 @@ class JobRunner:
         """Where one line per finished job goes (the worker prints them unless ``-q``)."""
         self.sync = StreamSync(sessions, swarm)
         self.identity = identity
+        self.model_key = model_key
+        """The model this worker serves (`keys.model_key`): it claims no other model's job."""
         self.lease_seconds, self.heartbeat_seconds = lease_seconds, heartbeat_seconds
         self.outage_seconds, self.max_attempts = outage_seconds, max_attempts
         self.stuck_seconds = stuck_seconds
@@ -142,13 +146,16 @@ class JobRunner:
 
         def claim() -> list[jobs.Claimed]:
             with self._direct() as session:
-                return jobs.claim_many(session, job_ids, owner, self.lease_seconds, self.max_attempts)
+                return jobs.claim_many(
+                    session, job_ids, owner, self.lease_seconds, self.max_attempts, model_key=self.model_key
+                )
 
         claimed = self.end.retry(claim, "claim")
+        if not claimed:
+            self._refused(job_ids)
+            return ["dropped"] * len(job_ids)
         for job_id in sorted(set(job_ids) - {j.id for j in claimed}):
             log.info("job=%s dropped: not queued (leased elsewhere or finished)", job_id)
-        if not claimed:
-            return ["dropped"] * len(job_ids)
         msg = Message.of(list(claimed))
         with self._lock:
             self._messages.append(msg)
@@ -171,6 +178,24 @@ class JobRunner:
             with self._lock:
                 self._messages.remove(msg)
         return [msg.status.get(j, "dropped") for j in job_ids]
+
+    def _refused(self, job_ids: Sequence[int]) -> None:
+        """A message none of whose jobs could be claimed: one line saying why, and its real jobs that this
+        worker must not run (another model's, or sent in a message no release makes) back to their own
+        queues, one a message."""
+
+        def why() -> jobs.Refusal:
+            with self._direct() as session:
+                return jobs.refusal(session, job_ids, self.model_key)
+
+        refused = self.end.retry(why, "claim")
+        ids = ",".join(map(str, job_ids[:10])) + (f",... ({len(job_ids)} jobs)" if len(job_ids) > 10 else "")
+        if refused.republish:
+            self.end.retry(lambda: broker.publish(self.app, refused.republish), "publish")
+        again = f"; {len(refused.republish)} republished to their own queue" if refused.republish else ""
+        # A second delivery of a job that ran is routine; anything else came from outside swarmq's releases.
+        level = logging.INFO if refused.routine else logging.WARNING
+        log.log(level, "job(s)=%s dropped: %s%s", ids, refused.reason, again)
 
     def _end_after_error(self, msg: Message, exc: BaseException) -> None:
         """An error outside any job's steps (a bug or a library error in the message's end): the jobs not yet
@@ -199,17 +224,22 @@ class JobRunner:
         """One claimed job, from its swarm state to its outcome row (written at the message's end)."""
         started = time.perf_counter()
         cancel.check()  # the worker may be stopping, or the lease lost, while earlier jobs ran
-        info = self.end.retry(
-            partial(self.end.experiment, job.experiment_id), "load experiment", cancel.sleep
-        )
-        issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
-        config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
-        stream = info.stream(job.condition, job.replicate)
-        state = self.end.retry(
-            lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied),
-            "swarm state",
-            cancel.sleep,
-        )
+        try:
+            info = self.end.retry(
+                partial(self.end.experiment, job.experiment_id), "load experiment", cancel.sleep
+            )
+            issue = Issue(job.instance_id, job.problem, job.task_type, job.category, job.repo, job.data)
+            config, bench = info.config, get_benchmark(info.config.dataset.benchmark)
+            stream = info.stream(job.condition, job.replicate)
+            state = self.end.retry(
+                lambda: self.sync.state(stream, config, job.id, unapplied=job.unapplied),
+                "swarm state",
+                cancel.sleep,
+            )
+        except ExperimentGone as exc:  # deleted with --force while the job ran: its result has no home
+            cancel.set(CancelKind.LEASE_LOST, str(exc))
+            cancel.check()
+            raise
         model = self.generator.info
         plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
         cancel.check()
@@ -266,14 +296,35 @@ class JobRunner:
     def _stuck(self, msg: Message, why: str) -> None:
         """Called by the job watch when a job's thread cannot be interrupted (stuck in native code): the stuck
         job fails with the reason, its message's other open jobs are queued again (they did nothing wrong),
-        and the worker ends so that its supervisor restarts it."""
+        and the worker ends so that its supervisor restarts it. The other slots' messages end with it, each
+        job's record true: one that is stuck as well (`JobWatch.overdue`) fails with its own reason, the rest
+        go back to the queue. None is left to die with the worker and be failed, attempts later, as "worker
+        died"."""
         attempts = [Attempt(a.job, Stuck(why) if a.state is RUNNING else a.state) for a in msg.attempts()]
         stuck = [a.job.id for a in attempts if isinstance(a.state, Stuck)] or [j.id for j in msg.claimed]
+        with self._lock:
+            others = [m for m in self._messages if m is not msg]
         try:
             self.end.execute(plan_end(attempts, time.perf_counter(), msg.closed), msg.closed, msg.status)
+            for other in others:
+                stuck += self._abandon(other)
         finally:
             job_ids = ",".join(map(str, stuck))
             hard_exit(1, f"swarmq: error: worker {self.identity.worker}: job {job_ids}: {why}; exiting")
+
+    def _abandon(self, msg: Message) -> list[int]:
+        """End another slot's message as the worker exits for a stuck job: its running job fails if it is
+        stuck too, its other open jobs go back to the queue. The jobs failed as stuck."""
+        why = msg.watch.overdue() if msg.watch is not None else None
+        attempts = [
+            Attempt(a.job, Stuck(why) if why and a.state is RUNNING else a.state) for a in msg.attempts()
+        ]
+        try:
+            plan = plan_end(attempts, time.perf_counter(), msg.closed, abandon=True)
+            self.end.execute(plan, msg.closed, msg.status)
+        except Exception as exc:  # the exit goes on: these jobs' leases expire as a dead worker's would
+            log.warning("job(s)=%s: not given back: %s", ",".join(map(str, msg.open())), first_line(exc))
+        return [a.job.id for a in attempts if isinstance(a.state, Stuck)]
 
     def _renew(self, msg: Message) -> bool:
         """Extend the leases of the message's open jobs; a job found no longer ours is cancelled (its result

@@ -19,6 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from swarmq.queue.messages import BadMessage, job_ids
+
 log = logging.getLogger(__name__)
 
 _NAME_SQL = text(
@@ -39,12 +41,11 @@ def task_name(experiment: str, condition: str, replicate: int, instance: str, ot
 
 
 def shown_job_ids(args: Sequence[Any]) -> list[int]:
-    """The job ids a message's arguments name (``[id]`` or ``[[id, ...]]``, `broker.message_args`), for its
-    name only; [] for anything else (the runner decides what a message really carries)."""
+    """The job ids a message's arguments name (``[id]`` or ``[[id, ...]]``, `broker.message_args`), by the
+    queue's own rule (`messages.job_ids`); [] for anything else, which the task then drops."""
     try:
-        first = args[0]
-        return [int(j) for j in (first if isinstance(first, list) else [first])]
-    except (IndexError, KeyError, TypeError, ValueError):
+        return job_ids(args[0])
+    except (IndexError, KeyError, TypeError, BadMessage):
         return []
 
 

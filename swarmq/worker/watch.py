@@ -145,6 +145,16 @@ class JobWatch:
             with self._lock:
                 self._step = None
 
+    def overdue(self) -> str | None:
+        """Why the step now running is as stuck as a job that ends the worker (past its deadline and the
+        grace: cancelled, interrupted, still running); None when it is not. `runner.JobRunner._stuck` fails
+        such a job with this reason when another one ends the worker first."""
+        with self._lock:
+            step = self._step
+        if step is not None and time.monotonic() > step.deadline + GRACE_SECONDS:
+            return f"{step.what} timed out after {step.budget:g} s and did not stop"
+        return None
+
     def _armed(self, step_id: int) -> bool:
         """Called by the interrupt handler on the main thread, possibly while that thread holds ``_lock`` (in
         `deadline`): so no lock here. Reading the one attribute is atomic, and the main thread is the only

@@ -20,7 +20,7 @@ exhaust), `releases` (release, queued jobs), `moves` (experiment-wide), `work` (
 and `tables` (what the statements are built from).
 """
 
-from swarmq.queue.jobs.claims import Claimed, claim, claim_many, renew
+from swarmq.queue.jobs.claims import Claimed, Refusal, claim, claim_many, refusal, renew
 from swarmq.queue.jobs.ends import Finished, fail, finish, finish_many
 from swarmq.queue.jobs.leases import fail_exhausted, give_back, requeue_expired
 from swarmq.queue.jobs.releases import mark_published, queued_jobs, release
@@ -32,6 +32,7 @@ __all__ = [
     "Executor",
     "Finished",
     "Publishable",
+    "Refusal",
     "claim",
     "claim_many",
     "experiments_on",
@@ -42,6 +43,7 @@ __all__ = [
     "give_back",
     "mark_published",
     "queued_jobs",
+    "refusal",
     "release",
     "renew",
     "requeue_expired",

@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import Float, Integer, Text, and_, any_, bindparam, func, not_, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import ClauseElement
+from sqlalchemy.sql.expression import ClauseElement, ColumnElement
 
 from swarmq.queue.jobs.tables import (
+    EXPERIMENTS,
     ISSUES,
     JOBS,
     Executor,
+    Publishable,
     expired,
     ids,
     lease,
@@ -22,7 +24,7 @@ from swarmq.queue.jobs.tables import (
     runs,
     target,
 )
-from swarmq.states import JobAction, JobStatus
+from swarmq.states import ExperimentState, JobAction, JobStatus
 from swarmq.store.frozen import frozen
 from swarmq.store.outcomes import relaxed_commit, unapplied_in_stream
 
@@ -54,9 +56,29 @@ class Claimed:
 _CLAIMED = tuple(Claimed.__dataclass_fields__)
 
 
+def _admissible() -> ColumnElement[bool]:
+    """What a message must be for any of its jobs to be claimed, whoever published it: the job is of the
+    worker's model (parameter model_key; NULL: any, for callers that claim by id outside a worker), its
+    experiment is active, and the message carries the jobs of one experiment, no more than that
+    experiment's ``jobs_per_message`` (`broker.publish` never sends more)."""
+    c, e = JOBS.c, EXPERIMENTS.c
+    model = bindparam("model_key", type_=Text)
+    count = func.cardinality(ids("job_ids"))
+    per_message = func.coalesce(e.config["jobs_per_message"].as_integer(), 1)
+    fits = select(e.id).where(e.state == ExperimentState.ACTIVE, count <= per_message)
+    m = JOBS.alias("message_jobs")
+    experiments = (
+        select(func.count(m.c.experiment_id.distinct()))
+        .where(m.c.id == any_(ids("job_ids")))
+        .scalar_subquery()
+    )
+    return and_(or_(model.is_(None), c.model_key == model), c.experiment_id.in_(fits), experiments == 1)
+
+
 @frozen
 def _claim_statement() -> ClauseElement:
-    """The claim (`claim_many`), with parameters job_ids (an array), owner, lease_seconds and max_attempts."""
+    """The claim (`claim_many`), with parameters job_ids (an array), owner, lease_seconds, max_attempts and
+    model_key."""
     c, i = JOBS.c, ISSUES.c
     owner = bindparam("owner", type_=Text)
     mine = and_(c.status == JobStatus.RUNNING, c.lease_owner == owner)
@@ -70,6 +92,7 @@ def _claim_statement() -> ClauseElement:
         update(JOBS)
         .where(c.id == any_(ids("job_ids")))
         .where(movable(JobAction.CLAIM), or_(c.status == JobStatus.QUEUED, mine, taken_over))
+        .where(_admissible())
         .values(
             status=target(JobAction.CLAIM),
             lease_owner=owner,
@@ -94,12 +117,19 @@ def _claim_statement() -> ClauseElement:
 
 
 def claim_many(
-    session: Executor, job_ids: Sequence[int], owner: str, lease_seconds: float, max_attempts: int
+    session: Executor,
+    job_ids: Sequence[int],
+    owner: str,
+    lease_seconds: float,
+    max_attempts: int,
+    *,
+    model_key: str | None = None,
 ) -> list[Claimed]:
     """Take each job that is queued, or whose lease expired with attempts to spare, or that is already leased
     to ``owner`` (our own retry after a connection dropped before the reply); the jobs taken, in the order of
     ``job_ids``. Those left out: someone else has them, or they are over, or out of attempts (the reaper
-    fails them). A broker message carries one job, or several (`broker.publish`): one statement claims them.
+    fails them). A broker message carries one job, or several (`broker.publish`): one statement claims them,
+    and none of them unless the message is `_admissible` for a worker of ``model_key``.
 
     The statement also returns each job's issue and says whether the job's stream holds outcomes whose swarm
     update is not applied yet (``unapplied``), so the common case costs no second query. The claim is durable
@@ -107,7 +137,12 @@ def claim_many(
     still runs it, and the work would run twice.
     """
     rows = _claim_statement().run(
-        session, job_ids=list(job_ids), owner=owner, lease_seconds=lease_seconds, max_attempts=max_attempts
+        session,
+        job_ids=list(job_ids),
+        owner=owner,
+        lease_seconds=lease_seconds,
+        max_attempts=max_attempts,
+        model_key=model_key,
     )
     session.commit()
     order = {job_id: i for i, job_id in enumerate(job_ids)}
@@ -116,10 +151,16 @@ def claim_many(
 
 
 def claim(
-    session: Executor, job_id: int, owner: str, lease_seconds: float, max_attempts: int
+    session: Executor,
+    job_id: int,
+    owner: str,
+    lease_seconds: float,
+    max_attempts: int,
+    *,
+    model_key: str | None = None,
 ) -> Claimed | None:
     """`claim_many` of one job: the job, or None."""
-    rows = claim_many(session, [job_id], owner, lease_seconds, max_attempts)
+    rows = claim_many(session, [job_id], owner, lease_seconds, max_attempts, model_key=model_key)
     return rows[0] if rows else None
 
 
@@ -137,3 +178,62 @@ def renew(session: Session, job_ids: Sequence[int], owner: str, lease_seconds: f
     out = {int(j) for j in held}
     session.commit()
     return out
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a message's jobs were not claimed, and those of them to publish again, each to its own model's
+    queue (real queued jobs of an active experiment that came in a message this worker must not run)."""
+
+    reason: str
+    republish: Publishable
+    routine: bool = False
+    """A second delivery of jobs that another worker holds or that are over: what redelivery does."""
+
+
+def refusal(session: Executor, job_ids: Sequence[int], model_key: str) -> Refusal:
+    """Why `claim_many` took none of ``job_ids`` for a worker of ``model_key`` (read after the fact: the
+    common answer is a second delivery of jobs that ran already)."""
+    c, e = JOBS.c, EXPERIMENTS.c
+    rows = session.execute(
+        select(
+            c.id, c.model_key, c.status, c.experiment_id, e.state, e.config["jobs_per_message"].as_integer()
+        )
+        .join(EXPERIMENTS, e.id == c.experiment_id)
+        .where(c.id == any_(ids("job_ids"))),
+        {"job_ids": list(job_ids)},
+    ).all()
+    return decide_refusal([_Row(*r) for r in rows], len(job_ids), model_key)
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    model_key: str
+    status: str
+    experiment_id: int
+    experiment_state: str
+    per_message: int | None
+
+
+def decide_refusal(rows: Sequence[_Row], count: int, model_key: str) -> Refusal:
+    """`refusal`'s decision (pure), from the message's jobs that exist."""
+    if not rows:
+        return Refusal("no such job", [])
+    runnable = [
+        r for r in rows if r.status == JobStatus.QUEUED and r.experiment_state == ExperimentState.ACTIVE
+    ]
+    experiments = {r.experiment_id for r in rows}
+    limit = rows[0].per_message or 1
+    if len(experiments) > 1:
+        reason = f"jobs of {len(experiments)} experiments in one message"
+    elif count > limit:
+        reason = f"{count} jobs in one message (its experiment sends {limit})"
+    elif others := sorted({r.model_key for r in rows if r.model_key != model_key}):
+        reason = f"job of model {', '.join(others)}, not this worker's {model_key}"
+        runnable = [r for r in runnable if r.model_key != model_key]
+    elif not runnable and any(r.experiment_state != ExperimentState.ACTIVE for r in rows):
+        return Refusal(f"experiment {rows[0].experiment_state}", [])
+    else:
+        return Refusal("not queued (leased elsewhere or finished)", [], routine=True)
+    return Refusal(reason, [(r.id, r.model_key) for r in sorted(runnable, key=lambda r: r.id)])
