@@ -69,6 +69,7 @@ def _loop(mode: str, url: str, proc: int, ops: int, barrier: Any, results: Any) 
                     "1" if success else "0",
                     example.to_json() if success else "",
                     CAPACITY,
+                    "1",  # the scorer judged it
                 ],
             )
     results.put((start, time.time()))
