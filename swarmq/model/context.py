@@ -66,6 +66,7 @@ def open_context(
             n_batch=min(TOKENIZER_CTX, n_ctx),
             n_gpu_layers=n_gpu_layers,
             n_threads=threads,
+            n_threads_batch=threads,
             verbose=llama_log_verbose(),
         )
     except (ValueError, RuntimeError) as exc:

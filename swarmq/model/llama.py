@@ -114,6 +114,7 @@ class LlamaGenerator:
                 n_ctx=n_ctx,
                 n_gpu_layers=n_gpu_layers,
                 n_threads=threads,
+                n_threads_batch=threads,
                 n_batch=min(n_batch, n_ctx),
                 verbose=llama_log_verbose(),
             )
