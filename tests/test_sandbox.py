@@ -100,6 +100,7 @@ def test_the_program_cannot_gain_privileges() -> None:
     r = run_python("print(open('/proc/self/status').read())\n", SMALL)
     assert r.status == "passed"
     assert "\nNoNewPrivs:\t1\n" in r.stdout_tail
+    assert r.isolation["privileges"] == "no_new_privs"
 
 
 def test_the_scoring_process_is_never_forked() -> None:

@@ -95,6 +95,7 @@ def _caps() -> _Caps:
         "pids": "namespace, fresh /proc" if pid_why is None else f"none: unshare(CLONE_NEWPID): {pid_why}",
         "processes": "group" + (" and run uid" if uid_ok else "") + " killed after exit",
         "environment": "scrubbed to PATH, HOME, LANG",
+        "privileges": "no_new_privs",
     }
     return dataclasses.replace(picked, isolation=iso)
 
