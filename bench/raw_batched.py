@@ -30,6 +30,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         n_ctx=256,
         n_gpu_layers=spec["n_gpu_layers"],
         n_threads=spec["threads"],
+        n_threads_batch=spec["threads"],
         verbose=False,
     )
     params = lc.llama_context_params()

@@ -26,6 +26,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         n_ctx=spec["n_ctx"],
         n_gpu_layers=spec["n_gpu_layers"],
         n_threads=spec["threads"],
+        n_threads_batch=spec["threads"],
         n_batch=min(spec["n_batch"], spec["n_ctx"]),
         verbose=False,
     )

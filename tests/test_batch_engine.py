@@ -4,6 +4,9 @@ one-at-a-time path)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -183,3 +186,25 @@ def test_prompts_are_rendered_as_the_one_at_a_time_path_does(engine: object, dem
     tokens, stops = render(engine._llm, chat)  # type: ignore[attr-defined]
     assert len(tokens) == got[""].prompt_tokens and stops[0] == "\ndef "
     assert got[""].mean_batch_size == 1.0  # alone in the engine
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("verbose", [None, False, True])
+def test_llama_cpp_logs_only_when_asked(demo_model: Path, verbose: bool | None) -> None:
+    """llama.cpp's own lines (context and KV cache set-up, ...) stay off stderr unless `set_llama_log(True)`
+    (`swarmq -v`); None: nobody called it, the default."""
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom swarmq.model import llama\n"
+        + (f"llama.set_llama_log({verbose})\n" if verbose is not None else "")
+        + "from swarmq.model.base import GenerationRequest\nfrom swarmq.model.batched import BatchedGenerator\n"
+        f"g = BatchedGenerator(Path({str(demo_model)!r}), slots=1, holders=1, n_ctx=256, threads=1)\n"
+        "g.generate(GenerationRequest(prompt='def f():', max_tokens=2, temperature=0.0, top_p=1.0, seed=0))\n"
+        "g.close()\nprint('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SWARMQ_LLAMA_VERBOSE"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr[-2000:]
+    if verbose:
+        assert "llama_context" in r.stderr and "llama_kv_cache" in r.stderr
+    else:
+        assert r.stderr == ""

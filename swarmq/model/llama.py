@@ -10,6 +10,7 @@ functions of `stops.py`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,41 @@ from swarmq.model.base import Generation, GenerationRequest, ModelInfo
 from swarmq.model.gguf import MAGIC, trained_context
 from swarmq.model.stops import eog_token_ids
 from swarmq.settings import Settings
+
+GGML_LOG_LEVEL_ERROR, GGML_LOG_LEVEL_CONT = 4, 5
+"""ggml's log levels (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5 continues the last line)."""
+_log: dict[str, Any] = {"verbose": None, "callback": None, "last": 0}
+"""The installed llama.cpp log callback (referenced while C holds it) and its verbosity (None: not set)."""
+
+
+def set_llama_log(verbose: bool) -> None:
+    """llama.cpp's own log lines (``llama_kv_cache_iswa: ...``, ``load_tensors: ...``) on stderr: all of
+    them with ``verbose``, else only its errors. Installed as llama.cpp's log callback (`llama_log_set`);
+    the loaders install the quiet one unless this was called first (``swarmq -v``) or
+    SWARMQ_LLAMA_VERBOSE is set. llama-cpp-python's own callback maps ggml's levels one off (its warnings
+    print as errors), so it is replaced, not configured."""
+    import llama_cpp
+
+    _log["verbose"] = verbose
+    if _log["callback"] is None:
+
+        def callback(level: int, text: bytes | None, _user: Any) -> None:
+            level = _log["last"] if level == GGML_LOG_LEVEL_CONT else level
+            _log["last"] = level
+            if text and (_log["verbose"] or level >= GGML_LOG_LEVEL_ERROR):
+                sys.stderr.write(text.decode("utf-8", errors="replace"))
+                sys.stderr.flush()
+
+        _log["callback"] = llama_cpp.llama_log_callback(callback)
+    llama_cpp.llama_log_set(_log["callback"], None)
+
+
+def llama_log_verbose() -> bool:
+    """The verbosity of llama.cpp's log, installing the callback first if no one has (quiet, unless
+    SWARMQ_LLAMA_VERBOSE is set)."""
+    if _log["verbose"] is None:
+        set_llama_log(bool(os.environ.get("SWARMQ_LLAMA_VERBOSE")))
+    return bool(_log["verbose"])
 
 
 def check_model_file(path: Path) -> None:
@@ -78,8 +114,9 @@ class LlamaGenerator:
                 n_ctx=n_ctx,
                 n_gpu_layers=n_gpu_layers,
                 n_threads=threads,
+                n_threads_batch=threads,
                 n_batch=min(n_batch, n_ctx),
-                verbose=bool(os.environ.get("SWARMQ_LLAMA_VERBOSE")),
+                verbose=llama_log_verbose(),
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {path}: {exc}") from None

@@ -29,7 +29,6 @@ import subprocess
 import tempfile
 import time
 from functools import cache
-from typing import IO
 
 from swarmq.benchmarks.sandbox import cancel, harness
 from swarmq.benchmarks.sandbox.launch import (
@@ -37,12 +36,12 @@ from swarmq.benchmarks.sandbox.launch import (
     _error,
     _kill_all,
     _run_isolation,
-    _tail,
     _wait,
     _write_main,
 )
 from swarmq.benchmarks.sandbox.limits import SandboxLimits, SandboxResult
-from swarmq.benchmarks.sandbox.namespaces import _Caps, _preexec
+from swarmq.benchmarks.sandbox.namespaces import _Caps, _launcher
+from swarmq.benchmarks.sandbox.output import Output
 from swarmq.benchmarks.sandbox.verdict import out_of_cpu, report_parts, verdict
 
 _VERDICT = (
@@ -67,15 +66,15 @@ def _start(
     program: str,
     args: list[str],
     pass_fds: tuple[int, ...],
-    out: IO[bytes],
-    err: IO[bytes],
+    out: int,
+    err: int,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """One side, confined like a script run: ``program`` as ``name`` in a fresh dir, the harness in ``-c``."""
     workdir = os.path.realpath(tempfile.mkdtemp(prefix="swarmq-sandbox-"))
     try:
         files = _write_main(workdir, program, uid, name)
         proc = subprocess.Popen(
-            [python, "-I", "-S", "-c", _source(), *args],
+            [*_launcher(caps, limits, uid, workdir, list(files)), python, "-I", "-S", "-c", _source(), *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -83,7 +82,6 @@ def _start(
             env={"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"},
             pass_fds=pass_fds,
             start_new_session=True,
-            preexec_fn=_preexec(caps, limits, uid, workdir, files),
         )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -91,11 +89,12 @@ def _start(
     return proc, workdir
 
 
-def _until(proc: subprocess.Popen[bytes], deadline: float) -> bool:
-    """Wait for ``proc`` to exit; True when ``deadline`` (monotonic) came first. The only wait of a checked
-    run: anything it raises still leaves both sides killed and reaped (``_checked``'s finally)."""
+def _until(proc: subprocess.Popen[bytes], deadline: float, output: Output) -> bool:
+    """Wait for ``proc`` to exit, reading both sides' ``output``; True when ``deadline`` (monotonic) came
+    first. The only wait of a checked run: anything it raises still leaves both sides killed and reaped
+    (``_checked``'s finally)."""
     signal_ = cancel.current()
-    waited = _wait(proc, max(0.0, deadline - time.monotonic()), signal_)
+    waited = _wait(proc, max(0.0, deadline - time.monotonic()), signal_, output)
     if waited == "cancelled" and signal_ is not None:
         raise cancel.Cancelled(signal_.reason)
     return waited == "timeout"
@@ -127,8 +126,8 @@ def _checked(
     replies_r, replies_w = os.pipe()
     procs: list[subprocess.Popen[bytes]] = []
     workdirs: list[str] = []
-    with contextlib.ExitStack() as stack:
-        out, err, judge_out, judge_err = (stack.enter_context(tempfile.TemporaryFile()) for _ in range(4))
+    with Output(4, limits.output_bytes) as output:
+        out, err, judge_out, judge_err = output.writers
         sides = [  # the judge first: it reports "S" before the candidate could do anything
             (judge_uid, "check.py", check, "judge", (report_w, calls_w, replies_r), judge_out, judge_err),
             (uid, "main.py", candidate, "serve", (calls_r, replies_w), out, err),
@@ -146,6 +145,7 @@ def _checked(
         finally:
             for fd in (report_w, calls_w, replies_r, calls_r, replies_w):  # the children hold their own
                 os.close(fd)
+            output.started()
             if len(procs) < 2:  # the judge alone started, or neither
                 _end(caps, procs, [judge_uid, uid], workdirs, report_r)
                 for proc in procs:
@@ -153,10 +153,10 @@ def _checked(
         judge, cand = procs
         deadline = start + limits.wall_seconds
         try:  # whatever ends the wait, both sides are killed and reaped
-            timed_out = _until(judge, deadline)
+            timed_out = _until(judge, deadline, output)
             report = _drain(report_r)
             if not timed_out and report_parts(report)[2] == b"C":  # the candidate ended: wait to see how
-                timed_out = _until(cand, deadline)
+                timed_out = _until(cand, deadline, output)
         finally:
             _end(caps, procs, [judge_uid, uid], workdirs, report_r)
             (judge_rc, judge_cpu), (cand_rc, cand_cpu) = _reap(judge), _reap(cand)
@@ -164,9 +164,10 @@ def _checked(
         status = verdict(
             report, timed_out, out_of_cpu(judge_rc, judge_cpu, cpu), out_of_cpu(cand_rc, cand_cpu, cpu)
         )
+        output.finish()
         n = limits.output_bytes
-        stdout = (_tail(out, n) + _tail(judge_out, n))[-n:]
-        stderr = _explain((_tail(err, n) + _tail(judge_err, n))[-n:], status, report, judge_rc, cand_rc)
+        stdout = (output.text(0) + output.text(2))[-n:]
+        stderr = _explain((output.text(1) + output.text(3))[-n:], status, report, judge_rc, cand_rc)
     return SandboxResult(status, judge_rc, stdout, stderr, time.monotonic() - start, isolation)
 
 

@@ -11,20 +11,10 @@ import sys
 import tempfile
 from functools import cache
 
+from swarmq.benchmarks.sandbox import confine
 from swarmq.benchmarks.sandbox.checked import _checked
 from swarmq.benchmarks.sandbox.limits import SandboxLimits
-from swarmq.benchmarks.sandbox.namespaces import (
-    _CLONE_NEWIPC,
-    _CLONE_NEWNET,
-    _CLONE_NEWNS,
-    _Caps,
-    _check,
-    _hidden_dirs,
-    _libc,
-    _pid_probe,
-    _private_tmp,
-    _probe_child,
-)
+from swarmq.benchmarks.sandbox.namespaces import _Caps, _hidden_dirs, _libc, _pid_probe, _probe_child
 
 
 def _under(path: str, dirs: tuple[str, ...]) -> bool:
@@ -63,14 +53,14 @@ def _pick_python(caps: _Caps) -> tuple[_Caps, str]:
 
 @cache
 def _caps() -> _Caps:
-    net_why = _probe_child(lambda: _check(_libc.unshare(_CLONE_NEWNET)))
-    ipc_why = _probe_child(lambda: _check(_libc.unshare(_CLONE_NEWIPC)))
+    net_why = _probe_child(lambda: confine.check(_libc.unshare(confine.CLONE_NEWNET)))
+    ipc_why = _probe_child(lambda: confine.check(_libc.unshare(confine.CLONE_NEWIPC)))
     dirs, probe_dir = _hidden_dirs(), tempfile.mkdtemp(prefix="swarmq-probe-")
 
     def mount_probe() -> None:
         os.chdir(probe_dir)
-        _check(_libc.unshare(_CLONE_NEWNS))
-        _private_tmp(probe_dir, dirs, 1 << 20, None, {"main.py": b""})
+        confine.check(_libc.unshare(confine.CLONE_NEWNS))
+        confine.private_tmp(probe_dir, list(dirs), 1 << 20, None, {"main.py": b""})
 
     try:
         mnt_why = _probe_child(mount_probe)
@@ -105,6 +95,7 @@ def _caps() -> _Caps:
         "pids": "namespace, fresh /proc" if pid_why is None else f"none: unshare(CLONE_NEWPID): {pid_why}",
         "processes": "group" + (" and run uid" if uid_ok else "") + " killed after exit",
         "environment": "scrubbed to PATH, HOME, LANG",
+        "privileges": "no_new_privs",
     }
     return dataclasses.replace(picked, isolation=iso)
 

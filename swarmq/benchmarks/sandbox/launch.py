@@ -1,28 +1,34 @@
-"""One sandboxed script run: write main.py to a fresh dir, start it confined, wait for it, kill whatever it
-left, and collect its output; and the helpers a checked run (``checked``) shares with it."""
+"""One sandboxed script run: write main.py to a fresh dir, start it confined (through the ``confine``
+launcher, spawned: this process is never forked), wait for it while reading its output, kill whatever it
+left, and collect the output's tails; and the helpers a checked run (``checked``) shares with it."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import os
-import select
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import Literal
 
 from swarmq.benchmarks.sandbox import cancel
 from swarmq.benchmarks.sandbox.limits import SandboxLimits, SandboxResult
-from swarmq.benchmarks.sandbox.namespaces import _Caps, _libc, _preexec
+from swarmq.benchmarks.sandbox.namespaces import _Caps, _launcher, _libc
+from swarmq.benchmarks.sandbox.output import Output
 
 _UID_BASE = 1_000_000
 """Run uids are _UID_BASE + (pid << 7 | counter): no passwd entry, unique among live runs (a checked run
 takes two)."""
 _IPC_RMID = 0
+_NO_PIDFD_POLL_SECONDS = 0.05
+_KILL_AS_UID = (
+    "import os, sys; u = int(sys.argv[1]); os.setgroups([]); os.setgid(u); os.setuid(u); os.kill(-1, 9)"
+)
+"""kill(-1) as the run uid reaches exactly that uid's processes (this one excepted)."""
 _uid_counter = itertools.count()
 Waited = Literal["exited", "timeout", "cancelled"]
 
@@ -39,20 +45,12 @@ class _Run:
     isolation: dict[str, str]
 
 
-def _as_uid(uid: int) -> dict[str, Any]:
-    """subprocess arguments for a helper run as ``uid`` (set in C by subprocess, no preexec_fn needed)."""
-    return {"user": uid, "group": uid, "extra_groups": [], "env": {}, "capture_output": True}
-
-
-def _tail(f: IO[bytes], n: int) -> str:
-    f.seek(0, os.SEEK_END)
-    f.seek(max(0, f.tell() - n))
-    return f.read().decode("utf-8", errors="replace")
-
-
-def _wait(proc: subprocess.Popen[bytes], seconds: float, signal_: cancel.Signal | None) -> Waited:
+def _wait(
+    proc: subprocess.Popen[bytes], seconds: float, signal_: cancel.Signal | None, output: Output
+) -> Waited:
     """Until the program exits, ``seconds`` pass, or ``signal_`` is set (looked at every
-    `cancel.POLL_SECONDS`). Does not reap, so the group id cannot be reused before the group is killed."""
+    `cancel.POLL_SECONDS`), reading its ``output`` meanwhile. Does not reap, so the group id cannot be reused
+    before the group is killed."""
     end = time.monotonic() + seconds
     slice_ = seconds if signal_ is None else min(seconds, cancel.POLL_SECONDS)
     try:
@@ -66,21 +64,19 @@ def _wait(proc: subprocess.Popen[bytes], seconds: float, signal_: cancel.Signal 
             left = end - time.monotonic()
             if left <= 0:
                 return "timeout"
-            if _exited(proc, fd, min(slice_, left)):
+            if _exited(proc, fd, min(slice_, left), output):
                 return "exited"
     finally:
         if fd is not None:
             os.close(fd)
 
 
-def _exited(proc: subprocess.Popen[bytes], fd: int | None, seconds: float) -> bool:
+def _exited(proc: subprocess.Popen[bytes], fd: int | None, seconds: float, output: Output) -> bool:
     if fd is not None:
-        return bool(select.select([fd], [], [], seconds)[0])
-    try:  # no pidfd (an old kernel): Popen's own wait, which reaps
-        proc.wait(seconds)
-        return True
-    except subprocess.TimeoutExpired:
-        return False
+        return output.pump(seconds, fd)
+    # No pidfd (an old kernel): Popen's own poll, which reaps.
+    output.pump(min(seconds, _NO_PIDFD_POLL_SECONDS))
+    return proc.poll() is not None
 
 
 def _remove_sysv_objects(uid: int) -> None:
@@ -106,12 +102,10 @@ def _kill_all(caps: _Caps, pgid: int, uid: int | None) -> None:
     namespace the kernel kills every process in it once its first process is killed, so no sweep is needed."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    if (
-        uid is not None and caps.python is not None and not caps.pidns
-    ):  # kill(-1) as the uid reaches exactly that uid's processes
-        cmd = [caps.python, "-I", "-S", "-c", "import os; os.kill(-1, 9)"]
+    if uid is not None and caps.python is not None and not caps.pidns:
+        cmd = [caps.python, "-I", "-S", "-c", _KILL_AS_UID, str(uid)]
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(cmd, timeout=30, **_as_uid(uid))
+            subprocess.run(cmd, timeout=30, env={}, capture_output=True)
     if uid is not None and not caps.ipcns:
         _remove_sysv_objects(uid)
 
@@ -156,43 +150,36 @@ def _launch(caps: _Caps, program: str, limits: SandboxLimits) -> _Run | str:
         return "no interpreter runs inside the sandbox"
     start = time.monotonic()
     workdir = os.path.realpath(tempfile.mkdtemp(prefix="swarmq-sandbox-"))
-    fds: list[int] = []
     try:
         files = _write_main(workdir, program, uid)
-        args: list[str] = ["main.py"]
-        pass_fds: tuple[int, ...] = ()
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with Output(2, limits.output_bytes) as output:
             try:
                 proc = subprocess.Popen(
-                    [caps.python, "-I", "-S", *args],
+                    [*_launcher(caps, limits, uid, workdir, list(files)), caps.python, "-I", "-S", "main.py"],
                     stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
+                    stdout=output.writers[0],
+                    stderr=output.writers[1],
                     cwd=workdir,
                     env=env,
-                    pass_fds=pass_fds,
                     start_new_session=True,
-                    preexec_fn=_preexec(caps, limits, uid, workdir, files),
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 return str(exc)
             finally:
-                for fd in pass_fds:  # the child's copies are the only ones left
-                    os.close(fd)
-                    fds.remove(fd)
+                output.started()
             signal_ = cancel.current()
-            waited = _wait(proc, limits.wall_seconds, signal_)
-            _kill_all(caps, proc.pid, uid)
-            returncode = proc.wait()
+            try:
+                waited = _wait(proc, limits.wall_seconds, signal_, output)
+            finally:
+                _kill_all(caps, proc.pid, uid)
+                returncode = proc.wait()
             if waited == "cancelled" and signal_ is not None:
                 raise cancel.Cancelled(signal_.reason)
+            output.finish()
             seconds = time.monotonic() - start
-            stdout, stderr = _tail(out, limits.output_bytes), _tail(err, limits.output_bytes)
-        return _Run(returncode, waited == "timeout", stdout, stderr, seconds, isolation)
+            return _Run(returncode, waited == "timeout", output.text(0), output.text(1), seconds, isolation)
     finally:
-        for fd in fds:
-            os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

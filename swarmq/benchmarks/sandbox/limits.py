@@ -17,11 +17,12 @@ class SandboxLimits:
     memory_bytes: int = 1 << 30
     """RLIMIT_AS: address space, so a big allocation raises MemoryError instead of swapping the host."""
     file_size_bytes: int = 16 << 20
-    """RLIMIT_FSIZE; also bounds the captured stdout/stderr files and each private tmpfs (cwd included)."""
+    """RLIMIT_FSIZE; also bounds each private tmpfs (cwd included). Not stdout/stderr: those are pipes, read
+    as the run goes, so a program may print any amount (its tails are kept)."""
     max_processes: int = 64
     """RLIMIT_NPROC; only enforced for the unprivileged run uid (root ignores it)."""
     output_bytes: int = 8 << 10
-    """How much of the end of stdout and stderr is kept."""
+    """How much of the end of stdout and stderr is kept; the rest is read and dropped."""
 
 
 @dataclass(frozen=True)
