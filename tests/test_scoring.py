@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
@@ -37,12 +36,10 @@ def test_load_problems(problems: dict[str, dict[str, Any]]) -> None:
 @pytest.mark.sandbox
 def test_all_canonical_solutions_pass(problems: dict[str, dict[str, Any]]) -> None:
     samples = [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()]
-    start = time.monotonic()
     results, pass1 = score_samples(samples, problems, workers=2)
     assert [r for r in results if not r["passed"]] == []
     assert pass1 == 1.0
     assert [r["task_id"] for r in results] == list(problems)
-    assert time.monotonic() - start < 60
 
 
 WRONG = {
