@@ -172,10 +172,13 @@ def noncentrality(df: int, alpha: float, power: float) -> float:
     crit = t_quantile(1 - alpha / 2, df)
 
     def shortfall(lam: float) -> float:
-        return float(sps.nct.sf(crit, df, lam) + sps.nct.cdf(-crit, df, lam)) - power
+        # The wrong-tail rejection is below P(Z < −λ); scipy returns NaN for it at some λ > 5 (df small),
+        # where it is under 1e-9: read as 0.
+        wrong = float(sps.nct.cdf(-crit, df, lam))
+        return float(sps.nct.sf(crit, df, lam)) + (0.0 if math.isnan(wrong) else wrong) - power
 
     upper = crit + t_quantile(power, df) + 1.0
-    if math.isnan(shortfall(upper)):  # scipy's noncentral t fails far in the tail (df 1): out of reach anyway
+    if math.isnan(shortfall(upper)):  # scipy's noncentral t fails far in the tail: out of reach anyway
         return math.inf
     while shortfall(upper) < 0:
         upper *= 2
