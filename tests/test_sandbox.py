@@ -338,9 +338,12 @@ class Flag:
         return self._event.is_set()
 
 
-def test_a_cancelled_run_is_killed_cleaned_up_and_says_why() -> None:
+def test_a_cancelled_run_is_killed_cleaned_up_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Inside ``cancelling(signal)`` a run looks at the signal while it waits: once it is set, the program is
     killed (long before its limits), its directory removed, and the run raises `Cancelled` with the reason."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # this test's runs only, not another suite's
     flag = Flag("scoring timed out after 1 s")
     workdirs = set(Path(tempfile.gettempdir()).glob("swarmq-sandbox-*"))
     threading.Timer(0.5, flag.set).start()
