@@ -27,6 +27,7 @@ from swarmq import keys
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.queue import broker, jobs
 from swarmq.queue.dispatch import release_next
+from swarmq.queue.messages import BadMessage, job_ids
 from swarmq.states import IN_FLIGHT, ExperimentState, JobStatus, sql_list
 from swarmq.store.outcomes import unapplied_streams
 
@@ -201,21 +202,13 @@ def message_job_ids(raw: bytes | str) -> list[int]:
 
 
 def _body_job_ids(msg: dict[str, Any]) -> list[int] | None:
-    """``args[0]`` of a message's body as job ids; None when the body cannot be read as one or several."""
+    """``args[0]`` of a message's body as job ids, by the queue's rule (`messages.job_ids`); None when the
+    body cannot be read as one or several."""
     props = msg.get("properties")
     try:
         body = msg["body"]
         if isinstance(props, dict) and props.get("body_encoding") == "base64":
             body = base64.b64decode(body, validate=True)
-        first = json.loads(body)[0][0]
-    except (ValueError, TypeError, LookupError):  # binascii.Error is a ValueError
+        return job_ids(json.loads(body)[0][0])
+    except (ValueError, TypeError, LookupError, BadMessage):  # binascii.Error is a ValueError
         return None
-    if _is_job_id(first):
-        return [first]
-    if isinstance(first, list) and first and all(_is_job_id(j) for j in first):
-        return list(first)
-    return None
-
-
-def _is_job_id(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
