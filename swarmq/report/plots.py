@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from swarmq.errors import OutputError, SwarmqError
 from swarmq.files import write_atomic
-from swarmq.report.queries import SCORING_ERROR, SUCCESS, group_rows
+from swarmq.report.queries import PRIMARY, SCORING_ERROR, SUCCESS, group_rows
 from swarmq.store.experiments import experiment_row
 
 if TYPE_CHECKING:
@@ -102,11 +102,13 @@ def _matplotlib() -> type[Figure]:
 
 
 def _outcome_rows(session: Session, exp_id: int, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each sample 0's outcome (`queries.PRIMARY`), in stream order: the curves and heatmaps of a run of
+    several samples are those of its one-sample run."""
     sql = f"""
         SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {SUCCESS} AS success,
                NOT coalesce({SCORING_ERROR}, false) AS judged
         FROM jobs j JOIN outcomes o ON o.job_id = j.id
-        WHERE j.experiment_id = :e
+        WHERE j.experiment_id = :e AND {PRIMARY}
         ORDER BY j.condition, j.replicate, j.position
     """
     return [dict(r) for r in session.execute(text(sql), {"e": exp_id}).mappings()]

@@ -44,10 +44,17 @@ SUCCESS = counters.SUCCESS
 SCORING_ERROR = counters.SCORING_ERROR
 JUDGED = counters.JUDGED
 
+PRIMARY = "j.sample = 0"
+"""The jobs the results count, over jobs ``j``: each (condition, replicate, issue)'s sample 0. With
+``generation.samples: n``, samples 1 … n − 1 see the state sample 0 sees but feed nothing; sample 0 is the job
+a one-sample run has, so counting it alone keeps every rate, comparison, swarm metric and curve equal to that
+run's (and to the aggregates, which count sample 0 only). pass@k (`sample_counts`), progress and export read
+every sample. Every results query here, in `plots` and in the viewer restricts by this one predicate."""
+
 
 MATCHED = f"""
     SELECT j.replicate, j.instance_id FROM jobs j JOIN outcomes o ON o.job_id = j.id
-    WHERE j.experiment_id = :e AND {JUDGED}
+    WHERE j.experiment_id = :e AND {PRIMARY} AND {JUDGED}
     GROUP BY j.replicate, j.instance_id HAVING count(DISTINCT j.condition) = :conditions
 """
 """The matched set: (replicate, issue) pairs with a judged outcome in every condition. A partial run compares
@@ -115,7 +122,7 @@ FLOATS = ("mean_seconds", "p95_seconds", "tokens_per_second", "share_max_tokens"
 def _recounted_rows(
     session: Session, experiment_id: int, by: str, config: dict[str, Any], *, matched: bool
 ) -> list[dict[str, Any]]:
-    """`group_rows` by a GROUP BY over every job and outcome of the experiment."""
+    """`group_rows` by a GROUP BY over every job (sample 0: `PRIMARY`) and outcome of the experiment."""
     cols = GROUPINGS[by]
     select_cols = ", ".join(f"{c} AS {LABELS[c]}" for c in cols)
     inside = "m.instance_id IS NOT NULL" if matched else "true"
@@ -141,7 +148,7 @@ def _recounted_rows(
                avg((o.error IS NOT NULL)::int) FILTER (WHERE o.id IS NOT NULL) AS share_errors
         FROM jobs j JOIN issues i ON i.id = j.issue_id LEFT JOIN outcomes o ON o.job_id = j.id
         LEFT JOIN m ON m.replicate = j.replicate AND m.instance_id = j.instance_id
-        WHERE j.experiment_id = :e
+        WHERE j.experiment_id = :e AND {PRIMARY}
         GROUP BY {", ".join(cols)} ORDER BY {", ".join(cols)}
     """
     params = {"e": experiment_id, "conditions": len(config["conditions"])}
@@ -182,7 +189,7 @@ def agent_type_cells(
             f"SELECT j.condition, j.replicate, o.agent_id, o.task_type, count(*) AS n, "
             f"count(*) FILTER (WHERE {SUCCESS}) AS s "
             "FROM jobs j JOIN outcomes o ON o.job_id = j.id "
-            "WHERE j.experiment_id = :e AND o.agent_id IS NOT NULL "
+            f"WHERE j.experiment_id = :e AND {PRIMARY} AND o.agent_id IS NOT NULL "
             "GROUP BY j.condition, j.replicate, o.agent_id, o.task_type"
         ),
         {"e": experiment_id},
@@ -196,7 +203,7 @@ def agent_type_cells(
 JUDGED_OUTCOMES = f"""
     SELECT j.condition, j.replicate, j.instance_id, ({SUCCESS})::int AS s
     FROM jobs j JOIN outcomes o ON o.job_id = j.id
-    WHERE j.experiment_id = :e AND {JUDGED}
+    WHERE j.experiment_id = :e AND {PRIMARY} AND {JUDGED}
 """
 
 
@@ -285,7 +292,7 @@ def cells(session: Session, experiment_id: int, config: dict[str, Any], *, recou
             SELECT j.replicate, j.instance_id, min(i.task_type) AS task_type, bit_or({bit}) AS judged,
                    coalesce(bit_or({bit}) FILTER (WHERE {SUCCESS}), 0) AS succeeded
             FROM jobs j JOIN issues i ON i.id = j.issue_id JOIN outcomes o ON o.job_id = j.id
-            WHERE j.experiment_id = :e AND {JUDGED} GROUP BY 1, 2"""
+            WHERE j.experiment_id = :e AND {PRIMARY} AND {JUDGED} GROUP BY 1, 2"""
     else:
         source = "SELECT replicate, instance_id, task_type, judged, succeeded FROM agg_pairs " + (
             "WHERE experiment_id = :e AND judged <> 0"
@@ -319,7 +326,7 @@ def scoring_error_cells(session: Session, experiment_id: int) -> list[tuple[str,
     rows = session.execute(
         text(
             "SELECT j.condition, j.replicate, j.instance_id FROM jobs j JOIN outcomes o ON o.job_id = j.id "
-            f"WHERE j.experiment_id = :e AND {SCORING_ERROR}"
+            f"WHERE j.experiment_id = :e AND {PRIMARY} AND {SCORING_ERROR}"
         ),
         {"e": experiment_id},
     ).all()
@@ -327,7 +334,8 @@ def scoring_error_cells(session: Session, experiment_id: int) -> list[tuple[str,
 
 
 def sample_counts(session: Session, experiment_id: int) -> list[tuple[str, int, str, int, int]]:
-    """(condition, replicate, issue, judged samples, successes) of every cell: pass@k."""
+    """(condition, replicate, issue, judged samples, successes) of every cell: pass@k, over every sample (the
+    one read here that is not restricted to `PRIMARY`)."""
     rows = session.execute(
         text(
             f"SELECT j.condition, j.replicate, j.instance_id, count(*), count(*) FILTER (WHERE {SUCCESS}) "

@@ -158,6 +158,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
             f"rates over the matched set: (replicate, issue) pairs every condition has a judged outcome "
             f"for; {outside} judged outcome(s) outside it (`--all` counts them)"
         )
+    if int(data.get("samples", 1)) > 1:
+        console.print(f"rates: sample 0 of each cell; pass@k: all {data['samples']} samples")
     unjudged = sum(int(g["scoring_errors"]) for g in groups)
     if unjudged:
         console.print(

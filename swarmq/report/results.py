@@ -6,6 +6,9 @@ interim flag while jobs remain (`interim`), pass@k when several samples were run
 replicates, and the swarm metrics S, F and D, each beside its reference. Rates and comparisons are over the
 same matched set by default: a partial run compares conditions on the same (replicate, issue) pairs.
 
+With ``generation.samples: n``, every table but pass@k counts each cell's sample 0 only (`queries.PRIMARY`,
+and the aggregates), so that it equals the one-sample run's; pass@k uses all n samples.
+
 Counts come from the aggregates kept at write time (`store.aggregates`), or with ``recount`` from a GROUP
 BY over every job and outcome (`queries`); statistics are the pure functions of `stats.py` and `paired.py`.
 The report reads each aggregate table once (`queries.group_levels`) and computes on columns (numpy) rather
@@ -414,6 +417,7 @@ def _results(
         "by": by,
         "success_rule": config.get("success", {}).get("rule", "scorer"),
         "matched": matched,
+        "samples": samples_of(config),
         "interim": interim.experiment_is_interim(session, exp_id),
         "replicates_run": paired.groups(cells.replicate),
         "accumulating": sorted(accumulating),

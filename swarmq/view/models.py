@@ -46,6 +46,8 @@ class JobRow:
     """The completion's first line, for the list."""
     search_text: str = ""
     """What the one-file report's text search looks in (empty in the served pages: the server searches)."""
+    sample: int = 0
+    """Which of the cell's ``generation.samples`` the job is (0: the one the results count)."""
 
 
 VERDICTS = ("success", "failure", "unjudged", "none")
@@ -56,7 +58,11 @@ class MatrixRow:
     instance_id: str
     task_type: str
     cells: list[JobRow | None]
-    """One per `Matrix.columns` entry; None where that stream has no job for the issue."""
+    """One per `Matrix.columns` entry: the issue's sample 0 in that stream (what the results count); None
+    where that stream has no job for the issue."""
+    passed: list[str] = field(default_factory=list)
+    """One per cell with several samples: its samples that succeeded of those judged (``"2/3"``); empty
+    for a one-sample experiment."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,8 @@ class ExperimentPage:
     """How many jobs the filters match (more than ``jobs`` holds when the list is cut)."""
     filters: Any
     options: FilterOptions
+    samples: int = 1
+    """``generation.samples``: jobs per (condition, replicate, issue); the job list shows which each is."""
 
 
 @dataclass(frozen=True)
@@ -175,3 +183,18 @@ class JobPage:
     completion: str = ""
     has_outcome: bool = False
     replay_command: str = ""
+    sample: int = 0
+    samples: int = 1
+    """``generation.samples`` of the experiment: the job is sample ``sample`` of these."""
+
+    @property
+    def sample_line(self) -> str:
+        """``sample s of n`` and what the sample feeds; empty for a one-sample experiment."""
+        if self.samples <= 1 and self.sample == 0:
+            return ""
+        if self.sample == 0:
+            return f"sample 0 of {self.samples}: feeds the swarm and the results tables"
+        return (
+            f"sample {self.sample} of {self.samples}: feeds nothing (sample 0 feeds the swarm and the "
+            "results tables); counted in pass@k and exported"
+        )

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.report.progress import experiments_json, progress
-from swarmq.report.results import results
+from swarmq.report.results import results, samples_of
 from swarmq.swarm.state import Stream
 from swarmq.view import charts, prompt, reads
 from swarmq.view.filters import LIMIT, JobFilter
@@ -98,20 +98,53 @@ MATRIX_ISSUES = 300
 
 def matrix(rows: list[JobRow], issues: int = MATRIX_ISSUES, total: int | None = None) -> Matrix:
     """Issue × (condition, replicate) of the given jobs; the first ``issues`` issues, in the order their
-    first job was published, of ``total`` (default: the issues of ``rows``)."""
+    first job was published, of ``total`` (default: the issues of ``rows``). A cell is the issue's sample 0
+    in that stream, as the results count it; where some cell has several samples, ``passed`` says how many
+    of each cell's judged samples succeeded."""
     columns = sorted({(r.condition, r.replicate) for r in rows})
     index = {c: i for i, c in enumerate(columns)}
     by_issue: dict[str, MatrixRow] = {}
+    tally: dict[tuple[str, int], list[int]] = {}  # (issue, column) → [successes, judged]
+    several = any(r.sample > 0 for r in rows)
     for r in rows:
         line = by_issue.get(r.instance_id)
         if line is None:
             if len(by_issue) >= issues:
                 continue
-            line = by_issue[r.instance_id] = MatrixRow(r.instance_id, r.task_type, [None] * len(columns))
-        line.cells[index[(r.condition, r.replicate)]] = r
+            line = by_issue[r.instance_id] = MatrixRow(
+                r.instance_id,
+                r.task_type,
+                [None] * len(columns),
+                [""] * len(columns) if several else [],
+            )
+        column = index[(r.condition, r.replicate)]
+        if r.sample == 0:
+            line.cells[column] = r
+        if several and r.verdict in ("success", "failure"):
+            t = tally.setdefault((r.instance_id, column), [0, 0])
+            t[0] += r.verdict == "success"
+            t[1] += 1
+    for (issue, column), (successes, judged) in tally.items():
+        by_issue[issue].passed[column] = f"{successes}/{judged}"
     return Matrix(
         columns, list(by_issue.values()), len({r.instance_id for r in rows}) if total is None else total
     )
+
+
+def pass_rows(pass_at_k: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`results`' pass@k per condition as flat rows (samples, then pass@k and its interval for each k), the
+    form `tables_of` lays out as a table."""
+    return {
+        cond: {
+            "samples": r["samples"],
+            **{
+                f"pass@{k}{suffix}": v[key]
+                for k, v in r["pass"].items()
+                for suffix, key in (("", "value"), (" ci95", "ci95"))
+            },
+        }
+        for cond, r in pass_at_k.items()
+    }
 
 
 def experiment_page(
@@ -123,7 +156,8 @@ def experiment_page(
     exp = reads.experiment(session, name)
     exp_id, config = int(exp["id"]), dict(exp["config"])
     status = progress(session, name)
-    facts, tables = tables_of(results(session, name))
+    data = results(session, name)
+    facts, tables = tables_of({**data, "pass_at_k": pass_rows(data.get("pass_at_k") or {})})
     rows = reads.curve_rows(session, exp_id)
     agents = {c: int(v.get("agents", 1)) for c, v in config.get("conditions", {}).items()}
     maps = charts.heatmaps(rows, agents)
@@ -156,6 +190,7 @@ def experiment_page(
             verdicts=list(VERDICTS),
             statuses=values["statuses"],
         ),
+        samples=samples_of(config),
     )
 
 
@@ -179,11 +214,13 @@ def job_page(
     config = ExperimentConfig.stored(dict(row["config"]))
     cond = config.conditions.get(str(row["condition"]))
     sampling = dict((o or {}).get("sampling") or {})
+    sample, samples = int(row["sample"]), samples_of(dict(row["config"]))
     job_facts = [
         ("experiment", str(row["experiment"])),
         ("condition", str(row["condition"])),
         ("replicate", str(row["replicate"])),
         ("position", str(row["position"])),
+        *([("sample", f"{sample} of {samples}")] if samples > 1 or sample else []),
         ("issue", str(row["instance_id"])),
         ("task type", str(row["task_type"])),
         ("status", str(row["status"])),
@@ -293,4 +330,6 @@ def job_page(
         completion=str((o or {}).get("completion") or ""),
         has_outcome=o is not None,
         replay_command=f"swarmq replay {int(row['id'])}" if o and text else "",
+        sample=sample,
+        samples=samples,
     )

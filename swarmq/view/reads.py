@@ -9,12 +9,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.errors import UnknownExperiment
+from swarmq.report.queries import PRIMARY
 from swarmq.store.counters import JUDGED, SUCCESS
 from swarmq.view.filters import VERDICT_SQL, JobFilter
 from swarmq.view.models import JobRow
 
 JOB_COLUMNS = f"""
-    j.id AS job_id, j.condition, j.replicate, j.position, j.instance_id, i.task_type, j.status,
+    j.id AS job_id, j.condition, j.replicate, j.position, j.sample, j.instance_id, i.task_type, j.status,
     {VERDICT_SQL} AS verdict, o.score_status, o.agent_id AS agent, o.job_seconds AS seconds
 """
 FROM = """
@@ -76,6 +77,7 @@ def jobs(
             condition=str(r["condition"]),
             replicate=int(r["replicate"]),
             position=int(r["position"]),
+            sample=int(r["sample"]),
             instance_id=str(r["instance_id"]),
             task_type=str(r["task_type"]),
             status=str(r["status"]),
@@ -106,13 +108,14 @@ def filter_values(session: Session, experiment_id: int) -> dict[str, Any]:
 
 
 def curve_rows(session: Session, experiment_id: int) -> list[dict[str, Any]]:
-    """Each outcome's stream, position, agent, task type, success and whether it was judged, in stream
-    order: what learning curves and routing heatmaps are drawn from (as `report.plots` draws them)."""
+    """Each sample 0's outcome (`queries.PRIMARY`): its stream, position, agent, task type, success and
+    whether it was judged, in stream order: what learning curves and routing heatmaps are drawn from (as
+    `report.plots` draws them)."""
     sql = f"""
         SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {SUCCESS} AS success,
                {JUDGED} AS judged
         FROM jobs j JOIN outcomes o ON o.job_id = j.id
-        WHERE j.experiment_id = :e
+        WHERE j.experiment_id = :e AND {PRIMARY}
         ORDER BY j.condition, j.replicate, j.position
     """
     return [dict(r) for r in session.execute(text(sql), {"e": experiment_id}).mappings()]

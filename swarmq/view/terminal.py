@@ -23,7 +23,9 @@ def show(job: JobPage, console: Console) -> None:
     console.print(
         Text.assemble(
             (f"job {job.job_id}", "bold"),
-            f"  {job.experiment} / {job.condition} / r{job.replicate} / {job.instance_id}  ",
+            f"  {job.experiment} / {job.condition} / r{job.replicate} / {job.instance_id}"
+            + (f" #{job.sample}" if job.sample else "")
+            + "  ",
             (job.status, "bold"),
             " · ",
             (
@@ -32,6 +34,8 @@ def show(job: JobPage, console: Console) -> None:
             ),
         )
     )
+    if job.sample_line:
+        console.print(job.sample_line, markup=False, highlight=False, style="bold" if job.sample else None)
     if job.replay_command:
         console.print(Text.assemble("replay: ", (job.replay_command, "bold")))
     for title, pairs in job.facts:

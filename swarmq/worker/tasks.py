@@ -1,11 +1,11 @@
 """What Celery, `celery inspect` and Flower see of a message: its name, and how it ended.
 
-A message is named after its job (``exp3:baseline/r0:django__django-11099``, Celery's shadow name) when the
-worker receives it, from one primary-key read, so that Flower's task list and `inspect active` say what
-runs. A message whose job failed ends as a Celery FAILURE carrying the reason; a written job (scored, or an
-error outcome of the model) is a SUCCESS whose result is the worker's line for it, verdict included. These
-are for people watching: Postgres stays the record, and a name that cannot be read leaves the plain task
-name.
+A message is named after its job (``exp3:baseline/r0:django__django-11099``, ``…#2`` for its sample 2;
+Celery's shadow name) when the worker receives it, from one primary-key read, so that Flower's task list and
+`inspect active` say what runs. A message whose job failed ends as a Celery FAILURE carrying the reason; a
+written job (scored, or an error outcome of the model) is a SUCCESS whose result is the worker's line for it,
+verdict included. These are for people watching: Postgres stays the record, and a name that cannot be read
+leaves the plain task name.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from swarmq.queue.messages import BadMessage, job_ids
 log = logging.getLogger(__name__)
 
 _NAME_SQL = text(
-    "SELECT e.name, j.condition, j.replicate, j.instance_id FROM jobs j "
+    "SELECT e.name, j.condition, j.replicate, j.instance_id, j.sample FROM jobs j "
     "JOIN experiments e ON e.id = j.experiment_id WHERE j.id = :id"
 )
 _ERRORS_SQL = text("SELECT id, error FROM jobs WHERE id = ANY(:ids) ORDER BY id")
@@ -34,9 +34,12 @@ class JobFailed(Exception):
     """A message's job failed (recorded in Postgres with the reason): Celery's FAILURE, for Flower."""
 
 
-def task_name(experiment: str, condition: str, replicate: int, instance: str, others: int = 0) -> str:
-    """``exp3:baseline/r0:django__django-11099``; ``... (+3)`` for a message that carries 3 more jobs."""
-    name = f"{experiment}:{condition}/r{replicate}:{instance}"
+def task_name(
+    experiment: str, condition: str, replicate: int, instance: str, others: int = 0, sample: int = 0
+) -> str:
+    """``exp3:baseline/r0:django__django-11099``; ``...#2`` for the issue's sample 2 (sample 0, the job a
+    one-sample run has, keeps the plain name); ``... (+3)`` for a message that carries 3 more jobs."""
+    name = f"{experiment}:{condition}/r{replicate}:{instance}" + (f"#{sample}" if sample else "")
     return f"{name} (+{others})" if others else name
 
 
@@ -65,7 +68,9 @@ class TaskNames:
         except Exception as exc:  # a display name never holds up a message; the claim reports outages
             log.debug("job=%s no task name: %s", ids[0], exc)
             return None
-        return None if row is None else task_name(row[0], row[1], int(row[2]), row[3], len(ids) - 1)
+        if row is None:
+            return None
+        return task_name(row[0], row[1], int(row[2]), row[3], len(ids) - 1, sample=int(row[4]))
 
 
 class Lines:
