@@ -33,6 +33,7 @@ class Job:
     experiment_id: int = 1
     condition: str = "swarm"
     replicate: int = 0
+    sample: int = 0
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_runs_every_job_once_and_keeps_redis_equal_to_a_replay(svc: Any, tmp_pat
         cfg = run.sync.experiment(session, exp_id).config
         pairs = stream_outcomes(session, stream)
         issues = {r.id: issue_of(r) for r in session.execute(text("SELECT * FROM issues")).all()}
-    updates = [update_of(j.id, o, issues[j.issue_id], cfg, "swarm") for j, o in pairs]
+    updates = [update_of(j, o, issues[j.issue_id], cfg) for j, o in pairs]
     replayed, applied = state_from_updates(updates, 2, 5)
     assert SwarmStore(svc.redis).peek(stream, 2) == replayed and len(applied) == 4
     # Round robin over two agents, in position order: 0, 1, 0, 1; each outcome records its state version.
@@ -144,7 +144,7 @@ def test_a_rebuilt_relaxed_stream_equals_the_live_one(svc: Any, tmp_path: Path) 
         cfg = run.sync.experiment(session, exp_id).config
         pairs = stream_outcomes(session, stream)
         issues = {r.id: issue_of(r) for r in session.execute(text("SELECT * FROM issues")).all()}
-    first, second, third = (update_of(j.id, o, issues[j.issue_id], cfg, "swarm") for j, o in pairs)
+    first, second, third = (update_of(j, o, issues[j.issue_id], cfg) for j, o in pairs)
     store.delete(stream, 1)  # replay the live history with the last two updates arriving swapped
     store.restore(stream, 1, state_from_updates([], 1, 5)[0], [])
     for update in (first, third, second):

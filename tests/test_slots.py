@@ -160,6 +160,10 @@ def test_enqueue_warns_when_slots_exceed_the_runnable_streams(tmp_path: Path) ->
     unlimited = load_config(write_config(tmp_path, name="u", conditions={"a": {}}))
     assert runnable_streams(unlimited) == 4 and slots_warning({"workers": [worker]}, unlimited) is None
     assert "only 4 job(s) at once" in str(slots_warning({"workers": [worker] * 2}, unlimited))
+    # A position holds an issue's samples: with 3, the window holds 12 jobs of that stream.
+    gen = {"max_tokens": 32, "temperature": 0.5, "samples": 3}
+    sampled = load_config(write_config(tmp_path, name="v", conditions={"a": {}}, extra={"generation": gen}))
+    assert runnable_streams(sampled) == 12
 
 
 def test_a_busy_slots_worker_answers_ping_and_inspect(

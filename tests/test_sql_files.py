@@ -262,6 +262,13 @@ PINNED = {
     "0012/swarmq_release.sql": "ec4d05efbbb4f5dd",
     "0012/v_agent_summary.sql": "f5a69dadd984b9aa",
     "0012/v_condition_summary.sql": "c9cc61577aa280dd",
+    "0013/swarmq_agg_job_status.sql": "9081f6814fa5898b",
+    "0013/swarmq_agg_jobs_inserted.sql": "74aeadf08d59e8f0",
+    "0013/swarmq_agg_outcomes.sql": "33466140c2b390e3",
+    "0013/swarmq_agg_rebuild.sql": "e2389b0c2e1c0c38",
+    "0013/swarmq_release.sql": "661bc7c1db719599",
+    "0013/v_agent_summary.sql": "86c814dc715be69a",
+    "0013/v_condition_summary.sql": "a35023d1a0eb987c",
 }
 """A prefix of each file's sha256. A migration that has run somewhere cannot be run again there, so a file it
 loads must never change: to change an object, copy its file into a new revision's folder. (While the head

@@ -65,7 +65,8 @@ def load_report(path: Path) -> dict[str, bool]:
 def import_verdicts(
     session: Session, experiment: str, condition: str, replicate: int, verdicts: dict[str, bool]
 ) -> tuple[int, int]:
-    """Set ``resolved`` on the stream's outcomes; returns (updated, resolved). All or nothing."""
+    """Set ``resolved`` on the stream's outcomes; returns (updated, resolved). All or nothing. A harness
+    report holds one verdict per instance: it is sample 0's (`export` writes sample 0's predictions)."""
     exp_id, config = experiment_row(session, experiment)
     check_selection(experiment, config, condition, replicate)
     ids = set(
@@ -88,7 +89,7 @@ def import_verdicts(
             text(
                 "UPDATE outcomes o SET resolved = :v FROM jobs j "
                 "WHERE o.job_id = j.id AND j.experiment_id = :e "
-                "AND j.condition = :c AND j.replicate = :r AND j.instance_id = :i"
+                "AND j.condition = :c AND j.replicate = :r AND j.instance_id = :i AND j.sample = 0"
             ),
             {"v": resolved, "e": exp_id, "c": condition, "r": replicate, "i": instance_id},
         ).rowcount  # type: ignore[attr-defined]

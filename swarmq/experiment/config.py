@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 MAX_JOBS = 100_000
-"""Default `max_jobs`: jobs (issues × conditions × replicates) one experiment may create."""
+"""Default `max_jobs`: jobs (issues × conditions × replicates × samples) one experiment may create."""
 
 
 def _expand_models(data: Any) -> Any:
@@ -87,8 +87,8 @@ class ExperimentConfig(Strict):
     ] = Field(default=1, ge=1)
     success: SuccessConfig = SuccessConfig()
     max_jobs: int = Field(default=MAX_JOBS, ge=1)
-    """Refuse to create more jobs than this (issues × conditions × replicates): a guard against an extra zero,
-    which a file that means it raises."""
+    """Refuse to create more jobs than this (issues × conditions × replicates × samples): a guard against an
+    extra zero, which a file that means it raises."""
     max_spread: Annotated[int, at_most(100_000, "past the number of issues it bounds nothing")] = Field(
         default=4, ge=1
     )
@@ -130,6 +130,18 @@ class ExperimentConfig(Strict):
                     f"condition {name!r}: max_tokens ({gen.max_tokens}) must be below its model's "
                     f"n_ctx ({model.n_ctx}): the prompt needs room in the context too"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _samples_differ(self, info: ValidationInfo) -> ExperimentConfig:
+        """Several samples of a greedy decode are one sample n times: refused, not run."""
+        if self.generation.samples > 1 and not is_stored(info):
+            for name in self.conditions:
+                if self.generation_for(name).temperature == 0:
+                    raise ValueError(
+                        f"generation.samples ({self.generation.samples}) needs a temperature above 0: "
+                        f"condition {name!r} decodes greedily, so its samples would all be the same"
+                    )
         return self
 
     @field_validator("success")

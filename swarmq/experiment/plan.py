@@ -17,24 +17,28 @@ def plan_jobs(
     conditions: Sequence[str],
     replicates: int,
     orders: Sequence[Sequence[int]] | None = None,
+    samples: int = 1,
 ) -> Iterator[dict[str, Any]]:
     """Job rows in publish order (pure), one at a time so that a large plan is never all in memory. Every job
     starts ``pending``: releases (`queue.jobs.release`) queue them. ``orders[r]`` lists issue indices in
-    replicate r's run order (default: the issues' order in every replicate)."""
+    replicate r's run order (default: the issues' order in every replicate). An issue's ``samples`` share its
+    position, last to first: sample 0, which feeds the swarm, after the samples that only observe."""
     seq = 0
     for position in range(len(issues)):
         for replicate in range(replicates):
             issue = issues[orders[replicate][position] if orders is not None else position]
-            for condition in conditions:
-                yield {
-                    "condition": condition,
-                    "replicate": replicate,
-                    "instance_id": issue.instance_id,
-                    "position": position,
-                    "seq": seq,
-                    "status": "pending",
-                }
-                seq += 1
+            for sample in reversed(range(samples)):
+                for condition in conditions:
+                    yield {
+                        "condition": condition,
+                        "replicate": replicate,
+                        "instance_id": issue.instance_id,
+                        "position": position,
+                        "sample": sample,
+                        "seq": seq,
+                        "status": "pending",
+                    }
+                    seq += 1
 
 
 def replicate_orders(issues: int, replicates: int, seed: int, independent: bool) -> list[list[int]]:
@@ -64,8 +68,8 @@ def design_warnings(routers: dict[str, str], task_types: set[str]) -> list[str]:
     ]
 
 
-def job_count(issues: int, conditions: int, replicates: int) -> int:
-    return issues * conditions * replicates
+def job_count(issues: int, conditions: int, replicates: int, samples: int = 1) -> int:
+    return issues * conditions * replicates * samples
 
 
 def stream_seed(experiment_seed: int, condition: str, replicate: int) -> int:
@@ -73,8 +77,10 @@ def stream_seed(experiment_seed: int, condition: str, replicate: int) -> int:
     return sha_int(f"swarmq/stream/{experiment_seed}/{condition}/{replicate}")
 
 
-def job_seed(base: int, replicate: int, instance_id: str) -> int:
-    """Sampling seed of a job: the same issue and replicate get the same seed in every condition
-    (common random numbers make conditions comparable); fits llama.cpp's uint32 seed."""
-    digest = hashlib.sha256(f"{base}/{replicate}/{instance_id}".encode()).digest()
+def job_seed(base: int, replicate: int, instance_id: str, sample: int = 0) -> int:
+    """Sampling seed of a job: the same issue, replicate and sample get the same seed in every condition
+    (common random numbers make conditions comparable); sample 0 keeps the seed of a one-sample run, the
+    others get seeds of their own. Fits llama.cpp's uint32 seed."""
+    key = f"{base}/{replicate}/{instance_id}" + (f"/sample/{sample}" if sample else "")
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

@@ -36,6 +36,7 @@ JOB_COLUMNS = (
     "replicate",
     "instance_id",
     "position",
+    "sample",
     "seq",
     "status",
     "attempts",
@@ -66,11 +67,13 @@ def enqueue(
     say = progress or (lambda _m: None)
     record = record or DatasetRecord(config.dataset.source, None, fingerprint(issues), len(issues))
     key = keys.model_key(config.model.path)
-    total = job_count(len(issues), len(config.conditions), config.replicates)
+    samples = config.generation.samples
+    total = job_count(len(issues), len(config.conditions), config.replicates, samples)
     if total > config.max_jobs:
+        per = f" × {samples} samples" if samples > 1 else ""
         raise ConfigError(
             f"{config.name}: {len(issues)} issues × {len(config.conditions)} conditions × "
-            f"{config.replicates} replicates = {total} jobs, above max_jobs ({config.max_jobs}); "
+            f"{config.replicates} replicates{per} = {total} jobs, above max_jobs ({config.max_jobs}); "
             "set max_jobs in the file if you mean it"
         )
     for warning in design_warnings(
@@ -118,7 +121,7 @@ def enqueue(
         orders = replicate_orders(
             len(issues), config.replicates, config.seed, config.dataset.shuffle == "per_replicate"
         )
-        plan = plan_jobs(issues, list(config.conditions), config.replicates, orders)
+        plan = plan_jobs(issues, list(config.conditions), config.replicates, orders, samples)
         queues = {name: keys.model_key(config.model_for(name).path) for name in config.conditions}
         copy_jobs(
             session,
@@ -130,6 +133,7 @@ def enqueue(
                     r["replicate"],
                     r["instance_id"],
                     r["position"],
+                    r["sample"],
                     r["seq"],
                     INITIAL,
                     0,

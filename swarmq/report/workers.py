@@ -52,10 +52,10 @@ def _seconds(age: float) -> float | None:
 
 def runnable_streams(config: ExperimentConfig) -> int:
     """How many jobs of the experiment can run at once: a strict stream runs one at a time, a relaxed one up
-    to ``max_in_flight`` and never more than ``max_spread`` (the position window, `queue.jobs.release`)."""
-    per_stream = [
-        min(limit or config.max_spread, config.max_spread) for limit in config.in_flight_limits().values()
-    ]
+    to ``max_in_flight`` and never more than the jobs in ``max_spread`` positions (the position window,
+    `queue.jobs.release`; a position holds an issue's ``generation.samples``)."""
+    window = config.max_spread * config.generation.samples
+    per_stream = [min(limit or window, window) for limit in config.in_flight_limits().values()]
     return sum(per_stream) * config.replicates
 
 

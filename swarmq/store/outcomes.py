@@ -116,7 +116,12 @@ def latest_successes(session: Session, experiment_id: int, per_agent: int) -> li
             .label("k"),
         )
         .join(Job, Job.id == Outcome.job_id)
-        .where(Job.experiment_id == experiment_id, Outcome.success, Outcome.agent_id.is_not(None))
+        .where(
+            Job.experiment_id == experiment_id,
+            Job.sample == 0,  # the only sample that feeds the swarm
+            Outcome.success,
+            Outcome.agent_id.is_not(None),
+        )
         .subquery()
     )
     query = (

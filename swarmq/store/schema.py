@@ -75,9 +75,10 @@ class Issue(Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("experiment_id", "condition", "replicate", "instance_id"),
-        UniqueConstraint("experiment_id", "condition", "replicate", "position"),
+        UniqueConstraint("experiment_id", "condition", "replicate", "instance_id", "sample"),
+        UniqueConstraint("experiment_id", "condition", "replicate", "position", "sample"),
         CheckConstraint(f"status IN {sql_list(JobStatus)}", name="jobs_status_check"),
+        CheckConstraint("sample >= 0", name="jobs_sample_check"),
         Index("ix_jobs_experiment_status", "experiment_id", "status"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index(
@@ -109,7 +110,11 @@ class Job(Base):
     replicate: Mapped[int] = mapped_column(Integer)
     instance_id: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer)
-    """Order of the job inside its stream (experiment, condition, replicate)."""
+    """Order of the job inside its stream (experiment, condition, replicate): its issue's place, shared by the
+    issue's samples."""
+    sample: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    """Which of the cell's ``generation.samples`` this job is. Sample 0 is the job a one-sample run has: the
+    one that feeds the swarm and that the results tables count; the others only observe (pass@k)."""
     model_key: Mapped[str] = mapped_column(String(200))
     """Broker queue of the model this job runs on (its condition's model)."""
     seq: Mapped[int] = mapped_column(Integer)

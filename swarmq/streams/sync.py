@@ -49,7 +49,7 @@ def final_buffers(
     issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
     per_stream: dict[tuple[str, int], list[Update]] = {}
     for job, outcome in pairs:
-        update = update_of(job.id, outcome, issues[job.issue_id], config, job.condition)
+        update = update_of(job, outcome, issues[job.issue_id], config)
         per_stream.setdefault((job.condition, job.replicate), []).append(update)
     out = {}
     for (condition, replicate), updates in per_stream.items():
@@ -102,9 +102,7 @@ class StreamSync:
             pending = outcomes.stream_outcomes(session, stream, unapplied_only=True)
             issues = issues_by_id(session, [j.issue_id for j, _ in pending])
         for job, outcome in pending:
-            self.apply(
-                stream, config, update_of(job.id, outcome, issues[job.issue_id], config, stream.condition)
-            )
+            self.apply(stream, config, update_of(job, outcome, issues[job.issue_id], config))
 
     def apply(
         self, stream: Stream, config: ExperimentConfig, update: Update, *, mark: bool = True
@@ -139,10 +137,7 @@ class StreamSync:
             issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
         held = self.swarm.applied_versions(stream) if any(o.applied_version is None for _, o in pairs) else {}
         plan = replay_plan([o.applied_version or held.get(j.id) for j, o in pairs])
-        updates = [
-            update_of(pairs[i][0].id, pairs[i][1], issues[pairs[i][0].issue_id], config, stream.condition)
-            for i, _ in plan
-        ]
+        updates = [update_of(pairs[i][0], pairs[i][1], issues[pairs[i][0].issue_id], config) for i, _ in plan]
         return state_from_updates(updates, cond.agents, cond.max_examples, [v for _, v in plan])
 
     def rebuild(self, stream: Stream, config: ExperimentConfig) -> bool:

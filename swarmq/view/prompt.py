@@ -36,10 +36,7 @@ class StreamHistory:
         cond = config.conditions[stream.condition]
         pairs = outcomes.stream_outcomes(session, stream)
         issues = issues_by_id(session, [j.issue_id for j, _ in pairs])
-        updates = [
-            (o.applied_version, update_of(j.id, o, issues[j.issue_id], config, stream.condition))
-            for j, o in pairs
-        ]
+        updates = [(o.applied_version, update_of(j, o, issues[j.issue_id], config)) for j, o in pairs]
         return cls(updates, cond.agents, cond.max_examples)
 
     def examples(self) -> dict[str, Example]:

@@ -171,6 +171,7 @@ def _update(a: Attempt, state: Judged) -> SwarmUpdate:
         success=verdict.success,
         judged=judged(state.record["score_status"]),
         chat=state.plan.prompt.messages is not None,
+        sample=job.sample,
     )
     return SwarmUpdate(job.id, info.id, info.stream(job.condition, job.replicate), info.config, update)
 

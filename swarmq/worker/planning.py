@@ -37,8 +37,13 @@ def plan_job(
     issue: Issue,
     state: StreamState,
     model: ModelInfo,
+    *,
+    sample: int = 0,
 ) -> JobPlan:
-    """Route the job to an agent, show that agent's examples, and build the generation request."""
+    """Route the job to an agent, show that agent's examples, and build the generation request. The route is
+    a function of the stream, the position and the state, so every sample of an issue that sees one state
+    goes to one agent; the samples differ by their generation seed. A prompt never shows an example of its
+    own issue (a sample run after the sample that fed it, in a relaxed stream)."""
     cond = config.conditions[condition]
     decision = route(
         cond.router,
@@ -49,13 +54,14 @@ def plan_job(
         temperature=cond.router_temperature,
         ucb_c=cond.ucb_c,
     )
+    chat = model.chat_template
+    own = bench.example("", issue, "", chat=chat).problem
     examples = select_examples(
-        state.buffers[decision.agent_id],
+        [e for e in state.buffers[decision.agent_id] if e.problem != own],
         issue.task_type,
         max_show=cond.max_show,
         type_filtered=cond.type_filtered,
     )
-    chat = model.chat_template
     prompt = bench.prompt(issue, examples, chat=chat, system=cond.system_prompt)
     gen = config.generation_for(condition)
     request = GenerationRequest(
@@ -64,7 +70,7 @@ def plan_job(
         max_tokens=gen.max_tokens,
         temperature=gen.temperature,
         top_p=gen.top_p,
-        seed=job_seed(gen.seed, replicate, issue.instance_id),
+        seed=job_seed(gen.seed, replicate, issue.instance_id, sample),
         stop=stop_strings(model.eog_texts, gen.stop, bench.stops(chat)),
         deadline_seconds=gen.deadline_seconds,
     )

@@ -241,7 +241,9 @@ class JobRunner:
             cancel.check()
             raise
         model = self.generator.info
-        plan = plan_job(bench, config, job.condition, job.replicate, job.position, issue, state, model)
+        plan = plan_job(
+            bench, config, job.condition, job.replicate, job.position, issue, state, model, sample=job.sample
+        )
         cancel.check()
         assert msg.watch is not None
         verdict = self._generate_and_judge(msg.watch, cancel, bench, plan, issue, info)

@@ -40,6 +40,8 @@ class Claimed:
     condition: str
     replicate: int
     position: int
+    sample: int
+    """Which of its cell's samples (`GenerationConfig.samples`); 0 is the one that feeds the swarm."""
     attempts: int
     """Claims of this job so far, this one included."""
     unapplied: bool
@@ -101,7 +103,9 @@ def _claim_statement() -> ClauseElement:
             started_at=func.now(),
             error=None,
         )
-        .returning(c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.attempts)
+        .returning(
+            c.id, c.experiment_id, c.issue_id, c.condition, c.replicate, c.position, c.sample, c.attempts
+        )
         .cte("claimed")
     )
     return select(
