@@ -23,6 +23,7 @@ from swarmq.report.render import print_table
 from swarmq.report.results import results
 from swarmq.view import pages, reads
 from swarmq.view.bundle import bundle
+from swarmq.view.filters import JobFilter
 from swarmq.view.models import JobPage, JobRow
 from swarmq.worker.tasks import TaskNames, task_name
 from tests.conftest import swarmq
@@ -317,6 +318,10 @@ def test_show_the_viewer_and_celery_say_which_sample_a_job_is(
     with svc.sessions() as session:
         page = pages.experiment_page(session, "t")
         html = bundle(session, "t")
+        firsts = pages.experiment_page(session, "t", JobFilter.parse({"sample": "0"}))
+        seconds = pages.experiment_page(session, "t", JobFilter.parse({"sample": "1"}))
+    assert firsts.matching == seconds.matching == JOBS and page.options.samples == list(range(SAMPLES))
+    assert {j.sample for j in seconds.jobs} == {1} and {j.sample for j in firsts.jobs} == {0}
     assert page.samples == SAMPLES and page.matching == JOBS * SAMPLES
     cells = [c for line in page.matrix.rows for c in line.cells if c is not None]
     assert len(cells) == JOBS and {c.sample for c in cells} == {0}  # the matrix: sample 0, as results count
@@ -325,3 +330,4 @@ def test_show_the_viewer_and_celery_say_which_sample_a_job_is(
     assert pass_table.columns[:3] == ["condition", "samples", "pass@1"]
     assert ("samples", "3") in page.facts
     assert "sample 1 of 3: feeds nothing" in html and "<th>sample</th>" in html
+    assert '<select name="sample">' in html and 'data-sample="2"' in html

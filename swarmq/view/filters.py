@@ -30,6 +30,8 @@ class JobFilter:
     task_type: str | None = None
     verdict: str | None = None
     status: str | None = None
+    sample: int | None = None
+    """Which of ``generation.samples`` (0: the job the results count)."""
     q: str | None = None
     """Text searched (case-insensitively) in the issue id, completion, errors and the scorer's detail."""
 
@@ -38,7 +40,7 @@ class JobFilter:
         """From a query string; empty values mean no filter. A malformed value is a `ConfigError`."""
         given = {k: v.strip() for k, v in params.items() if k in FIELDS and v.strip()}
         values: dict[str, Any] = dict(given)
-        for name in ("replicate", "agent"):
+        for name in ("replicate", "agent", "sample"):
             if name in given:
                 try:
                     values[name] = int(given[name])
@@ -63,6 +65,7 @@ class JobFilter:
             ("agent", "o.agent_id"),
             ("task_type", "i.task_type"),
             ("status", "j.status"),
+            ("sample", "j.sample"),
         ):
             value = getattr(self, name)
             if value is not None:

@@ -85,6 +85,7 @@ class FilterOptions:
     task_types: list[str]
     verdicts: list[str]
     statuses: list[str]
+    samples: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,7 @@ def experiment_page(
             task_types=values["task_types"],
             verdicts=list(VERDICTS),
             statuses=values["statuses"],
+            samples=values["samples"],
         ),
         samples=samples_of(config),
     )
@@ -214,7 +215,7 @@ def job_page(
     config = ExperimentConfig.stored(dict(row["config"]))
     cond = config.conditions.get(str(row["condition"]))
     sampling = dict((o or {}).get("sampling") or {})
-    sample, samples = int(row["sample"]), samples_of(dict(row["config"]))
+    sample, samples = int(row["sample"]), config.generation.samples
     job_facts = [
         ("experiment", str(row["experiment"])),
         ("condition", str(row["condition"])),

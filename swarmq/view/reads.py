@@ -94,12 +94,13 @@ def jobs(
 
 
 def filter_values(session: Session, experiment_id: int) -> dict[str, Any]:
-    """The distinct conditions, replicates, agents, task types and statuses of the experiment's jobs, and
-    how many issues it has (``issues``)."""
+    """The distinct conditions, replicates, agents, task types, statuses and samples of the experiment's jobs,
+    and how many issues it has (``issues``)."""
     sql = f"""
         SELECT array_agg(DISTINCT j.condition) AS conditions, array_agg(DISTINCT j.replicate) AS replicates,
                array_agg(DISTINCT o.agent_id) FILTER (WHERE o.agent_id IS NOT NULL) AS agents,
                array_agg(DISTINCT i.task_type) AS task_types, array_agg(DISTINCT j.status) AS statuses,
+               array_agg(DISTINCT j.sample) AS samples,
                count(DISTINCT j.instance_id) AS issues
         {FROM}
     """
