@@ -24,7 +24,7 @@ def test_shipped_configs_validate() -> None:
     exp3 = load_config(ROOT / "config" / "exp3.yaml")
     assert exp3.dataset.benchmark == "swebench"
     assert set(exp3.conditions) == {"baseline", "control", "experimental"}
-    assert exp3.replicates == 3
+    assert exp3.replicates == 5  # the fewest that estimate the swarm-to-swarm variance
     assert (exp3.generation.max_tokens, exp3.generation.temperature) == (2048, 0.2)
     assert (exp3.model.n_ctx, exp3.model.n_gpu_layers) == (8192, -1)
     assert exp3.conditions["experimental"].router == "affinity"

@@ -21,7 +21,7 @@ from swarmq.experiment.identity import HASHED_AT_DEFAULT, OPERATIONAL, differenc
 ROOT = Path(__file__).resolve().parent.parent
 
 SHIPPED = {
-    "config/exp3.yaml": "1bd24daa3ceac64f28214f3da20ccc69f889972b45f641344e797a6f2683425a",
+    "config/exp3.yaml": "30c3b5e5fab4ca6821ed174bde82a8911df6768314452a2956740c084e23ce87",
     "swarmq/data/demo.yaml": "26dd21e21f13aab4468df3933ef6516ba6249c2e4e8c50f273661344fb548881",
 }
 

@@ -57,7 +57,7 @@ def plan(design: Design, rate: float, icc: float, swarm_sd: float) -> Plan:
     var = 2 * sigma2 * (1 - icc) / n + (design.accumulating * tau2 / design.replicates if two_way else 0.0)
     df = (min(design.issues, design.replicates) if two_way else design.issues) - 1
     se = math.sqrt(var)
-    return Plan(se, df, two_way, paired.detectable(se, df, max(1, pairs(design.conditions))))
+    return Plan(se, df, two_way, paired.detectable(se, df, max(1, pairs(design.conditions)), estimated=False))
 
 
 def replicates_needed(
