@@ -282,6 +282,12 @@ def test_export_writes_every_sample_with_its_number(svc: Any, tmp_path: Path) ->
         tasks.setdefault(r["task_id"], []).append(r["completion"])
     assert len(tasks) == 6 and all(len(c) == SAMPLES for c in tasks.values())
     assert all(sum(c.startswith("sample ") for c in cs) == SAMPLES - 1 for cs in tasks.values())
+    # A format of one prediction per instance (the SWE-bench harness's) holds sample 0's, the verdicts
+    # import-eval sets.
+    with svc.sessions() as session:
+        written = export.write(session, "t", "swebench", tmp_path / "p.jsonl", condition="swarm", replicate=0)
+    predictions = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert written == len(predictions) == 6 == len({p["instance_id"] for p in predictions})
 
 
 @pytest.mark.services

