@@ -148,7 +148,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     if clustered:
         console.print(
             "rate [95% CI]: clustered by issue (and by replicate for a condition that accumulates, from 5 "
-            "replicates), t(issues−1), never zero-width; Wilson (indep.) assumes independent outcomes"
+            "replicates), t(G−1) with G the fewer clusters, never zero-width; Wilson (indep.) assumes "
+            "independent outcomes"
         )
     if dropped:
         console.print(f"left out at this width: {', '.join(dropped)} (a wider terminal or --format json)")
