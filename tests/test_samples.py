@@ -190,6 +190,9 @@ def test_sample_zero_is_the_one_sample_run_and_the_others_only_observe(
     assert rows(svc, f"SELECT count(*) FROM jobs WHERE experiment_id = {three} AND status = 'done'") == [
         (24,)
     ]
+    # psql's flat view says which sample each row is.
+    flat = "SELECT sample, count(*) FROM v_outcomes WHERE experiment = 'three' GROUP BY 1 ORDER BY 1"
+    assert rows(svc, flat) == [(0, 8), (1, 8), (2, 8)]
 
 
 @pytest.mark.services

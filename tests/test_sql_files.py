@@ -224,6 +224,7 @@ def test_the_status_sets_are_the_named_sets() -> None:
 
 
 PINNED = {
+    "0001/v_outcomes.sql": "529b642d04e8bee7",
     "0003/v_condition_summary.sql": "df8d2ff8b31d86fe",
     "0008/agg_tables.sql": "4356836f406f96cd",
     "0008/swarmq_agg_bucket.sql": "9f4dd4f259a00c84",
@@ -264,11 +265,12 @@ PINNED = {
     "0012/v_condition_summary.sql": "c9cc61577aa280dd",
     "0013/swarmq_agg_job_status.sql": "9081f6814fa5898b",
     "0013/swarmq_agg_jobs_inserted.sql": "74aeadf08d59e8f0",
-    "0013/swarmq_agg_outcomes.sql": "33466140c2b390e3",
+    "0013/swarmq_agg_outcomes.sql": "3b2a7b77d49b3e34",
     "0013/swarmq_agg_rebuild.sql": "e2389b0c2e1c0c38",
     "0013/swarmq_release.sql": "661bc7c1db719599",
     "0013/v_agent_summary.sql": "86c814dc715be69a",
     "0013/v_condition_summary.sql": "a35023d1a0eb987c",
+    "0013/v_outcomes.sql": "64d0c9d383f85d1d",
 }
 """A prefix of each file's sha256. A migration that has run somewhere cannot be run again there, so a file it
 loads must never change: to change an object, copy its file into a new revision's folder. (While the head
@@ -281,3 +283,26 @@ def test_pinned_files_do_not_change() -> None:
         for p in sorted(SQL_DIR.glob("*/*.sql"))
     }
     assert now == PINNED
+
+
+def test_every_counting_file_counts_sample_zero() -> None:
+    """With ``generation.samples``, the aggregates and their views count each cell's sample 0 (`counters.PRIMARY`,
+    as the recount does): every newest file that counts jobs or outcomes says so, the job trigger on the row it
+    fires for."""
+    files = newest_files()
+    counting = [
+        "swarmq_agg_outcomes",
+        "swarmq_agg_rebuild",
+        "swarmq_agg_jobs_inserted",
+        "v_condition_summary",
+        "v_agent_summary",
+    ]
+    for name in counting:
+        assert counters.PRIMARY in files[name].read_text(), name
+    assert "WHEN (NEW.sample = 0 AND" in files["swarmq_agg_job_status"].read_text()
+    # The recount's `after` pairs one job per condition: the sample-0 join, in the fold and the rebuild alike.
+    for name in ("swarmq_agg_outcomes", "swarmq_agg_rebuild"):
+        assert (
+            "AND j.instance_id = a.instance_id\n                        AND j.sample = 0"
+            in files[name].read_text()
+        )

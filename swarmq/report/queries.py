@@ -43,13 +43,7 @@ LABELS = {
 SUCCESS = counters.SUCCESS
 SCORING_ERROR = counters.SCORING_ERROR
 JUDGED = counters.JUDGED
-
-PRIMARY = "j.sample = 0"
-"""The jobs the results count, over jobs ``j``: each (condition, replicate, issue)'s sample 0. With
-``generation.samples: n``, samples 1 … n − 1 see the state sample 0 sees but feed nothing; sample 0 is the job
-a one-sample run has, so counting it alone keeps every rate, comparison, swarm metric and curve equal to that
-run's (and to the aggregates, which count sample 0 only). pass@k (`sample_counts`), progress and export read
-every sample. Every results query here, in `plots` and in the viewer restricts by this one predicate."""
+PRIMARY = counters.PRIMARY
 
 
 MATCHED = f"""

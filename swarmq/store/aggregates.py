@@ -115,7 +115,7 @@ def running(session: Session, experiment_id: int, by: str) -> dict[tuple[Any, ..
         text(
             f"SELECT {key}, count(*) FROM jobs j JOIN issues i ON i.id = j.issue_id "
             f"LEFT JOIN outcomes o ON o.job_id = j.id WHERE j.experiment_id = :e AND j.status = 'running' "
-            "AND j.sample = 0 "
+            f"AND {counters.PRIMARY} "
             f"GROUP BY {key}"
         ),
         {"e": experiment_id},

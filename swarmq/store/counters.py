@@ -21,6 +21,11 @@ JUDGED = f"o.id IS NOT NULL AND NOT {SCORING_ERROR}"
 """The job has an outcome its scorer judged: what success rates divide by."""
 SUCCESS = "coalesce(o.success, false)"
 """A success under the experiment's rule: what the swarm learned from is what results count."""
+PRIMARY = "j.sample = 0"
+"""The jobs the results count, over jobs ``j``: each (condition, replicate, issue)'s sample 0. With
+``generation.samples: n``, sample 0 is the job a one-sample run has and the only one that feeds the swarm;
+counting it alone keeps every rate, comparison, swarm metric and curve what that run's would be. pass@k,
+progress and export read every sample. The aggregates' SQL files write it out (a test checks each one)."""
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,10 @@ def stream_outcomes(
 
 
 def latest_successes(session: Session, experiment_id: int, per_agent: int) -> list[tuple[Job, Outcome]]:
-    """Each (stream, agent)'s last ``per_agent`` successful outcomes with an agent, oldest first, in the order
-    their updates were applied (as `stream_outcomes`): all that an agent's final buffer can hold, read without
-    the rest of the experiment's outcomes."""
+    """Each (stream, agent)'s last ``per_agent`` successful outcomes with an agent, of sample 0 (the only
+    sample that feeds the swarm), oldest first, in the order their updates were applied (as
+    `stream_outcomes`): all that an agent's final buffer can hold, read without the rest of the experiment's
+    outcomes."""
     ranked = (
         select(
             Outcome.id,

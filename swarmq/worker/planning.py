@@ -38,12 +38,12 @@ def plan_job(
     state: StreamState,
     model: ModelInfo,
     *,
-    sample: int = 0,
+    sample: int,
 ) -> JobPlan:
     """Route the job to an agent, show that agent's examples, and build the generation request. The route is
     a function of the stream, the position and the state, so every sample of an issue that sees one state
-    goes to one agent; the samples differ by their generation seed. A prompt never shows an example of its
-    own issue (a sample run after the sample that fed it, in a relaxed stream)."""
+    goes to one agent; the samples differ by their generation seed. A sample other than 0 never sees an
+    example of its own issue (in a relaxed stream it may run after sample 0 fed its agent)."""
     cond = config.conditions[condition]
     decision = route(
         cond.router,
@@ -55,9 +55,12 @@ def plan_job(
         ucb_c=cond.ucb_c,
     )
     chat = model.chat_template
-    own = bench.example("", issue, "", chat=chat).problem
+    buffer = state.buffers[decision.agent_id]
+    if sample != 0:
+        own = bench.example("", issue, "", chat=chat).problem
+        buffer = tuple(e for e in buffer if e.problem != own)
     examples = select_examples(
-        [e for e in state.buffers[decision.agent_id] if e.problem != own],
+        buffer,
         issue.task_type,
         max_show=cond.max_show,
         type_filtered=cond.type_filtered,

@@ -3,7 +3,8 @@
 Sample 0 is the job a one-sample run has, and the only one the results aggregates, their views and the swarm
 count; the other samples (1 … n − 1) share its position in the stream and run before it
 (``swarmq_release``). Each (experiment, condition, replicate) holds one job per (issue, sample) and per
-(position, sample). Existing jobs are sample 0, so every stored experiment reads as before.
+(position, sample); ``v_outcomes`` shows each job's ``sample``. Existing jobs are sample 0, so every stored
+experiment reads as before.
 
 Revision ID: 0013
 Revises: 0012
@@ -30,6 +31,7 @@ PREVIOUS = {
     "swarmq_release": "0012",
     "v_condition_summary": "0012",
     "v_agent_summary": "0012",
+    "v_outcomes": "0001",
 }
 """Each object this revision replaces, in load order, and the revision whose file it replaces."""
 
@@ -58,6 +60,7 @@ def downgrade() -> None:
         "'experiments with generation.samples > 1 exist: delete them before downgrading below 0013'; "
         "END IF; END $$"
     )
+    op.execute("DROP VIEW v_outcomes")  # a view cannot lose a column in place
     for name, previous in PREVIOUS.items():
         op.execute(read(previous, name))
     for name, column in KEYS.items():

@@ -13,7 +13,8 @@
 -- * agg_seconds: a histogram of job_seconds per (experiment, condition, replicate, agent).
 --
 -- Only a job's sample 0 counts (`generation.samples`: the sample that feeds the swarm, the job a
--- one-sample run has); the outcomes of other samples are left out here, the one place they enter.
+-- one-sample run has): the outcomes of other samples are left out on entry, as every file that
+-- counts jobs leaves them out.
 --
 -- Every upsert adds rows in key order (one lock order for every writer) and skips rows that add 0.
 
@@ -22,7 +23,7 @@ CREATE OR REPLACE FUNCTION swarmq_agg_outcomes(olds outcomes[], news outcomes[])
  LANGUAGE plpgsql
  SET plan_cache_mode TO 'force_generic_plan'
 AS $fn$
--- Planned once per session: a custom plan of the second statement costs more than running it.
+-- Planned once per session: a custom plan of the last statement costs more than running it.
 DECLARE
     before agg_pairs[];
 BEGIN
@@ -43,7 +44,7 @@ BEGIN
     )
     SELECT coalesce(array_agg(ROW(l.*)::agg_pairs), '{}') INTO before FROM locked l;
     IF cardinality(before) = 0 THEN
-        RETURN;  -- the jobs are gone with their experiment, whose aggregates go by cascade
+        RETURN;  -- no sample 0, or the jobs went with their experiment (its aggregates by cascade)
     END IF;
 
     -- A new statement, hence a new snapshot: what committed before we held the locks is counted.
