@@ -75,4 +75,11 @@ def test_plan_command(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["plan", "config/exp3.yaml", "--issues", "50", "--rate", "0.3"])
     assert result.exit_code == 0, result.output
-    assert "detectable" in result.output and "conditional on these swarms" in result.output
+    # The shipped study runs 5 swarms: two-way clusters, no warning.
+    assert "detectable" in result.output and "issue × replicate clusters" in result.output
+    assert "conditional on these swarms" not in result.output
+    three = tmp_path / "exp3.yaml"
+    three.write_text(Path("config/exp3.yaml").read_text().replace("\nreplicates: 5\n", "\nreplicates: 3\n"))
+    result = CliRunner().invoke(app, ["plan", str(three), "--issues", "50", "--rate", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "conditional on these swarms" in result.output
