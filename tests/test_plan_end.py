@@ -132,6 +132,9 @@ def test_a_report_says_what_ran_and_what_it_cost(config: ExperimentConfig) -> No
     (report,) = plan_end(attempts(judged(config)), now=12.5).reports
     assert report.line == "job 1 done: swarm/r0 HumanEval/0 agent 1: success, 5 tokens, 2.5 s"
     assert (report.tokens, report.generation_seconds) == (5, 0.4)
+    # A sample other than 0 is named as Celery's task name names it.
+    (sampled,) = plan_end([Attempt(Job(1, 1, sample=2), judged(config))], now=12.5).reports
+    assert sampled.line.startswith("job 1 done: swarm/r0 HumanEval/0#2 agent 1: success")
 
 
 def test_a_message_of_every_kind_writes_once_and_releases_each_experiment_once(

@@ -183,7 +183,7 @@ def _report(a: Attempt, state: Judged, status: str, now: float) -> Report:
         status,
         job.condition,
         job.replicate,
-        state.issue.instance_id,
+        state.issue.instance_id + (f"#{job.sample}" if job.sample else ""),  # as Celery's task name says it
         state.plan.decision.agent_id,
         state.verdict,
         now - state.started,
