@@ -18,10 +18,10 @@ from rich.console import Console
 from sqlalchemy import text
 
 from swarmq.model.scripted import ScriptedGenerator
-from swarmq.report import export, passk, plots
+from swarmq.report import export, passk, queries
 from swarmq.report.render import print_table
 from swarmq.report.results import results
-from swarmq.view import pages, reads
+from swarmq.view import pages
 from swarmq.view.bundle import bundle
 from swarmq.view.filters import JobFilter
 from swarmq.view.models import JobPage, JobRow
@@ -202,14 +202,13 @@ def test_every_results_table_counts_sample_0_only_and_pass_at_k_every_sample(
 
     def read() -> tuple[dict[bool, dict[str, Any]], list[Any]]:
         with svc.sessions() as session:
-            config = dict(reads.experiment(session, "t")["config"])
             data = {r: results(session, "t", recount=r, divergence_too=True) for r in (False, True)}
             rest = [
                 results(session, "t", by=by, recount=r)["groups"]
                 for by in ("agent", "task_type")
                 for r in (False, True)
             ]
-            rest += [plots._outcome_rows(session, exp_id, config), reads.curve_rows(session, exp_id)]
+            rest += [queries.curve_rows(session, exp_id)]
         return data, rest
 
     before, before_rest = read()

@@ -13,12 +13,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.errors import OutputError, SwarmqError
 from swarmq.files import write_atomic
-from swarmq.report.queries import PRIMARY, SCORING_ERROR, SUCCESS, group_rows
+from swarmq.report.queries import curve_rows, group_rows
 from swarmq.store.experiments import experiment_row
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def plot(session: Session, experiment: str, out_dir: Path) -> list[Path]:
     figure_cls = _matplotlib()
     exp_id, config = experiment_row(session, experiment)
     groups = group_rows(session, exp_id, "condition", config)
-    rows = _outcome_rows(session, exp_id, config)
+    rows = curve_rows(session, exp_id)
     if not rows:
         raise SwarmqError(f"experiment {experiment!r} has no outcomes yet; nothing to plot")
     agents_per_condition = {name: int(c.get("agents", 1)) for name, c in config.get("conditions", {}).items()}
@@ -99,19 +98,6 @@ def _matplotlib() -> type[Figure]:
     from matplotlib.figure import Figure
 
     return Figure
-
-
-def _outcome_rows(session: Session, exp_id: int, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each sample 0's outcome (`queries.PRIMARY`), in stream order: the curves and heatmaps of a run of
-    several samples are those of its one-sample run."""
-    sql = f"""
-        SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {SUCCESS} AS success,
-               NOT coalesce({SCORING_ERROR}, false) AS judged
-        FROM jobs j JOIN outcomes o ON o.job_id = j.id
-        WHERE j.experiment_id = :e AND {PRIMARY}
-        ORDER BY j.condition, j.replicate, j.position
-    """
-    return [dict(r) for r in session.execute(text(sql), {"e": exp_id}).mappings()]
 
 
 LINE_STYLES = ("-", "--", "-.", ":")

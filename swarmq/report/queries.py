@@ -339,3 +339,17 @@ def sample_counts(session: Session, experiment_id: int) -> list[tuple[str, int, 
         {"e": experiment_id},
     ).all()
     return [(str(a), int(r), str(i), int(n), int(s)) for a, r, i, n, s in rows]
+
+
+def curve_rows(session: Session, experiment_id: int) -> list[dict[str, Any]]:
+    """Each sample 0's outcome (`PRIMARY`): its stream, position, agent, task type, success and whether it was
+    judged, in stream order: what the learning curves and routing heatmaps are drawn from, in the PNGs
+    (`plots`) and in the viewer alike."""
+    sql = f"""
+        SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {SUCCESS} AS success,
+               {JUDGED} AS judged
+        FROM jobs j JOIN outcomes o ON o.job_id = j.id
+        WHERE j.experiment_id = :e AND {PRIMARY}
+        ORDER BY j.condition, j.replicate, j.position
+    """
+    return [dict(r) for r in session.execute(text(sql), {"e": experiment_id}).mappings()]

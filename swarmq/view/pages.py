@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from swarmq.experiment.config import ExperimentConfig
 from swarmq.report.progress import experiments_json, progress
+from swarmq.report.queries import curve_rows
 from swarmq.report.results import results, samples_of
 from swarmq.swarm.state import Stream
 from swarmq.view import charts, prompt, reads
@@ -158,7 +159,7 @@ def experiment_page(
     status = progress(session, name)
     data = results(session, name)
     facts, tables = tables_of({**data, "pass_at_k": pass_rows(data.get("pass_at_k") or {})})
-    rows = reads.curve_rows(session, exp_id)
+    rows = curve_rows(session, exp_id)
     agents = {c: int(v.get("agents", 1)) for c, v in config.get("conditions", {}).items()}
     maps = charts.heatmaps(rows, agents)
     values = reads.filter_values(session, exp_id)

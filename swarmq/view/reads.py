@@ -9,8 +9,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from swarmq.errors import UnknownExperiment
-from swarmq.report.queries import PRIMARY
-from swarmq.store.counters import JUDGED, SUCCESS
 from swarmq.view.filters import VERDICT_SQL, JobFilter
 from swarmq.view.models import JobRow
 
@@ -106,20 +104,6 @@ def filter_values(session: Session, experiment_id: int) -> dict[str, Any]:
     """
     row = session.execute(text(sql), {"e": experiment_id}).mappings().one()
     return {k: v if k == "issues" else sorted(v or []) for k, v in row.items()}
-
-
-def curve_rows(session: Session, experiment_id: int) -> list[dict[str, Any]]:
-    """Each sample 0's outcome (`queries.PRIMARY`): its stream, position, agent, task type, success and
-    whether it was judged, in stream order: what learning curves and routing heatmaps are drawn from (as
-    `report.plots` draws them)."""
-    sql = f"""
-        SELECT j.condition, j.replicate, j.position, o.agent_id, o.task_type, {SUCCESS} AS success,
-               {JUDGED} AS judged
-        FROM jobs j JOIN outcomes o ON o.job_id = j.id
-        WHERE j.experiment_id = :e AND {PRIMARY}
-        ORDER BY j.condition, j.replicate, j.position
-    """
-    return [dict(r) for r in session.execute(text(sql), {"e": experiment_id}).mappings()]
 
 
 def job(session: Session, job_id: int) -> dict[str, Any]:
